@@ -1,0 +1,2 @@
+//! otter-manager: configures, controls and monitors Otter channels, pipelines and nodes.
+#![deny(missing_docs)]

@@ -1,0 +1,2 @@
+//! otter-node: runs Select/Extract/Transform/Load stages of replication pipelines.
+#![deny(missing_docs)]

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, checks formatting and lints, runs every unit and
+# integration test of the workspace against real MariaDB and ZooKeeper processes, then checks that no
+# test left a server running.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+leftovers() {
+  # Servers started by the harness live in directories named cdc-harness-*.
+  pgrep -af 'cdc-harness-' | grep -E 'mariadbd|java' || true
+}
+
+before=$(leftovers)
+if [ -n "$before" ]; then
+  echo "warning: harness processes already running before the suite (not ours to judge):"
+  echo "$before"
+fi
+
+echo "== tests"
+status=0
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast --profile ci || status=$?
+else
+  cargo test --workspace --locked --no-fail-fast || status=$?
+fi
+
+after=$(leftovers)
+if [ -n "$after" ] && [ "$after" != "$before" ]; then
+  echo "FAIL: tests left harness processes behind:" >&2
+  echo "$after" >&2
+  pkill -9 -f 'cdc-harness-' || true
+  [ $status -ne 0 ] || status=1
+fi
+exit $status
