@@ -1,0 +1,1088 @@
+//! Binlog events → Canal entries, the way Canal's `LogEventConvert` builds them (reference §2),
+//! one event at a time: nothing here buffers a transaction, so a huge transaction costs one event.
+//!
+//! The converter is synchronous and has no I/O. When it needs a table definition it does not
+//! have, it returns [`ConvertError::NeedTable`] *before* changing any state, so the async caller can
+//! load the table from the source, record it in the schema history and hand the same event again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use canal_protocol::entry::{
+    Column, Entry, EntryType, EventType, Header, RowChange, RowData, TransactionBegin,
+    TransactionEnd, Type,
+};
+use mysql_common::binlog::consts::EventType as BinlogEventType;
+use mysql_common::binlog::events::{
+    Event, EventData, OptionalMetaExtractor, OptionalMetadataField, RowsEventData, TableMapEvent,
+};
+use mysql_common::constants::ColumnType;
+use prost::Message;
+
+use crate::binlog::event::{self, mariadb, EventError, MariaGtidEvent};
+use crate::binlog::rows::{decode_rows, Image, RowsError};
+use crate::entry::{pair, ParsedEntry};
+use crate::filter::TableFilter;
+use crate::gtid::{uuid_text, GtidState, MariaGtid};
+use crate::position::{BinlogPosition, EntryPosition};
+use crate::schema::ddl::{self, DdlKind};
+use crate::schema::table::TableMeta;
+use crate::value::{format_value, ColumnDesc, ValueOptions};
+
+/// Where table definitions come from (the schema history, in production).
+pub trait SchemaLookup {
+    /// The definition of `schema.table` in force at `at`, if known.
+    fn table_at(&self, schema: &str, table: &str, at: &BinlogPosition) -> Option<TableMeta>;
+    /// Applies a DDL statement seen at `at` to the history.
+    fn apply_ddl(&mut self, at: &BinlogPosition, sql: &str, current_db: &str)
+        -> Result<(), String>;
+}
+
+/// Options that shape the entries (Canal's `canal.instance.filter.*` and friends).
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    /// Table allow/deny lists.
+    pub filter: TableFilter,
+    /// Value formatting switches.
+    pub values: ValueOptions,
+    /// GTID mode: set `Header.gtid` (and MySQL's `curtGtid*` props) on every entry.
+    pub gtid_mode: bool,
+    /// Drop ROWS_QUERY/ANNOTATE_ROWS/statement-DML entries (`filter.query.dml`).
+    pub filter_query_dml: bool,
+    /// Drop QUERY-kind statements such as CREATE DATABASE (`filter.query.dcl`).
+    pub filter_query_dcl: bool,
+    /// Drop every DDL entry; the schema history is still updated (`filter.query.ddl`).
+    pub filter_query_ddl: bool,
+    /// Skip tables whose definition cannot be found instead of failing (`filter.table.error`).
+    pub filter_table_error: bool,
+    /// Emit TRANSACTIONBEGIN for MariaDB transactions, which start with a GTID event instead of
+    /// a `BEGIN` query. Canal emits none there (its defect); default on.
+    pub mariadb_begin: bool,
+    /// Without a schema and without FULL metadata, name columns `@1`, `@2`, … instead of failing
+    /// (local binlog files of unknown origin). Off for live sources.
+    pub schemaless: bool,
+}
+
+impl Default for ConvertOptions {
+    fn default() -> Self {
+        Self {
+            filter: TableFilter::accept_all(),
+            values: ValueOptions::default(),
+            gtid_mode: false,
+            filter_query_dml: false,
+            filter_query_dcl: false,
+            filter_query_ddl: false,
+            filter_table_error: false,
+            mariadb_begin: true,
+            schemaless: false,
+        }
+    }
+}
+
+/// Why an event could not be converted. Every variant names the position.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    /// The converter needs this table's definition; load it and convert the same event again.
+    #[error("no definition of table {schema}.{table} at {at}")]
+    NeedTable {
+        /// Schema name.
+        schema: String,
+        /// Table name.
+        table: String,
+        /// Position of the TABLE_MAP event.
+        at: BinlogPosition,
+    },
+    /// The binlog and the table definition disagree on the columns.
+    #[error("table {schema}.{table} at {at}: binlog has {binlog} columns, schema has {schema_columns}; the schema history is out of date")]
+    ColumnMismatch {
+        /// Schema name.
+        schema: String,
+        /// Table name.
+        table: String,
+        /// Position of the TABLE_MAP event.
+        at: BinlogPosition,
+        /// Columns in the TABLE_MAP.
+        binlog: usize,
+        /// Columns in the definition.
+        schema_columns: usize,
+    },
+    /// A rows event refers to a table id with no TABLE_MAP before it.
+    #[error("rows event at {at} refers to unknown table id {table_id}")]
+    UnknownTableId {
+        /// Position of the rows event.
+        at: BinlogPosition,
+        /// Its table id.
+        table_id: u64,
+    },
+    /// The event itself is corrupt.
+    #[error("event at {at}: {source}")]
+    Event {
+        /// Position of the event.
+        at: BinlogPosition,
+        /// What is wrong.
+        #[source]
+        source: EventError,
+    },
+    /// A rows event whose images do not decode.
+    #[error("rows event for {table} at {at}: {source}")]
+    Rows {
+        /// `schema.table`.
+        table: String,
+        /// Position of the rows event.
+        at: BinlogPosition,
+        /// What is wrong.
+        #[source]
+        source: RowsError,
+    },
+    /// A column value that cannot be formatted.
+    #[error("{table}.{column} at {at}: {source}")]
+    Value {
+        /// `schema.table`.
+        table: String,
+        /// Column name.
+        column: String,
+        /// Position of the rows event.
+        at: BinlogPosition,
+        /// What is wrong.
+        #[source]
+        source: crate::value::ValueError,
+    },
+    /// The schema history rejected a DDL statement.
+    #[error("DDL at {at} could not be applied to the schema history: {reason} (sql: {sql})")]
+    Ddl {
+        /// Position of the QUERY event.
+        at: BinlogPosition,
+        /// The statement.
+        sql: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl ConvertError {
+    /// Whether the error comes from corrupt bytes (worth a re-read from the source).
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, ConvertError::Event { .. } | ConvertError::Rows { .. })
+    }
+}
+
+/// Per-column facts resolved once per TABLE_MAP.
+#[derive(Debug, Clone)]
+struct ColInfo {
+    name: String,
+    is_key: bool,
+    declared: Option<String>,
+    unsigned: bool,
+    collation: Option<u16>,
+    labels: Option<Vec<String>>,
+}
+
+#[derive(Debug)]
+struct MappedTable {
+    tme: TableMapEvent<'static>,
+    schema: String,
+    table: String,
+    accepted: bool,
+    cols: Arc<[ColInfo]>,
+}
+
+/// Where an event sits: its file, start offset and the offset after it.
+#[derive(Debug, Clone)]
+pub struct EventPos {
+    /// Binlog file name.
+    pub file: String,
+    /// Start offset of the event.
+    pub offset: u64,
+    /// Offset just past the event.
+    pub next_offset: u64,
+}
+
+/// Turns binlog events into Canal entries; one per destination, fed in binlog order.
+pub struct Converter {
+    opts: ConvertOptions,
+    tables: HashMap<u64, MappedTable>,
+    gtid: Option<GtidState>,
+    /// `curtGtid`, `curtGtidSn`, `curtGtidLct` of the current MySQL transaction.
+    current_gtid_props: Option<(String, u64, u64)>,
+    /// Rows entries emitted in the current transaction (Canal's empty-transaction rule).
+    rows_in_txn: usize,
+    /// A BEGIN held back until the transaction shows a row, so empty transactions can be dropped.
+    pending_begin: Option<ParsedEntry>,
+    empty_dropped: usize,
+    last_empty_passed_ms: i64,
+}
+
+/// Canal lets one empty transaction through after this much event time…
+const EMPTY_TXN_PASS_MS: i64 = 5_000;
+/// …or after this many were dropped, so cursors keep moving.
+const EMPTY_TXN_PASS_COUNT: usize = 8192;
+
+impl Converter {
+    /// A converter starting with `gtid` as the executed GTID state (GTID mode) or none.
+    pub fn new(opts: ConvertOptions, gtid: Option<GtidState>) -> Self {
+        Self {
+            opts,
+            tables: HashMap::new(),
+            gtid,
+            current_gtid_props: None,
+            rows_in_txn: 0,
+            pending_begin: None,
+            empty_dropped: 0,
+            last_empty_passed_ms: i64::MIN,
+        }
+    }
+
+    /// The options in use.
+    pub fn options(&self) -> &ConvertOptions {
+        &self.opts
+    }
+
+    /// Replaces the table filter (takes effect at the next TABLE_MAP).
+    pub fn set_filter(&mut self, filter: TableFilter) {
+        self.opts.filter = filter;
+        self.tables.clear();
+    }
+
+    /// The executed GTID state after the last converted event (GTID mode).
+    pub fn gtid_state(&self) -> Option<&GtidState> {
+        self.gtid.as_ref()
+    }
+
+    /// Forgets table maps (after a reconnect the server sends them again).
+    pub fn reset_table_maps(&mut self) {
+        self.tables.clear();
+        self.pending_begin = None;
+        self.rows_in_txn = 0;
+    }
+
+    /// Converts one event into zero or more entries, in order.
+    pub fn convert(
+        &mut self,
+        ev: &Event,
+        pos: &EventPos,
+        schemas: &mut dyn SchemaLookup,
+    ) -> Result<Vec<ParsedEntry>, ConvertError> {
+        let at = BinlogPosition::new(pos.file.clone(), pos.offset);
+        let raw_type = ev.header().event_type_raw();
+        let wrap = |source: EventError| ConvertError::Event {
+            at: at.clone(),
+            source,
+        };
+        match raw_type {
+            mariadb::GTID => {
+                let g = MariaGtidEvent::parse(ev.data()).map_err(wrap)?;
+                return Ok(self.on_maria_gtid(ev, pos, g));
+            }
+            mariadb::GTID_LIST => {
+                let list = event::parse_maria_gtid_list(ev.data()).map_err(wrap)?;
+                if let Some(GtidState::Maria(state)) = self.gtid.as_mut() {
+                    if state.is_empty() {
+                        for (domain, server, seq) in list {
+                            state.update(MariaGtid {
+                                domain,
+                                server,
+                                seq,
+                            });
+                        }
+                    }
+                }
+                return Ok(Vec::new());
+            }
+            mariadb::ANNOTATE_ROWS => {
+                if self.opts.filter_query_dml {
+                    return Ok(Vec::new());
+                }
+                let sql = event::parse_annotate_rows(ev.data());
+                let e = self.query_entry(ev, pos, "", "", &sql, EventType::Query, None, false);
+                return Ok(self.emit_in_txn(vec![e]));
+            }
+            mariadb::BINLOG_CHECKPOINT | mariadb::START_ENCRYPTION => return Ok(Vec::new()),
+            t if (mariadb::FIRST_COMPRESSED..=mariadb::LAST_COMPRESSED).contains(&t) => {
+                return Err(wrap(EventError::Malformed {
+                    event_type: t,
+                    reason: "MariaDB compressed binlog events (log_bin_compress=ON) are not supported; turn log_bin_compress off on the source".into(),
+                }));
+            }
+            _ => {}
+        }
+        let data = event::guarded(raw_type, || {
+            ev.read_data().map(|d| d.map(|d| d.into_owned()))
+        })
+        .map_err(wrap)?
+        .map_err(|e| {
+            wrap(EventError::Malformed {
+                event_type: raw_type,
+                reason: e.to_string(),
+            })
+        })?;
+        let Some(data) = data else {
+            // Unknown event type: ignorable by definition of the protocol (LOG_EVENT_IGNORABLE_F)
+            // or a vendor event; nothing Canal would emit either.
+            return Ok(Vec::new());
+        };
+        match data {
+            EventData::QueryEvent(q) => {
+                let sql = q.query().into_owned();
+                let db = q.schema().into_owned();
+                self.on_query(ev, pos, &at, &sql, &db, q.thread_id() as i64, schemas)
+            }
+            EventData::XidEvent(x) => {
+                let end = TransactionEnd {
+                    transaction_id: Some(x.xid.to_string()),
+                    ..Default::default()
+                };
+                Ok(self.on_end(ev, pos, end))
+            }
+            EventData::TableMapEvent(tme) => {
+                self.on_table_map(tme.into_owned(), &at, schemas)?;
+                Ok(Vec::new())
+            }
+            EventData::RowsEvent(rows) => self.on_rows(ev, pos, &at, &rows),
+            EventData::GtidEvent(g) => {
+                let uuid = uuid_text(&g.sid());
+                let gno = g.gno();
+                if let Some(GtidState::Mysql(set)) = self.gtid.as_mut() {
+                    set.add(&uuid, gno);
+                }
+                self.current_gtid_props = Some((
+                    format!("{uuid}:{gno}"),
+                    g.sequence_number(),
+                    g.last_committed(),
+                ));
+                Ok(Vec::new())
+            }
+            EventData::RowsQueryEvent(rq) => {
+                if self.opts.filter_query_dml {
+                    return Ok(Vec::new());
+                }
+                let sql = rq.query().into_owned();
+                let table = ddl::classify(&sql, "")
+                    .into_iter()
+                    .next()
+                    .and_then(|d| d.table)
+                    .unwrap_or_default();
+                let e = self.query_entry(ev, pos, "", &table, &sql, EventType::Query, None, false);
+                Ok(self.emit_in_txn(vec![e]))
+            }
+            EventData::IntvarEvent(iv) => {
+                let sql = format!("SET INSERT_ID = {}", iv.value());
+                Ok(self.statement_helper(ev, pos, &sql))
+            }
+            EventData::RandEvent(r) => {
+                let sql = format!(
+                    "SET SESSION rand_seed1 = {} , rand_seed2 = {}",
+                    *r.seed1, *r.seed2
+                );
+                Ok(self.statement_helper(ev, pos, &sql))
+            }
+            EventData::UserVarEvent(u) => {
+                let name = String::from_utf8_lossy(u.name_raw()).into_owned();
+                let sql = if u.is_null() {
+                    format!("SET @{name} := NULL")
+                } else {
+                    use mysql_common::constants::ItemResult;
+                    let raw = u.value();
+                    match u.value_type() {
+                        Ok(ItemResult::INT_RESULT) if raw.len() >= 8 => {
+                            let v = i64::from_le_bytes(raw[..8].try_into().unwrap_or_default());
+                            format!("SET @{name} := {v}")
+                        }
+                        Ok(ItemResult::REAL_RESULT) if raw.len() >= 8 => {
+                            let v = f64::from_le_bytes(raw[..8].try_into().unwrap_or_default());
+                            format!("SET @{name} := {}", crate::value::java_double_to_string(v))
+                        }
+                        _ => format!("SET @{name} := '{}'", String::from_utf8_lossy(raw)),
+                    }
+                };
+                Ok(self.statement_helper(ev, pos, &sql))
+            }
+            EventData::RotateEvent(_) => {
+                self.tables.clear();
+                Ok(Vec::new())
+            }
+            EventData::TransactionPayloadEvent(_) => Ok(Vec::new()),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    fn statement_helper(&mut self, ev: &Event, pos: &EventPos, sql: &str) -> Vec<ParsedEntry> {
+        if self.opts.filter_query_dml {
+            return Vec::new();
+        }
+        let e = self.query_entry(ev, pos, "", "", sql, EventType::Query, None, false);
+        self.emit_in_txn(vec![e])
+    }
+
+    fn position(&self, ev: &Event, pos: &EventPos) -> EntryPosition {
+        EntryPosition {
+            binlog: BinlogPosition::new(pos.file.clone(), pos.offset),
+            next_offset: pos.next_offset,
+            server_id: ev.header().server_id(),
+            timestamp_ms: ev.header().timestamp() as i64 * 1000,
+            gtid: self
+                .gtid
+                .as_ref()
+                .filter(|_| self.opts.gtid_mode)
+                .map(|g| g.to_string()),
+        }
+    }
+
+    fn header(&self, ev: &Event, pos: &EventPos) -> Header {
+        let h = ev.header();
+        let mut header = Header {
+            version: Some(1),
+            logfile_name: Some(pos.file.clone()),
+            logfile_offset: Some(pos.offset as i64),
+            server_id: Some(h.server_id() as i64),
+            serveren_code: Some("UTF-8".into()),
+            execute_time: Some(h.timestamp() as i64 * 1000),
+            source_type: Some(Type::Mysql as i32),
+            event_length: Some(h.event_size() as i64),
+            ..Default::default()
+        };
+        if self.opts.gtid_mode {
+            if let Some(g) = &self.gtid {
+                header.gtid = Some(g.to_string());
+            }
+            if let Some((gtid, sn, lct)) = &self.current_gtid_props {
+                header.props.push(pair("curtGtid", gtid.clone()));
+                header.props.push(pair("curtGtidSn", sn.to_string()));
+                header.props.push(pair("curtGtidLct", lct.to_string()));
+            }
+        }
+        header
+    }
+
+    fn entry(
+        &self,
+        ev: &Event,
+        pos: &EventPos,
+        header: Header,
+        ty: EntryType,
+        value: Vec<u8>,
+    ) -> ParsedEntry {
+        ParsedEntry {
+            entry: Entry {
+                header: Some(header),
+                entry_type: Some(ty as i32),
+                store_value: Some(value.into()),
+            },
+            position: self.position(ev, pos),
+        }
+    }
+
+    fn begin_entry(&self, ev: &Event, pos: &EventPos, begin: TransactionBegin) -> ParsedEntry {
+        let mut header = self.header(ev, pos);
+        header.schema_name = Some(String::new());
+        header.table_name = Some(String::new());
+        self.entry(
+            ev,
+            pos,
+            header,
+            EntryType::Transactionbegin,
+            begin.encode_to_vec(),
+        )
+    }
+
+    fn on_maria_gtid(&mut self, ev: &Event, pos: &EventPos, g: MariaGtidEvent) -> Vec<ParsedEntry> {
+        if let Some(GtidState::Maria(state)) = self.gtid.as_mut() {
+            state.update(MariaGtid {
+                domain: g.domain,
+                server: ev.header().server_id(),
+                seq: g.seq,
+            });
+        }
+        self.current_gtid_props = None;
+        if g.is_standalone() || !self.opts.mariadb_begin {
+            return Vec::new();
+        }
+        // MariaDB writes no BEGIN query after a transactional GTID event; this is where the
+        // transaction starts. The thread id is not in the GTID event, so it is left unset.
+        let begin = self.begin_entry(ev, pos, TransactionBegin::default());
+        self.start_txn(begin)
+    }
+
+    fn start_txn(&mut self, begin: ParsedEntry) -> Vec<ParsedEntry> {
+        self.rows_in_txn = 0;
+        self.pending_begin = Some(begin);
+        Vec::new()
+    }
+
+    /// Emits entries that belong inside a transaction, releasing a held-back BEGIN first.
+    fn emit_in_txn(&mut self, entries: Vec<ParsedEntry>) -> Vec<ParsedEntry> {
+        if entries.is_empty() {
+            return entries;
+        }
+        self.rows_in_txn += entries.len();
+        match self.pending_begin.take() {
+            Some(b) => {
+                let mut out = Vec::with_capacity(entries.len() + 1);
+                out.push(b);
+                out.extend(entries);
+                out
+            }
+            None => entries,
+        }
+    }
+
+    fn on_end(&mut self, ev: &Event, pos: &EventPos, end: TransactionEnd) -> Vec<ParsedEntry> {
+        let mut header = self.header(ev, pos);
+        header.schema_name = Some(String::new());
+        header.table_name = Some(String::new());
+        let end_entry = self.entry(
+            ev,
+            pos,
+            header,
+            EntryType::Transactionend,
+            end.encode_to_vec(),
+        );
+        let begin = self.pending_begin.take();
+        let had_rows = self.rows_in_txn > 0;
+        self.rows_in_txn = 0;
+        self.current_gtid_props = None;
+        if had_rows {
+            return vec![end_entry];
+        }
+        // An empty transaction (no row passed the filter). Canal drops it, except one every 5 s
+        // of event time or after 8192 dropped, so that cursors keep moving.
+        let now = end_entry.position.timestamp_ms;
+        if self.empty_dropped + 1 >= EMPTY_TXN_PASS_COUNT
+            || now.saturating_sub(self.last_empty_passed_ms) >= EMPTY_TXN_PASS_MS
+        {
+            self.empty_dropped = 0;
+            self.last_empty_passed_ms = now;
+            let mut out = Vec::with_capacity(2);
+            out.extend(begin);
+            out.push(end_entry);
+            out
+        } else {
+            self.empty_dropped += 1;
+            Vec::new()
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn query_entry(
+        &self,
+        ev: &Event,
+        pos: &EventPos,
+        schema: &str,
+        table: &str,
+        sql: &str,
+        ty: EventType,
+        ddl_schema: Option<&str>,
+        is_ddl: bool,
+    ) -> ParsedEntry {
+        let mut header = self.header(ev, pos);
+        header.schema_name = Some(schema.to_string());
+        header.table_name = Some(table.to_string());
+        header.event_type = Some(ty as i32);
+        let rc = RowChange {
+            event_type: Some(ty as i32),
+            is_ddl: is_ddl.then_some(true),
+            sql: Some(sql.to_string()),
+            ddl_schema_name: ddl_schema.filter(|s| !s.is_empty()).map(str::to_string),
+            ..Default::default()
+        };
+        self.entry(ev, pos, header, EntryType::Rowdata, rc.encode_to_vec())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_query(
+        &mut self,
+        ev: &Event,
+        pos: &EventPos,
+        at: &BinlogPosition,
+        sql: &str,
+        db: &str,
+        thread_id: i64,
+        schemas: &mut dyn SchemaLookup,
+    ) -> Result<Vec<ParsedEntry>, ConvertError> {
+        let trimmed = sql.trim();
+        let upper: String = trimmed
+            .chars()
+            .take(16)
+            .collect::<String>()
+            .to_ascii_uppercase();
+        if let Some(rest) = strip_keyword(trimmed, "XA START") {
+            let begin = TransactionBegin {
+                thread_id: Some(thread_id),
+                props: vec![pair("XA_TYPE", "XA START"), pair("XA_XID", rest)],
+                ..Default::default()
+            };
+            let b = self.begin_entry(ev, pos, begin);
+            return Ok(self.start_txn(b));
+        }
+        if let Some(rest) = strip_keyword(trimmed, "XA END") {
+            let end = TransactionEnd {
+                transaction_id: Some("0".into()),
+                props: vec![pair("XA_TYPE", "XA END"), pair("XA_XID", rest)],
+                ..Default::default()
+            };
+            return Ok(self.on_end(ev, pos, end));
+        }
+        for (kw, ty) in [
+            ("XA COMMIT", EventType::Xacommit),
+            ("XA ROLLBACK", EventType::Xarollback),
+        ] {
+            if let Some(rest) = strip_keyword(trimmed, kw) {
+                let mut header = self.header(ev, pos);
+                header.event_type = Some(ty as i32);
+                let rc = RowChange {
+                    event_type: Some(ty as i32),
+                    sql: Some(sql.to_string()),
+                    props: vec![pair("XA_TYPE", kw), pair("XA_XID", rest)],
+                    ..Default::default()
+                };
+                let e = self.entry(ev, pos, header, EntryType::Rowdata, rc.encode_to_vec());
+                return Ok(vec![e]);
+            }
+        }
+        if upper.starts_with("XA ") {
+            return Ok(Vec::new());
+        }
+        if upper == "BEGIN" || ends_with_keyword(trimmed, "BEGIN") {
+            let begin = TransactionBegin {
+                thread_id: Some(thread_id),
+                ..Default::default()
+            };
+            let b = self.begin_entry(ev, pos, begin);
+            return Ok(self.start_txn(b));
+        }
+        if ends_with_keyword(trimmed, "COMMIT") && trimmed.len() <= "COMMIT".len() + 2 {
+            let end = TransactionEnd {
+                transaction_id: Some("0".into()),
+                ..Default::default()
+            };
+            return Ok(self.on_end(ev, pos, end));
+        }
+        // DDL or statement DML. Apply to the schema history first (even when filtered out).
+        let stmts = ddl::classify(sql, db);
+        let touches_schema = stmts.iter().any(|s| s.kind.changes_schema());
+        if touches_schema {
+            schemas
+                .apply_ddl(at, sql, db)
+                .map_err(|reason| ConvertError::Ddl {
+                    at: at.clone(),
+                    sql: sql.to_string(),
+                    reason,
+                })?;
+            // Table ids may now map to other definitions.
+            self.tables.clear();
+        }
+        let Some(first) = stmts.into_iter().next() else {
+            return Ok(Vec::new());
+        };
+        let kind = first.kind;
+        let is_dml = matches!(kind, DdlKind::Insert | DdlKind::Update | DdlKind::Delete);
+        let is_query = kind == DdlKind::Query;
+        if (is_dml && self.opts.filter_query_dml)
+            || (is_query && self.opts.filter_query_dcl)
+            || self.opts.filter_query_ddl
+        {
+            return Ok(Vec::new());
+        }
+        let schema = first.schema.clone().unwrap_or_default();
+        let table = first.table.clone().unwrap_or_default();
+        if !is_dml && !is_query && !table.is_empty() {
+            let pass = self.opts.filter.accepts(&schema, &table)
+                || match (&first.old_schema, &first.old_table) {
+                    (Some(os), Some(ot)) => self.opts.filter.accepts(os, ot),
+                    _ => false,
+                };
+            if !pass {
+                return Ok(Vec::new());
+            }
+        }
+        let ty = EventType::try_from(kind.event_type_code()).unwrap_or(EventType::Query);
+        let mut header = self.header(ev, pos);
+        if let Some(s) = &first.schema {
+            header.schema_name = Some(s.clone());
+        }
+        if let Some(t) = &first.table {
+            header.table_name = Some(t.clone());
+        }
+        header.event_type = Some(ty as i32);
+        let rc = RowChange {
+            event_type: Some(ty as i32),
+            is_ddl: Some(!is_dml),
+            sql: Some(sql.to_string()),
+            ddl_schema_name: (!db.is_empty()).then(|| db.to_string()),
+            ..Default::default()
+        };
+        let e = self.entry(ev, pos, header, EntryType::Rowdata, rc.encode_to_vec());
+        if is_dml {
+            return Ok(self.emit_in_txn(vec![e]));
+        }
+        // DDL is its own unit: MySQL and MariaDB write no BEGIN/COMMIT around it.
+        self.pending_begin = None;
+        self.rows_in_txn = 0;
+        Ok(vec![e])
+    }
+
+    fn on_table_map(
+        &mut self,
+        tme: TableMapEvent<'static>,
+        at: &BinlogPosition,
+        schemas: &mut dyn SchemaLookup,
+    ) -> Result<(), ConvertError> {
+        let schema = tme.database_name().into_owned();
+        let table = tme.table_name().into_owned();
+        let accepted = self.opts.filter.accepts(&schema, &table);
+        let n = tme.columns_count() as usize;
+        let binlog_meta = BinlogColumnMeta::read(&tme);
+        let cols: Vec<ColInfo> = if !accepted {
+            Vec::new()
+        } else if let Some(meta) = schemas.table_at(&schema, &table, at) {
+            if meta.columns.len() != n {
+                if binlog_meta.names.len() == n {
+                    binlog_meta.columns(&tme, None)
+                } else {
+                    return Err(ConvertError::ColumnMismatch {
+                        schema,
+                        table,
+                        at: at.clone(),
+                        binlog: n,
+                        schema_columns: meta.columns.len(),
+                    });
+                }
+            } else {
+                binlog_meta.columns(&tme, Some(&meta))
+            }
+        } else if binlog_meta.names.len() == n || self.opts.schemaless {
+            binlog_meta.columns(&tme, None)
+        } else if self.opts.filter_table_error {
+            tracing::warn!(%schema, %table, %at, "no table definition; skipping its rows (filter_table_error)");
+            self.tables.insert(
+                tme.table_id(),
+                MappedTable {
+                    tme,
+                    schema,
+                    table,
+                    accepted: false,
+                    cols: Arc::from(Vec::new()),
+                },
+            );
+            return Ok(());
+        } else {
+            return Err(ConvertError::NeedTable {
+                schema,
+                table,
+                at: at.clone(),
+            });
+        };
+        self.tables.insert(
+            tme.table_id(),
+            MappedTable {
+                tme,
+                schema,
+                table,
+                accepted,
+                cols: Arc::from(cols),
+            },
+        );
+        Ok(())
+    }
+
+    fn on_rows(
+        &mut self,
+        ev: &Event,
+        pos: &EventPos,
+        at: &BinlogPosition,
+        rows: &RowsEventData<'_>,
+    ) -> Result<Vec<ParsedEntry>, ConvertError> {
+        let table_id = rows.table_id();
+        let Some(mapped) = self.tables.get(&table_id) else {
+            return Err(ConvertError::UnknownTableId {
+                at: at.clone(),
+                table_id,
+            });
+        };
+        if !mapped.accepted {
+            return Ok(Vec::new());
+        }
+        let ty = match rows {
+            RowsEventData::WriteRowsEvent(_) | RowsEventData::WriteRowsEventV1(_) => {
+                EventType::Insert
+            }
+            RowsEventData::DeleteRowsEvent(_) | RowsEventData::DeleteRowsEventV1(_) => {
+                EventType::Delete
+            }
+            _ => EventType::Update,
+        };
+        let full = || format!("{}.{}", mapped.schema, mapped.table);
+        let cols = mapped.cols.clone();
+        let images = event::guarded(ev.header().event_type_raw(), || {
+            decode_rows(rows, &mapped.tme, &|i| {
+                cols.get(i).is_some_and(|c| c.unsigned)
+            })
+        })
+        .map_err(|source| ConvertError::Event {
+            at: at.clone(),
+            source,
+        })?
+        .map_err(|source| ConvertError::Rows {
+            table: full(),
+            at: at.clone(),
+            source,
+        })?;
+        let mut row_datas = Vec::with_capacity(images.len());
+        for img in &images {
+            let before = match &img.before {
+                Some(b) => self.columns(mapped, b, None, at)?,
+                None => Vec::new(),
+            };
+            let after = match &img.after {
+                Some(a) => self.columns(mapped, a, Some(&before), at)?,
+                None => Vec::new(),
+            };
+            row_datas.push(match ty {
+                EventType::Insert => RowData {
+                    after_columns: after,
+                    ..Default::default()
+                },
+                EventType::Delete => RowData {
+                    before_columns: before,
+                    ..Default::default()
+                },
+                _ => RowData {
+                    before_columns: before,
+                    after_columns: after,
+                    ..Default::default()
+                },
+            });
+        }
+        let mut header = self.header(ev, pos);
+        header.schema_name = Some(mapped.schema.clone());
+        header.table_name = Some(mapped.table.clone());
+        header.event_type = Some(ty as i32);
+        if !row_datas.is_empty() {
+            header
+                .props
+                .push(pair("rowsCount", row_datas.len().to_string()));
+        }
+        let rc = RowChange {
+            table_id: Some(table_id as i64),
+            event_type: Some(ty as i32),
+            is_ddl: Some(false),
+            row_datas,
+            ..Default::default()
+        };
+        let e = self.entry(ev, pos, header, EntryType::Rowdata, rc.encode_to_vec());
+        Ok(self.emit_in_txn(vec![e]))
+    }
+
+    fn columns(
+        &self,
+        mapped: &MappedTable,
+        image: &Image,
+        before: Option<&[Column]>,
+        at: &BinlogPosition,
+    ) -> Result<Vec<Column>, ConvertError> {
+        let mut out = Vec::with_capacity(image.len());
+        for (idx, value) in image {
+            let idx = *idx;
+            let info = mapped.cols.get(idx);
+            let column_type = mapped
+                .tme
+                .get_column_type(idx)
+                .ok()
+                .flatten()
+                .unwrap_or(ColumnType::MYSQL_TYPE_NULL);
+            let meta = mapped.tme.get_column_metadata(idx).unwrap_or(&[]);
+            let desc = ColumnDesc {
+                column_type,
+                meta,
+                unsigned: info.is_some_and(|c| c.unsigned),
+                collation: info.and_then(|c| c.collation),
+                enum_set_labels: info.and_then(|c| c.labels.as_deref()),
+                declared_type: info.and_then(|c| c.declared.as_deref()),
+                name: info.map(|c| c.name.as_str()),
+            };
+            let v = format_value(&desc, value, &self.opts.values).map_err(|source| {
+                ConvertError::Value {
+                    table: format!("{}.{}", mapped.schema, mapped.table),
+                    column: info
+                        .map(|c| c.name.clone())
+                        .unwrap_or_else(|| format!("@{}", idx + 1)),
+                    at: at.clone(),
+                    source,
+                }
+            })?;
+            let updated = match before {
+                None => false,
+                Some(before) => !before.iter().any(|b| {
+                    b.index == Some(idx as i32)
+                        && match (b.is_null(), v.is_null) {
+                            (true, true) => true,
+                            (false, false) => b.value.as_deref() == Some(v.value.as_str()),
+                            _ => false,
+                        }
+                }),
+            };
+            out.push(Column {
+                index: Some(idx as i32),
+                sql_type: Some(v.sql_type),
+                name: Some(info.map(|c| c.name.clone()).unwrap_or_default()),
+                is_key: Some(info.is_some_and(|c| c.is_key)),
+                updated: Some(updated),
+                is_null: Some(v.is_null),
+                value: (!v.is_null).then_some(v.value),
+                mysql_type: v.mysql_type.map(|t| t.into_owned()),
+                ..Default::default()
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// What TABLE_MAP optional metadata (`binlog_row_metadata`) says about the columns.
+#[derive(Debug, Default)]
+struct BinlogColumnMeta {
+    names: Vec<String>,
+    unsigned: Vec<bool>,
+    charsets: Vec<Option<u16>>,
+    pk: Vec<usize>,
+    enum_labels: Vec<Vec<String>>,
+    set_labels: Vec<Vec<String>>,
+}
+
+impl BinlogColumnMeta {
+    fn read(tme: &TableMapEvent<'_>) -> Self {
+        let n = tme.columns_count() as usize;
+        let mut out = BinlogColumnMeta::default();
+        let Ok(ex) = OptionalMetaExtractor::new(tme.iter_optional_meta()) else {
+            return out;
+        };
+        out.names = ex
+            .iter_column_name()
+            .map_while(|r| r.ok().map(|c| c.name().into_owned()))
+            .collect();
+        let mut signs = ex.iter_signedness();
+        let mut charsets = ex.iter_charset();
+        let mut es_charsets = ex.iter_enum_and_set_charset();
+        for i in 0..n {
+            let ty = tme.get_column_type(i).ok().flatten();
+            let numeric = ty.is_some_and(|t| t.is_numeric_type());
+            out.unsigned.push(numeric && signs.next().unwrap_or(false));
+            let cs = match ty {
+                Some(t) if t.is_character_type() => charsets.next().and_then(|r| r.ok()),
+                Some(t) if t.is_enum_or_set_type() => es_charsets.next().and_then(|r| r.ok()),
+                _ => None,
+            };
+            out.charsets.push(cs);
+        }
+        out.pk = ex
+            .iter_primary_key()
+            .map_while(|r| r.ok().map(|i| i as usize))
+            .collect();
+        for field in tme.iter_optional_meta().flatten() {
+            match field {
+                OptionalMetadataField::EnumStrValue(v) => {
+                    out.enum_labels = v
+                        .iter_values()
+                        .map_while(|r| r.ok())
+                        .map(|e| e.values().iter().map(|x| x.value().into_owned()).collect())
+                        .collect();
+                }
+                OptionalMetadataField::SetStrValue(v) => {
+                    out.set_labels = v
+                        .iter_values()
+                        .map_while(|r| r.ok())
+                        .map(|e| e.values().iter().map(|x| x.value().into_owned()).collect())
+                        .collect();
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn columns(&self, tme: &TableMapEvent<'_>, meta: Option<&TableMeta>) -> Vec<ColInfo> {
+        let n = tme.columns_count() as usize;
+        let mut enums = self.enum_labels.iter();
+        let mut sets = self.set_labels.iter();
+        (0..n)
+            .map(|i| {
+                let ty = tme.get_column_type(i).ok().flatten();
+                let binlog_labels = match ty {
+                    Some(ColumnType::MYSQL_TYPE_ENUM) => enums.next().cloned(),
+                    Some(ColumnType::MYSQL_TYPE_SET) => sets.next().cloned(),
+                    _ => None,
+                };
+                match meta.and_then(|m| m.columns.get(i)) {
+                    Some(c) => ColInfo {
+                        name: c.name.clone(),
+                        is_key: c.is_primary_key,
+                        declared: Some(c.column_type.clone()),
+                        unsigned: c.unsigned || self.unsigned.get(i).copied().unwrap_or(false),
+                        collation: c.collation_id.or(self.charsets.get(i).copied().flatten()),
+                        labels: if c.enum_values.is_empty() {
+                            binlog_labels
+                        } else {
+                            Some(c.enum_values.clone())
+                        },
+                    },
+                    None => ColInfo {
+                        name: self
+                            .names
+                            .get(i)
+                            .cloned()
+                            .unwrap_or_else(|| format!("@{}", i + 1)),
+                        is_key: self.pk.contains(&i),
+                        declared: None,
+                        unsigned: self.unsigned.get(i).copied().unwrap_or(false),
+                        collation: self.charsets.get(i).copied().flatten(),
+                        labels: binlog_labels,
+                    },
+                }
+            })
+            .collect()
+    }
+}
+
+/// `rest` (with its leading space) when `sql` starts with `kw` case-insensitively as a word.
+fn strip_keyword<'a>(sql: &'a str, kw: &str) -> Option<&'a str> {
+    let head = sql.get(..kw.len())?;
+    if !head.eq_ignore_ascii_case(kw) {
+        return None;
+    }
+    let rest = &sql[kw.len()..];
+    match rest.chars().next() {
+        None => Some(rest),
+        Some(c) if c.is_whitespace() || c == '\'' || c == '(' => Some(rest),
+        _ => None,
+    }
+}
+
+fn ends_with_keyword(sql: &str, kw: &str) -> bool {
+    let s = sql.trim_end_matches(|c: char| c.is_whitespace() || c == ';');
+    s.len() >= kw.len()
+        && s[s.len() - kw.len()..].eq_ignore_ascii_case(kw)
+        && s[..s.len() - kw.len()]
+            .chars()
+            .last()
+            .is_none_or(|c| !c.is_alphanumeric() && c != '_')
+}
+
+/// Whether this raw event type ends a transaction when the stream is cut right after it.
+pub fn is_boundary_event(ev: &Event) -> bool {
+    ev.header().event_type_raw() == BinlogEventType::XID_EVENT as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyword_helpers() {
+        assert_eq!(
+            strip_keyword("XA START X'31',X'',1", "XA START"),
+            Some(" X'31',X'',1")
+        );
+        assert_eq!(strip_keyword("xa startx", "XA START"), None);
+        assert!(ends_with_keyword("BEGIN", "BEGIN"));
+        assert!(ends_with_keyword("/* x */ begin;", "BEGIN"));
+        assert!(!ends_with_keyword("CREATE PROCEDURE p() xbegin", "BEGIN"));
+    }
+}

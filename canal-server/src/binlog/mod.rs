@@ -1,0 +1,10 @@
+//! Reading the binlog: the replica connection ([`source`]), binlog files on disk ([`file`]), the
+//! checks every event passes ([`event`]), row images ([`rows`]), the conversion into Canal entries
+//! ([`convert`]) and the start position ([`start`]).
+
+pub mod convert;
+pub mod event;
+pub mod file;
+pub mod rows;
+pub mod source;
+pub mod start;

@@ -1,0 +1,382 @@
+//! Row images of a rows event, decoded column by column without building mysql_common's per-row
+//! `Column` objects (they allocate names for every column of every row).
+//!
+//! Layout per row (MySQL `log_event.cc`): `[before image] [after image]`, where an image is a null
+//! bitmap over the columns present in the event's column bitmap, followed by the non-null values.
+//! A PARTIAL_UPDATE_ROWS after image starts with `value_options` (length-encoded) and, when
+//! PARTIAL_JSON is set, one bit per JSON column telling whether its value is a JSON diff.
+
+use mysql_common::binlog::events::{RowsEventData, TableMapEvent};
+use mysql_common::binlog::value::BinlogValue;
+use mysql_common::constants::ColumnType;
+use mysql_common::io::ParseBuf;
+
+/// A rows event that cannot be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum RowsError {
+    /// The row data ends before the image does.
+    #[error("row image truncated: {0}")]
+    Truncated(&'static str),
+    /// A column value does not decode with its TABLE_MAP type and metadata.
+    #[error("column {index} ({column_type:?}): {source}")]
+    Value {
+        /// 0-based column index.
+        index: usize,
+        /// Its binlog type.
+        column_type: ColumnType,
+        /// Decoder error.
+        source: std::io::Error,
+    },
+    /// TABLE_MAP and rows event disagree.
+    #[error("rows event has {rows} columns but its TABLE_MAP has {map}")]
+    ColumnCount {
+        /// Columns in the rows event.
+        rows: u64,
+        /// Columns in the TABLE_MAP.
+        map: u64,
+    },
+    /// A column has no type in the TABLE_MAP.
+    #[error("column {0} has no valid type in the TABLE_MAP")]
+    BadColumnType(usize),
+    /// TABLE_MAP metadata that cannot describe the column type.
+    #[error("column {index} ({column_type:?}): bad TABLE_MAP metadata {meta:02x?}")]
+    BadMeta {
+        /// 0-based column index.
+        index: usize,
+        /// Its binlog type.
+        column_type: ColumnType,
+        /// The metadata bytes.
+        meta: Vec<u8>,
+    },
+}
+
+/// One decoded image: `(column index, value)` for each column present, in column order. SQL NULL
+/// is `BinlogValue::Value(Value::NULL)`.
+pub type Image = Vec<(usize, BinlogValue<'static>)>;
+
+/// One row change: the before image (UPDATE, DELETE) and the after image (INSERT, UPDATE).
+#[derive(Debug, Default)]
+pub struct RowImages {
+    /// Before image, if the event has one.
+    pub before: Option<Image>,
+    /// After image, if the event has one.
+    pub after: Option<Image>,
+}
+
+/// Per-column decoding context taken from the TABLE_MAP once per event.
+struct ColumnPlan<'a> {
+    column_type: ColumnType,
+    meta: &'a [u8],
+    unsigned: bool,
+}
+
+/// Decodes every row of `ev` with the table map `tme`. `unsigned` says, per column, whether a
+/// numeric column is unsigned (from the schema or the SIGNEDNESS metadata).
+pub fn decode_rows(
+    ev: &RowsEventData<'_>,
+    tme: &TableMapEvent<'_>,
+    unsigned: &dyn Fn(usize) -> bool,
+) -> Result<Vec<RowImages>, RowsError> {
+    let num_columns = ev.num_columns();
+    if num_columns != tme.columns_count() {
+        return Err(RowsError::ColumnCount {
+            rows: num_columns,
+            map: tme.columns_count(),
+        });
+    }
+    let n = num_columns as usize;
+    let mut plan = Vec::with_capacity(n);
+    for i in 0..n {
+        let column_type = match tme.get_column_type(i) {
+            Ok(Some(t)) => t,
+            _ => return Err(RowsError::BadColumnType(i)),
+        };
+        let meta = tme.get_column_metadata(i).unwrap_or(&[]);
+        check_meta(i, column_type, meta)?;
+        plan.push(ColumnPlan {
+            column_type,
+            meta,
+            unsigned: unsigned(i),
+        });
+    }
+    let json_columns = plan
+        .iter()
+        .filter(|c| c.column_type == ColumnType::MYSQL_TYPE_JSON)
+        .count();
+    let partial = matches!(ev, RowsEventData::PartialUpdateRowsEvent(_));
+    let before_cols = ev.columns_before_image();
+    let after_cols = ev.columns_after_image();
+    let mut buf = ParseBuf(ev.rows_data());
+    let mut rows = Vec::new();
+    while !buf.is_empty() {
+        let mut row = RowImages::default();
+        if let Some(cols) = before_cols {
+            row.before = Some(decode_image(&mut buf, &plan, cols, None)?);
+        }
+        if let Some(cols) = after_cols {
+            let partial_bits = if partial {
+                read_partial_bits(&mut buf, json_columns)?
+            } else {
+                None
+            };
+            row.after = Some(decode_image(
+                &mut buf,
+                &plan,
+                cols,
+                partial_bits.as_deref(),
+            )?);
+        }
+        if row.before.is_none() && row.after.is_none() {
+            break;
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+fn take<'a>(buf: &mut ParseBuf<'a>, n: usize, what: &'static str) -> Result<&'a [u8], RowsError> {
+    if buf.len() < n {
+        return Err(RowsError::Truncated(what));
+    }
+    Ok(buf.eat(n))
+}
+
+fn read_lenenc(buf: &mut ParseBuf<'_>) -> Result<u64, RowsError> {
+    let first = *take(buf, 1, "length-encoded integer")?
+        .first()
+        .ok_or(RowsError::Truncated("length-encoded integer"))?;
+    let extra = match first {
+        0xfc => 2,
+        0xfd => 3,
+        0xfe => 8,
+        _ => return Ok(first as u64),
+    };
+    let bytes = take(buf, extra, "length-encoded integer")?;
+    let mut v = 0u64;
+    for (i, b) in bytes.iter().enumerate() {
+        v |= (*b as u64) << (8 * i);
+    }
+    Ok(v)
+}
+
+fn read_partial_bits(
+    buf: &mut ParseBuf<'_>,
+    json_columns: usize,
+) -> Result<Option<Vec<bool>>, RowsError> {
+    const PARTIAL_JSON_UPDATES: u64 = 1;
+    let options = read_lenenc(buf)?;
+    if options & PARTIAL_JSON_UPDATES == 0 {
+        return Ok(None);
+    }
+    let bytes = take(buf, json_columns.div_ceil(8), "partial JSON bitmap")?;
+    Ok(Some(
+        (0..json_columns)
+            .map(|i| bytes[i / 8] & (1 << (i % 8)) != 0)
+            .collect(),
+    ))
+}
+
+fn bit(bits: &bitvec::slice::BitSlice<u8>, i: usize) -> bool {
+    bits.get(i).map(|b| *b).unwrap_or(false)
+}
+
+fn decode_image<'a>(
+    buf: &mut ParseBuf<'a>,
+    plan: &[ColumnPlan<'a>],
+    cols: &bitvec::slice::BitSlice<u8>,
+    partial_bits: Option<&[bool]>,
+) -> Result<Image, RowsError> {
+    let present = (0..plan.len()).filter(|&i| bit(cols, i)).count();
+    let null_bitmap = take(buf, present.div_ceil(8), "null bitmap")?;
+    let mut image = Vec::with_capacity(present);
+    let mut image_idx = 0usize;
+    let mut json_idx = 0usize;
+    for (i, col) in plan.iter().enumerate() {
+        let is_json = col.column_type == ColumnType::MYSQL_TYPE_JSON;
+        let is_partial = is_json
+            && partial_bits
+                .and_then(|b| b.get(json_idx).copied())
+                .unwrap_or(false);
+        if is_json {
+            json_idx += 1;
+        }
+        if !bit(cols, i) {
+            continue;
+        }
+        let is_null = null_bitmap[image_idx / 8] & (1 << (image_idx % 8)) != 0;
+        image_idx += 1;
+        if is_null {
+            image.push((i, BinlogValue::Value(mysql_common::Value::NULL)));
+            continue;
+        }
+        if col.column_type == ColumnType::MYSQL_TYPE_TIME2 {
+            image.push((i, decode_time2(buf, col.meta[0], i)?));
+            continue;
+        }
+        let value = buf
+            .parse::<BinlogValue<'_>>((col.column_type, col.meta, col.unsigned, is_partial))
+            .map_err(|source| RowsError::Value {
+                index: i,
+                column_type: col.column_type,
+                source,
+            })?;
+        image.push((i, value.into_owned()));
+    }
+    Ok(image)
+}
+
+/// Rejects metadata mysql_common would index out of bounds or compute with overflow on.
+fn check_meta(index: usize, column_type: ColumnType, meta: &[u8]) -> Result<(), RowsError> {
+    use ColumnType::*;
+    let bad = || RowsError::BadMeta {
+        index,
+        column_type,
+        meta: meta.to_vec(),
+    };
+    let need = match column_type {
+        MYSQL_TYPE_FLOAT
+        | MYSQL_TYPE_DOUBLE
+        | MYSQL_TYPE_BLOB
+        | MYSQL_TYPE_TINY_BLOB
+        | MYSQL_TYPE_MEDIUM_BLOB
+        | MYSQL_TYPE_LONG_BLOB
+        | MYSQL_TYPE_GEOMETRY
+        | MYSQL_TYPE_JSON
+        | MYSQL_TYPE_VECTOR => 1,
+        MYSQL_TYPE_TIME2 | MYSQL_TYPE_DATETIME2 | MYSQL_TYPE_TIMESTAMP2 => {
+            if meta.first().is_some_and(|fsp| *fsp > 6) {
+                return Err(bad());
+            }
+            1
+        }
+        MYSQL_TYPE_VARCHAR
+        | MYSQL_TYPE_VAR_STRING
+        | MYSQL_TYPE_STRING
+        | MYSQL_TYPE_ENUM
+        | MYSQL_TYPE_SET
+        | MYSQL_TYPE_BIT => 2,
+        MYSQL_TYPE_NEWDECIMAL => {
+            if meta.len() >= 2 && (meta[0] < meta[1] || meta[0] > 65 || meta[1] > 30) {
+                return Err(bad());
+            }
+            2
+        }
+        _ => 0,
+    };
+    if meta.len() < need {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// TIME2 (MySQL 5.6.4+ `my_time_packed_from_binary`), decoded here because mysql_common
+/// overflows on negative values with one or two fractional digits.
+fn decode_time2(
+    buf: &mut ParseBuf<'_>,
+    fsp: u8,
+    index: usize,
+) -> Result<BinlogValue<'static>, RowsError> {
+    const TIMEF_INT_OFS: i64 = 0x80_0000;
+    const TIMEF_OFS: i64 = 0x8000_0000_0000;
+    let frac_len = (fsp as usize).div_ceil(2);
+    let b = take(buf, 3 + frac_len, "TIME2 value")?;
+    let int3 = ((b[0] as i64) << 16) | ((b[1] as i64) << 8) | b[2] as i64;
+    let packed: i64 = match fsp {
+        0 => (int3 - TIMEF_INT_OFS) << 24,
+        1 | 2 => {
+            let mut intpart = int3 - TIMEF_INT_OFS;
+            let mut frac = b[3] as i64;
+            if intpart < 0 && frac != 0 {
+                intpart += 1;
+                frac -= 0x100;
+            }
+            (intpart << 24) + frac * 10_000
+        }
+        3 | 4 => {
+            let mut intpart = int3 - TIMEF_INT_OFS;
+            let mut frac = u16::from_be_bytes([b[3], b[4]]) as i64;
+            if intpart < 0 && frac != 0 {
+                intpart += 1;
+                frac -= 0x10000;
+            }
+            (intpart << 24) + frac * 100
+        }
+        5 | 6 => {
+            let mut v: i64 = 0;
+            for x in &b[..6] {
+                v = (v << 8) | *x as i64;
+            }
+            v - TIMEF_OFS
+        }
+        _ => {
+            return Err(RowsError::BadMeta {
+                index,
+                column_type: ColumnType::MYSQL_TYPE_TIME2,
+                meta: vec![fsp],
+            })
+        }
+    };
+    let neg = packed < 0;
+    let abs = packed.unsigned_abs();
+    let hms = abs >> 24;
+    let micros = (abs % (1 << 24)) as u32;
+    let hour = ((hms >> 12) % (1 << 10)) as u32;
+    let minute = ((hms >> 6) % (1 << 6)) as u8;
+    let second = (hms % (1 << 6)) as u8;
+    Ok(BinlogValue::Value(mysql_common::Value::Time(
+        neg,
+        hour / 24,
+        (hour % 24) as u8,
+        minute,
+        second,
+        micros,
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn time2(bytes: &[u8], fsp: u8) -> mysql_common::Value {
+        match decode_time2(&mut ParseBuf(bytes), fsp, 0).unwrap() {
+            BinlogValue::Value(v) => v,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn time2_negative_with_fraction_does_not_overflow() {
+        // Disk values from MySQL's my_time.cc table (fsp 2): 7FFFFE.CE is -00:00:01.50,
+        // 7FFFFF.FF is -00:00:00.01, 7FFFFE.F6 is -00:00:01.10.
+        let t = mysql_common::Value::Time;
+        assert_eq!(
+            time2(&[0x7f, 0xff, 0xfe, 0xce], 2),
+            t(true, 0, 0, 0, 1, 500_000)
+        );
+        assert_eq!(
+            time2(&[0x7f, 0xff, 0xff, 0xff], 2),
+            t(true, 0, 0, 0, 0, 10_000)
+        );
+        assert_eq!(
+            time2(&[0x7f, 0xff, 0xfe, 0xf6], 2),
+            t(true, 0, 0, 0, 1, 100_000)
+        );
+        assert_eq!(time2(&[0x80, 0x00, 0x00, 0x00], 2), t(false, 0, 0, 0, 0, 0));
+    }
+
+    #[test]
+    fn time2_positive_values() {
+        // 838:59:59 with fsp 0: hms = 838<<12 | 59<<6 | 59
+        let hms: i64 = (838 << 12) | (59 << 6) | 59;
+        let stored = (hms + 0x80_0000) as u32;
+        let bytes = [(stored >> 16) as u8, (stored >> 8) as u8, stored as u8];
+        assert_eq!(
+            time2(&bytes, 0),
+            mysql_common::Value::Time(false, 34, 22, 59, 59, 0)
+        );
+        assert!(
+            decode_time2(&mut ParseBuf(&bytes[..2]), 0, 0).is_err(),
+            "truncated"
+        );
+    }
+}

@@ -1,0 +1,449 @@
+//! canal-server configuration (`config/canal-server.toml`): the server section and one section per
+//! destination, named after Canal's `canal.properties` / `instance.properties` keys where sensible.
+//!
+//! Every field has a serde default equal to the example file, unknown keys are rejected, and
+//! [`ServerConfig::validate`] names the offending key (`destinations.example.slave_id`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::binlog::convert::ConvertOptions;
+use crate::binlog::source::SourceConfig;
+use crate::filter::TableFilter;
+use crate::gtid::{MariaGtidList, MysqlGtidSet};
+use crate::value::{Charset, UtcOffset, ValueOptions};
+
+/// A config value that is not acceptable, with the key that holds it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("config key `{key}`: {message}")]
+pub struct ConfigError {
+    /// Dotted key path, e.g. `destinations.example.address`.
+    pub key: String,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+fn cerr(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Server-wide settings.
+    pub server: ServerSection,
+    /// Destinations (Canal instances) by name.
+    pub destinations: BTreeMap<String, DestinationConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            server: ServerSection::default(),
+            destinations: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// IP to bind and publish (`canal.ip`).
+    pub ip: String,
+    /// Canal TCP protocol port (`canal.port`).
+    pub port: u16,
+    /// Admin HTTP port: `/metrics`, `/health` (`canal.metrics.pull.port`).
+    pub admin_port: u16,
+    /// Where cursors and schema history live (`canal.file.data.dir`).
+    pub data_dir: PathBuf,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            ip: "127.0.0.1".into(),
+            port: 11111,
+            admin_port: 11112,
+            data_dir: PathBuf::from("data"),
+        }
+    }
+}
+
+/// `[destinations.NAME]`: one source and how to read it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DestinationConfig {
+    /// Source `host:port` (`canal.instance.master.address`).
+    pub address: String,
+    /// Replication account (`canal.instance.dbUsername`).
+    pub username: String,
+    /// Its password (`canal.instance.dbPassword`).
+    pub password: String,
+    /// `server_id` used towards the source (`canal.instance.mysql.slaveId`); must be unique.
+    pub slave_id: u32,
+    /// Table allow list (`canal.instance.filter.regex`).
+    pub filter: String,
+    /// Table deny list (`canal.instance.filter.black.regex`).
+    pub black_filter: String,
+    /// Start binlog file (`canal.instance.master.journal.name`); empty = not set.
+    pub journal_name: String,
+    /// Start offset in `journal_name` (`canal.instance.master.position`).
+    pub position: Option<u64>,
+    /// Start at the first transaction at or after this time, ms since the epoch
+    /// (`canal.instance.master.timestamp`).
+    pub timestamp: Option<i64>,
+    /// Start GTID set/position (`canal.instance.master.gtid`); empty = not set.
+    pub gtid: String,
+    /// GTID mode (`canal.instance.gtidon`): resume by GTID and put GTIDs in entries.
+    pub gtid_mode: bool,
+    /// Binlog heartbeat period asked from the source, ms.
+    pub heartbeat_ms: u64,
+    /// Silence longer than this (ms) means the link is dead.
+    pub read_timeout_ms: u64,
+    /// Connect timeout, ms.
+    pub connect_timeout_ms: u64,
+    /// Accepted `binlog_row_image` values.
+    pub binlog_images: Vec<String>,
+    /// Entries buffered between parser and consumer before the parser waits (back-pressure).
+    pub parser_buffer: usize,
+    /// `canal.instance.filter.query.dml`.
+    pub filter_query_dml: bool,
+    /// `canal.instance.filter.query.dcl`.
+    pub filter_query_dcl: bool,
+    /// `canal.instance.filter.query.ddl`.
+    pub filter_query_ddl: bool,
+    /// `canal.instance.filter.table.error`.
+    pub filter_table_error: bool,
+    /// Value text options (the fixes for Canal's formatting defects; all off = Canal's text).
+    pub values: ValueConfig,
+}
+
+impl Default for DestinationConfig {
+    fn default() -> Self {
+        Self {
+            address: "127.0.0.1:3306".into(),
+            username: "canal".into(),
+            password: "canal".into(),
+            slave_id: 1234,
+            filter: r".*\..*".into(),
+            black_filter: r"mysql\.slave_.*".into(),
+            journal_name: String::new(),
+            position: None,
+            timestamp: None,
+            gtid: String::new(),
+            gtid_mode: false,
+            heartbeat_ms: 5_000,
+            read_timeout_ms: 30_000,
+            connect_timeout_ms: 10_000,
+            binlog_images: vec!["FULL".into()],
+            parser_buffer: 4096,
+            filter_query_dml: false,
+            filter_query_dcl: false,
+            filter_query_ddl: false,
+            filter_table_error: false,
+            values: ValueConfig::default(),
+        }
+    }
+}
+
+/// `[destinations.NAME.values]`: per-destination switches for value text.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValueConfig {
+    /// Charset for all text columns (Canal's `connectionCharset`), e.g. `UTF-8`, `ISO-8859-1`.
+    pub connection_charset: String,
+    /// Decode each text column with its own charset instead of the connection charset.
+    pub per_column_charset: bool,
+    /// ENUM as its label instead of the 1-based index.
+    pub enum_as_label: bool,
+    /// SET as comma-separated labels instead of the bitmask.
+    pub set_as_labels: bool,
+    /// DECIMAL with exactly the column's scale (`1.00`, Canal prints `1.0`).
+    pub decimal_exact_scale: bool,
+    /// Offset TIMESTAMP values are shown in, e.g. `+08:00` (Canal's Docker default) or `UTC`.
+    pub timestamp_zone: String,
+    /// Derive `mysqlType` from the binlog when the schema is unknown.
+    pub derive_missing_mysql_type: bool,
+}
+
+impl Default for ValueConfig {
+    fn default() -> Self {
+        Self {
+            connection_charset: "UTF-8".into(),
+            per_column_charset: false,
+            enum_as_label: false,
+            set_as_labels: false,
+            decimal_exact_scale: false,
+            timestamp_zone: "+08:00".into(),
+            derive_missing_mysql_type: false,
+        }
+    }
+}
+
+impl ValueConfig {
+    /// The formatter options, or an error naming the key under `prefix`.
+    pub fn to_options(&self, prefix: &str) -> Result<ValueOptions, ConfigError> {
+        let connection_charset = Charset::from_java_name(&self.connection_charset)
+            .or_else(|| Charset::from_mysql_name(&self.connection_charset))
+            .ok_or_else(|| {
+                cerr(
+                    format!("{prefix}.connection_charset"),
+                    format!("unknown charset {:?}", self.connection_charset),
+                )
+            })?;
+        let timestamp_zone = UtcOffset::parse(&self.timestamp_zone).ok_or_else(|| {
+            cerr(
+                format!("{prefix}.timestamp_zone"),
+                format!(
+                    "{:?} is not an offset like +08:00, -05:30 or UTC",
+                    self.timestamp_zone
+                ),
+            )
+        })?;
+        Ok(ValueOptions {
+            connection_charset,
+            per_column_charset: self.per_column_charset,
+            enum_as_label: self.enum_as_label,
+            set_as_labels: self.set_as_labels,
+            decimal_exact_scale: self.decimal_exact_scale,
+            timestamp_zone,
+            derive_missing_mysql_type: self.derive_missing_mysql_type,
+            ..ValueOptions::default()
+        })
+    }
+}
+
+/// Where a destination is told to start when it has no stored cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfiguredStart {
+    /// A GTID set (MySQL) or position (MariaDB), as text.
+    Gtid(String),
+    /// A binlog file and offset.
+    FilePos(String, u64),
+    /// The first transaction at or after this time (ms).
+    Timestamp(i64),
+    /// The current end of the binlog.
+    Latest,
+}
+
+impl DestinationConfig {
+    /// Checks every field; `prefix` is the section path (`destinations.NAME`).
+    pub fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
+        let k = |f: &str| format!("{prefix}.{f}");
+        if self.address.trim().is_empty() {
+            return Err(cerr(k("address"), "must be host:port of the source"));
+        }
+        if let Some((_, port)) = self.address.rsplit_once(':') {
+            if port.parse::<u16>().map_or(true, |p| p == 0) {
+                return Err(cerr(
+                    k("address"),
+                    format!("bad port in {:?}", self.address),
+                ));
+            }
+        }
+        if self.username.is_empty() {
+            return Err(cerr(k("username"), "must not be empty"));
+        }
+        if self.slave_id == 0 {
+            return Err(cerr(
+                k("slave_id"),
+                "must be a non-zero server id unique among the source's replicas",
+            ));
+        }
+        TableFilter::new(&self.filter, "").map_err(|e| cerr(k("filter"), e.to_string()))?;
+        TableFilter::new("", &self.black_filter)
+            .map_err(|e| cerr(k("black_filter"), e.to_string()))?;
+        if self.position.is_some() && self.journal_name.trim().is_empty() {
+            return Err(cerr(k("position"), "needs journal_name"));
+        }
+        if !self.gtid.trim().is_empty()
+            && MariaGtidList::parse(&self.gtid).is_err()
+            && MysqlGtidSet::parse(&self.gtid).is_err()
+        {
+            return Err(cerr(
+                k("gtid"),
+                format!(
+                    "{:?} is neither a MariaDB GTID position (0-1-100) nor a MySQL GTID set (uuid:1-100)",
+                    self.gtid
+                ),
+            ));
+        }
+        if let Some(ts) = self.timestamp {
+            if ts <= 0 {
+                return Err(cerr(k("timestamp"), "must be ms since the epoch"));
+            }
+        }
+        if self.heartbeat_ms == 0 {
+            return Err(cerr(k("heartbeat_ms"), "must be > 0"));
+        }
+        if self.read_timeout_ms <= self.heartbeat_ms {
+            return Err(cerr(
+                k("read_timeout_ms"),
+                format!(
+                    "must be longer than heartbeat_ms ({}), e.g. 3 heartbeats",
+                    self.heartbeat_ms
+                ),
+            ));
+        }
+        if self.binlog_images.is_empty()
+            || self
+                .binlog_images
+                .iter()
+                .any(|i| !["FULL", "MINIMAL", "NOBLOB"].contains(&i.to_ascii_uppercase().as_str()))
+        {
+            return Err(cerr(k("binlog_images"), "list of FULL, MINIMAL, NOBLOB"));
+        }
+        if self.parser_buffer == 0 {
+            return Err(cerr(k("parser_buffer"), "must be > 0"));
+        }
+        self.values.to_options(&k("values"))?;
+        Ok(())
+    }
+
+    /// The configured start, in Canal's order: GTID → file+position → timestamp → latest.
+    pub fn configured_start(&self) -> ConfiguredStart {
+        if !self.gtid.trim().is_empty() {
+            ConfiguredStart::Gtid(self.gtid.trim().to_string())
+        } else if !self.journal_name.trim().is_empty() {
+            ConfiguredStart::FilePos(
+                self.journal_name.trim().to_string(),
+                self.position.unwrap_or(4),
+            )
+        } else if let Some(ts) = self.timestamp {
+            ConfiguredStart::Timestamp(ts)
+        } else {
+            ConfiguredStart::Latest
+        }
+    }
+
+    /// The replica-connection settings.
+    pub fn source(&self) -> SourceConfig {
+        SourceConfig {
+            address: self.address.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            slave_id: self.slave_id,
+            heartbeat: Duration::from_millis(self.heartbeat_ms),
+            read_timeout: Duration::from_millis(self.read_timeout_ms),
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            accepted_row_images: self
+                .binlog_images
+                .iter()
+                .map(|s| s.to_ascii_uppercase())
+                .collect(),
+        }
+    }
+
+    /// The converter options (call after [`DestinationConfig::validate`]).
+    pub fn convert_options(&self, prefix: &str) -> Result<ConvertOptions, ConfigError> {
+        Ok(ConvertOptions {
+            filter: TableFilter::new(&self.filter, &self.black_filter)
+                .map_err(|e| cerr(format!("{prefix}.filter"), e.to_string()))?,
+            values: self.values.to_options(&format!("{prefix}.values"))?,
+            gtid_mode: self.gtid_mode,
+            filter_query_dml: self.filter_query_dml,
+            filter_query_dcl: self.filter_query_dcl,
+            filter_query_ddl: self.filter_query_ddl,
+            filter_table_error: self.filter_table_error,
+            ..ConvertOptions::default()
+        })
+    }
+}
+
+impl ServerConfig {
+    /// Parses TOML text and validates it.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let cfg: ServerConfig = toml::from_str(text).map_err(|e| {
+            let key = e
+                .span()
+                .map(|s| format!("(at bytes {}..{})", s.start, s.end))
+                .unwrap_or_default();
+            cerr(key, e.message().to_string())
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks every section.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.port == 0 {
+            return Err(cerr("server.port", "must be > 0"));
+        }
+        if self.server.admin_port == self.server.port {
+            return Err(cerr("server.admin_port", "must differ from server.port"));
+        }
+        if self.destinations.is_empty() {
+            return Err(cerr(
+                "destinations",
+                "configure at least one [destinations.NAME]",
+            ));
+        }
+        for (name, d) in &self.destinations {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(cerr(
+                    format!("destinations.{name}"),
+                    "destination names use letters, digits, '_' and '-' (they become znode names)",
+                ));
+            }
+            d.validate(&format!("destinations.{name}"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = ServerConfig::from_toml(
+            "[destinations.example]\naddress = \"127.0.0.1:3306\"\nslave_id = 0\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "destinations.example.slave_id");
+        let e =
+            ServerConfig::from_toml("[destinations.example]\nfilter = \"db\\\\.(\"\n").unwrap_err();
+        assert_eq!(e.key, "destinations.example.filter");
+        let e = ServerConfig::from_toml("[destinations.example]\nbogus = 1\n").unwrap_err();
+        assert!(e.message.contains("bogus"), "{e}");
+        let e = ServerConfig::from_toml("[destinations.example]\nposition = 4\n").unwrap_err();
+        assert_eq!(e.key, "destinations.example.position");
+        let e = ServerConfig::from_toml(
+            "[destinations.example]\n[destinations.example.values]\ntimestamp_zone = \"Mars\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "destinations.example.values.timestamp_zone");
+    }
+
+    #[test]
+    fn start_order_follows_canal() {
+        let mut d = DestinationConfig::default();
+        assert_eq!(d.configured_start(), ConfiguredStart::Latest);
+        d.timestamp = Some(1_700_000_000_000);
+        assert_eq!(
+            d.configured_start(),
+            ConfiguredStart::Timestamp(1_700_000_000_000)
+        );
+        d.journal_name = "mysql-bin.000002".into();
+        d.position = Some(120);
+        assert_eq!(
+            d.configured_start(),
+            ConfiguredStart::FilePos("mysql-bin.000002".into(), 120)
+        );
+        d.gtid = "0-1-5".into();
+        assert_eq!(d.configured_start(), ConfiguredStart::Gtid("0-1-5".into()));
+    }
+}

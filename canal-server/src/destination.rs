@@ -1,0 +1,546 @@
+//! A destination (Canal's "instance"): one source read as a replica, turned into entries, handed
+//! downstream through a bounded channel. This is the API otter-node embeds.
+//!
+//! The supervisor reconnects with capped exponential backoff after retryable failures (network,
+//! timeouts, a source restart), resuming from the last transaction boundary it handed downstream
+//! and skipping what was already delivered, so the entry stream has no gap and no duplicate.
+//! Operator-level failures (bad settings, refused account, purged position, schema mismatch) stop
+//! it with an error that names the destination, position and table.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn, Instrument};
+
+use crate::binlog::convert::{ConvertError, Converter, SchemaLookup};
+use crate::binlog::source::{self, ReplicaStream, SourceError};
+use crate::binlog::start::{self, Cursor};
+use crate::config::{ConfigError, DestinationConfig};
+use crate::entry::ParsedEntry;
+use crate::position::BinlogPosition;
+use crate::schema::history::SchemaHistory;
+use crate::schema::source as schema_source;
+use crate::schema::table::TableMeta;
+
+/// Why a destination stopped for good.
+#[derive(Debug, thiserror::Error)]
+pub enum DestinationError {
+    /// Invalid configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The source cannot be used as it is.
+    #[error("destination {destination}: {source}")]
+    Source {
+        /// Destination name.
+        destination: String,
+        /// What the source said.
+        #[source]
+        source: SourceError,
+    },
+    /// An event could not be converted.
+    #[error("destination {destination}: {source}")]
+    Convert {
+        /// Destination name.
+        destination: String,
+        /// What went wrong, with position and table.
+        #[source]
+        source: ConvertError,
+    },
+    /// The schema history file could not be read or written.
+    #[error("destination {destination}: schema history: {message}")]
+    History {
+        /// Destination name.
+        destination: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Reading table definitions from the source failed.
+    #[error("destination {destination}: reading {table} from information_schema: {source}")]
+    Schema {
+        /// Destination name.
+        destination: String,
+        /// `schema.table`.
+        table: String,
+        /// Driver error.
+        #[source]
+        source: mysql_async::Error,
+    },
+}
+
+impl DestinationError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            DestinationError::Source { source, .. } => source.is_retryable(),
+            DestinationError::Convert { source, .. } => source.is_corruption(),
+            DestinationError::Schema { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// What a destination is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DestinationStatus {
+    /// Connecting for the first time.
+    Starting,
+    /// Streaming; the position of the last event read.
+    Running {
+        /// Last event position.
+        position: String,
+    },
+    /// Waiting to reconnect after an error.
+    Reconnecting {
+        /// Attempt number since the last success.
+        attempt: u32,
+        /// The error.
+        error: String,
+    },
+    /// Stopped by an error that needs an operator.
+    Failed {
+        /// The error.
+        error: String,
+    },
+    /// Stopped on request.
+    Stopped,
+}
+
+/// A running destination. Entries arrive in binlog order through [`DestinationHandle::recv`];
+/// when the consumer stops receiving, the parser waits (back-pressure).
+pub struct DestinationHandle {
+    name: String,
+    rx: mpsc::Receiver<ParsedEntry>,
+    cancel: CancellationToken,
+    status: watch::Receiver<DestinationStatus>,
+    task: tokio::task::JoinHandle<Result<(), DestinationError>>,
+}
+
+impl std::fmt::Debug for DestinationHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DestinationHandle")
+            .field("name", &self.name)
+            .field("status", &*self.status.borrow())
+            .finish()
+    }
+}
+
+impl DestinationHandle {
+    /// The destination's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The next entry; `None` once the destination stopped (see [`DestinationHandle::stop`] for why).
+    pub async fn recv(&mut self) -> Option<ParsedEntry> {
+        self.rx.recv().await
+    }
+
+    /// Up to `max` entries already waiting, without blocking.
+    pub fn try_recv_many(&mut self, max: usize, out: &mut Vec<ParsedEntry>) {
+        while out.len() < max {
+            match self.rx.try_recv() {
+                Ok(e) => out.push(e),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// The current status.
+    pub fn status(&self) -> DestinationStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A watch on the status.
+    pub fn watch_status(&self) -> watch::Receiver<DestinationStatus> {
+        self.status.clone()
+    }
+
+    /// Stops the destination and returns how it ended: `Ok` for a requested stop, the error for a
+    /// destination that failed.
+    pub async fn stop(self) -> Result<(), DestinationError> {
+        self.cancel.cancel();
+        drop(self.rx);
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(DestinationError::History {
+                destination: self.name.clone(),
+                message: format!("destination task ended abnormally: {e}"),
+            }),
+        }
+    }
+}
+
+/// Entry point for running destinations.
+pub struct Destination;
+
+impl Destination {
+    /// Validates `config` and starts the destination named `name`. `cursor` is the stored cursor
+    /// to resume from (the minimum acked cursor of its clients), if any. The schema history lives
+    /// in `data_dir/{name}/schema-history.json`.
+    pub fn spawn(
+        name: &str,
+        config: DestinationConfig,
+        data_dir: PathBuf,
+        cursor: Option<Cursor>,
+    ) -> Result<DestinationHandle, DestinationError> {
+        let prefix = format!("destinations.{name}");
+        config.validate(&prefix)?;
+        let convert_opts = config.convert_options(&prefix)?;
+        let (tx, rx) = mpsc::channel(config.parser_buffer);
+        let (status_tx, status) = watch::channel(DestinationStatus::Starting);
+        let cancel = CancellationToken::new();
+        let history_path = data_dir.join(name).join("schema-history.json");
+        let sup = Supervisor {
+            name: name.to_string(),
+            config,
+            convert_opts,
+            history_path,
+            tx,
+            status: status_tx,
+            cancel: cancel.clone(),
+            cursor,
+            delivered: None,
+        };
+        let span = tracing::info_span!("destination", destination = %name);
+        let task = tokio::spawn(sup.run().instrument(span));
+        Ok(DestinationHandle {
+            name: name.to_string(),
+            rx,
+            cancel,
+            status,
+            task,
+        })
+    }
+}
+
+struct Supervisor {
+    name: String,
+    config: DestinationConfig,
+    convert_opts: crate::binlog::convert::ConvertOptions,
+    history_path: PathBuf,
+    tx: mpsc::Sender<ParsedEntry>,
+    status: watch::Sender<DestinationStatus>,
+    cancel: CancellationToken,
+    /// Last transaction boundary handed downstream (or the stored cursor).
+    cursor: Option<Cursor>,
+    /// Last entry handed downstream.
+    delivered: Option<BinlogPosition>,
+}
+
+/// Schema history plus on-demand loading from the source.
+struct Schemas {
+    history: SchemaHistory,
+    /// Changed since the last save.
+    dirty: bool,
+}
+
+impl SchemaLookup for Schemas {
+    fn table_at(&self, schema: &str, table: &str, at: &BinlogPosition) -> Option<TableMeta> {
+        self.history.table_at(schema, table, at).cloned()
+    }
+
+    fn apply_ddl(
+        &mut self,
+        at: &BinlogPosition,
+        sql: &str,
+        current_db: &str,
+    ) -> Result<(), String> {
+        use crate::schema::history::DdlOutcome;
+        match self.history.apply_ddl(at.clone(), sql, current_db) {
+            Ok(DdlOutcome::Applied(changes)) => {
+                self.dirty |= !changes.is_empty();
+                Ok(())
+            }
+            Ok(DdlOutcome::AlreadyApplied { .. }) => Ok(()),
+            Ok(DdlOutcome::Invalidated { tables, reason }) => {
+                warn!(%at, ?tables, %reason, "DDL not understood; these tables will be re-read from information_schema");
+                self.dirty = true;
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+enum RunEnd {
+    Cancelled,
+    ConsumerGone,
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+impl Supervisor {
+    async fn run(mut self) -> Result<(), DestinationError> {
+        let mut schemas = match SchemaHistory::load(&self.history_path) {
+            Ok(h) => Schemas {
+                history: h,
+                dirty: false,
+            },
+            Err(e) => {
+                let err = DestinationError::History {
+                    destination: self.name.clone(),
+                    message: e.to_string(),
+                };
+                self.status.send_replace(DestinationStatus::Failed {
+                    error: err.to_string(),
+                });
+                return Err(err);
+            }
+        };
+        let mut attempt = 0u32;
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let started = Instant::now();
+            match self.run_once(&mut schemas).await {
+                Ok(RunEnd::Cancelled) | Ok(RunEnd::ConsumerGone) => {
+                    self.status.send_replace(DestinationStatus::Stopped);
+                    return Ok(());
+                }
+                Err(e) if e.is_retryable() => {
+                    if started.elapsed() > Duration::from_secs(60) {
+                        attempt = 0;
+                        backoff = BACKOFF_MIN;
+                    }
+                    attempt += 1;
+                    warn!(error = %e, attempt, backoff_ms = backoff.as_millis() as u64, "reconnecting");
+                    metrics::counter!("canal_instance_parser_reconnects_total", "destination" => self.name.clone())
+                        .increment(1);
+                    self.status.send_replace(DestinationStatus::Reconnecting {
+                        attempt,
+                        error: e.to_string(),
+                    });
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => {
+                            self.status.send_replace(DestinationStatus::Stopped);
+                            return Ok(());
+                        }
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "destination stopped");
+                    self.status.send_replace(DestinationStatus::Failed {
+                        error: e.to_string(),
+                    });
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn src_err(&self, source: SourceError) -> DestinationError {
+        DestinationError::Source {
+            destination: self.name.clone(),
+            source,
+        }
+    }
+
+    async fn run_once(&mut self, schemas: &mut Schemas) -> Result<RunEnd, DestinationError> {
+        let cfg = self.config.source();
+        let mut conn = source::connect(&cfg).await.map_err(|e| self.src_err(e))?;
+        let info = source::check_source(&mut conn, &cfg)
+            .await
+            .map_err(|e| self.src_err(e))?;
+        if schemas.history.is_empty() {
+            let filter = self.convert_opts.filter.clone();
+            let accept = move |s: &str, t: &str| filter.accepts(s, t);
+            let tables = schema_source::load_all(&mut conn, &accept)
+                .await
+                .map_err(|source| DestinationError::Schema {
+                    destination: self.name.clone(),
+                    table: "(all)".into(),
+                    source,
+                })?;
+            info!(
+                tables = tables.len(),
+                "seeded schema history from information_schema"
+            );
+            schemas.history.seed(BinlogPosition::new("", 0), tables);
+            self.save_history(schemas)?;
+        }
+        let mut point = start::resolve(
+            &cfg,
+            &info,
+            self.cursor.as_ref(),
+            &self.config.configured_start(),
+            self.config.gtid_mode,
+        )
+        .await
+        .map_err(|e| self.src_err(e))?;
+        if let Some(d) = &self.delivered {
+            if point.skip_through.as_ref().is_none_or(|s| s < d) {
+                point.skip_through = Some(d.clone());
+            }
+        }
+        info!(start = ?point.request, skip_through = ?point.skip_through.as_ref().map(|p| p.to_string()), reason = point.reason, source_version = %info.version, "starting binlog dump");
+        let stream_conn = source::connect(&cfg).await.map_err(|e| self.src_err(e))?;
+        let mut stream = ReplicaStream::open(stream_conn, &cfg, &info, &point.request)
+            .await
+            .map_err(|e| self.src_err(e))?;
+        let mut converter = Converter::new(self.convert_opts.clone(), point.gtid.clone());
+        let destination = self.name.clone();
+        let rows_counter = metrics::counter!("canal_instance_parsed_rows_total", "destination" => destination.clone());
+        let bytes_counter = metrics::counter!("canal_instance_received_binlog_bytes", "destination" => destination.clone(), "parser" => "0");
+        let delay_gauge =
+            metrics::gauge!("canal_instance_parser_delay", "destination" => destination.clone());
+        loop {
+            let raw = tokio::select! {
+                _ = self.cancel.cancelled() => {
+                    stream.close().await;
+                    return Ok(RunEnd::Cancelled);
+                }
+                r = stream.next() => r.map_err(|e| self.src_err(e))?,
+            };
+            bytes_counter.increment(raw.event.header().event_size() as u64);
+            let ts = raw.event.header().timestamp() as i64 * 1000;
+            if ts > 0 {
+                delay_gauge.set((now_ms() - ts).max(0) as f64);
+            }
+            self.status.send_if_modified(|s| {
+                let position = format!("{}:{}", raw.pos.file, raw.pos.offset);
+                match s {
+                    DestinationStatus::Running { position: p } if *p == position => false,
+                    _ => {
+                        *s = DestinationStatus::Running { position };
+                        true
+                    }
+                }
+            });
+            let entries = self
+                .convert(&mut converter, &raw, schemas, &mut conn)
+                .await?;
+            for entry in entries {
+                if point
+                    .skip_through
+                    .as_ref()
+                    .is_some_and(|s| entry.position.binlog <= *s)
+                {
+                    continue;
+                }
+                if let Some(rc) = entry.row_change() {
+                    rows_counter.increment(rc.row_datas.len() as u64);
+                }
+                let boundary = entry.is_boundary().then(|| Cursor {
+                    position: entry.position.binlog.clone(),
+                    gtid: converter.gtid_state().map(|g| g.to_string()),
+                });
+                let pos = entry.position.binlog.clone();
+                tokio::select! {
+                    _ = self.cancel.cancelled() => {
+                        stream.close().await;
+                        return Ok(RunEnd::Cancelled);
+                    }
+                    sent = self.tx.send(entry) => {
+                        if sent.is_err() {
+                            stream.close().await;
+                            return Ok(RunEnd::ConsumerGone);
+                        }
+                    }
+                }
+                self.delivered = Some(pos);
+                if let Some(b) = boundary {
+                    self.cursor = Some(b);
+                }
+            }
+        }
+    }
+
+    /// Converts one event, loading a missing table definition from the source once.
+    async fn convert(
+        &self,
+        converter: &mut Converter,
+        raw: &source::RawEvent,
+        schemas: &mut Schemas,
+        conn: &mut mysql_async::Conn,
+    ) -> Result<Vec<ParsedEntry>, DestinationError> {
+        let ty = raw.event.header().event_type_raw();
+        if ty == mysql_common::binlog::consts::EventType::HEARTBEAT_EVENT as u8 {
+            return Ok(Vec::new());
+        }
+        let mut reloaded = false;
+        loop {
+            match converter.convert(&raw.event, &raw.pos, schemas) {
+                Ok(entries) => {
+                    if schemas.dirty {
+                        self.save_history(schemas)?;
+                    }
+                    return Ok(entries);
+                }
+                Err(ConvertError::NeedTable { schema, table, at }) if !reloaded => {
+                    reloaded = true;
+                    self.reload_table(schemas, conn, &schema, &table, &at)
+                        .await?;
+                }
+                Err(ConvertError::ColumnMismatch {
+                    schema, table, at, ..
+                }) if !reloaded => {
+                    // Canal reloads the definition once when the binlog has more columns.
+                    reloaded = true;
+                    self.reload_table(schemas, conn, &schema, &table, &at)
+                        .await?;
+                }
+                Err(source) => {
+                    return Err(DestinationError::Convert {
+                        destination: self.name.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    async fn reload_table(
+        &self,
+        schemas: &mut Schemas,
+        conn: &mut mysql_async::Conn,
+        schema: &str,
+        table: &str,
+        at: &BinlogPosition,
+    ) -> Result<(), DestinationError> {
+        let meta = schema_source::load_table(conn, schema, table)
+            .await
+            .map_err(|source| DestinationError::Schema {
+                destination: self.name.clone(),
+                table: format!("{schema}.{table}"),
+                source,
+            })?;
+        match meta {
+            Some(m) => {
+                info!(%schema, %table, %at, "loaded table definition from information_schema");
+                schemas.history.record(at.clone(), m);
+                self.save_history(schemas)
+            }
+            None => {
+                warn!(%schema, %table, %at, "table no longer exists on the source");
+                Ok(())
+            }
+        }
+    }
+
+    fn save_history(&self, schemas: &mut Schemas) -> Result<(), DestinationError> {
+        schemas.dirty = false;
+        if let Some(dir) = self.history_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| DestinationError::History {
+                destination: self.name.clone(),
+                message: format!("create {}: {e}", dir.display()),
+            })?;
+        }
+        schemas
+            .history
+            .save(&self.history_path)
+            .map_err(|e| DestinationError::History {
+                destination: self.name.clone(),
+                message: e.to_string(),
+            })
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
