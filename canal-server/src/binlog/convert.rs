@@ -38,6 +38,20 @@ pub trait SchemaLookup {
         -> Result<(), String>;
 }
 
+/// A schema source that knows no table: columns are named from FULL metadata or `@1`, `@2`, …
+/// (with [`ConvertOptions::schemaless`]) and DDL is ignored. For binlog files of unknown origin.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoSchema;
+
+impl SchemaLookup for NoSchema {
+    fn table_at(&self, _: &str, _: &str, _: &BinlogPosition) -> Option<TableMeta> {
+        None
+    }
+    fn apply_ddl(&mut self, _: &BinlogPosition, _: &str, _: &str) -> Result<(), String> {
+        Ok(())
+    }
+}
+
 /// Options that shape the entries (Canal's `canal.instance.filter.*` and friends).
 #[derive(Debug, Clone)]
 pub struct ConvertOptions {
