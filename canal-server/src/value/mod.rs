@@ -383,7 +383,16 @@ pub fn format_value<'c>(
             };
             (text, sql_type)
         }
-        (Kind::Binary, BinlogValue::Value(Value::Bytes(b))) => (charset::latin1(b), base),
+        (Kind::Binary, BinlogValue::Value(Value::Bytes(b))) => {
+            let mut text = charset::latin1(b);
+            // The row image of BINARY(n) drops trailing 0x00 bytes (the binary pad character);
+            // the column's value has them, and Canal prints all n bytes.
+            if let Some(n) = type_text.and_then(binary_width) {
+                let have = b.len();
+                text.extend(std::iter::repeat_n('\0', n.saturating_sub(have)));
+            }
+            (text, base)
+        }
         (Kind::Enum, BinlogValue::Value(x)) => {
             let index = match x {
                 Value::Int(i) => u64::try_from(*i).ok(),
@@ -687,3 +696,17 @@ fn value_kind(v: &BinlogValue<'_>) -> &'static str {
 
 #[cfg(test)]
 mod tests;
+
+/// `n` of a `binary(n)` type text (not `varbinary`).
+fn binary_width(type_text: &str) -> Option<usize> {
+    let t = type_text.trim();
+    let rest = t.get(..7).filter(|h| h.eq_ignore_ascii_case("binary("))?;
+    let _ = rest;
+    let inner = &t[7..];
+    let end = inner.find(')')?;
+    inner[..end]
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n: &usize| *n <= 255)
+}
