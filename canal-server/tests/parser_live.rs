@@ -124,7 +124,11 @@ async fn insert_update_delete_with_images_and_updated_flags() {
     assert_eq!(h0.serveren_code(), "UTF-8");
     assert_eq!(h0.server_id(), 1);
     assert_eq!(h0.execute_time() % 1000, 0);
-    assert!(h0.logfile_name().starts_with("mysql-bin."));
+    let file = h0.logfile_name();
+    assert!(
+        file.len() == "mysql-bin.000001".len() && file.starts_with("mysql-bin.0"),
+        "logfile name {file:?}"
+    );
     assert_eq!(
         h0.props
             .iter()
@@ -278,4 +282,284 @@ async fn value_options_fix_canal_defects() {
     assert_eq!(v("st"), ("a,c".to_string(), 12));
     assert_eq!(v("d0"), ("1.00".to_string(), 3));
     assert_eq!(v("ts"), ("2023-11-15 06:13:20.120".to_string(), 93));
+}
+
+async fn wait_running(h: &canal_server::DestinationHandle) {
+    let mut w = h.watch_status();
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        w.wait_for(|s| matches!(s, canal_server::DestinationStatus::Running { .. })),
+    )
+    .await;
+    assert!(r.is_ok(), "destination not running: {:?}", h.status());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_statement_transaction_is_one_begin_end_group() {
+    harness::init_tracing();
+    let db = MariaDb::start().await.unwrap();
+    db.exec("CREATE DATABASE shop; CREATE TABLE shop.a (id INT PRIMARY KEY); CREATE TABLE shop.b (id INT PRIMARY KEY, v TEXT)")
+        .await
+        .unwrap();
+    let (_g, dir) = data_dir();
+    let mut h = start("tx", dest_config(&db), &dir, None);
+    wait_running(&h).await;
+    db.exec("BEGIN; INSERT INTO shop.a VALUES (1); INSERT INTO shop.b VALUES (1, 'x'); UPDATE shop.a SET id = 2 WHERE id = 1; DELETE FROM shop.b; COMMIT;")
+        .await
+        .unwrap();
+    let es = collect_until(&mut h, |es| {
+        es.iter()
+            .any(|e| e.entry_type() == EntryType::Transactionend)
+    })
+    .await;
+    let shape: Vec<String> = es
+        .iter()
+        .map(|e| match e.entry_type() {
+            EntryType::Rowdata => format!("{:?} {}", e.event_type(), e.table().1),
+            t => format!("{t:?}"),
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            "Transactionbegin",
+            "Insert a",
+            "Insert b",
+            "Update a",
+            "Delete b",
+            "Transactionend"
+        ]
+    );
+    // All entries of the transaction carry positions in binlog order; the END is the boundary.
+    assert!(es
+        .windows(2)
+        .all(|w| w[0].position.binlog < w[1].position.binlog));
+    assert!(es.last().unwrap().is_boundary());
+    assert!(es[..es.len() - 1].iter().all(|e| !e.is_boundary()));
+    // The XID is the transaction id of the END.
+    let end = es.last().unwrap();
+    let te = <canal_protocol::entry::TransactionEnd as prost::Message>::decode(
+        end.entry.store_value.clone().unwrap(),
+    )
+    .unwrap();
+    assert!(te.transaction_id().parse::<u64>().is_ok(), "{te:?}");
+    h.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_mid_stream_then_restart_from_before_the_ddl_uses_old_columns() {
+    harness::init_tracing();
+    let db = MariaDb::start().await.unwrap();
+    db.exec("CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY, a VARCHAR(10))")
+        .await
+        .unwrap();
+    let (_g, dir) = data_dir();
+    let mut h = start("ddl", dest_config(&db), &dir, None);
+    wait_running(&h).await;
+    db.exec("INSERT INTO shop.t VALUES (1, 'x')").await.unwrap();
+    let first = collect_rows(&mut h, 1).await;
+    let first = collect_until_more(&mut h, first, |es| {
+        es.iter()
+            .any(|e| e.entry_type() == EntryType::Transactionend)
+    })
+    .await;
+    let cursor_entry = first
+        .iter()
+        .rev()
+        .find(|e| e.is_boundary())
+        .unwrap()
+        .clone();
+    db.exec(
+        "ALTER TABLE shop.t ADD COLUMN b INT AFTER id;
+         INSERT INTO shop.t VALUES (2, 20, 'y');
+         ALTER TABLE shop.t DROP COLUMN a;
+         INSERT INTO shop.t VALUES (3, 30);",
+    )
+    .await
+    .unwrap();
+    let live = collect_rows(&mut h, 2).await;
+    h.stop().await.unwrap();
+
+    let check = |es: &[canal_server::ParsedEntry]| {
+        let ddls: Vec<_> = es
+            .iter()
+            .filter(|e| e.row_change().is_some_and(|rc| rc.is_ddl()))
+            .collect();
+        assert_eq!(ddls.len(), 2, "{:#?}", summary(es));
+        let rc = ddls[0].row_change().unwrap();
+        assert_eq!(ddls[0].event_type(), EventType::Alter);
+        assert_eq!(rc.event_type(), EventType::Alter);
+        assert_eq!(rc.sql(), "ALTER TABLE shop.t ADD COLUMN b INT AFTER id");
+        assert_eq!(ddls[0].table(), ("shop", "t"));
+        assert!(ddls[0].is_boundary());
+        let rows = dml_rows(es);
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(
+            rows.iter()
+                .map(|r| r
+                    .3
+                    .iter()
+                    .map(|c| (c.0.clone(), c.1.clone()))
+                    .collect::<Vec<_>>())
+                .collect::<Vec<_>>(),
+            vec![
+                vec![
+                    ("id".into(), s("2")),
+                    ("b".into(), s("20")),
+                    ("a".into(), s("y"))
+                ],
+                vec![("id".into(), s("3")), ("b".into(), s("30"))],
+            ]
+        );
+    };
+    check(&live);
+
+    // Restart from the cursor before the DDL: the source's information_schema now has (id, b) only,
+    // but the schema history decodes row 2 with the three columns in force at its position.
+    let cursor = canal_server::binlog::start::Cursor {
+        position: cursor_entry.position.binlog.clone(),
+        gtid: None,
+    };
+    let mut h = start("ddl", dest_config(&db), &dir, Some(cursor));
+    let replay = collect_rows(&mut h, 2).await;
+    h.stop().await.unwrap();
+    assert!(
+        replay
+            .iter()
+            .all(|e| e.position.binlog > cursor_entry.position.binlog),
+        "nothing at or before the cursor is delivered again"
+    );
+    check(&replay);
+}
+
+async fn collect_until_more(
+    h: &mut canal_server::DestinationHandle,
+    mut have: Vec<canal_server::ParsedEntry>,
+    mut done: impl FnMut(&[canal_server::ParsedEntry]) -> bool,
+) -> Vec<canal_server::ParsedEntry> {
+    if done(&have) {
+        return have;
+    }
+    let start = have.len();
+    let more = collect_until(h, |es| {
+        let mut all = have[..start].to_vec();
+        all.extend_from_slice(es);
+        done(&all)
+    })
+    .await;
+    have.extend(more);
+    have
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_and_black_filters_apply_to_rows_and_ddl() {
+    harness::init_tracing();
+    let db = MariaDb::start().await.unwrap();
+    db.exec("CREATE DATABASE shop; CREATE DATABASE other;
+             CREATE TABLE shop.orders (id INT PRIMARY KEY); CREATE TABLE shop.secret_keys (id INT PRIMARY KEY);
+             CREATE TABLE other.t (id INT PRIMARY KEY);")
+        .await
+        .unwrap();
+    let (_g, dir) = data_dir();
+    let mut cfg = dest_config(&db);
+    cfg.filter = r"shop\..*".into();
+    cfg.black_filter = r"shop\.secret.*".into();
+    let mut h = start("flt", cfg, &dir, None);
+    wait_running(&h).await;
+    db.exec(
+        "INSERT INTO other.t VALUES (1);
+         INSERT INTO shop.secret_keys VALUES (1);
+         ALTER TABLE other.t ADD COLUMN x INT;
+         ALTER TABLE shop.secret_keys ADD COLUMN x INT;
+         INSERT INTO shop.orders VALUES (1);
+         ALTER TABLE shop.orders ADD COLUMN x INT;
+         INSERT INTO shop.orders VALUES (2, 2);",
+    )
+    .await
+    .unwrap();
+    let es = collect_rows(&mut h, 2).await;
+    h.stop().await.unwrap();
+    let tables: Vec<(String, String)> = es
+        .iter()
+        .filter(|e| e.entry_type() == EntryType::Rowdata)
+        .map(|e| {
+            (
+                format!("{:?}", e.event_type()),
+                format!("{}.{}", e.table().0, e.table().1),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tables,
+        vec![
+            ("Insert".to_string(), "shop.orders".to_string()),
+            ("Alter".to_string(), "shop.orders".to_string()),
+            ("Insert".to_string(), "shop.orders".to_string()),
+        ],
+        "{:#?}",
+        summary(&es)
+    );
+    // The filtered transactions still produced positions: entries are in binlog order after them.
+    assert!(es
+        .windows(2)
+        .all(|w| w[0].position.binlog < w[1].position.binlog));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_from_file_position_gtid_and_timestamp() {
+    harness::init_tracing();
+    let db = MariaDb::start().await.unwrap();
+    db.exec("CREATE DATABASE s; CREATE TABLE s.t (id INT PRIMARY KEY); INSERT INTO s.t VALUES (1)")
+        .await
+        .unwrap();
+    let pos = db.master_status().await.unwrap();
+    let gtid = db.gtid_binlog_pos().await.unwrap();
+    // Binlog timestamps have one-second resolution: leave a clear gap before the start time.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    db.exec("INSERT INTO s.t VALUES (2); INSERT INTO s.t VALUES (3)")
+        .await
+        .unwrap();
+
+    let ids = |es: &[canal_server::ParsedEntry]| {
+        dml_rows(es)
+            .into_iter()
+            .map(|r| r.3[0].1.clone().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let (_g, dir) = data_dir();
+
+    let mut cfg = dest_config(&db);
+    cfg.journal_name = pos.file.clone();
+    cfg.position = Some(pos.position);
+    let mut h = start("byfile", cfg, &dir, None);
+    let es = collect_rows(&mut h, 2).await;
+    h.stop().await.unwrap();
+    assert_eq!(ids(&es), vec!["2", "3"], "file+position start");
+
+    let mut cfg = dest_config(&db);
+    cfg.gtid = gtid.clone();
+    cfg.gtid_mode = true;
+    let mut h = start("bygtid", cfg, &dir, None);
+    let es = collect_rows(&mut h, 2).await;
+    h.stop().await.unwrap();
+    assert_eq!(ids(&es), vec!["2", "3"], "GTID start");
+    let domain_server = gtid.rsplit_once('-').unwrap().0.to_string();
+    let last = es.iter().rev().find(|e| is_dml(e)).unwrap();
+    let header_gtid = last.entry.header.as_ref().unwrap().gtid().to_string();
+    assert!(
+        header_gtid.starts_with(&domain_server),
+        "Header.gtid {header_gtid:?} in GTID mode"
+    );
+
+    let mut cfg = dest_config(&db);
+    cfg.timestamp = Some(ts);
+    let mut h = start("byts", cfg, &dir, None);
+    let es = collect_rows(&mut h, 2).await;
+    h.stop().await.unwrap();
+    assert_eq!(ids(&es), vec!["2", "3"], "timestamp start");
 }

@@ -53,6 +53,8 @@ pub struct SourceInfo {
     pub version: String,
     /// `@@server_id`.
     pub server_id: u32,
+    /// `@@global.binlog_checksum` is CRC32.
+    pub checksum: bool,
 }
 
 /// Where to start reading.
@@ -253,6 +255,11 @@ pub async fn check_source(conn: &mut Conn, cfg: &SourceConfig) -> Result<SourceI
             &cfg.accepted_row_images.join(" or "),
         ));
     }
+    let checksum: Option<String> = conn
+        .query_first("SELECT @@global.binlog_checksum")
+        .await
+        .map_err(d)?;
+    let checksum = checksum.is_some_and(|c| c.eq_ignore_ascii_case("CRC32"));
     let flavor = if version.to_ascii_lowercase().contains("mariadb") {
         Flavor::MariaDb
     } else {
@@ -262,6 +269,7 @@ pub async fn check_source(conn: &mut Conn, cfg: &SourceConfig) -> Result<SourceI
         flavor,
         version,
         server_id,
+        checksum,
     })
 }
 
@@ -323,6 +331,10 @@ pub struct ReplicaStream {
     heartbeat: Duration,
     /// Position of the TRANSACTION_PAYLOAD event whose inner events are being read.
     payload: Option<EventPos>,
+    /// The source checksums events.
+    checksum: bool,
+    /// A FORMAT_DESCRIPTION was seen (before it, the decoder does not know about checksums).
+    seen_fde: bool,
 }
 
 impl std::fmt::Debug for ReplicaStream {
@@ -445,6 +457,8 @@ impl ReplicaStream {
             read_timeout: cfg.read_timeout,
             heartbeat: cfg.heartbeat,
             payload: None,
+            checksum: info.checksum,
+            seen_fde: false,
         })
     }
 
@@ -522,9 +536,18 @@ impl ReplicaStream {
             at: self.position(),
             source,
         })?;
+        if ty == EventType::FORMAT_DESCRIPTION_EVENT as u8 {
+            self.seen_fde = true;
+        }
         if ty == EventType::ROTATE_EVENT as u8 {
             if let Ok(Some(EventData::RotateEvent(r))) = ev.read_data() {
-                self.file = r.name().into_owned();
+                let mut name = r.name_raw().to_vec();
+                // The fake ROTATE that opens the stream comes before any FORMAT_DESCRIPTION, so
+                // the decoder leaves the CRC32 on the end of the file name.
+                if !self.seen_fde && self.checksum && name.len() > 4 {
+                    name.truncate(name.len() - 4);
+                }
+                self.file = String::from_utf8_lossy(&name).into_owned();
                 self.next_offset = r.position();
             }
             let pos = EventPos {
