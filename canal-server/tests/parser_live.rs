@@ -563,3 +563,65 @@ async fn start_from_file_position_gtid_and_timestamp() {
     h.stop().await.unwrap();
     assert_eq!(ids(&es), vec!["2", "3"], "timestamp start");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xa_transactions_carry_xa_props() {
+    harness::init_tracing();
+    let db = MariaDb::start().await.unwrap();
+    db.exec("CREATE DATABASE x; CREATE TABLE x.t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    let (_g, dir) = data_dir();
+    let mut h = start("xa", dest_config(&db), &dir, None);
+    wait_running(&h).await;
+    db.exec(
+        "XA START 'g1'; INSERT INTO x.t VALUES (1); XA END 'g1'; XA PREPARE 'g1'; XA COMMIT 'g1';",
+    )
+    .await
+    .unwrap();
+    let es = collect_until(&mut h, |es| {
+        es.iter()
+            .any(|e| e.entry_type() == EntryType::Rowdata && e.event_type() == EventType::Xacommit)
+    })
+    .await;
+    h.stop().await.unwrap();
+    let begin = es
+        .iter()
+        .find(|e| {
+            e.entry_type() == EntryType::Transactionbegin && {
+                let tb = <canal_protocol::entry::TransactionBegin as prost::Message>::decode(
+                    e.entry.store_value.clone().unwrap(),
+                )
+                .unwrap();
+                tb.props
+                    .iter()
+                    .any(|p| p.key() == "XA_TYPE" && p.value() == "XA START")
+            }
+        })
+        .unwrap_or_else(|| panic!("XA START begin: {:#?}", summary(&es)));
+    let tb = <canal_protocol::entry::TransactionBegin as prost::Message>::decode(
+        begin.entry.store_value.clone().unwrap(),
+    )
+    .unwrap();
+    let xid = tb
+        .props
+        .iter()
+        .find(|p| p.key() == "XA_XID")
+        .unwrap()
+        .value()
+        .to_string();
+    assert_eq!(xid, " X'6731',X'',1", "XA_XID keeps its leading space");
+    assert!(dml_rows(&es)
+        .iter()
+        .any(|r| r.3[0].1.as_deref() == Some("1")));
+    let commit = es
+        .iter()
+        .find(|e| e.event_type() == EventType::Xacommit)
+        .unwrap();
+    let rc = commit.row_change().unwrap();
+    assert!(rc
+        .props
+        .iter()
+        .any(|p| p.key() == "XA_TYPE" && p.value() == "XA COMMIT"));
+    assert!(rc.sql().starts_with("XA COMMIT"), "{}", rc.sql());
+}

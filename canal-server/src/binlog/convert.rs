@@ -355,11 +355,15 @@ impl Converter {
             EventData::GtidEvent(g) => {
                 let uuid = uuid_text(&g.sid());
                 let gno = g.gno();
-                if let Some(GtidState::Mysql(set)) = self.gtid.as_mut() {
+                let tag = g.tag().map(|t| t.as_str());
+                // A tagged GTID (MySQL 8.4+ `uuid:tag:gno`) is not the untagged `uuid:gno`;
+                // MysqlGtidSet has no tags, so it is left out of the set rather than recorded
+                // as the wrong transaction.
+                if let (Some(GtidState::Mysql(set)), None) = (self.gtid.as_mut(), tag) {
                     set.add(&uuid, gno);
                 }
                 self.current_gtid_props = Some((
-                    format!("{uuid}:{gno}"),
+                    mysql_gtid_text(&uuid, tag, gno),
                     g.sequence_number(),
                     g.last_committed(),
                 ));
@@ -404,6 +408,14 @@ impl Converter {
                         Ok(ItemResult::REAL_RESULT) if raw.len() >= 8 => {
                             let v = f64::from_le_bytes(raw[..8].try_into().unwrap_or_default());
                             format!("SET @{name} := {}", crate::value::java_double_to_string(v))
+                        }
+                        Ok(ItemResult::DECIMAL_RESULT) => {
+                            match user_var_decimal(raw, self.opts.values.decimal_exact_scale) {
+                                Some(v) => format!("SET @{name} := {v}"),
+                                None => {
+                                    format!("SET @{name} := '{}'", String::from_utf8_lossy(raw))
+                                }
+                            }
                         }
                         _ => format!("SET @{name} := '{}'", String::from_utf8_lossy(raw)),
                     }
@@ -507,6 +519,22 @@ impl Converter {
             });
         }
         self.current_gtid_props = None;
+        if g.flags & MariaGtidEvent::FL_COMPLETED_XA != 0 {
+            // The XA COMMIT/ROLLBACK query that follows is its own entry.
+            return Vec::new();
+        }
+        if g.flags & MariaGtidEvent::FL_PREPARED_XA != 0 {
+            // MariaDB logs no XA START query: the GTID event carries the XID.
+            let begin = TransactionBegin {
+                props: vec![
+                    pair("XA_TYPE", "XA START"),
+                    pair("XA_XID", format!(" {}", g.xid.clone().unwrap_or_default())),
+                ],
+                ..Default::default()
+            };
+            let b = self.begin_entry(ev, pos, begin);
+            return self.start_txn(b);
+        }
         if g.is_standalone() || !self.opts.mariadb_begin {
             return Vec::new();
         }
@@ -980,7 +1008,7 @@ impl BinlogColumnMeta {
             let numeric = ty.is_some_and(|t| t.is_numeric_type());
             out.unsigned.push(numeric && signs.next().unwrap_or(false));
             let cs = match ty {
-                Some(t) if t.is_character_type() => charsets.next().and_then(|r| r.ok()),
+                Some(t) if has_charset_metadata(t) => charsets.next().and_then(|r| r.ok()),
                 Some(t) if t.is_enum_or_set_type() => es_charsets.next().and_then(|r| r.ok()),
                 _ => None,
             };
@@ -1055,6 +1083,38 @@ impl BinlogColumnMeta {
     }
 }
 
+/// One MySQL GTID as text: `uuid:gno`, or `uuid:tag:gno` for a tagged GTID (MySQL 8.4+).
+fn mysql_gtid_text(uuid: &str, tag: Option<&str>, gno: u64) -> String {
+    match tag {
+        Some(tag) => format!("{uuid}:{tag}:{gno}"),
+        None => format!("{uuid}:{gno}"),
+    }
+}
+
+/// The text of a DECIMAL user variable (USER_VAR body: precision, scale, binary decimal) as
+/// Canal prints it (`1.00` → `1.0`); `None` if the bytes do not form one.
+fn user_var_decimal(raw: &[u8], exact_scale: bool) -> Option<String> {
+    let (&precision, &scale, bin) = match raw {
+        [p, s, bin @ ..] => (p, s, bin),
+        _ => return None,
+    };
+    let (precision, scale) = (usize::from(precision), usize::from(scale));
+    // mysql_common computes `precision - scale` unchecked; MySQL's limits are 65 and 30.
+    if scale > precision || precision > 65 || scale > 30 || precision == 0 {
+        return None;
+    }
+    let dec =
+        mysql_common::binlog::decimal::Decimal::read_bin(bin, precision, scale, false).ok()?;
+    crate::value::canal_decimal(&dec.to_string(), precision, scale, exact_scale).ok()
+}
+
+/// Whether TABLE_MAP charset metadata (DEFAULT_CHARSET / COLUMN_CHARSET) has an entry for a
+/// column of this binlog type: MySQL counts VECTOR (9.0+) as a character column there, which
+/// mysql_common's `is_character_type` does not.
+fn has_charset_metadata(ty: ColumnType) -> bool {
+    ty.is_character_type() || ty == ColumnType::MYSQL_TYPE_VECTOR
+}
+
 /// `rest` (with its leading space) when `sql` starts with `kw` case-insensitively as a word.
 fn strip_keyword<'a>(sql: &'a str, kw: &str) -> Option<&'a str> {
     let head = sql.get(..kw.len())?;
@@ -1087,6 +1147,47 @@ pub fn is_boundary_event(ev: &Event) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tagged_gtid_text_keeps_the_tag() {
+        let u = "55778904-0299-11f1-b1b8-4ef0c4956feb";
+        assert_eq!(mysql_gtid_text(u, None, 14), format!("{u}:14"));
+        assert_eq!(mysql_gtid_text(u, Some("mytag"), 3), format!("{u}:mytag:3"));
+    }
+
+    #[test]
+    fn decimal_user_variable() {
+        // `SET @val_d := 1.00` (mysql-cdc-rs 5.7-14_user_var): precision 3, scale 2, 81 00.
+        assert_eq!(
+            user_var_decimal(&[3, 2, 0x81, 0x00], false).as_deref(),
+            Some("1.0")
+        );
+        assert_eq!(
+            user_var_decimal(&[3, 2, 0x81, 0x00], true).as_deref(),
+            Some("1.00")
+        );
+        // -1.50: the sign bit cleared and every byte inverted.
+        assert_eq!(
+            user_var_decimal(&[3, 2, 0x7e, 0xcd], false).as_deref(),
+            Some("-1.50")
+        );
+        // Truncated, scale above precision, empty.
+        assert_eq!(user_var_decimal(&[3, 2, 0x81], false), None);
+        assert_eq!(user_var_decimal(&[2, 3, 0x81, 0x00], false), None);
+        assert_eq!(user_var_decimal(&[], false), None);
+    }
+
+    #[test]
+    fn vector_columns_have_charset_metadata() {
+        // MySQL 9 lists VECTOR columns in DEFAULT_CHARSET/COLUMN_CHARSET (vector.binlog: table
+        // `bar(id, vector_column VECTOR, foo TEXT, vector_column2 VECTOR)` has default 63 and
+        // the non-default pair (1, 255), i.e. `foo` is the second character column).
+        assert!(has_charset_metadata(ColumnType::MYSQL_TYPE_VECTOR));
+        assert!(has_charset_metadata(ColumnType::MYSQL_TYPE_BLOB));
+        assert!(has_charset_metadata(ColumnType::MYSQL_TYPE_VARCHAR));
+        assert!(!has_charset_metadata(ColumnType::MYSQL_TYPE_LONGLONG));
+        assert!(!has_charset_metadata(ColumnType::MYSQL_TYPE_ENUM));
+    }
 
     #[test]
     fn keyword_helpers() {
