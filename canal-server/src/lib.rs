@@ -21,6 +21,7 @@ pub mod filter;
 pub mod gtid;
 pub mod position;
 pub mod schema;
+pub mod store;
 pub mod value;
 
 pub use destination::{Destination, DestinationError, DestinationHandle, DestinationStatus};
