@@ -67,6 +67,7 @@ use mysql_common::constants::ColumnType;
 use mysql_common::value::Value;
 
 pub use charset::Charset;
+pub(crate) use decimal::canal_decimal;
 pub use java_float::{java_double_to_string, java_float_to_string};
 pub use sql_type::java_types;
 pub use temporal::UtcOffset;
