@@ -64,6 +64,14 @@ pub struct ServerSection {
     pub admin_port: u16,
     /// Where cursors and schema history live (`canal.file.data.dir`).
     pub data_dir: PathBuf,
+    /// Client user (`canal.user`); empty = any user name.
+    pub user: String,
+    /// Hex SHA1(SHA1(password)) (`canal.passwd`); empty = no password check.
+    pub passwd: String,
+    /// Cursor flush period in ms (`canal.file.flush.period`).
+    pub flush_period_ms: u64,
+    /// Largest frame accepted from a client, bytes.
+    pub max_frame_bytes: usize,
 }
 
 impl Default for ServerSection {
@@ -73,6 +81,10 @@ impl Default for ServerSection {
             port: 11111,
             admin_port: 11112,
             data_dir: PathBuf::from("data"),
+            user: String::new(),
+            passwd: String::new(),
+            flush_period_ms: 1000,
+            max_frame_bytes: 1 << 20,
         }
     }
 }
@@ -114,6 +126,16 @@ pub struct DestinationConfig {
     pub binlog_images: Vec<String>,
     /// Entries buffered between parser and consumer before the parser waits (back-pressure).
     pub parser_buffer: usize,
+    /// Store bound in entries (`canal.instance.memory.buffer.size`).
+    pub store_max_entries: usize,
+    /// Store bound in bytes of serialized entries.
+    pub store_max_bytes: usize,
+    /// `MEMSIZE` or `ITEMSIZE` (`canal.instance.memory.batch.mode`).
+    pub batch_mode: crate::store::BatchMode,
+    /// Bytes per fetch-size unit in MEMSIZE mode (`canal.instance.memory.buffer.memunit`).
+    pub mem_unit: usize,
+    /// DDL alone in its batch (`canal.instance.get.ddl.isolation`).
+    pub ddl_isolation: bool,
     /// `canal.instance.filter.query.dml`.
     pub filter_query_dml: bool,
     /// `canal.instance.filter.query.dcl`.
@@ -145,6 +167,11 @@ impl Default for DestinationConfig {
             connect_timeout_ms: 10_000,
             binlog_images: vec!["FULL".into()],
             parser_buffer: 4096,
+            store_max_entries: 16384,
+            store_max_bytes: 16 * 1024 * 1024,
+            batch_mode: crate::store::BatchMode::Memsize,
+            mem_unit: 1024,
+            ddl_isolation: false,
             filter_query_dml: false,
             filter_query_dcl: false,
             filter_query_ddl: false,
@@ -304,6 +331,15 @@ impl DestinationConfig {
         if self.parser_buffer == 0 {
             return Err(cerr(k("parser_buffer"), "must be > 0"));
         }
+        if self.store_max_entries == 0 {
+            return Err(cerr(k("store_max_entries"), "must be > 0"));
+        }
+        if self.store_max_bytes < 1024 {
+            return Err(cerr(k("store_max_bytes"), "must be at least 1024"));
+        }
+        if self.mem_unit == 0 {
+            return Err(cerr(k("mem_unit"), "must be > 0"));
+        }
         self.values.to_options(&k("values"))?;
         Ok(())
     }
@@ -339,6 +375,17 @@ impl DestinationConfig {
                 .iter()
                 .map(|s| s.to_ascii_uppercase())
                 .collect(),
+        }
+    }
+
+    /// The store settings.
+    pub fn store(&self) -> crate::store::StoreConfig {
+        crate::store::StoreConfig {
+            max_entries: self.store_max_entries,
+            max_bytes: self.store_max_bytes,
+            batch_mode: self.batch_mode,
+            mem_unit: self.mem_unit,
+            ddl_isolation: self.ddl_isolation,
         }
     }
 
@@ -379,6 +426,25 @@ impl ServerConfig {
         }
         if self.server.admin_port == self.server.port {
             return Err(cerr("server.admin_port", "must differ from server.port"));
+        }
+        if !self.server.passwd.is_empty() {
+            canal_protocol::scramble::StoredPassword::from_hex(&self.server.passwd).map_err(|e| {
+                cerr(
+                    "server.passwd",
+                    format!("{e}: expected 40 hex digits of SHA1(SHA1(password)), like MySQL's PASSWORD() without '*'"),
+                )
+            })?;
+        } else if !self.server.user.is_empty() {
+            return Err(cerr(
+                "server.passwd",
+                "server.user is set but server.passwd is empty: every password would be accepted",
+            ));
+        }
+        if self.server.max_frame_bytes < 1024 {
+            return Err(cerr("server.max_frame_bytes", "must be at least 1024"));
+        }
+        if self.server.flush_period_ms == 0 {
+            return Err(cerr("server.flush_period_ms", "must be > 0"));
         }
         if self.destinations.is_empty() {
             return Err(cerr(

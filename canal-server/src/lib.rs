@@ -19,8 +19,11 @@ pub mod destination;
 pub mod entry;
 pub mod filter;
 pub mod gtid;
+pub mod instance;
+pub mod meta;
 pub mod position;
 pub mod schema;
+pub mod server;
 pub mod store;
 pub mod value;
 

@@ -1131,9 +1131,15 @@ fn strip_keyword<'a>(sql: &'a str, kw: &str) -> Option<&'a str> {
 
 fn ends_with_keyword(sql: &str, kw: &str) -> bool {
     let s = sql.trim_end_matches(|c: char| c.is_whitespace() || c == ';');
-    s.len() >= kw.len()
-        && s[s.len() - kw.len()..].eq_ignore_ascii_case(kw)
-        && s[..s.len() - kw.len()]
+    let Some(cut) = s.len().checked_sub(kw.len()) else {
+        return false;
+    };
+    // `get` is `None` when `cut` falls inside a multi-byte character: then the tail is not `kw`.
+    let (Some(head), Some(tail)) = (s.get(..cut), s.get(cut..)) else {
+        return false;
+    };
+    tail.eq_ignore_ascii_case(kw)
+        && head
             .chars()
             .last()
             .is_none_or(|c| !c.is_alphanumeric() && c != '_')
@@ -1199,5 +1205,9 @@ mod tests {
         assert!(ends_with_keyword("BEGIN", "BEGIN"));
         assert!(ends_with_keyword("/* x */ begin;", "BEGIN"));
         assert!(!ends_with_keyword("CREATE PROCEDURE p() xbegin", "BEGIN"));
+        // Found by fuzzing: the keyword's length cut inside a multi-byte character panicked.
+        assert!(!ends_with_keyword("éEGIN", "BEGIN"));
+        assert!(!ends_with_keyword("x€GIN;", "BEGIN"));
+        assert!(ends_with_keyword("é BEGIN", "BEGIN"));
     }
 }

@@ -17,9 +17,10 @@
 //! `sqlparser` 0.63 rejects many DDL forms MariaDB writes to its binlog: `ZEROFILL`, column
 //! `CHARSET x`, `ALTER TABLE … ENGINE=…`, `DEFAULT CHARSET=…`, `CONVERT TO CHARACTER SET`,
 //! `DROP INDEX i` inside ALTER, `ADD (a INT, b INT)`, `ADD COLUMN IF NOT EXISTS`, `NATIONAL VARCHAR`,
-//! `ALTER ONLINE TABLE`, … `sqlparser`'s full parser is still used for statement DML (to find the
-//! target table) and to tell "a statement Canal would parse but not report" from "unparseable" for
-//! statements this module does not recognise.
+//! `ALTER ONLINE TABLE`, … `sqlparser`'s full parser is still used for statement-format UPDATE and
+//! DELETE (target table, multi-table detection) and to tell "a statement Canal would parse but not
+//! report" from "unparseable" for statements this module does not recognise. Long DML texts (e.g.
+//! ANNOTATE_ROWS events of big INSERTs) are only tokenised as far as their first 8 KiB.
 //!
 //! # Guarantees
 //!
@@ -29,6 +30,13 @@
 //! * Unqualified names take the event's current database; backticks and double quotes are removed.
 //!   Table and database names are case-sensitive (`lower_case_table_names=0`); column names are
 //!   compared case-insensitively, as MariaDB does.
+//!
+//! # Assumptions (MariaDB 10.11 defaults)
+//!
+//! `explicit_defaults_for_timestamp=ON` (TIMESTAMP columns are nullable unless declared NOT NULL),
+//! `utf8` means `utf8mb3`, `REAL` is `DOUBLE` (no `REAL_AS_FLOAT`), no `sql_mode=ORACLE` types.
+//! Temporary tables are ignored: their rows never reach a ROW-format binlog. System-versioned
+//! tables are refused ([`DdlError::Unsupported`]) because versioning adds hidden columns.
 
 use std::collections::BTreeMap;
 
@@ -145,15 +153,15 @@ impl DdlStatement {
 /// Never panics, whatever `sql` contains.
 pub fn classify(sql: &str, current_db: &str) -> Vec<DdlStatement> {
     let unparsed = || vec![DdlStatement::new(DdlKind::Query, None, None)];
-    let Ok(tokens) = lex(sql) else {
+    let Ok(lexed) = lex_statement_text(sql) else {
         return unparsed();
     };
     let mut out = Vec::new();
     let mut any = false;
-    for stmt_toks in statements(&tokens) {
+    for stmt_toks in statements(&lexed.tokens) {
         any = true;
         let stmt = parse_statement(stmt_toks);
-        let stop = matches!(stmt, Stmt::Ignored | Stmt::Unrecognised);
+        let stop = matches!(stmt, Stmt::Ignored | Stmt::Unrecognised) || !lexed.complete;
         classify_stmt(&stmt, current_db, &mut out);
         if stop {
             // Routine/trigger bodies contain `;`; nothing after such a statement is reliable.
@@ -358,6 +366,12 @@ impl Catalog {
         &self.server_charset
     }
 
+    /// Sets the server default character set (`@@character_set_server`), used for databases whose
+    /// own default is unknown.
+    pub fn set_server_charset(&mut self, charset: &str) {
+        self.server_charset = normalize_charset(charset);
+    }
+
     /// Records `schema`'s default character set (from `information_schema.SCHEMATA`), creating
     /// the database entry if needed.
     pub fn set_database_charset(&mut self, schema: &str, charset: &str) {
@@ -430,8 +444,13 @@ impl Catalog {
             sql: sql.to_string(),
             reason,
         };
-        let tokens = lex(sql).map_err(|e| unsupported(format!("cannot tokenise: {e}")))?;
-        let stmts: Vec<Stmt> = statements(&tokens).map(parse_statement).collect();
+        let lexed =
+            lex_statement_text(sql).map_err(|e| unsupported(format!("cannot tokenise: {e}")))?;
+        if !lexed.complete {
+            // A long DML-like statement: it changes no table definition.
+            return Ok(Vec::new());
+        }
+        let stmts: Vec<Stmt> = statements(&lexed.tokens).map(parse_statement).collect();
         let multi = stmts.len() > 1;
         let backup = if multi { Some(self.clone()) } else { None };
         let mut changes = Vec::new();
@@ -536,7 +555,11 @@ impl Catalog {
                 let name = match name {
                     Some(n) => n.clone(),
                     None if !ctx.db.is_empty() => ctx.db.to_string(),
-                    None => return Ok(()),
+                    // MariaDB logs database statements without a default database, so a nameless
+                    // ALTER DATABASE in a binlog does not say which database it changed.
+                    None => {
+                        return Err(ctx.unsupported("ALTER DATABASE without a database name"));
+                    }
                 };
                 if let Some(cs) = charset.resolve(|| self.server_charset.clone()) {
                     self.set_database_charset(&name, &cs);
@@ -953,6 +976,59 @@ fn lex(sql: &str) -> Result<Vec<Token>, String> {
         }
     }
     Ok(out)
+}
+
+/// Statements longer than this whose first word starts a DML or other non-DDL statement are only
+/// tokenised this far: the target table of a multi-megabyte statement-format INSERT (or the text
+/// of an ANNOTATE_ROWS event) is near its start.
+const DML_PREFIX_BYTES: usize = 8 * 1024;
+
+/// Leading words for which a prefix of the text is enough.
+const PREFIX_LEADERS: &[&str] = &[
+    "INSERT", "UPDATE", "DELETE", "REPLACE", "SELECT", "LOAD", "CALL", "DO", "WITH", "VALUES",
+    "HANDLER",
+];
+
+struct Lexed {
+    tokens: Vec<Token>,
+    /// False when only a prefix of a long DML-like statement was tokenised.
+    complete: bool,
+}
+
+/// Tokenises `sql`, or only its first [`DML_PREFIX_BYTES`] when it is a long statement led by
+/// one of [`PREFIX_LEADERS`].
+fn lex_statement_text(sql: &str) -> Result<Lexed, String> {
+    if sql.len() <= DML_PREFIX_BYTES {
+        return lex(sql).map(|tokens| Lexed {
+            tokens,
+            complete: true,
+        });
+    }
+    let mut end = DML_PREFIX_BYTES;
+    while end > 0 && !sql.is_char_boundary(end) {
+        end -= 1;
+    }
+    let prefix = sql.get(..end).unwrap_or("");
+    let mut buf = Vec::new();
+    // The cut may split a string literal: keep whatever tokenised before it.
+    let _ = Tokenizer::new(&MySqlDialect {}, prefix).tokenize_with_location_into_buf(&mut buf);
+    let tokens: Vec<Token> = buf
+        .into_iter()
+        .map(|t| t.token)
+        .filter(|t| !matches!(t, Token::Whitespace(_) | Token::EOF))
+        .collect();
+    let dml_like = kw_upper(tokens.first()).is_some_and(|w| PREFIX_LEADERS.contains(&w.as_str()));
+    if dml_like {
+        Ok(Lexed {
+            tokens,
+            complete: false,
+        })
+    } else {
+        lex(sql).map(|tokens| Lexed {
+            tokens,
+            complete: true,
+        })
+    }
 }
 
 /// Non-empty `;`-separated statements.
@@ -1390,6 +1466,25 @@ const OTHER_OBJECTS: &[&str] = &[
 
 fn parse_statement(toks: &[Token]) -> Stmt {
     let mut c = Cur::new(toks);
+    // MariaDB `SET STATEMENT var = value [, …] FOR <statement>`: classify the inner statement.
+    if c.is("SET") && c.is_at(1, "STATEMENT") {
+        let mut depth = 0usize;
+        for (i, t) in toks.iter().enumerate() {
+            match t {
+                Token::LParen => depth += 1,
+                Token::RParen => depth = depth.saturating_sub(1),
+                t if depth == 0 && is_kw(Some(t), "FOR") => {
+                    let inner = toks.get(i + 1..).unwrap_or(&[]);
+                    if is_kw(inner.first(), "SET") && is_kw(inner.get(1), "STATEMENT") {
+                        return Stmt::Unrecognised;
+                    }
+                    return parse_statement(inner);
+                }
+                _ => {}
+            }
+        }
+        return Stmt::Unrecognised;
+    }
     let stmt = if c.eat("CREATE") {
         parse_create(&mut c)
     } else if c.eat("ALTER") {
@@ -1402,7 +1497,8 @@ fn parse_statement(toks: &[Token]) -> Stmt {
         c.eat("TABLE");
         c.qname().map(Stmt::Truncate)
     } else if c.is("INSERT") {
-        Some(parse_dml(toks, DdlKind::Insert))
+        // The table follows INSERT [options] [INTO] directly; no need to build an AST of values.
+        Some(dml_by_tokens(toks, DdlKind::Insert))
     } else if c.is("UPDATE") {
         Some(parse_dml(toks, DdlKind::Update))
     } else if c.is("DELETE") {
@@ -1427,6 +1523,7 @@ fn oracle(toks: &[Token]) -> Stmt {
 
 fn parse_create(c: &mut Cur<'_>) -> Option<Stmt> {
     let or_replace = c.eat_seq(&["OR", "REPLACE"]);
+    let _ = c.eat("ONLINE") || c.eat("OFFLINE");
     let temporary = c.eat("TEMPORARY");
     let word = kw_upper(c.peek())?;
     match word.as_str() {
@@ -1470,7 +1567,9 @@ fn parse_create(c: &mut Cur<'_>) -> Option<Stmt> {
 fn parse_create_table(c: &mut Cur<'_>, or_replace: bool, temporary: bool) -> Option<CreateTable> {
     let if_not_exists = c.if_not_exists();
     let name = c.qname()?;
-    let body = if c.eat("LIKE") {
+    let body = if contains_system_versioning(c.rest()) {
+        CreateBody::Broken("system versioning adds hidden columns".to_string())
+    } else if c.eat("LIKE") {
         CreateBody::Like(c.qname()?)
     } else if c.peek() == Some(&Token::LParen) {
         let inner = c.group().unwrap_or(&[]);
@@ -1513,7 +1612,7 @@ fn parse_table_tail(toks: &[Token]) -> (CharsetSpec, bool) {
     let mut spec = CharsetSpec::default();
     let mut c = Cur::new(toks);
     while !c.done() {
-        if c.is("SELECT") || c.is("WITH") || c.is("AS") || c.is("VALUES") {
+        if c.is("SELECT") || c.is("WITH") || c.is("AS") || c.is("VALUES") || c.is("TABLE") {
             return (spec, true);
         }
         if c.peek() == Some(&Token::LParen) && (c.is_at(1, "SELECT") || c.is_at(1, "WITH")) {
@@ -1943,7 +2042,7 @@ fn parse_rename(c: &mut Cur<'_>) -> Option<Stmt> {
     None
 }
 
-/// INSERT/UPDATE/DELETE: the target table via sqlparser's AST, falling back to a token scan when
+/// UPDATE/DELETE: the target table via sqlparser's AST, falling back to a token scan when
 /// sqlparser rejects the statement. Multi-table statements have no table.
 fn parse_dml(toks: &[Token], kind: DdlKind) -> Stmt {
     use sqlparser::ast::{FromTable, Statement, TableFactor, TableObject};
@@ -2078,8 +2177,8 @@ struct ColumnSpec {
     byte: bool,
     nullable: Option<bool>,
     primary: bool,
-    /// SERIAL / SERIAL DEFAULT VALUE: NOT NULL.
-    serial: bool,
+    /// SERIAL, SERIAL DEFAULT VALUE and AUTO_INCREMENT force NOT NULL.
+    forced_not_null: bool,
     position: Option<Position>,
 }
 
@@ -2220,7 +2319,7 @@ fn parse_column(toks: &[Token]) -> Result<ColumnSpec, String> {
         byte: false,
         nullable: None,
         primary: false,
-        serial: false,
+        forced_not_null: false,
         position: None,
     };
     spec.ty = parse_type(&mut c, &mut spec)?;
@@ -2312,7 +2411,7 @@ fn parse_type(c: &mut Cur<'_>, spec: &mut ColumnSpec) -> Result<BaseType, String
         "BOOL" | "BOOLEAN" => int("tinyint", TINY, Some(1)),
         "SERIAL" => {
             spec.unsigned = true;
-            spec.serial = true;
+            spec.forced_not_null = true;
             int("bigint", BIG, None)
         }
         "DECIMAL" | "DEC" | "NUMERIC" | "FIXED" => {
@@ -2451,10 +2550,9 @@ fn parse_attributes(c: &mut Cur<'_>, spec: &mut ColumnSpec) -> Result<(), String
         };
         c.bump();
         match word.as_str() {
-            "NOT" => {
-                if c.eat("NULL") {
-                    spec.nullable = Some(false);
-                }
+            "NOT" if c.is("NULL") => {
+                c.bump();
+                spec.nullable = Some(false);
             }
             "NULL" => spec.nullable = Some(true),
             "DEFAULT" => skip_default_value(c),
@@ -2486,10 +2584,11 @@ fn parse_attributes(c: &mut Cur<'_>, spec: &mut ColumnSpec) -> Result<(), String
             "ASCII" => spec.charset_shorthand = Some("latin1"),
             "UNICODE" => spec.charset_shorthand = Some("ucs2"),
             "BYTE" => spec.byte = true,
-            "SERIAL" => {
-                if c.eat_seq(&["DEFAULT", "VALUE"]) {
-                    spec.serial = true;
-                }
+            "AUTO_INCREMENT" => spec.forced_not_null = true,
+            "SERIAL" if c.is("DEFAULT") && c.is_at(1, "VALUE") => {
+                c.bump();
+                c.bump();
+                spec.forced_not_null = true;
             }
             "ON" => {
                 // ON UPDATE <expr>
@@ -2513,7 +2612,7 @@ fn parse_attributes(c: &mut Cur<'_>, spec: &mut ColumnSpec) -> Result<(), String
                 ))
             }
             // CHECK (…), AS (…) / GENERATED ALWAYS AS (…) VIRTUAL|STORED|PERSISTENT,
-            // AUTO_INCREMENT, INVISIBLE, COLUMN_FORMAT x, STORAGE x, COMPRESSED, SRID n, BINARY, …
+            // INVISIBLE, COLUMN_FORMAT x, STORAGE x, COMPRESSED, SRID n, BINARY, …
             _ => {}
         }
     }
@@ -2646,7 +2745,7 @@ fn resolve_column(spec: &ColumnSpec, table_cs: &str) -> Result<ColumnMeta, Strin
     if numeric && spec.zerofill {
         column_type.push_str(" zerofill");
     }
-    let not_null = spec.primary || spec.serial || spec.nullable == Some(false);
+    let not_null = spec.primary || spec.forced_not_null || spec.nullable == Some(false);
     Ok(ColumnMeta {
         name: spec.name.clone(),
         column_type,
@@ -2900,6 +2999,66 @@ mod tests {
                 "{garbage:?}"
             );
         }
+    }
+
+    #[test]
+    fn long_statements() {
+        let values = "('a;b''c', 'é'),".repeat(5000);
+        let insert = format!("INSERT INTO x.big VALUES {values}('z', 'z')");
+        assert!(insert.len() > DML_PREFIX_BYTES * 4);
+        assert_eq!(one(&insert, "d"), st(DdlKind::Insert, "x", Some("big")));
+        assert_eq!(Catalog::new().apply(&insert, "d"), Ok(vec![]));
+        let update = format!("UPDATE big SET a = '{}' WHERE id = 1", "q".repeat(20_000));
+        assert_eq!(one(&update, "d"), st(DdlKind::Update, "d", Some("big")));
+        // Long DDL is read in full.
+        let cols: Vec<String> = (0..2000).map(|i| format!("c{i} INT")).collect();
+        let create = format!("CREATE TABLE wide ({})", cols.join(", "));
+        let mut c = Catalog::new();
+        c.apply(&create, "d").unwrap();
+        assert_eq!(c.table("d", "wide").unwrap().columns.len(), 2000);
+        assert_eq!(
+            kinds(&format!(
+                "ALTER TABLE wide ADD INDEX i (c1) COMMENT '{}'",
+                "x".repeat(10_000)
+            )),
+            vec![DdlKind::CIndex]
+        );
+    }
+
+    #[test]
+    fn set_statement_prefix() {
+        assert_eq!(
+            one("SET STATEMENT max_statement_time = 60, lock_wait_timeout = (1) FOR ALTER TABLE t ADD c INT", "d"),
+            st(DdlKind::Alter, "d", Some("t"))
+        );
+        let mut c = cat(&["CREATE TABLE t (a INT)"]);
+        c.apply(
+            "SET STATEMENT foreign_key_checks=0 FOR ALTER TABLE t ADD c INT",
+            "d",
+        )
+        .unwrap();
+        assert_eq!(c.table("d", "t").unwrap().columns.len(), 2);
+        assert_eq!(
+            kinds("SET STATEMENT x=1 FOR SET STATEMENT y=2 FOR DROP TABLE t"),
+            vec![DdlKind::Query]
+        );
+        assert_eq!(kinds("SET @a = 1"), vec![]);
+    }
+
+    #[test]
+    fn alter_database_needs_a_name_or_current_database() {
+        let mut c = cat(&["CREATE DATABASE x"]);
+        c.apply("ALTER SCHEMA CHARACTER SET latin1", "x").unwrap();
+        assert_eq!(c.database_charset("x"), Some("latin1"));
+        assert!(c.apply("ALTER SCHEMA CHARACTER SET cp1251", "").is_err());
+        c.apply("ALTER DATABASE x DEFAULT COLLATE utf8mb3_bin", "")
+            .unwrap();
+        assert_eq!(c.database_charset("x"), Some("utf8mb3"));
+        c.apply("CREATE TABLE x.t (a TEXT)", "").unwrap();
+        assert_eq!(
+            c.table("x", "t").unwrap().columns[0].charset.as_deref(),
+            Some("utf8mb3")
+        );
     }
 
     #[test]

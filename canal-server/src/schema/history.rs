@@ -211,6 +211,12 @@ impl SchemaHistory {
         self.catalog.set_database_charset(schema, charset);
     }
 
+    /// Sets the server default character set (`@@character_set_server`) new databases and
+    /// databases of unknown default use.
+    pub fn set_server_charset(&mut self, charset: &str) {
+        self.catalog.set_server_charset(charset);
+    }
+
     /// Records `tables` as the definitions in force at `at` (e.g. read from `information_schema`
     /// when the destination first starts at `at`). Tables not listed are unaffected. DDL at `at`
     /// itself is still applied afterwards; DDL before `at` is treated as already applied.
@@ -222,7 +228,7 @@ impl SchemaHistory {
                 Some(meta),
             );
         }
-        if self.seeded_at.as_ref().map_or(true, |s| *s < at) {
+        if !matches!(&self.seeded_at, Some(s) if *s >= at) {
             self.seeded_at = Some(at);
         }
     }
@@ -493,7 +499,7 @@ impl SchemaHistory {
     }
 
     fn advance(&mut self, at: BinlogPosition) {
-        if self.applied_through.as_ref().map_or(true, |t| *t < at) {
+        if !matches!(&self.applied_through, Some(t) if *t >= at) {
             self.applied_through = Some(at);
         }
     }
@@ -513,7 +519,7 @@ impl SchemaHistory {
     /// Records a version and, when it is the table's latest, updates the catalog to match.
     fn put(&mut self, at: BinlogPosition, key: (String, String), table: Option<TableMeta>) {
         let versions = self.tables.entry(key.clone()).or_default();
-        let is_latest = versions.last().map_or(true, |v| v.at <= at);
+        let is_latest = !matches!(versions.last(), Some(v) if v.at > at);
         if is_latest {
             match &table {
                 Some(meta) => self.catalog.insert_table(meta.clone()),

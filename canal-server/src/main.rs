@@ -1,0 +1,157 @@
+//! canal-server binary: loads the TOML config, starts every destination, serves Canal's TCP
+//! protocol and the admin HTTP endpoints, and on SIGTERM/SIGINT stops accepting, stops the
+//! destinations and flushes client cursors.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use canal_server::config::ServerConfig;
+use canal_server::instance::Instance;
+use canal_server::server::{self, ServerContext};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+/// Canal-compatible binlog server.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Configuration file (see config/canal-server.toml).
+    #[arg(
+        short,
+        long,
+        env = "CANAL_SERVER_CONFIG",
+        default_value = "config/canal-server.toml"
+    )]
+    config: PathBuf,
+    /// Override `server.port`.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Override `server.admin_port`.
+    #[arg(long)]
+    admin_port: Option<u16>,
+    /// Override `server.data_dir`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Only validate the configuration and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("canal-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("canal-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("reading {}", args.config.display()))?;
+    let mut cfg =
+        ServerConfig::from_toml(&text).with_context(|| format!("in {}", args.config.display()))?;
+    if let Some(p) = args.port {
+        cfg.server.port = p;
+    }
+    if let Some(p) = args.admin_port {
+        cfg.server.admin_port = p;
+    }
+    if let Some(d) = args.data_dir {
+        cfg.server.data_dir = d;
+    }
+    cfg.validate()?;
+    if args.check {
+        println!(
+            "{}: ok ({} destinations)",
+            args.config.display(),
+            cfg.destinations.len()
+        );
+        return Ok(());
+    }
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .ok();
+    let auth =
+        canal_protocol::scramble::Authenticator::new(cfg.server.user.clone(), &cfg.server.passwd)
+            .map_err(|e| anyhow::anyhow!("server.passwd: {e}"))?;
+    let listener = tokio::net::TcpListener::bind((cfg.server.ip.as_str(), cfg.server.port))
+        .await
+        .with_context(|| format!("binding {}:{}", cfg.server.ip, cfg.server.port))?;
+    let admin = tokio::net::TcpListener::bind((cfg.server.ip.as_str(), cfg.server.admin_port))
+        .await
+        .with_context(|| format!("binding admin {}:{}", cfg.server.ip, cfg.server.admin_port))?;
+    let flush = Duration::from_millis(cfg.server.flush_period_ms);
+    let mut instances = BTreeMap::new();
+    for (name, d) in &cfg.destinations {
+        metrics::gauge!("canal_instance", "destination" => name.clone(), "mode" => "spring")
+            .set(1.0);
+        let store = d.store();
+        let inst = Instance::start(name, d.clone(), store, cfg.server.data_dir.clone(), flush)
+            .with_context(|| format!("starting destination {name}"))?;
+        instances.insert(name.clone(), inst);
+    }
+    let ctx = Arc::new(ServerContext {
+        instances,
+        auth,
+        max_frame_len: cfg.server.max_frame_bytes,
+    });
+    let shutdown = CancellationToken::new();
+    tracing::info!(
+        port = cfg.server.port,
+        admin_port = cfg.server.admin_port,
+        destinations = ?cfg.destinations.keys().collect::<Vec<_>>(),
+        "canal-server ready"
+    );
+    let tcp = tokio::spawn(server::serve(listener, ctx.clone(), shutdown.clone()));
+    let http = tokio::spawn(server::admin::serve(
+        admin,
+        ctx.clone(),
+        prometheus,
+        shutdown.clone(),
+    ));
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    let _ = tcp.await;
+    let _ = http.await;
+    for inst in ctx.instances.values() {
+        inst.stop().await;
+    }
+    tracing::info!("cursors flushed; bye");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

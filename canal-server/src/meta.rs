@@ -1,0 +1,198 @@
+//! Client subscriptions and cursors of a destination, persisted in Canal's file-mode `meta.dat`
+//! (`{"clientDatas":[{"clientIdentity":…,"cursor":{…LogPosition…}}],"destination":"…"}`), so a
+//! restart resumes from what clients acked.
+//!
+//! Writes are atomic (temp file, fsync, rename). A corrupt file is an error naming the path.
+
+use std::path::{Path, PathBuf};
+
+use canal_protocol::position::{
+    ClientIdentity, EntryPosition as CanalEntryPosition, FileMetaClientData, FileMetaData,
+    LogIdentity, LogPosition,
+};
+
+use crate::position::{BinlogPosition, EntryPosition};
+
+/// A meta file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// Reading or writing failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not Canal meta JSON.
+    #[error("{path}: not a valid meta.dat: {source}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// One subscribed client as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientRecord {
+    /// Client id.
+    pub client_id: i16,
+    /// Its filter ("" = none).
+    pub filter: String,
+    /// Its acked cursor.
+    pub cursor: Option<EntryPosition>,
+}
+
+/// Converts our position into Canal's cursor JSON model.
+pub fn to_log_position(p: &EntryPosition, source: &str) -> LogPosition {
+    let (host, port) = source
+        .rsplit_once(':')
+        .map(|(h, p)| (h.to_string(), p.parse().unwrap_or(3306)))
+        .unwrap_or_else(|| (source.to_string(), 3306));
+    LogPosition {
+        identity: LogIdentity::new(host, port),
+        position: CanalEntryPosition {
+            gtid: Some(p.gtid.clone().unwrap_or_default()),
+            included: false,
+            journal_name: Some(p.binlog.file.clone()),
+            position: Some(p.binlog.offset as i64),
+            server_id: Some(p.server_id as i64),
+            timestamp: Some(p.timestamp_ms),
+        },
+    }
+}
+
+/// Converts Canal's cursor model into our position (`None` without a file name).
+pub fn from_log_position(lp: &LogPosition) -> Option<EntryPosition> {
+    let p = &lp.position;
+    let file = p.journal_name.clone().filter(|f| !f.is_empty())?;
+    let offset = p.position.unwrap_or(4).max(0) as u64;
+    Some(EntryPosition {
+        binlog: BinlogPosition::new(file, offset),
+        next_offset: offset,
+        server_id: p.server_id.unwrap_or(0).max(0) as u32,
+        timestamp_ms: p.timestamp.unwrap_or(0),
+        gtid: p.gtid.clone().filter(|g| !g.is_empty()),
+    })
+}
+
+/// The meta file of one destination.
+#[derive(Debug, Clone)]
+pub struct MetaFile {
+    path: PathBuf,
+    destination: String,
+    source: String,
+}
+
+impl MetaFile {
+    /// `data_dir/{destination}/meta.dat`; `source` (`host:port`) goes into cursor identities.
+    pub fn new(data_dir: &Path, destination: &str, source: &str) -> Self {
+        Self {
+            path: data_dir.join(destination).join("meta.dat"),
+            destination: destination.to_string(),
+            source: source.to_string(),
+        }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the stored clients; a missing file means none.
+    pub fn load(&self) -> Result<Vec<ClientRecord>, MetaError> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(MetaError::Io {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        };
+        let meta: FileMetaData =
+            serde_json::from_slice(&bytes).map_err(|source| MetaError::Corrupt {
+                path: self.path.clone(),
+                source,
+            })?;
+        Ok(meta
+            .client_datas
+            .into_iter()
+            .map(|c| ClientRecord {
+                client_id: c.client_identity.client_id,
+                filter: c.client_identity.filter.clone().unwrap_or_default(),
+                cursor: c.cursor.as_ref().and_then(from_log_position),
+            })
+            .collect())
+    }
+
+    /// Writes `clients` atomically.
+    pub fn save(&self, clients: &[ClientRecord]) -> Result<(), MetaError> {
+        let meta = FileMetaData {
+            destination: self.destination.clone(),
+            client_datas: clients
+                .iter()
+                .map(|c| {
+                    let mut id = ClientIdentity::new(self.destination.clone(), c.client_id);
+                    id.filter = (!c.filter.is_empty()).then(|| c.filter.clone());
+                    FileMetaClientData {
+                        client_identity: id,
+                        cursor: c.cursor.as_ref().map(|p| to_log_position(p, &self.source)),
+                    }
+                })
+                .collect(),
+        };
+        let io = |source| MetaError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let json = serde_json::to_vec(&meta).map_err(|e| io(std::io::Error::other(e)))?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let tmp = self.path.with_extension("dat.tmp");
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp).map_err(io)?;
+            f.write_all(&json).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        std::fs::rename(&tmp, &self.path).map_err(io)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_in_canal_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = MetaFile::new(dir.path(), "example", "127.0.0.1:3306");
+        assert!(m.load().unwrap().is_empty());
+        let rec = ClientRecord {
+            client_id: 1001,
+            filter: r"shop\..*".into(),
+            cursor: Some(EntryPosition {
+                binlog: BinlogPosition::new("mysql-bin.000003", 1234),
+                next_offset: 1234,
+                server_id: 1,
+                timestamp_ms: 1_700_000_000_000,
+                gtid: None,
+            }),
+        };
+        m.save(std::slice::from_ref(&rec)).unwrap();
+        assert_eq!(m.load().unwrap(), vec![rec]);
+        let text = std::fs::read_to_string(m.path()).unwrap();
+        assert!(text.contains(r#""postion":{"gtid":"","included":false,"journalName":"mysql-bin.000003","position":1234"#), "{text}");
+        assert!(text.contains(r#""clientId":1001"#), "{text}");
+        std::fs::write(m.path(), b"{not json").unwrap();
+        assert!(matches!(m.load(), Err(MetaError::Corrupt { .. })));
+    }
+}
