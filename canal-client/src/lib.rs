@@ -1,2 +1,102 @@
-//! canal-client: the library downstream consumers use to read row changes from a canal-server.
+//! canal-client: the library downstream consumers use to read row changes
+//! from a Canal 1.1.x-compatible server (ours or alibaba/canal).
+//!
+//! # Main types
+//!
+//! * [`SimpleConnector`]: one TCP connection to one server for one
+//!   destination and client id. It speaks Canal's protocol exactly as the
+//!   Java `SimpleCanalConnector` does on the wire: handshake and scramble411
+//!   authentication ([`SimpleConnector::connect`]), `subscribe`,
+//!   `unsubscribe`, `get_without_ack`/`get`, `ack`, `rollback`,
+//!   `disconnect`. Every socket operation is bounded by
+//!   [`ConnectorOptions::so_timeout`].
+//! * [`ClientError`]: every failure, typed, with
+//!   [`ClientError::is_retryable`]. Any error from the wire closes the
+//!   connection, so a late or unsolicited reply is never mistaken for the
+//!   answer to a later request.
+//! * [`EntryView`], [`RowChangeView`], [`TransactionBeginView`],
+//!   [`TransactionEndView`]: entries with their payload decoded; rows as
+//!   ordered name → [`ColumnValue`] maps ([`Columns`]).
+//! * [`SimpleConnector::consume`] and [`SimpleConnector::into_stream`]:
+//!   consumption with automatic ack after successful handling
+//!   (at-least-once).
+//!
+//! Wire types, framing and the scramble come from `canal-protocol`. Finding
+//! the running server through ZooKeeper and reconnecting across failovers is
+//! the job of a cluster connector built on top of this one; nothing here
+//! reconnects or retries by itself.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use canal_client::{
+//!     CancellationToken, ConnectorOptions, ConsumeOptions, EntryView, SimpleConnector,
+//! };
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut connector = SimpleConnector::new(
+//!     "127.0.0.1:11111",
+//!     "example",
+//!     ConnectorOptions {
+//!         username: "canal".into(),
+//!         password: Some("canal".into()),
+//!         ..Default::default()
+//!     },
+//! );
+//! connector.connect().await?;
+//! connector.subscribe(Some(r"shop\..*")).await?;
+//!
+//! let shutdown = CancellationToken::new();
+//! connector
+//!     .consume(&ConsumeOptions::default(), &shutdown, |message| async move {
+//!         for view in message.views() {
+//!             if let EntryView::RowChange(change) = view? {
+//!                 for row in change.rows() {
+//!                     println!("{}.{} {:?}: {:?}", change.schema(), change.table(),
+//!                              change.event_type(), row.after.value("id"));
+//!                 }
+//!             }
+//!         }
+//!         Ok::<(), canal_client::ViewError>(())
+//!     })
+//!     .await?;
+//! connector.disconnect().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Design decisions
+//!
+//! * **Sequential requests, strict pairing.** Canal has no request ids: a
+//!   reply is identified only by its position in the stream. The connector
+//!   therefore takes `&mut self` for every request, closes the connection on
+//!   any error (including error replies, which Canal 1.1.x may send
+//!   unsolicited after a failed ack), and detects a request whose future was
+//!   dropped before its reply was read ([`ClientError::Interrupted`]).
+//! * **No unbounded GET.** Canal reads a GET timeout of 0 as "block until a
+//!   full batch"; this client never sends it, because such a read would
+//!   outlive any socket timeout. `None` or zero means "what is there now".
+//! * **Rollback on connect.** As the reference clients do, `connect()` sends
+//!   `rollback(0)`, so batches fetched but never acked by a previous
+//!   connection are delivered again instead of being skipped.
 #![deny(missing_docs)]
+
+mod connector;
+mod consume;
+mod error;
+mod view;
+
+pub use canal_protocol::{Entry, EntryType, EventType, EMPTY_BATCH_ID};
+pub use connector::{
+    ConnectorOptions, Message, SimpleConnector, DEFAULT_CLIENT_ID, DEFAULT_FETCH_SIZE,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_SO_TIMEOUT,
+};
+pub use consume::{ConsumeError, ConsumeOptions, HandlerErrorPolicy, EMPTY_POLL_PAUSE};
+pub use error::{ClientError, Op, ProtocolError};
+/// Re-exported for [`SimpleConnector::consume`]'s shutdown signal.
+pub use tokio_util::sync::CancellationToken;
+pub use view::{
+    BinlogPosition, ColumnValue, Columns, EntryView, HeaderView, RowChangeView, RowView,
+    TransactionBeginView, TransactionEndView, ViewError,
+};

@@ -1,0 +1,245 @@
+//! The client's error type and how each error should be handled.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use canal_protocol::{FrameError, PacketType};
+
+/// The request (or connection step) during which an error happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Op {
+    /// Opening the TCP connection.
+    Connect,
+    /// Reading the server's HANDSHAKE.
+    Handshake,
+    /// Sending CLIENTAUTHENTICATION and reading its ACK.
+    Auth,
+    /// SUBSCRIPTION.
+    Subscribe,
+    /// UNSUBSCRIPTION.
+    Unsubscribe,
+    /// GET and its MESSAGES reply.
+    Get,
+    /// CLIENTACK.
+    Ack,
+    /// CLIENTROLLBACK.
+    Rollback,
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Op::Connect => "connect",
+            Op::Handshake => "handshake",
+            Op::Auth => "auth",
+            Op::Subscribe => "subscribe",
+            Op::Unsubscribe => "unsubscribe",
+            Op::Get => "get",
+            Op::Ack => "ack",
+            Op::Rollback => "rollback",
+        })
+    }
+}
+
+/// A reply that is well-formed protobuf but not what the protocol allows at
+/// this point.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// The reply has a known type, but not the one the request calls for.
+    #[error("expected a {} packet, got {}", .expected.as_str_name(), .actual.as_str_name())]
+    UnexpectedPacket {
+        /// The type the protocol requires here.
+        expected: PacketType,
+        /// The type received.
+        actual: PacketType,
+    },
+    /// `Packet.type` is outside the PacketType enum.
+    #[error("unknown packet type {0}")]
+    UnknownPacketType(i32),
+    /// The HANDSHAKE does not carry `version = 1` (the Java client's
+    /// "unsupported version at this client.").
+    #[error("unsupported protocol version {0:?} in HANDSHAKE (expected 1)")]
+    UnsupportedVersion(Option<i32>),
+    /// The body is compressed, or names an unknown compression. Nothing in
+    /// Canal compresses; Canal clients refuse such packets too.
+    #[error("unsupported packet compression {0}")]
+    UnsupportedCompression(i32),
+}
+
+/// Everything that can go wrong talking to a Canal server.
+///
+/// Every variant except [`ClientError::InvalidBatchId`] and
+/// [`ClientError::NotConnected`] is produced after the connection was
+/// closed: a reply that is late, missing, malformed, or an error frame (which
+/// Canal 1.1.x may send unsolicited, ahead of the real reply) leaves the
+/// request/reply pairing uncertain, so the connector never reuses such a
+/// connection. Call `connect()` again to continue; it rolls back the batches
+/// the old connection left un-acked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Connecting, reading or writing the socket failed.
+    #[error("{op}: i/o error: {source}")]
+    Io {
+        /// What was being done.
+        op: Op,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The server did not answer (or accept our bytes, or the connection)
+    /// within the allowed time.
+    #[error("{op}: no reply from the server within {after:?}")]
+    Timeout {
+        /// What was being done.
+        op: Op,
+        /// The bound that expired.
+        after: Duration,
+    },
+    /// The server closed the connection cleanly where a reply was due.
+    #[error("{op}: the server closed the connection")]
+    ConnectionClosed {
+        /// What was being done.
+        op: Op,
+    },
+    /// The byte stream is not valid Canal framing (negative or oversized
+    /// length, stream ended inside a frame).
+    #[error("{op}: malformed frame from the server: {source}")]
+    Frame {
+        /// What was being done.
+        op: Op,
+        /// The framing error.
+        source: FrameError,
+    },
+    /// A frame, packet body or entry is not valid protobuf for its type.
+    #[error("{op}: malformed {what} from the server: {source}")]
+    Decode {
+        /// What was being done.
+        op: Op,
+        /// The protobuf message that failed to decode (`Packet`, `Ack`,
+        /// `Messages`, `Entry`, …).
+        what: &'static str,
+        /// The protobuf error.
+        source: prost::DecodeError,
+    },
+    /// The reply is valid protobuf but violates the protocol.
+    #[error("{op}: protocol violation: {source}")]
+    Protocol {
+        /// What was being done.
+        op: Op,
+        /// The violation.
+        source: ProtocolError,
+    },
+    /// The server refused the credentials (ACK with `error_code > 0` in reply
+    /// to CLIENTAUTHENTICATION; Canal uses 400 `auth failed for user:<name>`).
+    #[error("authentication failed (code {code}): {message}")]
+    Auth {
+        /// `Ack.error_code`.
+        code: i32,
+        /// `Ack.error_message`.
+        message: String,
+    },
+    /// The server answered with an error ACK: `error_code > 0` to
+    /// SUBSCRIPTION/UNSUBSCRIPTION, or any ACK in reply to GET (how a server
+    /// reports that a previous ack or rollback failed; `code` is 0 if the
+    /// ACK carried none).
+    #[error("{op}: server error {code}: {message}")]
+    Server {
+        /// What was being done.
+        op: Op,
+        /// `Ack.error_code` (400 generic, 401 missing destination/client id,
+        /// 402 batch id 0).
+        code: i32,
+        /// `Ack.error_message`.
+        message: String,
+    },
+    /// A previous call on this connector was cancelled (its future dropped)
+    /// after sending its request but before reading the reply; the
+    /// connection was closed because its stream is out of step.
+    #[error("a previous request was cancelled mid-flight; the connection was closed")]
+    Interrupted,
+    /// No connection: `connect()` was never called, or an earlier error
+    /// closed it, or `disconnect()` was called.
+    #[error("not connected")]
+    NotConnected,
+    /// The batch id can never be valid for this call (0 for ack: Canal
+    /// answers it with error 402). Nothing was sent.
+    #[error("invalid batch id {0}")]
+    InvalidBatchId(i64),
+}
+
+impl ClientError {
+    /// True when reconnecting and repeating the work may succeed: network
+    /// failures, timeouts, a closed or interrupted connection, and server
+    /// error 400 (Canal's code for transient states such as "destination
+    /// should start first" or a stale batch id). False for bad credentials,
+    /// malformed replies, protocol violations, 401/402 (the request itself is
+    /// wrong) and invalid arguments: repeating them gives the same result.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ClientError::Io { .. }
+            | ClientError::Timeout { .. }
+            | ClientError::ConnectionClosed { .. }
+            | ClientError::Interrupted
+            | ClientError::NotConnected => true,
+            ClientError::Server { code, .. } => *code == 400 || *code == 0,
+            ClientError::Frame { .. }
+            | ClientError::Decode { .. }
+            | ClientError::Protocol { .. }
+            | ClientError::Auth { .. }
+            | ClientError::InvalidBatchId(_) => false,
+        }
+    }
+
+    /// True when the connector's connection was closed because of this
+    /// error (every variant except [`ClientError::InvalidBatchId`]; for
+    /// [`ClientError::NotConnected`] there was none to close).
+    pub fn closed_connection(&self) -> bool {
+        !matches!(self, ClientError::InvalidBatchId(_))
+    }
+
+    /// The server's error code, for [`ClientError::Auth`] and
+    /// [`ClientError::Server`].
+    pub fn server_code(&self) -> Option<i32> {
+        match self {
+            ClientError::Auth { code, .. } | ClientError::Server { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_classification() {
+        let server = |code| ClientError::Server {
+            op: Op::Get,
+            code,
+            message: String::new(),
+        };
+        assert!(server(400).is_retryable());
+        assert!(!server(401).is_retryable());
+        assert!(!server(402).is_retryable());
+        assert!(ClientError::Timeout {
+            op: Op::Get,
+            after: Duration::from_secs(1)
+        }
+        .is_retryable());
+        assert!(!ClientError::Auth {
+            code: 400,
+            message: "x".into()
+        }
+        .is_retryable());
+        assert!(!ClientError::InvalidBatchId(0).closed_connection());
+        assert_eq!(server(401).server_code(), Some(401));
+        assert_eq!(
+            server(400).to_string(),
+            "get: server error 400: ",
+            "display names the operation"
+        );
+    }
+}
