@@ -34,22 +34,13 @@ fn cerr(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
 }
 
 /// The whole file.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Server-wide settings.
     pub server: ServerSection,
     /// Destinations (Canal instances) by name.
     pub destinations: BTreeMap<String, DestinationConfig>,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            server: ServerSection::default(),
-            destinations: BTreeMap::new(),
-        }
-    }
 }
 
 /// `[server]`.

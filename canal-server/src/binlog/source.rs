@@ -217,7 +217,8 @@ pub async fn connect(cfg: &SourceConfig) -> Result<Conn, SourceError> {
 /// and learns its flavor.
 pub async fn check_source(conn: &mut Conn, cfg: &SourceConfig) -> Result<SourceInfo, SourceError> {
     let d = |e| classify_driver(&cfg.address, e);
-    let row: Option<(String, u32, Option<String>, Option<String>, Option<String>)> = conn
+    type Settings = (String, u32, Option<String>, Option<String>, Option<String>);
+    let row: Option<Settings> = conn
         .query_first(
             "SELECT @@version, @@server_id, @@global.log_bin, @@global.binlog_format, @@global.binlog_row_image",
         )

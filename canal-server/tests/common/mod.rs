@@ -1,6 +1,8 @@
 //! Shared helpers for canal-server integration tests against a real MariaDB.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -118,15 +120,11 @@ pub fn cols(cs: &[Column]) -> Vec<(String, Option<String>, bool)> {
         .collect()
 }
 
+/// `(name, value or None for NULL, updated)` of each column of an image.
+pub type Cols = Vec<(String, Option<String>, bool)>;
+
 /// `(before, after)` column lists of every row of every DML entry, with the entry's event type.
-pub fn dml_rows(
-    es: &[ParsedEntry],
-) -> Vec<(
-    EventType,
-    String,
-    Vec<(String, Option<String>, bool)>,
-    Vec<(String, Option<String>, bool)>,
-)> {
+pub fn dml_rows(es: &[ParsedEntry]) -> Vec<(EventType, String, Cols, Cols)> {
     let mut out = Vec::new();
     for e in es.iter().filter(|e| is_dml(e)) {
         let rc = e.row_change().expect("row change");
