@@ -14,17 +14,23 @@ type ColumnRow = (
     String,         // TABLE_NAME
     String,         // COLUMN_NAME
     String,         // COLUMN_TYPE
-    String,         // COLUMN_KEY
+    u8,             // part of the PRIMARY index
     String,         // IS_NULLABLE
     Option<String>, // CHARACTER_SET_NAME
     Option<u16>,    // collation id
+    Option<String>, // table charset
 );
 
-const COLUMNS_SQL: &str = "SELECT c.TABLE_SCHEMA, c.TABLE_NAME, c.COLUMN_NAME, c.COLUMN_TYPE, c.COLUMN_KEY, \
-     c.IS_NULLABLE, c.CHARACTER_SET_NAME, CAST(co.ID AS UNSIGNED) \
+// Only the real PRIMARY KEY counts as a key (COLUMN_KEY='PRI' also marks a UNIQUE NOT NULL key of
+// a table without primary key, which Canal does not treat as a key).
+const COLUMNS_SQL: &str = "SELECT c.TABLE_SCHEMA, c.TABLE_NAME, c.COLUMN_NAME, c.COLUMN_TYPE, \
+     CAST(EXISTS (SELECT 1 FROM information_schema.STATISTICS s WHERE s.TABLE_SCHEMA = c.TABLE_SCHEMA \
+       AND s.TABLE_NAME = c.TABLE_NAME AND s.COLUMN_NAME = c.COLUMN_NAME AND s.INDEX_NAME = 'PRIMARY') AS UNSIGNED), \
+     c.IS_NULLABLE, c.CHARACTER_SET_NAME, CAST(co.ID AS UNSIGNED), tco.CHARACTER_SET_NAME \
      FROM information_schema.COLUMNS c \
      LEFT JOIN information_schema.COLLATIONS co ON co.COLLATION_NAME = c.COLLATION_NAME \
      JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME \
+     LEFT JOIN information_schema.COLLATIONS tco ON tco.COLLATION_NAME = t.TABLE_COLLATION \
      WHERE t.TABLE_TYPE = 'BASE TABLE'";
 
 /// Loads one table, or `None` when it does not exist (any more).
@@ -37,11 +43,15 @@ pub async fn load_table(
         "{COLUMNS_SQL} AND c.TABLE_SCHEMA = ? AND c.TABLE_NAME = ? ORDER BY c.ORDINAL_POSITION"
     );
     let rows: Vec<ColumnRow> = conn.exec(sql, (schema, table)).await?;
-    let charset = table_charset(conn, schema, table).await?;
-    Ok(build(rows).into_iter().next().map(|mut t| {
-        t.charset = charset;
-        t
-    }))
+    Ok(build(rows).into_iter().next())
+}
+
+/// Default character set of every database outside the system schemas.
+pub async fn database_charsets(
+    conn: &mut Conn,
+) -> Result<Vec<(String, String)>, mysql_async::Error> {
+    conn.query("SELECT SCHEMA_NAME, DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA")
+        .await
 }
 
 /// Loads every base table outside the system schemas for which `accept(schema, table)` holds.
@@ -66,31 +76,16 @@ pub async fn load_all(
     Ok(build(rows))
 }
 
-async fn table_charset(
-    conn: &mut Conn,
-    schema: &str,
-    table: &str,
-) -> Result<Option<String>, mysql_async::Error> {
-    let cs: Option<Option<String>> = conn
-        .exec_first(
-            "SELECT co.CHARACTER_SET_NAME FROM information_schema.TABLES t \
-             JOIN information_schema.COLLATIONS co ON co.COLLATION_NAME = t.TABLE_COLLATION \
-             WHERE t.TABLE_SCHEMA = ? AND t.TABLE_NAME = ?",
-            (schema, table),
-        )
-        .await?;
-    Ok(cs.flatten())
-}
-
 fn build(rows: Vec<ColumnRow>) -> Vec<TableMeta> {
     let mut out: Vec<TableMeta> = Vec::new();
-    for (schema, table, name, column_type, key, nullable, charset, collation) in rows {
+    for (schema, table, name, column_type, key, nullable, charset, collation, table_charset) in rows
+    {
         // COLUMN_TYPE is lower case except ENUM/SET labels, which keep their case.
         let col = ColumnMeta {
             unsigned: column_type.to_ascii_lowercase().contains(" unsigned"),
             enum_values: enum_labels(&column_type),
             name,
-            is_primary_key: key == "PRI",
+            is_primary_key: key != 0,
             charset,
             collation_id: collation,
             nullable: nullable == "YES",
@@ -102,7 +97,7 @@ fn build(rows: Vec<ColumnRow>) -> Vec<TableMeta> {
                 schema,
                 table,
                 columns: vec![col],
-                charset: None,
+                charset: table_charset,
             }),
         }
     }
