@@ -1,0 +1,327 @@
+//! ZooKeeper coordination shared by canal-server, canal-client and otter-node.
+//!
+//! - [`ZkConfig`]: how to reach ZooKeeper (servers, session timeout, chroot, digest auth).
+//! - [`paths`]: Canal's znode layout (`/otter/canal/...`).
+//! - [`RunningData`] / [`ClientRunningData`]: Canal's JSON for running nodes.
+//! - [`election::Election`]: Canal's running-node election (ephemeral node, a grace delay for
+//!   everyone but the former owner, operator hand-over by writing `active:false`) with the fencing
+//!   Canal lacks: the role drops to [`election::Role::Paused`] the moment the connection is lost and to
+//!   [`election::Role::Fenced`] once the session is (or must be assumed) expired.
+#![deny(missing_docs)]
+
+pub mod election;
+pub mod paths;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use zookeeper_client::{Client, Error as ZkError};
+
+/// How to reach ZooKeeper.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ZkConfig {
+    /// Connect string, `host:port,host:port`.
+    pub servers: String,
+    /// Session timeout asked for, ms (the server clamps it to its min/max).
+    pub session_timeout_ms: u64,
+    /// Connection timeout, ms.
+    pub connect_timeout_ms: u64,
+    /// Optional chroot, e.g. `/prod`.
+    pub chroot: String,
+    /// Optional digest auth `user:password`.
+    pub digest: String,
+    /// Grace delay before a standby contends for a running node that disappeared, ms.
+    pub grace_ms: u64,
+}
+
+impl Default for ZkConfig {
+    fn default() -> Self {
+        Self {
+            servers: "127.0.0.1:2181".into(),
+            session_timeout_ms: 10_000,
+            connect_timeout_ms: 5_000,
+            chroot: String::new(),
+            digest: String::new(),
+            grace_ms: 5_000,
+        }
+    }
+}
+
+/// A ZooKeeper failure worth reporting.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordError {
+    /// Connecting failed.
+    #[error("cannot connect to ZooKeeper {servers}: {source}")]
+    Connect {
+        /// The connect string.
+        servers: String,
+        /// Client error.
+        #[source]
+        source: ZkError,
+    },
+    /// A znode operation failed.
+    #[error("ZooKeeper {op} {path}: {source}")]
+    Op {
+        /// The operation.
+        op: &'static str,
+        /// The path.
+        path: String,
+        /// Client error.
+        #[source]
+        source: ZkError,
+    },
+    /// A znode holds data that is not the expected JSON.
+    #[error("znode {path} holds invalid data: {reason}")]
+    BadData {
+        /// The path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// Invalid configuration.
+    #[error("zookeeper config `{key}`: {message}")]
+    Config {
+        /// The key.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ZkConfig {
+    /// The session timeout.
+    pub fn session_timeout(&self) -> Duration {
+        Duration::from_millis(self.session_timeout_ms)
+    }
+
+    /// The grace delay.
+    pub fn grace(&self) -> Duration {
+        Duration::from_millis(self.grace_ms)
+    }
+
+    /// Checks the fields.
+    pub fn validate(&self) -> Result<(), CoordError> {
+        if self.servers.trim().is_empty() {
+            return Err(CoordError::Config {
+                key: "servers",
+                message: "must list host:port of the ZooKeeper servers".into(),
+            });
+        }
+        if self.session_timeout_ms < 400 {
+            return Err(CoordError::Config {
+                key: "session_timeout_ms",
+                message: "must be at least 400".into(),
+            });
+        }
+        if !self.chroot.is_empty() && (!self.chroot.starts_with('/') || self.chroot.ends_with('/'))
+        {
+            return Err(CoordError::Config {
+                key: "chroot",
+                message: format!("{:?} must start with '/' and not end with one", self.chroot),
+            });
+        }
+        if !self.digest.is_empty() && !self.digest.contains(':') {
+            return Err(CoordError::Config {
+                key: "digest",
+                message: "must be user:password".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Opens a new session.
+    pub async fn connect(&self) -> Result<Client, CoordError> {
+        let mut servers = self.servers.clone();
+        servers.push_str(&self.chroot);
+        let mut connector = Client::connector()
+            .with_session_timeout(self.session_timeout())
+            .with_connection_timeout(Duration::from_millis(self.connect_timeout_ms));
+        if !self.digest.is_empty() {
+            connector = connector.with_auth("digest", self.digest.as_bytes());
+        }
+        let connect = connector.connect(&servers);
+        match tokio::time::timeout(
+            Duration::from_millis(self.connect_timeout_ms.max(1000) * 2),
+            connect,
+        )
+        .await
+        {
+            Ok(r) => r.map_err(|source| CoordError::Connect {
+                servers: self.servers.clone(),
+                source,
+            }),
+            Err(_) => Err(CoordError::Connect {
+                servers: self.servers.clone(),
+                source: ZkError::Timeout,
+            }),
+        }
+    }
+}
+
+/// `{"active":true,"address":"ip:port"}`: who runs a destination (Canal's ServerRunningData).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningData {
+    /// Whether the owner serves it; writing `false` asks the owner to hand over.
+    pub active: bool,
+    /// `ip:port` of the owner.
+    pub address: String,
+}
+
+/// `{"active":true,"address":"ip:port","clientId":1001}`: which consumer process is active.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRunningData {
+    /// Whether the owner consumes.
+    pub active: bool,
+    /// Address of the owner.
+    pub address: String,
+    /// Client id.
+    #[serde(rename = "clientId")]
+    pub client_id: i16,
+}
+
+/// Serializes as fastjson does for these types: fields in alphabetical order, no whitespace.
+pub fn to_canal_json<T: Serialize>(v: &T) -> Vec<u8> {
+    // serde_json keeps declaration order; the structs above declare fields alphabetically.
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+/// Creates every missing ancestor and the node itself as persistent (idempotent).
+pub async fn ensure_path(client: &Client, path: &str) -> Result<(), CoordError> {
+    let opts =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    let mut cur = String::new();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        cur.push('/');
+        cur.push_str(part);
+        match client.create(&cur, &[], &opts).await {
+            Ok(_) | Err(ZkError::NodeExists) => {}
+            Err(source) => {
+                return Err(CoordError::Op {
+                    op: "create",
+                    path: cur,
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `data` to a persistent node, creating it (and its parents) if needed.
+pub async fn put_persistent(client: &Client, path: &str, data: &[u8]) -> Result<(), CoordError> {
+    match client.set_data(path, data, None).await {
+        Ok(_) => Ok(()),
+        Err(ZkError::NoNode) => {
+            if let Some((parent, _)) = path.rsplit_once('/') {
+                if !parent.is_empty() {
+                    ensure_path(client, parent).await?;
+                }
+            }
+            let opts = zookeeper_client::CreateMode::Persistent
+                .with_acls(zookeeper_client::Acls::anyone_all());
+            match client.create(path, data, &opts).await {
+                Ok(_) => Ok(()),
+                Err(ZkError::NodeExists) => client
+                    .set_data(path, data, None)
+                    .await
+                    .map(|_| ())
+                    .map_err(|source| CoordError::Op {
+                        op: "set_data",
+                        path: path.to_string(),
+                        source,
+                    }),
+                Err(source) => Err(CoordError::Op {
+                    op: "create",
+                    path: path.to_string(),
+                    source,
+                }),
+            }
+        }
+        Err(source) => Err(CoordError::Op {
+            op: "set_data",
+            path: path.to_string(),
+            source,
+        }),
+    }
+}
+
+/// Deletes a node and everything under it (missing nodes are fine).
+pub async fn delete_recursive(client: &Client, path: &str) -> Result<(), CoordError> {
+    let mut stack = vec![path.to_string()];
+    let mut order = Vec::new();
+    while let Some(p) = stack.pop() {
+        match client.list_children(&p).await {
+            Ok(children) => {
+                for c in children {
+                    stack.push(format!("{p}/{c}"));
+                }
+                order.push(p);
+            }
+            Err(ZkError::NoNode) => {}
+            Err(source) => {
+                return Err(CoordError::Op {
+                    op: "list_children",
+                    path: p,
+                    source,
+                })
+            }
+        }
+    }
+    for p in order.into_iter().rev() {
+        match client.delete(&p, None).await {
+            Ok(()) | Err(ZkError::NoNode) => {}
+            Err(source) => {
+                return Err(CoordError::Op {
+                    op: "delete",
+                    path: p,
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_matches_canal() {
+        let r = RunningData {
+            active: true,
+            address: "10.0.0.1:11111".into(),
+        };
+        assert_eq!(
+            String::from_utf8(to_canal_json(&r)).unwrap(),
+            r#"{"active":true,"address":"10.0.0.1:11111"}"#
+        );
+        let c = ClientRunningData {
+            active: true,
+            address: "10.0.0.5:53422".into(),
+            client_id: 1001,
+        };
+        assert_eq!(
+            String::from_utf8(to_canal_json(&c)).unwrap(),
+            r#"{"active":true,"address":"10.0.0.5:53422","clientId":1001}"#
+        );
+        // Readers ignore unknown fields (old servers wrote `cid`).
+        let old: RunningData =
+            serde_json::from_str(r#"{"active":true,"address":"a:1","cid":1}"#).unwrap();
+        assert_eq!(old.address, "a:1");
+    }
+
+    #[test]
+    fn config_validation_names_the_key() {
+        let c = ZkConfig {
+            chroot: "prod".into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(CoordError::Config { key: "chroot", .. })
+        ));
+    }
+}

@@ -1,0 +1,131 @@
+//! The running-node election against a real ZooKeeper.
+
+use std::time::Duration;
+
+use harness::ZooKeeper;
+use zk_coord::election::{Election, ElectionSpec, Role};
+use zk_coord::{RunningData, ZkConfig};
+
+fn cfg(zk: &ZooKeeper, grace_ms: u64) -> ZkConfig {
+    ZkConfig {
+        servers: zk.connect_string(),
+        session_timeout_ms: 2_000,
+        connect_timeout_ms: 2_000,
+        grace_ms,
+        ..Default::default()
+    }
+}
+
+fn spec(addr: &str) -> ElectionSpec {
+    ElectionSpec {
+        path: "/otter/canal/destinations/example/running".into(),
+        candidate_path: Some(format!("/otter/canal/destinations/example/cluster/{addr}")),
+        address: addr.into(),
+        data: zk_coord::to_canal_json(&RunningData {
+            active: true,
+            address: addr.into(),
+        }),
+    }
+}
+
+async fn wait_role(e: &Election, want: impl Fn(&Role) -> bool) -> Role {
+    let mut w = e.watch();
+    let r = tokio::time::timeout(Duration::from_secs(30), w.wait_for(|r| want(r)))
+        .await
+        .unwrap_or_else(|_| panic!("role not reached; now {:?}", e.role()))
+        .unwrap()
+        .clone();
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_active_standby_takes_over_after_grace_and_operator_handover() {
+    harness::init_tracing();
+    let zk = ZooKeeper::start().await.unwrap();
+    let a = Election::spawn(cfg(&zk, 1500), spec("10.0.0.1:11111"));
+    wait_role(&a, |r| *r == Role::Active).await;
+    assert!(a.may_serve());
+    let b = Election::spawn(cfg(&zk, 1500), spec("10.0.0.2:11111"));
+    let r = wait_role(&b, |r| matches!(r, Role::Standby { .. })).await;
+    assert_eq!(
+        r,
+        Role::Standby {
+            owner: Some("10.0.0.1:11111".into())
+        }
+    );
+    assert!(!b.may_serve());
+
+    let client = zk.client(Duration::from_secs(5)).await.unwrap();
+    let (data, _) = client
+        .get_data("/otter/canal/destinations/example/running")
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(data).unwrap(),
+        r#"{"active":true,"address":"10.0.0.1:11111"}"#
+    );
+    let cluster = client
+        .list_children("/otter/canal/destinations/example/cluster")
+        .await
+        .unwrap();
+    assert_eq!(cluster.len(), 2);
+
+    // Graceful stop of A: the node is deleted; B takes over only after its grace delay.
+    let stopped = std::time::Instant::now();
+    a.stop().await;
+    wait_role(&b, |r| *r == Role::Active).await;
+    assert!(
+        stopped.elapsed() >= Duration::from_millis(1500),
+        "standby waited the grace delay"
+    );
+
+    // Operator hand-over: write active:false with the owner's address.
+    let c = Election::spawn(cfg(&zk, 300), spec("10.0.0.3:11111"));
+    wait_role(&c, |r| matches!(r, Role::Standby { .. })).await;
+    client
+        .set_data(
+            "/otter/canal/destinations/example/running",
+            br#"{"active":false,"address":"10.0.0.2:11111"}"#,
+            None,
+        )
+        .await
+        .unwrap();
+    wait_role(&c, |r| *r == Role::Active).await;
+    // B released and waits its grace delay, then sees C as the owner.
+    wait_role(&b, |r| {
+        *r == Role::Standby {
+            owner: Some("10.0.0.3:11111".into()),
+        }
+    })
+    .await;
+    assert!(!b.may_serve());
+    b.stop().await;
+    c.stop().await;
+    assert!(client
+        .check_stat("/otter/canal/destinations/example/running")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_zookeeper_pauses_then_fences_and_a_former_owner_retakes_at_once() {
+    harness::init_tracing();
+    let zk = ZooKeeper::start().await.unwrap();
+    let proxy = harness::FaultProxy::start(zk.members()[0].addr().parse().unwrap()).unwrap();
+    let mut c = cfg(&zk, 3000);
+    c.servers = proxy.addr().to_string();
+    let a = Election::spawn(c, spec("10.0.0.1:11111"));
+    wait_role(&a, |r| *r == Role::Active).await;
+    // Stall the link: first Paused (no hand-out), then Fenced once the session must be gone.
+    proxy.stall();
+    wait_role(&a, |r| *r == Role::Paused || *r == Role::Fenced).await;
+    assert!(!a.may_serve(), "no hand-out while the connection is lost");
+    wait_role(&a, |r| *r == Role::Fenced || matches!(r, Role::Starting)).await;
+    // The link comes back; A's old node expired, and as former owner it re-takes at once.
+    proxy.pass();
+    proxy.cut();
+    wait_role(&a, |r| *r == Role::Active).await;
+    assert!(a.may_serve());
+    a.stop().await;
+}
