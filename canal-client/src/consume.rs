@@ -74,6 +74,12 @@ pub enum ConsumeError<E> {
     /// [`ClientError`]). The batch being handled, if any, was not acked.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// [`ClusterConnector::consume`](crate::ClusterConnector::consume) gave
+    /// up: a non-retryable failure, or retryable ones past
+    /// [`ClusterOptions::consume_deadline`](crate::ClusterOptions::consume_deadline).
+    /// The batch being handled, if any, was not acked.
+    #[error(transparent)]
+    Cluster(#[from] crate::error::ClusterError),
     /// The handler failed and the policy gave up. The batch was rolled back
     /// (if the connection still allowed it) and not acked.
     #[error("handler failed on batch {batch_id} ({attempts} attempt(s) in a row)")]
@@ -221,7 +227,7 @@ impl SimpleConnector {
 }
 
 /// Sleeps `duration` or until `shutdown` is cancelled.
-async fn pause(duration: Duration, shutdown: &CancellationToken) {
+pub(crate) async fn pause(duration: Duration, shutdown: &CancellationToken) {
     tokio::select! {
         () = tokio::time::sleep(duration) => {}
         () = shutdown.cancelled() => {}

@@ -210,6 +210,105 @@ impl ClientError {
     }
 }
 
+/// Everything that can go wrong with a [`ClusterConnector`](crate::ClusterConnector).
+///
+/// Retryable failures ([`ClusterError::is_retryable`]) are retried inside
+/// the connector with capped exponential backoff until the call's deadline;
+/// a caller only sees one wrapped in [`ClusterError::GaveUp`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// Talking to a Canal server failed. Retryable variants (see
+    /// [`ClientError::is_retryable`]) only reach the caller inside
+    /// [`ClusterError::GaveUp`]; the others (bad credentials, 401/402,
+    /// malformed replies, an invalid batch id) are returned at once, since
+    /// repeating them gives the same result.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The ZooKeeper configuration is invalid (not retryable).
+    #[error(transparent)]
+    Config(zk_coord::CoordError),
+    /// ZooKeeper has not been read yet for this destination (unreachable,
+    /// or the first read has not finished). Retryable.
+    #[error("destination {destination}: ZooKeeper not read yet: {reason}")]
+    ZooKeeperUnavailable {
+        /// The destination.
+        destination: String,
+        /// The last ZooKeeper error, or why there is none yet.
+        reason: String,
+    },
+    /// ZooKeeper names no server for the destination: no `running` node and
+    /// no `host:port` child of its `cluster` node. Retryable (a server may
+    /// register any moment).
+    #[error("destination {destination}: no alive canal server (no running node, no cluster member in ZooKeeper)")]
+    NoServer {
+        /// The destination.
+        destination: String,
+    },
+    /// With client election, this process is not the active consumer for
+    /// its client id, so it may not talk to the server. Retryable (it may
+    /// win the election later).
+    #[error("not the active consumer (current owner: {})", .owner.as_deref().unwrap_or("unknown"))]
+    NotActive {
+        /// The active consumer's address, when known.
+        owner: Option<String>,
+    },
+    /// Retrying a retryable failure did not succeed before the deadline.
+    #[error("{op}: gave up after {attempts} attempt(s) in {elapsed:?}: {last}")]
+    GaveUp {
+        /// The operation being retried.
+        op: Op,
+        /// Failed attempts.
+        attempts: u32,
+        /// Time spent from the first attempt.
+        elapsed: Duration,
+        /// The last failure.
+        #[source]
+        last: Box<ClusterError>,
+    },
+    /// The connection that delivered this batch is gone (it failed, the
+    /// running server moved, or this process stopped being the active
+    /// consumer), so the batch can no longer be acked: it is rolled back by
+    /// the next connection's `rollback(0)` (or resumed from the shared cursor
+    /// by a new running server) and delivered again, under a new batch id.
+    /// Do not treat its entries as acknowledged.
+    #[error("batch {batch_id} can no longer be acked: its connection is gone and it will be delivered again")]
+    BatchRolledBack {
+        /// The batch id given to `ack`.
+        batch_id: i64,
+    },
+    /// `connect()` was not called, or `disconnect()` was.
+    #[error("cluster connector not started (call connect first)")]
+    NotConnected,
+}
+
+impl ClusterError {
+    /// True when waiting and trying again may succeed: a retryable
+    /// [`ClientError`], ZooKeeper not readable, no server registered, or not
+    /// the active consumer.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ClusterError::Client(err) => err.is_retryable(),
+            ClusterError::ZooKeeperUnavailable { .. }
+            | ClusterError::NoServer { .. }
+            | ClusterError::NotActive { .. } => true,
+            ClusterError::Config(_)
+            | ClusterError::GaveUp { .. }
+            | ClusterError::BatchRolledBack { .. }
+            | ClusterError::NotConnected => false,
+        }
+    }
+
+    /// The innermost failure: for [`ClusterError::GaveUp`] the last attempt's
+    /// error, otherwise `self`.
+    pub fn last(&self) -> &ClusterError {
+        match self {
+            ClusterError::GaveUp { last, .. } => last.last(),
+            other => other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,5 +340,40 @@ mod tests {
             "get: server error 400: ",
             "display names the operation"
         );
+    }
+
+    #[test]
+    fn cluster_retryable_classification() {
+        let retryable = ClusterError::Client(ClientError::Server {
+            op: Op::Get,
+            code: 400,
+            message: "destination:example is not active on this server".into(),
+        });
+        assert!(retryable.is_retryable());
+        assert!(!ClusterError::Client(ClientError::Auth {
+            code: 400,
+            message: String::new()
+        })
+        .is_retryable());
+        assert!(ClusterError::NoServer {
+            destination: "example".into()
+        }
+        .is_retryable());
+        assert!(ClusterError::NotActive { owner: None }.is_retryable());
+        let gave_up = ClusterError::GaveUp {
+            op: Op::Get,
+            attempts: 3,
+            elapsed: Duration::from_secs(1),
+            last: Box::new(retryable),
+        };
+        assert!(!gave_up.is_retryable(), "the deadline already passed");
+        assert!(matches!(
+            gave_up.last(),
+            ClusterError::Client(ClientError::Server { code: 400, .. })
+        ));
+        assert!(gave_up
+            .to_string()
+            .starts_with("get: gave up after 3 attempt(s)"));
+        assert!(!ClusterError::BatchRolledBack { batch_id: 1 }.is_retryable());
     }
 }

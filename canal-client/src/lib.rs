@@ -20,11 +20,20 @@
 //! * [`SimpleConnector::consume`] and [`SimpleConnector::into_stream`]:
 //!   consumption with automatic ack after successful handling
 //!   (at-least-once).
+//! * [`ClusterConnector`]: the same calls for a destination served by a
+//!   cluster of servers coordinated through ZooKeeper (Canal's layout,
+//!   reference §4.4). It finds the running server (falling back to the
+//!   destination's cluster members), follows it when it moves, reconnects
+//!   with capped exponential backoff on retryable failures (re-subscribing
+//!   and rolling back, so un-acked batches come again), and optionally
+//!   elects one active consumer among processes sharing a client id
+//!   ([`ClusterConnector::with_client_election`]). Its failures are
+//!   [`ClusterError`]s; retry settings are [`ClusterOptions`].
 //!
-//! Wire types, framing and the scramble come from `canal-protocol`. Finding
-//! the running server through ZooKeeper and reconnecting across failovers is
-//! the job of a cluster connector built on top of this one; nothing here
-//! reconnects or retries by itself.
+//! Wire types, framing and the scramble come from `canal-protocol`;
+//! ZooKeeper sessions, paths, JSON and the election come from `zk-coord`.
+//! [`SimpleConnector`] never reconnects or retries by itself;
+//! [`ClusterConnector`] is built on top of it and does.
 //!
 //! # Example
 //!
@@ -82,21 +91,29 @@
 //!   connection are delivered again instead of being skipped.
 #![deny(missing_docs)]
 
+mod cluster;
 mod connector;
 mod consume;
 mod error;
 mod view;
 
 pub use canal_protocol::{Entry, EntryType, EventType, EMPTY_BATCH_ID};
+pub use cluster::{
+    ClusterConnector, ClusterOptions, DEFAULT_CALL_DEADLINE, DEFAULT_INITIAL_BACKOFF,
+    DEFAULT_MAX_BACKOFF,
+};
 pub use connector::{
     ConnectorOptions, Message, SimpleConnector, DEFAULT_CLIENT_ID, DEFAULT_FETCH_SIZE,
     DEFAULT_IDLE_TIMEOUT, DEFAULT_SO_TIMEOUT,
 };
 pub use consume::{ConsumeError, ConsumeOptions, HandlerErrorPolicy, EMPTY_POLL_PAUSE};
-pub use error::{ClientError, Op, ProtocolError};
+pub use error::{ClientError, ClusterError, Op, ProtocolError};
 /// Re-exported for [`SimpleConnector::consume`]'s shutdown signal.
 pub use tokio_util::sync::CancellationToken;
 pub use view::{
     BinlogPosition, ColumnValue, Columns, EntryView, HeaderView, RowChangeView, RowView,
     TransactionBeginView, TransactionEndView, ViewError,
 };
+/// Re-exported for [`ClusterConnector`]: ZooKeeper settings and the client
+/// election role.
+pub use zk_coord::{election::Role as ElectionRole, ZkConfig};

@@ -9,10 +9,17 @@
 //! nothing. Batches handed out and not acked are redelivered after a
 //! rollback, under a new batch id, like Canal's store. Every inbound frame is
 //! recorded byte for byte.
+//!
+//! For cluster tests, several servers can share one store
+//! ([`FakeServer::start_sharing`]), the way Canal servers share cursors
+//! through ZooKeeper, and a server can be switched to answer every
+//! SUBSCRIPTION and GET with error 400 "not active on this server"
+//! ([`FakeServer::set_active`]).
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -50,7 +57,7 @@ pub enum GetReply {
     Close,
 }
 
-/// Everything the server saw, plus its script and store.
+/// Everything one server saw.
 #[derive(Debug, Default)]
 pub struct State {
     /// Every inbound frame, length prefix included, in arrival order.
@@ -67,9 +74,25 @@ pub struct State {
     pub connections: usize,
     /// Connections whose handler has finished.
     pub closed: usize,
+}
+
+/// The script and the batch store; shared by servers started with
+/// [`FakeServer::start_sharing`].
+#[derive(Debug)]
+struct Store {
     script: VecDeque<GetReply>,
     outstanding: Vec<(i64, Vec<Entry>)>,
     next_batch_id: i64,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self {
+            script: VecDeque::new(),
+            outstanding: Vec::new(),
+            next_batch_id: 1,
+        }
+    }
 }
 
 /// Server behaviour settings.
@@ -96,6 +119,8 @@ pub struct FakeServer {
     /// Where it listens.
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
+    store: Arc<Mutex<Store>>,
+    active: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -113,13 +138,25 @@ impl FakeServer {
 
     /// Starts a server with `config` on 127.0.0.1:0.
     pub async fn start_with(config: Config) -> Self {
+        Self::start_on(config, Arc::default()).await
+    }
+
+    /// Starts a second server (user `canal`, password `123456`) on the same
+    /// script and batch store as `other`: a rollback on either redelivers
+    /// what either handed out and nobody acked, as a Canal server taking
+    /// over a destination resumes from the shared cursor.
+    pub async fn start_sharing(other: &FakeServer) -> Self {
+        Self::start_on(Config::default(), other.store.clone()).await
+    }
+
+    async fn start_on(config: Config, store: Arc<Mutex<Store>>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let state = Arc::new(Mutex::new(State {
-            next_batch_id: 1,
-            ..State::default()
-        }));
+        let state = Arc::new(Mutex::new(State::default()));
+        let active = Arc::new(AtomicBool::new(true));
         let shared = state.clone();
+        let shared_store = store.clone();
+        let shared_active = active.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((socket, _)) = listener.accept().await else {
@@ -127,14 +164,30 @@ impl FakeServer {
                 };
                 shared.lock().unwrap().connections += 1;
                 let state = shared.clone();
+                let store = shared_store.clone();
+                let active = shared_active.clone();
                 let config = config.clone();
                 tokio::spawn(async move {
-                    let _ = session(socket, &config, &state).await;
+                    let _ = session(socket, &config, &state, &store, &active).await;
                     state.lock().unwrap().closed += 1;
                 });
             }
         });
-        Self { addr, state, task }
+        Self {
+            addr,
+            state,
+            store,
+            active,
+            task,
+        }
+    }
+
+    /// While not active, SUBSCRIPTION and GET are answered with error 400
+    /// `destination:example is not active on this server` (as a server that
+    /// lost the running node answers), and CLIENTACK/CLIENTROLLBACK are
+    /// ignored.
+    pub fn set_active(&self, active: bool) {
+        self.active.store(active, Ordering::SeqCst);
     }
 
     /// The address as `host:port` text.
@@ -147,14 +200,32 @@ impl FakeServer {
         self.state.lock().unwrap()
     }
 
-    /// Appends replies for the next GETs.
+    /// Appends replies for the next GETs (to the store, which servers
+    /// started with [`FakeServer::start_sharing`] share).
     pub fn script(&self, replies: impl IntoIterator<Item = GetReply>) {
-        self.state().script.extend(replies);
+        self.store.lock().unwrap().script.extend(replies);
+    }
+
+    /// Batch ids handed out and neither acked nor rolled back (shared store).
+    pub fn outstanding(&self) -> Vec<i64> {
+        let store = self.store.lock().unwrap();
+        store.outstanding.iter().map(|(id, _)| *id).collect()
     }
 
     /// Waits (up to 5 s) until `cond` holds on the state.
     pub async fn wait_for(&self, what: &str, cond: impl Fn(&State) -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        self.wait_for_within(what, Duration::from_secs(5), cond)
+            .await
+    }
+
+    /// Waits up to `limit` until `cond` holds on the state.
+    pub async fn wait_for_within(
+        &self,
+        what: &str,
+        limit: Duration,
+        cond: impl Fn(&State) -> bool,
+    ) {
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
             if cond(&self.state()) {
                 return;
@@ -169,7 +240,13 @@ impl FakeServer {
     }
 }
 
-async fn session(socket: TcpStream, config: &Config, state: &Mutex<State>) -> std::io::Result<()> {
+async fn session(
+    socket: TcpStream,
+    config: &Config,
+    state: &Mutex<State>,
+    store: &Mutex<Store>,
+    active: &AtomicBool,
+) -> std::io::Result<()> {
     let (read, mut write) = socket.into_split();
     let mut frames = FramedRead::new(read, FrameCodec::new());
     write.write_all(&frame_bytes(&config.handshake)).await?;
@@ -206,8 +283,10 @@ async fn session(socket: TcpStream, config: &Config, state: &Mutex<State>) -> st
                     format!("auth failed for user:{}", auth.username),
                 ))),
             }
+        } else if !active.load(Ordering::SeqCst) {
+            inactive(&packet, kind, state)
         } else {
-            handle(&packet, kind, state)
+            handle(&packet, kind, state, store)
         };
         match reply {
             None | Some(GetReply::Silent) => {}
@@ -234,9 +313,40 @@ fn frame_bytes(packet: &Packet) -> Vec<u8> {
     buf.to_vec()
 }
 
-/// The session handler after authentication.
-fn handle(packet: &Packet, kind: PacketType, state: &Mutex<State>) -> Option<GetReply> {
+/// The session handler of a server that is not active for the destination.
+fn inactive(packet: &Packet, kind: PacketType, state: &Mutex<State>) -> Option<GetReply> {
     let mut st = state.lock().unwrap();
+    match kind {
+        PacketType::Subscription | PacketType::Get => Some(GetReply::Packet(Packet::ack_error(
+            400,
+            "destination:example is not active on this server",
+        ))),
+        PacketType::Clientack => {
+            let ack: ClientAck = packet.decode_body().unwrap_or_default();
+            st.acked.push(ack.batch_id);
+            None
+        }
+        PacketType::Clientrollback => {
+            let rb: ClientRollback = packet.decode_body().unwrap_or_default();
+            st.rollbacks.push(rb.batch_id);
+            None
+        }
+        other => Some(GetReply::Packet(Packet::ack_error(
+            400,
+            format!("packet type: {} is NOT supported!", other.as_str_name()),
+        ))),
+    }
+}
+
+/// The session handler after authentication.
+fn handle(
+    packet: &Packet,
+    kind: PacketType,
+    state: &Mutex<State>,
+    store: &Mutex<Store>,
+) -> Option<GetReply> {
+    let mut st = state.lock().unwrap();
+    let mut store = store.lock().unwrap();
     let missing_identity = |d: &str, c: &str| d.is_empty() || c.is_empty();
     match kind {
         PacketType::Subscription => {
@@ -254,11 +364,11 @@ fn handle(packet: &Packet, kind: PacketType, state: &Mutex<State>) -> Option<Get
             let _: Unsub = packet.decode_body().unwrap_or_default();
             Some(GetReply::Packet(Packet::ack_ok()))
         }
-        PacketType::Get => match st.script.pop_front().unwrap_or(GetReply::Empty) {
+        PacketType::Get => match store.script.pop_front().unwrap_or(GetReply::Empty) {
             GetReply::Batch(entries) => {
-                let id = st.next_batch_id;
-                st.next_batch_id += 1;
-                st.outstanding.push((id, entries.clone()));
+                let id = store.next_batch_id;
+                store.next_batch_id += 1;
+                store.outstanding.push((id, entries.clone()));
                 let bytes = entries
                     .iter()
                     .map(|e| Bytes::from(e.encode_to_vec()))
@@ -271,7 +381,7 @@ fn handle(packet: &Packet, kind: PacketType, state: &Mutex<State>) -> Option<Get
         PacketType::Clientack => {
             let ack: ClientAck = packet.decode_body().unwrap_or_default();
             st.acked.push(ack.batch_id);
-            st.outstanding.retain(|(id, _)| *id != ack.batch_id);
+            store.outstanding.retain(|(id, _)| *id != ack.batch_id);
             None
         }
         PacketType::Clientrollback => {
@@ -279,16 +389,16 @@ fn handle(packet: &Packet, kind: PacketType, state: &Mutex<State>) -> Option<Get
             st.rollbacks.push(rb.batch_id);
             // Redeliver un-acked batches first, in their original order.
             let redeliver: Vec<_> = if rb.batch_id == 0 {
-                std::mem::take(&mut st.outstanding)
+                std::mem::take(&mut store.outstanding)
             } else {
-                let (hit, keep) = std::mem::take(&mut st.outstanding)
+                let (hit, keep) = std::mem::take(&mut store.outstanding)
                     .into_iter()
                     .partition(|(id, _)| *id == rb.batch_id);
-                st.outstanding = keep;
+                store.outstanding = keep;
                 hit
             };
             for (_, entries) in redeliver.into_iter().rev() {
-                st.script.push_front(GetReply::Batch(entries));
+                store.script.push_front(GetReply::Batch(entries));
             }
             None
         }
