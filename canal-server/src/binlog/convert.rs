@@ -317,6 +317,7 @@ impl Converter {
                     reason: "MariaDB compressed binlog events (log_bin_compress=ON) are not supported; turn log_bin_compress off on the source".into(),
                 }));
             }
+            t if !is_converted_type(t) => return Ok(Vec::new()),
             _ => {}
         }
         let data = event::guarded(raw_type, || {
@@ -1113,6 +1114,35 @@ fn user_var_decimal(raw: &[u8], exact_scale: bool) -> Option<String> {
 /// mysql_common's `is_character_type` does not.
 fn has_charset_metadata(ty: ColumnType) -> bool {
     ty.is_character_type() || ty == ColumnType::MYSQL_TYPE_VECTOR
+}
+
+/// Whether [`Converter::convert`] reads the body of this (MySQL) event type. Every other type
+/// yields no entry, so its body is never handed to a decoder: some of mysql_common's decoders
+/// trust counts in the body (PREVIOUS_GTIDS pre-allocates `n_sids` entries, so a corrupt count
+/// asks the allocator for hundreds of GiB and aborts the process, which no guard can catch).
+fn is_converted_type(t: u8) -> bool {
+    use BinlogEventType as E;
+    [
+        E::QUERY_EVENT,
+        E::ROTATE_EVENT,
+        E::INTVAR_EVENT,
+        E::RAND_EVENT,
+        E::USER_VAR_EVENT,
+        E::XID_EVENT,
+        E::TABLE_MAP_EVENT,
+        E::WRITE_ROWS_EVENT_V1,
+        E::UPDATE_ROWS_EVENT_V1,
+        E::DELETE_ROWS_EVENT_V1,
+        E::ROWS_QUERY_EVENT,
+        E::WRITE_ROWS_EVENT,
+        E::UPDATE_ROWS_EVENT,
+        E::DELETE_ROWS_EVENT,
+        E::GTID_EVENT,
+        E::PARTIAL_UPDATE_ROWS_EVENT,
+        E::GTID_TAGGED_LOG_EVENT,
+    ]
+    .iter()
+    .any(|e| *e as u8 == t)
 }
 
 /// `rest` (with its leading space) when `sql` starts with `kw` case-insensitively as a word.

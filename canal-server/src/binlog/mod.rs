@@ -5,6 +5,8 @@
 pub mod convert;
 pub mod event;
 pub mod file;
+#[cfg(test)]
+mod fuzz_regressions;
 pub mod rows;
 pub mod source;
 pub mod start;

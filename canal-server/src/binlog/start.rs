@@ -249,6 +249,10 @@ async fn first_event_time(
                     result = Some(h.timestamp());
                     break;
                 }
+                // Decode only ROTATE bodies: other decoders are not guarded here.
+                if ty != EventType::ROTATE_EVENT as u8 {
+                    continue;
+                }
                 if let Ok(Some(EventData::RotateEvent(r))) = ev.event.read_data() {
                     if r.name() != file && !fake {
                         break;
