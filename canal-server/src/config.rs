@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub server: ServerSection,
     /// Destinations (Canal instances) by name.
     pub destinations: BTreeMap<String, DestinationConfig>,
+    /// ZooKeeper for HA (`canal.zkServers`); absent = standalone with cursors in `meta.dat`.
+    pub zookeeper: Option<zk_coord::ZkConfig>,
 }
 
 /// `[server]`.
@@ -59,7 +61,7 @@ pub struct ServerSection {
     pub user: String,
     /// Hex SHA1(SHA1(password)) (`canal.passwd`); empty = no password check.
     pub passwd: String,
-    /// Cursor flush period in ms (`canal.file.flush.period`).
+    /// Cursor flush period in ms (`canal.file.flush.period`); 0 = write on every ack.
     pub flush_period_ms: u64,
     /// Largest frame accepted from a client, bytes.
     pub max_frame_bytes: usize,
@@ -400,11 +402,12 @@ impl ServerConfig {
     /// Parses TOML text and validates it.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let cfg: ServerConfig = toml::from_str(text).map_err(|e| {
-            let key = e
+            // toml's message names the line, column and key; show it whole.
+            let line = e
                 .span()
-                .map(|s| format!("(at bytes {}..{})", s.start, s.end))
-                .unwrap_or_default();
-            cerr(key, e.message().to_string())
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
+                .unwrap_or(0);
+            cerr(format!("(line {line})"), e.to_string().trim().to_string())
         })?;
         cfg.validate()?;
         Ok(cfg)
@@ -433,9 +436,6 @@ impl ServerConfig {
         }
         if self.server.max_frame_bytes < 1024 {
             return Err(cerr("server.max_frame_bytes", "must be at least 1024"));
-        }
-        if self.server.flush_period_ms == 0 {
-            return Err(cerr("server.flush_period_ms", "must be > 0"));
         }
         if self.destinations.is_empty() {
             return Err(cerr(

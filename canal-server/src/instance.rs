@@ -13,8 +13,18 @@ use tracing::{info, warn, Instrument};
 use crate::binlog::start::Cursor;
 use crate::config::DestinationConfig;
 use crate::destination::{Destination, DestinationError, DestinationHandle, DestinationStatus};
-use crate::meta::{ClientRecord, MetaError, MetaFile};
-use crate::store::{Store, StoreConfig, StoredEntry};
+use crate::meta::{ClientRecord, MetaBackend, MetaError};
+use crate::store::{Gate, Store, StoreConfig, StoredEntry};
+
+/// How an instance persists client state and whether it is fenced.
+pub struct InstanceOptions {
+    /// Cursor flush period.
+    pub flush_period: Duration,
+    /// Where subscriptions and cursors live.
+    pub meta: MetaBackend,
+    /// HA gate: hand out batches only while it says so.
+    pub gate: Option<Gate>,
+}
 
 /// Why an instance could not start.
 #[derive(Debug, thiserror::Error)]
@@ -37,10 +47,13 @@ pub enum InstanceError {
 pub struct Instance {
     name: String,
     store: Store,
-    meta: MetaFile,
+    meta: MetaBackend,
+    history_path: PathBuf,
     status: tokio::sync::watch::Receiver<DestinationStatus>,
     cancel: CancellationToken,
     tasks: AsyncMutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Write cursors on every ack (flush period 0).
+    flush_on_ack: bool,
     handle_result: Arc<AsyncMutex<Option<Result<(), DestinationError>>>>,
 }
 
@@ -55,19 +68,46 @@ impl std::fmt::Debug for Instance {
 impl Instance {
     /// Restores subscriptions, starts the parser from the clients' minimum cursor (or the configured
     /// start) and the pump that moves entries into the store.
-    pub fn start(
+    pub async fn start(
         name: &str,
         config: DestinationConfig,
         store_config: StoreConfig,
         data_dir: PathBuf,
-        flush_period: Duration,
+        options: InstanceOptions,
     ) -> Result<Arc<Self>, InstanceError> {
-        let meta = MetaFile::new(&data_dir, name, &config.address);
-        let clients = meta.load().map_err(|source| InstanceError::Meta {
+        let InstanceOptions {
+            flush_period,
+            meta,
+            gate,
+        } = options;
+        let clients = meta.load().await.map_err(|source| InstanceError::Meta {
             destination: name.to_string(),
             source,
         })?;
-        let store = Store::new(name, store_config);
+        let history_path = data_dir.join(name).join("schema-history.json");
+        if let MetaBackend::Zk(z) = &meta {
+            // A standby that takes over decodes old positions with the history the former
+            // active kept in ZooKeeper.
+            match z
+                .client()
+                .get_data(&zk_coord::paths::schema_history(name))
+                .await
+            {
+                Ok((data, _)) if !data.is_empty() => {
+                    if let Some(dir) = history_path.parent() {
+                        let _ = std::fs::create_dir_all(dir);
+                    }
+                    if let Err(e) = std::fs::write(&history_path, &data) {
+                        warn!(destination = %name, error = %e, "could not write the schema history from ZooKeeper");
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut store = Store::new(name, store_config);
+        if let Some(g) = gate {
+            store = store.with_gate(g);
+        }
         for c in &clients {
             if let Err(e) = store.subscribe(c.client_id, &c.filter, c.cursor.clone()) {
                 warn!(destination = %name, client_id = c.client_id, error = %e, "stored filter is invalid; subscribing without it");
@@ -99,6 +139,8 @@ impl Instance {
             name: name.to_string(),
             store: store.clone(),
             meta,
+            history_path,
+            flush_on_ack: flush_period.is_zero(),
             status,
             cancel: cancel.clone(),
             tasks: AsyncMutex::new(Vec::new()),
@@ -132,8 +174,13 @@ impl Instance {
         self.status.borrow().clone()
     }
 
+    /// Whether cursors are written on every ack instead of periodically.
+    pub fn flush_on_ack(&self) -> bool {
+        self.flush_on_ack
+    }
+
     /// Writes subscriptions and cursors now.
-    pub fn flush(&self) -> Result<(), MetaError> {
+    pub async fn flush(&self) -> Result<(), MetaError> {
         let clients: Vec<ClientRecord> = self
             .store
             .clients()
@@ -144,7 +191,41 @@ impl Instance {
                 cursor: c.cursor,
             })
             .collect();
-        self.meta.save(&clients)
+        self.meta.save(&clients).await
+    }
+
+    /// Copies the schema history file to ZooKeeper (HA mode) when it changed since `last`.
+    async fn upload_history(&self, last: &mut Option<(u64, std::time::SystemTime)>) {
+        let MetaBackend::Zk(z) = &self.meta else {
+            return;
+        };
+        let Ok(md) = std::fs::metadata(&self.history_path) else {
+            return;
+        };
+        let stamp = (md.len(), md.modified().unwrap_or(std::time::UNIX_EPOCH));
+        if last.as_ref() == Some(&stamp) {
+            return;
+        }
+        // ZooKeeper's default node limit is 1 MiB.
+        if md.len() > 1000 * 1024 {
+            warn!(destination = %self.name, bytes = md.len(), "schema history too large for one znode; not replicated");
+            *last = Some(stamp);
+            return;
+        }
+        if let Ok(data) = std::fs::read(&self.history_path) {
+            match zk_coord::put_persistent(
+                z.client(),
+                &zk_coord::paths::schema_history(&self.name),
+                &data,
+            )
+            .await
+            {
+                Ok(()) => *last = Some(stamp),
+                Err(e) => {
+                    warn!(destination = %self.name, error = %e, "could not replicate the schema history")
+                }
+            }
+        }
     }
 
     /// Stops the parser and the pump, closes the store and flushes cursors.
@@ -155,7 +236,7 @@ impl Instance {
         for t in tasks {
             let _ = t.await;
         }
-        if let Err(e) = self.flush() {
+        if let Err(e) = self.flush().await {
             warn!(destination = %self.name, error = %e, "could not flush cursors on stop");
         }
         if let Some(Err(e)) = self.handle_result.lock().await.take() {
@@ -208,6 +289,7 @@ async fn pump(
 
 async fn flusher(inst: std::sync::Weak<Instance>, period: Duration, cancel: CancellationToken) {
     let mut last: Option<Vec<(i16, String, Option<String>)>> = None;
+    let mut history_stamp = None;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -227,11 +309,12 @@ async fn flusher(inst: std::sync::Weak<Instance>, period: Duration, cancel: Canc
             })
             .collect();
         if last.as_ref() != Some(&now) {
-            match inst.flush() {
+            match inst.flush().await {
                 Ok(()) => last = Some(now),
                 Err(e) => warn!(error = %e, "cursor flush failed; retrying next period"),
             }
         }
+        inst.upload_history(&mut history_stamp).await;
     }
 }
 

@@ -2,7 +2,6 @@
 //! protocol and the admin HTTP endpoints, and on SIGTERM/SIGINT stops accepting, stops the
 //! destinations and flushes client cursors.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use canal_server::config::ServerConfig;
-use canal_server::instance::Instance;
+use canal_server::instance::{Instance, InstanceOptions};
+use canal_server::meta::{MetaBackend, MetaFile};
+use canal_server::server::ha;
 use canal_server::server::{self, ServerContext};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -101,21 +102,53 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding admin {}:{}", cfg.server.ip, cfg.server.admin_port))?;
     let flush = Duration::from_millis(cfg.server.flush_period_ms);
-    let mut instances = BTreeMap::new();
-    for (name, d) in &cfg.destinations {
-        metrics::gauge!("canal_instance", "destination" => name.clone(), "mode" => "spring")
-            .set(1.0);
-        let store = d.store();
-        let inst = Instance::start(name, d.clone(), store, cfg.server.data_dir.clone(), flush)
-            .with_context(|| format!("starting destination {name}"))?;
-        instances.insert(name.clone(), inst);
-    }
-    let ctx = Arc::new(ServerContext {
-        instances,
-        auth,
-        max_frame_len: cfg.server.max_frame_bytes,
-    });
+    let ctx = Arc::new(ServerContext::new(auth, cfg.server.max_frame_bytes));
     let shutdown = CancellationToken::new();
+    let address = format!("{}:{}", cfg.server.ip, cfg.server.port);
+    let mut controllers = Vec::new();
+    match &cfg.zookeeper {
+        None => {
+            for (name, d) in &cfg.destinations {
+                metrics::gauge!("canal_instance", "destination" => name.clone(), "mode" => "spring").set(1.0);
+                let options = InstanceOptions {
+                    flush_period: flush,
+                    meta: MetaBackend::File(MetaFile::new(&cfg.server.data_dir, name, &d.address)),
+                    gate: None,
+                };
+                let inst = Instance::start(
+                    name,
+                    d.clone(),
+                    d.store(),
+                    cfg.server.data_dir.clone(),
+                    options,
+                )
+                .await
+                .with_context(|| format!("starting destination {name}"))?;
+                ctx.set_role(name, "standalone", Some(address.clone()));
+                ctx.insert(inst);
+            }
+        }
+        Some(zk) => {
+            controllers.push(tokio::spawn(ha::register_server(
+                zk.clone(),
+                address.clone(),
+                shutdown.clone(),
+            )));
+            for (name, d) in &cfg.destinations {
+                metrics::gauge!("canal_instance", "destination" => name.clone(), "mode" => "spring").set(1.0);
+                controllers.push(tokio::spawn(ha::run_destination(
+                    name.clone(),
+                    d.clone(),
+                    zk.clone(),
+                    ctx.clone(),
+                    cfg.server.data_dir.clone(),
+                    flush,
+                    address.clone(),
+                    shutdown.clone(),
+                )));
+            }
+        }
+    }
     tracing::info!(
         port = cfg.server.port,
         admin_port = cfg.server.admin_port,
@@ -134,7 +167,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     shutdown.cancel();
     let _ = tcp.await;
     let _ = http.await;
-    for inst in ctx.instances.values() {
+    // HA controllers flush cursors while still holding the running node, then release it.
+    for c in controllers {
+        let _ = c.await;
+    }
+    for inst in ctx.instances() {
+        ctx.remove(inst.name());
         inst.stop().await;
     }
     tracing::info!("cursors flushed; bye");

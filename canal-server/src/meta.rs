@@ -34,6 +34,12 @@ pub enum MetaError {
         #[source]
         source: serde_json::Error,
     },
+    /// ZooKeeper failed.
+    #[error(transparent)]
+    Zk(#[from] zk_coord::CoordError),
+    /// This server may not write (it is not the active one any more).
+    #[error("not the active server for {0}; cursors not written")]
+    NotActive(String),
 }
 
 /// One subscribed client as stored.
@@ -194,5 +200,171 @@ mod tests {
         assert!(text.contains(r#""clientId":1001"#), "{text}");
         std::fs::write(m.path(), b"{not json").unwrap();
         assert!(matches!(m.load(), Err(MetaError::Corrupt { .. })));
+    }
+}
+
+/// Cursors and subscriptions in ZooKeeper, in Canal's layout: `/otter/canal/destinations/{dest}/
+/// {clientId}` (exists while subscribed), `…/{clientId}/filter`, `…/{clientId}/cursor` (LogPosition
+/// JSON with `@type`).
+pub struct ZkMeta {
+    client: zk_coord::Client,
+    destination: String,
+    source: String,
+    gate: Option<crate::store::Gate>,
+}
+
+impl std::fmt::Debug for ZkMeta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZkMeta")
+            .field("destination", &self.destination)
+            .finish()
+    }
+}
+
+impl ZkMeta {
+    /// Meta of `destination` through `client`; writes happen only while `gate` allows.
+    pub fn new(
+        client: zk_coord::Client,
+        destination: &str,
+        source: &str,
+        gate: Option<crate::store::Gate>,
+    ) -> Self {
+        Self {
+            client,
+            destination: destination.to_string(),
+            source: source.to_string(),
+            gate,
+        }
+    }
+
+    /// The ZooKeeper client (for other per-destination nodes such as the schema history).
+    pub fn client(&self) -> &zk_coord::Client {
+        &self.client
+    }
+
+    fn op(op: &'static str, path: &str, source: zk_coord::ZkError) -> MetaError {
+        MetaError::Zk(zk_coord::CoordError::Op {
+            op,
+            path: path.to_string(),
+            source,
+        })
+    }
+
+    /// Reads the subscribed clients.
+    pub async fn load(&self) -> Result<Vec<ClientRecord>, MetaError> {
+        use zk_coord::paths;
+        let dest_path = paths::destination(&self.destination);
+        let children = match self.client.list_children(&dest_path).await {
+            Ok(c) => c,
+            Err(zk_coord::ZkError::NoNode) => return Ok(Vec::new()),
+            Err(e) => return Err(Self::op("list_children", &dest_path, e)),
+        };
+        let mut out = Vec::new();
+        for child in children {
+            let Ok(client_id) = child.parse::<i16>() else {
+                continue;
+            };
+            let cursor_path = paths::cursor(&self.destination, client_id);
+            let cursor = match self.client.get_data(&cursor_path).await {
+                Ok((data, _)) => {
+                    let text = String::from_utf8_lossy(&data);
+                    match LogPosition::from_cursor_json(&text) {
+                        Ok(lp) => from_log_position(&lp),
+                        Err(e) => {
+                            return Err(MetaError::Zk(zk_coord::CoordError::BadData {
+                                path: cursor_path,
+                                reason: e.to_string(),
+                            }))
+                        }
+                    }
+                }
+                Err(zk_coord::ZkError::NoNode) => None,
+                Err(e) => return Err(Self::op("get_data", &cursor_path, e)),
+            };
+            let filter_path = paths::filter(&self.destination, client_id);
+            let filter = match self.client.get_data(&filter_path).await {
+                Ok((data, _)) => String::from_utf8_lossy(&data).into_owned(),
+                Err(zk_coord::ZkError::NoNode) => String::new(),
+                Err(e) => return Err(Self::op("get_data", &filter_path, e)),
+            };
+            out.push(ClientRecord {
+                client_id,
+                filter,
+                cursor,
+            });
+        }
+        out.sort_by_key(|c| c.client_id);
+        Ok(out)
+    }
+
+    /// Writes the clients' filters and cursors, and removes clients no longer subscribed.
+    pub async fn save(&self, clients: &[ClientRecord]) -> Result<(), MetaError> {
+        use zk_coord::paths;
+        if self.gate.as_ref().is_some_and(|g| !g()) {
+            return Err(MetaError::NotActive(self.destination.clone()));
+        }
+        for c in clients {
+            zk_coord::ensure_path(&self.client, &paths::client(&self.destination, c.client_id))
+                .await?;
+            if !c.filter.is_empty() {
+                zk_coord::put_persistent(
+                    &self.client,
+                    &paths::filter(&self.destination, c.client_id),
+                    c.filter.as_bytes(),
+                )
+                .await?;
+            }
+            if let Some(p) = &c.cursor {
+                let json = to_log_position(p, &self.source).to_cursor_json();
+                zk_coord::put_persistent(
+                    &self.client,
+                    &paths::cursor(&self.destination, c.client_id),
+                    json.as_bytes(),
+                )
+                .await?;
+            }
+        }
+        let dest_path = paths::destination(&self.destination);
+        if let Ok(children) = self.client.list_children(&dest_path).await {
+            for child in children {
+                if let Ok(id) = child.parse::<i16>() {
+                    if !clients.iter().any(|c| c.client_id == id) {
+                        zk_coord::delete_recursive(
+                            &self.client,
+                            &paths::client(&self.destination, id),
+                        )
+                        .await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a destination keeps its clients' subscriptions and cursors.
+#[derive(Debug)]
+pub enum MetaBackend {
+    /// `data_dir/{dest}/meta.dat`.
+    File(MetaFile),
+    /// ZooKeeper, Canal's layout.
+    Zk(ZkMeta),
+}
+
+impl MetaBackend {
+    /// Reads the stored clients.
+    pub async fn load(&self) -> Result<Vec<ClientRecord>, MetaError> {
+        match self {
+            MetaBackend::File(f) => f.load(),
+            MetaBackend::Zk(z) => z.load().await,
+        }
+    }
+
+    /// Writes the clients.
+    pub async fn save(&self, clients: &[ClientRecord]) -> Result<(), MetaError> {
+        match self {
+            MetaBackend::File(f) => f.save(clients),
+            MetaBackend::Zk(z) => z.save(clients).await,
+        }
     }
 }

@@ -261,11 +261,16 @@ impl Inner {
     }
 }
 
+/// Decides whether batches may be handed out now (HA: this server holds the running node in a
+/// live session). While it says no, gets wait (or return empty when non-blocking).
+pub type Gate = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// The store of one destination. Cheap to clone (an `Arc` inside).
 #[derive(Clone)]
 pub struct Store {
     name: Arc<str>,
     config: StoreConfig,
+    gate: Option<Gate>,
     inner: Arc<Mutex<Inner>>,
     /// Signalled when entries are added or the store closes.
     data: Arc<Notify>,
@@ -298,10 +303,21 @@ impl Store {
         Self {
             name: Arc::from(name),
             config,
+            gate: None,
             inner: Arc::new(Mutex::new(Inner::default())),
             data: Arc::new(Notify::new()),
             space: Arc::new(Notify::new()),
         }
+    }
+
+    /// Only hand out batches while `gate` says so (fencing).
+    pub fn with_gate(mut self, gate: Gate) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    fn open(&self) -> bool {
+        self.gate.as_ref().is_none_or(|g| g())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -455,7 +471,12 @@ impl Store {
                 }
                 let full = self.is_full_batch_available(&mut inner, client_id, fetch_size)?;
                 let expired = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
-                if full || wait == GetWait::NonBlocking || expired {
+                if !self.open() {
+                    // Fenced or paused: hand out nothing, but let the wait run its course.
+                    if wait == GetWait::NonBlocking || expired {
+                        return Ok(Batch::empty());
+                    }
+                } else if full || wait == GetWait::NonBlocking || expired {
                     let batch = self.take_batch(&mut inner, client_id, fetch_size)?;
                     let freed = inner.trim();
                     drop(inner);
@@ -465,7 +486,17 @@ impl Store {
                     return Ok(batch);
                 }
             }
-            match deadline {
+            // While gated, re-check now and then: the gate opens without a notification.
+            let recheck = if self.open() {
+                None
+            } else {
+                Some(tokio::time::Instant::now() + Duration::from_millis(50))
+            };
+            let until = match (deadline, recheck) {
+                (Some(d), Some(r)) => Some(d.min(r)),
+                (d, r) => d.or(r),
+            };
+            match until {
                 Some(d) => {
                     let _ = tokio::time::timeout_at(d, data).await;
                 }
@@ -867,6 +898,32 @@ mod tests {
         // limit 10 bytes: 6 (≤10, take) + 6 = 12 (> 10: stop) → 2 entries.
         let b = s.get(1, 1, GetWait::NonBlocking).await.unwrap();
         assert_eq!(b.entries.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_closed_gate_hands_out_nothing() {
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let o = open.clone();
+        let s = Store::new("d", items(100)).with_gate(Arc::new(move || {
+            o.load(std::sync::atomic::Ordering::SeqCst)
+        }));
+        s.subscribe(1, "", None).unwrap();
+        s.put(entry(0, true, "t", 1)).await.unwrap();
+        assert_eq!(s.get(1, 1, GetWait::NonBlocking).await.unwrap().id, -1);
+        let timed = s
+            .get(1, 1, GetWait::Up(Duration::from_millis(30)))
+            .await
+            .unwrap();
+        assert_eq!(timed.id, -1, "a timed get expires empty while gated");
+        let s2 = s.clone();
+        let waiting = tokio::spawn(async move { s2.get(1, 1, GetWait::UntilFull).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        open.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(
+            waiting.await.unwrap().unwrap().id,
+            1,
+            "served once the gate opens"
+        );
     }
 
     #[tokio::test]

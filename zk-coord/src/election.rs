@@ -175,6 +175,12 @@ impl Election {
         let _ = self.release.send(()).await;
     }
 
+    /// A handle that asks for a voluntary hand-over (as [`Election::release`]) from elsewhere,
+    /// e.g. an admin endpoint.
+    pub fn releaser(&self) -> mpsc::Sender<()> {
+        self.release.clone()
+    }
+
     /// Stops the election, deleting the running node if it is ours and the candidate node.
     pub async fn stop(self) {
         self.cancel.cancel();

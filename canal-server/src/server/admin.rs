@@ -33,6 +33,8 @@ struct ClientHealth {
 #[derive(Serialize)]
 struct DestinationHealth {
     name: String,
+    role: String,
+    running: Option<String>,
     status: String,
     healthy: bool,
     store_entries: usize,
@@ -47,10 +49,11 @@ struct Health {
 }
 
 async fn health(State(s): State<AdminState>) -> impl IntoResponse {
-    let destinations: Vec<DestinationHealth> = s
+    let roles = s.ctx.roles();
+    let mut destinations: Vec<DestinationHealth> = s
         .ctx
-        .instances
-        .values()
+        .instances()
+        .iter()
         .map(|i| {
             let status = i.status();
             let healthy = !matches!(
@@ -58,8 +61,14 @@ async fn health(State(s): State<AdminState>) -> impl IntoResponse {
                 DestinationStatus::Failed { .. } | DestinationStatus::Stopped
             );
             let (store_entries, store_bytes) = i.store().usage();
+            let (role, running) = roles
+                .get(i.name())
+                .cloned()
+                .unwrap_or_else(|| ("active".into(), None));
             DestinationHealth {
                 name: i.name().to_string(),
+                role,
+                running,
                 status: format!("{status:?}"),
                 healthy,
                 store_entries,
@@ -78,6 +87,21 @@ async fn health(State(s): State<AdminState>) -> impl IntoResponse {
             }
         })
         .collect();
+    // Destinations configured here but served elsewhere (standby / fenced).
+    for (name, (role, running)) in roles {
+        if !destinations.iter().any(|d| d.name == name) {
+            destinations.push(DestinationHealth {
+                name,
+                role,
+                running,
+                status: "NotServedHere".into(),
+                healthy: true,
+                store_entries: 0,
+                store_bytes: 0,
+                clients: Vec::new(),
+            });
+        }
+    }
     let healthy = destinations.iter().all(|d| d.healthy);
     let code = if healthy {
         StatusCode::OK
@@ -103,6 +127,20 @@ async fn metrics_text(State(s): State<AdminState>) -> impl IntoResponse {
     }
 }
 
+async fn release(
+    State(s): State<AdminState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> impl IntoResponse {
+    if s.ctx.release(&name) {
+        (StatusCode::ACCEPTED, format!("releasing {name}\n"))
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            format!("{name}: no HA election on this server\n"),
+        )
+    }
+}
+
 /// Serves the admin endpoints on `listener` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
@@ -113,6 +151,7 @@ pub async fn serve(
     let app = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
+        .route("/destinations/{name}/release", axum::routing::post(release))
         .with_state(AdminState { ctx, prometheus });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })

@@ -2,6 +2,7 @@
 //! of idle connections cost no threads) and runs a [`session`] per connection.
 
 pub mod admin;
+pub mod ha;
 pub mod session;
 
 use std::collections::BTreeMap;
@@ -18,12 +19,96 @@ use crate::instance::Instance;
 
 /// What every session shares.
 pub struct ServerContext {
-    /// Served destinations by name.
-    pub instances: BTreeMap<String, Arc<Instance>>,
+    /// Destinations this server serves right now (in HA mode: those it is active for).
+    instances: std::sync::RwLock<BTreeMap<String, Arc<Instance>>>,
+    /// Per destination: the role text and the running address, for errors and /health.
+    roles: std::sync::RwLock<BTreeMap<String, (String, Option<String>)>>,
+    /// Voluntary hand-over triggers (HA mode), for the admin endpoint.
+    releasers: std::sync::RwLock<BTreeMap<String, tokio::sync::mpsc::Sender<()>>>,
     /// Client authentication (`canal.user` / `canal.passwd`).
     pub auth: Authenticator,
     /// Largest inbound frame accepted.
     pub max_frame_len: usize,
+}
+
+impl ServerContext {
+    /// A context with no destination served yet.
+    pub fn new(auth: Authenticator, max_frame_len: usize) -> Self {
+        Self {
+            instances: Default::default(),
+            roles: Default::default(),
+            releasers: Default::default(),
+            auth,
+            max_frame_len,
+        }
+    }
+
+    /// The instance serving `destination` here, if any.
+    pub fn instance(&self, destination: &str) -> Option<Arc<Instance>> {
+        self.instances
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(destination)
+            .cloned()
+    }
+
+    /// All served instances.
+    pub fn instances(&self) -> Vec<Arc<Instance>> {
+        self.instances
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Starts serving `inst`.
+    pub fn insert(&self, inst: Arc<Instance>) {
+        self.instances
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(inst.name().to_string(), inst);
+    }
+
+    /// Stops serving `destination` (the caller stops the instance).
+    pub fn remove(&self, destination: &str) -> Option<Arc<Instance>> {
+        self.instances
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(destination)
+    }
+
+    /// Records this server's role for `destination` and who runs it.
+    pub fn set_role(&self, destination: &str, role: &str, running: Option<String>) {
+        self.roles
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(destination.to_string(), (role.to_string(), running));
+    }
+
+    /// `(role, running address)` per destination.
+    pub fn roles(&self) -> BTreeMap<String, (String, Option<String>)> {
+        self.roles.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Registers the hand-over trigger of `destination`.
+    pub fn set_releaser(&self, destination: &str, tx: tokio::sync::mpsc::Sender<()>) {
+        self.releasers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(destination.to_string(), tx);
+    }
+
+    /// Asks the election of `destination` to hand over; false when there is none.
+    pub fn release(&self, destination: &str) -> bool {
+        let tx = self
+            .releasers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(destination)
+            .cloned();
+        tx.is_some_and(|t| t.try_send(()).is_ok())
+    }
 }
 
 /// Most connections served at once.

@@ -285,18 +285,16 @@ impl Session {
                 format!("destination or clientId is null. {what}"),
             ));
         }
-        let inst = self
-            .ctx
-            .instances
-            .get(destination)
-            .cloned()
-            .ok_or_else(|| {
-                (
-                    destination.to_string(),
-                    400,
-                    format!("destination:{destination} should start first"),
-                )
-            })?;
+        let inst = self.ctx.instance(destination).ok_or_else(|| {
+            let running = self.ctx.roles().get(destination).and_then(|r| r.1.clone());
+            let msg = match running {
+                Some(addr) => format!(
+                    "destination:{destination} is not active on this server; it runs on {addr}"
+                ),
+                None => format!("destination:{destination} should start first"),
+            };
+            (destination.to_string(), 400, msg)
+        })?;
         let id = ClientIdentity::parse_client_id(client_id)
             .map_err(|e| (destination.to_string(), 400, e.to_string()))?;
         Ok((inst, id))
@@ -317,7 +315,7 @@ impl Session {
                 inst.store()
                     .subscribe(id, &sub.filter, None)
                     .map_err(|e| (sub.destination.clone(), 400, e.to_string()))?;
-                if let Err(e) = inst.flush() {
+                if let Err(e) = inst.flush().await {
                     warn!(destination = %sub.destination, error = %e, "could not persist the subscription");
                 }
                 info!(destination = %sub.destination, client_id = id, filter = %sub.filter, "client subscribed");
@@ -327,7 +325,7 @@ impl Session {
                 let un = Unsub::decode(packet.body.clone()).map_err(decode_err)?;
                 let (inst, id) = self.identity(&un.destination, &un.client_id, "Unsub")?;
                 inst.store().unsubscribe(id);
-                if let Err(e) = inst.flush() {
+                if let Err(e) = inst.flush().await {
                     warn!(destination = %un.destination, error = %e, "could not persist the unsubscription");
                 }
                 Ok((un.destination, Reply::Packet(Packet::ack_ok())))
@@ -373,6 +371,11 @@ impl Session {
                     .ack(id, ack.batch_id)
                     .map_err(|e| (ack.destination.clone(), 400, e.to_string()))?;
                 metrics::counter!("canal_instance_ack_rows", "destination" => ack.destination.clone()).increment(rows);
+                if inst.flush_on_ack() {
+                    if let Err(e) = inst.flush().await {
+                        warn!(destination = %ack.destination, error = %e, "could not write the cursor");
+                    }
+                }
                 Ok((ack.destination, Reply::None))
             }
             Ok(PacketType::Clientrollback) => {

@@ -27,6 +27,16 @@ pub struct ServerProc {
 impl ServerProc {
     /// Writes a config for destination `example` reading `db` and starts the binary.
     pub async fn start(db: &MariaDb, extra_server: &str, extra_dest: &str) -> Self {
+        Self::start_with(db, extra_server, extra_dest, "").await
+    }
+
+    /// Like [`ServerProc::start`], with more TOML appended (e.g. a `[zookeeper]` section).
+    pub async fn start_with(
+        db: &MariaDb,
+        extra_server: &str,
+        extra_dest: &str,
+        extra: &str,
+    ) -> Self {
         let dir = TestDir::new("canal-server").unwrap();
         let port = harness::free_port();
         let admin_port = harness::free_port();
@@ -35,10 +45,15 @@ impl ServerProc {
         std::fs::write(
             &config,
             format!(
-                "[server]\nip = \"127.0.0.1\"\nport = {port}\nadmin_port = {admin_port}\ndata_dir = \"{data}\"\nflush_period_ms = 100\n{extra_server}\n\
+                "[server]\nip = \"127.0.0.1\"\nport = {port}\nadmin_port = {admin_port}\ndata_dir = \"{data}\"\n{flush}{extra_server}\n\
                  [destinations.example]\naddress = \"{addr}\"\nusername = \"{u}\"\npassword = \"{p}\"\nslave_id = {sid}\n\
-                 black_filter = \"\"\nheartbeat_ms = 300\nread_timeout_ms = 3000\n{extra_dest}\n",
+                 black_filter = \"\"\nheartbeat_ms = 300\nread_timeout_ms = 3000\n{extra_dest}\n{extra}\n",
                 data = dir.path().join("data").display(),
+                flush = if extra_server.contains("flush_period_ms") {
+                    ""
+                } else {
+                    "flush_period_ms = 100\n"
+                },
                 addr = db.addr(),
                 u = user.user,
                 p = user.password,
@@ -59,9 +74,12 @@ impl ServerProc {
 
     pub async fn launch(&mut self) {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_canal-server"));
-        cmd.arg("--config").arg(&self.config).env("RUST_LOG", "info");
+        cmd.arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "info");
         self.process = Some(
-            ManagedProcess::start("canal-server", cmd, &self.dir.path().join("server.log")).unwrap(),
+            ManagedProcess::start("canal-server", cmd, &self.dir.path().join("server.log"))
+                .unwrap(),
         );
         for _ in 0..600 {
             if TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
@@ -80,6 +98,23 @@ impl ServerProc {
         if let Some(mut p) = self.process.take() {
             p.terminate(Duration::from_secs(30)).unwrap();
         }
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.kill9().unwrap();
+        }
+    }
+
+    /// SIGSTOP.
+    pub fn pause(&mut self) {
+        self.process.as_mut().unwrap().pause().unwrap();
+    }
+
+    /// SIGCONT.
+    pub fn resume(&mut self) {
+        self.process.as_mut().unwrap().resume().unwrap();
     }
 
     pub fn log(&self) -> String {
@@ -112,7 +147,8 @@ pub async fn wait_streaming(s: &ServerProc) {
 pub async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await?;
     let mut out = String::new();
     s.read_to_string(&mut out).await?;
     Ok(out)
@@ -164,7 +200,8 @@ impl RawClient {
             net_write_timeout: Some(3_600_000),
             ..Default::default()
         };
-        self.send(Packet::request(PacketType::Clientauthentication, &auth)).await;
+        self.send(Packet::request(PacketType::Clientauthentication, &auth))
+            .await;
         let p = self.recv().await;
         assert_eq!(p.packet_type().unwrap(), PacketType::Ack);
         Ack::decode(p.body.clone()).unwrap()
@@ -181,20 +218,97 @@ impl RawClient {
         c
     }
 
+    /// Like [`RawClient::subscribed`] but `None` on any failure (server down, not active here).
+    pub async fn try_subscribed(addr: &str, client_id: &str) -> Option<Self> {
+        let stream = TcpStream::connect(addr).await.ok()?;
+        let mut framed = Framed::new(stream, PacketCodec::new());
+        let hs = framed.next().await?.ok()?;
+        let h = canal_protocol::packet::Handshake::decode(hs.body.clone()).ok()?;
+        let mut c = RawClient {
+            framed,
+            seed: h.seeds,
+        };
+        let auth = ClientAuth::default();
+        c.framed
+            .send(Packet::request(PacketType::Clientauthentication, &auth))
+            .await
+            .ok()?;
+        let p = c.framed.next().await?.ok()?;
+        if Ack::decode(p.body.clone()).ok()?.error_code.unwrap_or(0) != 0 {
+            return None;
+        }
+        let r = ClientRollback {
+            destination: "example".into(),
+            client_id: client_id.into(),
+            batch_id: 0,
+        };
+        c.framed
+            .send(Packet::request(PacketType::Clientrollback, &r))
+            .await
+            .ok()?;
+        let sub = Sub {
+            destination: "example".into(),
+            client_id: client_id.into(),
+            filter: String::new(),
+        };
+        c.framed
+            .send(Packet::request(PacketType::Subscription, &sub))
+            .await
+            .ok()?;
+        let p = c.framed.next().await?.ok()?;
+        if Ack::decode(p.body.clone()).ok()?.error_code.unwrap_or(0) != 0 {
+            return None;
+        }
+        Some(c)
+    }
+
+    /// GET that returns `None` on a broken connection instead of panicking.
+    pub async fn try_get(
+        &mut self,
+        client_id: &str,
+        fetch: i32,
+        timeout_ms: i64,
+    ) -> Option<Result<Messages, Ack>> {
+        let get = Get {
+            destination: "example".into(),
+            client_id: client_id.into(),
+            fetch_size: fetch,
+            timeout: Some(timeout_ms),
+            unit: Some(2),
+            auto_ack: Some(false),
+        };
+        self.framed
+            .send(Packet::request(PacketType::Get, &get))
+            .await
+            .ok()?;
+        let p = self.framed.next().await?.ok()?;
+        match p.packet_type().ok()? {
+            PacketType::Messages => Some(Ok(Messages::decode(p.body.clone()).ok()?)),
+            PacketType::Ack => Some(Err(Ack::decode(p.body.clone()).ok()?)),
+            _ => None,
+        }
+    }
+
     pub async fn sub(&mut self, client_id: &str, filter: &str) -> Ack {
         let sub = Sub {
             destination: "example".into(),
             client_id: client_id.into(),
             filter: filter.into(),
         };
-        self.send(Packet::request(PacketType::Subscription, &sub)).await;
+        self.send(Packet::request(PacketType::Subscription, &sub))
+            .await;
         let p = self.recv().await;
         assert_eq!(p.packet_type().unwrap(), PacketType::Ack);
         Ack::decode(p.body.clone()).unwrap()
     }
 
     /// GET; `Ok(Messages)` or `Err(Ack)` when the server answered with an error.
-    pub async fn get(&mut self, client_id: &str, fetch: i32, timeout_ms: i64) -> Result<Messages, Ack> {
+    pub async fn get(
+        &mut self,
+        client_id: &str,
+        fetch: i32,
+        timeout_ms: i64,
+    ) -> Result<Messages, Ack> {
         let get = Get {
             destination: "example".into(),
             client_id: client_id.into(),
@@ -218,7 +332,10 @@ impl RawClient {
             client_id: client_id.into(),
             batch_id,
         };
-        self.send(Packet::request(PacketType::Clientack, &a)).await;
+        let _ = self
+            .framed
+            .send(Packet::request(PacketType::Clientack, &a))
+            .await;
     }
 
     pub async fn rollback(&mut self, client_id: &str, batch_id: i64) {
@@ -227,7 +344,8 @@ impl RawClient {
             client_id: client_id.into(),
             batch_id,
         };
-        self.send(Packet::request(PacketType::Clientrollback, &r)).await;
+        self.send(Packet::request(PacketType::Clientrollback, &r))
+            .await;
     }
 }
 
@@ -252,7 +370,11 @@ pub fn row_ids(es: &[canal_protocol::entry::Entry]) -> Vec<String> {
             continue;
         }
         for rd in rc.row_datas {
-            let cols = if rd.after_columns.is_empty() { rd.before_columns } else { rd.after_columns };
+            let cols = if rd.after_columns.is_empty() {
+                rd.before_columns
+            } else {
+                rd.after_columns
+            };
             out.push(cols[0].value().to_string());
         }
     }

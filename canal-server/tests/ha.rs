@@ -1,0 +1,279 @@
+//! HA with real processes: two canal-server binaries, a real ZooKeeper, a real MariaDB.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::server::*;
+use harness::{MariaDb, ZooKeeper};
+
+const SESSION_MS: u64 = 2_000;
+const GRACE_MS: u64 = 2_000;
+
+async fn source() -> MariaDb {
+    let db = MariaDb::start().await.unwrap();
+    db.exec("CREATE DATABASE shop; CREATE TABLE shop.t (id BIGINT PRIMARY KEY, v VARCHAR(20))")
+        .await
+        .unwrap();
+    db
+}
+
+fn zk_section(servers: &str) -> String {
+    format!(
+        "[zookeeper]\nservers = \"{servers}\"\nsession_timeout_ms = {SESSION_MS}\nconnect_timeout_ms = 1000\ngrace_ms = {GRACE_MS}\n"
+    )
+}
+
+/// Starts a server in HA mode; `zk_servers` may point through a FaultProxy.
+async fn ha_server(db: &MariaDb, zk_servers: &str) -> ServerProc {
+    ServerProc::start_with(db, "flush_period_ms = 0\n", "", &zk_section(zk_servers)).await
+}
+
+async fn running_address(zk: &zookeeper_client::Client) -> Option<String> {
+    let (data, _) = zk
+        .get_data("/otter/canal/destinations/example/running")
+        .await
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&data).ok()?;
+    v["address"].as_str().map(str::to_string)
+}
+
+async fn wait_running(
+    zk: &zookeeper_client::Client,
+    want: Option<&str>,
+    limit: Duration,
+) -> (String, Duration) {
+    let t = Instant::now();
+    loop {
+        if let Some(a) = running_address(zk).await {
+            if want.is_none_or(|w| w == a) {
+                return (a, t.elapsed());
+            }
+        }
+        assert!(
+            t.elapsed() < limit,
+            "running node not at {want:?} within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A consumer that follows the running node; records every delivered row and which deliveries
+/// were confirmed acked (a later request on the same connection got its reply).
+#[derive(Default)]
+struct Tally {
+    delivered: BTreeMap<String, usize>,
+    confirmed: BTreeMap<String, usize>,
+}
+
+async fn consume_following(
+    zk: &zookeeper_client::Client,
+    want_rows: usize,
+    deadline: Duration,
+) -> Tally {
+    let mut tally = Tally::default();
+    let t = Instant::now();
+    'reconnect: loop {
+        assert!(
+            t.elapsed() < deadline,
+            "only {} of {want_rows} rows",
+            tally.delivered.len()
+        );
+        let Some(addr) = running_address(zk).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(Some(mut c)) = tokio::time::timeout(
+            Duration::from_secs(3),
+            RawClient::try_subscribed(&addr, "1001"),
+        )
+        .await
+        else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let mut pending: Option<Vec<String>> = None;
+        loop {
+            if tally.delivered.len() >= want_rows && pending.is_none() {
+                return tally;
+            }
+            let got = match tokio::time::timeout(Duration::from_secs(5), c.try_get("1001", 50, 100))
+                .await
+            {
+                Ok(Some(r)) => r,
+                _ => continue 'reconnect,
+            };
+            // The reply proves the server processed our previous ack.
+            if let Some(ids) = pending.take() {
+                for id in ids {
+                    *tally.confirmed.entry(id).or_default() += 1;
+                }
+            }
+            match got {
+                Ok(m) if m.batch_id != -1 => {
+                    let ids = row_ids(&entries(&m));
+                    for id in &ids {
+                        *tally.delivered.entry(id.clone()).or_default() += 1;
+                    }
+                    c.ack("1001", m.batch_id).await;
+                    pending = Some(ids);
+                }
+                Ok(_) => {}
+                Err(_) => continue 'reconnect,
+            }
+        }
+    }
+}
+
+/// Writes rows `from..to` in small transactions, spread over time.
+async fn write_load(db_port: u16, from: i64, to: i64, pause: Duration) {
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(db_port)
+        .user(Some("root"))
+        .prefer_socket(false);
+    let mut c = mysql_async::Conn::new(opts).await.unwrap();
+    for id in from..to {
+        use mysql_async::prelude::Queryable;
+        c.query_drop(format!("INSERT INTO shop.t VALUES ({id}, 'x')"))
+            .await
+            .unwrap();
+        tokio::time::sleep(pause).await;
+    }
+}
+
+fn check_tally(t: &Tally, n: i64) {
+    for id in 0..n {
+        let id = id.to_string();
+        let delivered = t.delivered.get(&id).copied().unwrap_or(0);
+        assert!(delivered >= 1, "row {id} lost");
+        let confirmed = t.confirmed.get(&id).copied().unwrap_or(0);
+        assert!(
+            confirmed <= 1,
+            "row {id} was delivered again after a confirmed ack"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_of_the_active_fails_over_without_loss() {
+    harness::init_tracing();
+    let db = source().await;
+    let zk = ZooKeeper::start().await.unwrap();
+    let mut a = ha_server(&db, &zk.connect_string()).await;
+    let zc = zk.client(Duration::from_secs(10)).await.unwrap();
+    wait_running(&zc, Some(&a.addr()), Duration::from_secs(30)).await;
+    let b = ha_server(&db, &zk.connect_string()).await;
+
+    let writer = tokio::spawn(write_load(db.port(), 0, 150, Duration::from_millis(20)));
+    let zc2 = zk.client(Duration::from_secs(10)).await.unwrap();
+    let consumer =
+        tokio::spawn(async move { consume_following(&zc2, 150, Duration::from_secs(120)).await });
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let killed = Instant::now();
+    a.kill9();
+    let (_, took) = wait_running(&zc, Some(&b.addr()), Duration::from_secs(60)).await;
+    let failover = killed.elapsed();
+    println!("FAILOVER kill9 {:?} (node seen after {took:?})", failover);
+    assert!(
+        failover <= Duration::from_millis(SESSION_MS + GRACE_MS + 2_000) + Duration::from_secs(3),
+        "standby took over in {failover:?}"
+    );
+    writer.await.unwrap();
+    let tally = consumer.await.unwrap();
+    check_tally(&tally, 150);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_sigstop_keeps_the_active_long_sigstop_fences_it() {
+    harness::init_tracing();
+    let db = source().await;
+    let zk = ZooKeeper::start().await.unwrap();
+    let mut a = ha_server(&db, &zk.connect_string()).await;
+    let zc = zk.client(Duration::from_secs(10)).await.unwrap();
+    wait_running(&zc, Some(&a.addr()), Duration::from_secs(30)).await;
+    let b = ha_server(&db, &zk.connect_string()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Shorter than the session timeout: no handover.
+    a.pause();
+    tokio::time::sleep(Duration::from_millis(SESSION_MS / 3)).await;
+    a.resume();
+    tokio::time::sleep(Duration::from_millis(SESSION_MS + GRACE_MS + 500)).await;
+    assert_eq!(
+        running_address(&zc).await.as_deref(),
+        Some(a.addr().as_str()),
+        "no handover"
+    );
+
+    // Longer than the session timeout: B takes over after the grace delay; A is fenced.
+    a.pause();
+    let paused = Instant::now();
+    let (_, _) = wait_running(&zc, Some(&b.addr()), Duration::from_secs(60)).await;
+    let took = paused.elapsed();
+    println!("FAILOVER sigstop {took:?}");
+    assert!(
+        took >= Duration::from_millis(SESSION_MS + GRACE_MS) - Duration::from_millis(500),
+        "grace respected: {took:?}"
+    );
+    a.resume();
+    // The resumed server serves nothing for the destination and re-joins as standby.
+    let mut fenced = false;
+    for _ in 0..200 {
+        let health = http_get(a.admin_port, "/health").await.unwrap_or_default();
+        if health.contains("\"role\":\"standby\"") {
+            fenced = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(fenced, "resumed server re-joins as standby");
+    let mut c = RawClient::connect(&a.addr()).await;
+    c.auth("", None).await;
+    let ack = c.sub("1001", "").await;
+    assert_eq!(ack.error_code, Some(400));
+    assert!(
+        ack.error_message.contains("not active on this server"),
+        "{}",
+        ack.error_message
+    );
+    drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_hands_over_after_grace_without_duplicates() {
+    harness::init_tracing();
+    let db = source().await;
+    let zk = ZooKeeper::start().await.unwrap();
+    let mut a = ha_server(&db, &zk.connect_string()).await;
+    let zc = zk.client(Duration::from_secs(10)).await.unwrap();
+    wait_running(&zc, Some(&a.addr()), Duration::from_secs(30)).await;
+    let b = ha_server(&db, &zk.connect_string()).await;
+    write_load(db.port(), 0, 30, Duration::ZERO).await;
+    let zc2 = zk.client(Duration::from_secs(10)).await.unwrap();
+    let first = consume_following(&zc2, 30, Duration::from_secs(60)).await;
+    let stopped = Instant::now();
+    a.stop();
+    let _ = wait_running(&zc, Some(&b.addr()), Duration::from_secs(60)).await;
+    let took = stopped.elapsed();
+    println!("FAILOVER graceful {took:?}");
+    write_load(db.port(), 30, 60, Duration::ZERO).await;
+    let second = consume_following(&zc2, 30, Duration::from_secs(60)).await;
+    let again: Vec<_> = second
+        .delivered
+        .keys()
+        .filter(|k| first.delivered.contains_key(*k))
+        .collect();
+    assert!(
+        again.is_empty(),
+        "no row delivered twice across a graceful handover: {again:?}"
+    );
+    let ids: Vec<i64> = second
+        .delivered
+        .keys()
+        .map(|k| k.parse().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 30);
+    assert!(ids.iter().all(|i| (30..60).contains(i)));
+}
