@@ -213,6 +213,9 @@ fn decode_image<'a>(
             image.push((i, decode_time2(buf, col.meta[0], i)?));
             continue;
         }
+        if col.column_type == ColumnType::MYSQL_TYPE_NEWDECIMAL {
+            check_decimal(buf.0, col.meta, i)?;
+        }
         let value = buf
             .parse::<BinlogValue<'_>>((col.column_type, col.meta, col.unsigned, is_partial))
             .map_err(|source| RowsError::Value {
@@ -223,6 +226,57 @@ fn decode_image<'a>(
         image.push((i, value.into_owned()));
     }
     Ok(image)
+}
+
+/// Rejects a NEWDECIMAL value whose digit groups are out of range, as MySQL's `bin2decimal`
+/// does, before mysql_common reads it: mysql_common scales the last fractional group without a
+/// check (`x *= 10^(9 - digits)`), which overflows on corrupt bytes. Short input is left to
+/// mysql_common's EOF error. `meta` (precision, scale) was checked by `check_meta`.
+fn check_decimal(data: &[u8], meta: &[u8], index: usize) -> Result<(), RowsError> {
+    const DIG_PER_DEC: usize = 9;
+    const DIG_TO_BYTES: [usize; DIG_PER_DEC + 1] = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
+    let (precision, scale) = (meta[0] as usize, meta[1] as usize);
+    let intg = precision - scale;
+    // Digit counts of the groups, most significant first.
+    let groups = std::iter::once(intg % DIG_PER_DEC)
+        .chain(std::iter::repeat(DIG_PER_DEC).take(intg / DIG_PER_DEC))
+        .chain(std::iter::repeat(DIG_PER_DEC).take(scale / DIG_PER_DEC))
+        .chain(std::iter::once(scale % DIG_PER_DEC))
+        .filter(|&digits| digits > 0);
+    let size: usize = groups.clone().map(|d| DIG_TO_BYTES[d]).sum();
+    let Some(bytes) = data.get(..size) else {
+        return Ok(());
+    };
+    let mut bytes = bytes.to_vec();
+    if let Some(first) = bytes.first_mut() {
+        *first ^= 0x80;
+    }
+    let mask: i32 = if bytes.first().is_some_and(|b| b & 0x80 != 0) {
+        -1
+    } else {
+        0
+    };
+    let mut at = 0;
+    for digits in groups {
+        let len = DIG_TO_BYTES[digits];
+        let group = &bytes[at..at + len];
+        at += len;
+        // Big-endian, sign-extended from `len` bytes, as mysql_common reads it.
+        let raw = group.iter().fold(0i64, |acc, &b| acc << 8 | i64::from(b));
+        let shift = 64 - 8 * len as u32;
+        let x = ((raw << shift) >> shift) as i32 ^ mask;
+        if !(0..10i32.pow(digits as u32)).contains(&x) {
+            return Err(RowsError::Value {
+                index,
+                column_type: ColumnType::MYSQL_TYPE_NEWDECIMAL,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("DECIMAL({precision},{scale}) digit group {x} out of range"),
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Rejects metadata mysql_common would index out of bounds or compute with overflow on.
@@ -362,6 +416,40 @@ mod tests {
             t(true, 0, 0, 0, 1, 100_000)
         );
         assert_eq!(time2(&[0x80, 0x00, 0x00, 0x00], 2), t(false, 0, 0, 0, 0, 0));
+    }
+
+    #[test]
+    fn decimal_digit_groups_checked_before_mysql_common() {
+        let value = |bytes: &[u8], meta: &[u8]| match ParseBuf(bytes)
+            .parse::<BinlogValue<'_>>((ColumnType::MYSQL_TYPE_NEWDECIMAL, meta, false, false))
+            .unwrap()
+        {
+            BinlogValue::Value(mysql_common::Value::Bytes(b)) => String::from_utf8(b).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        // DECIMAL(9,1): 8 integer digits in 4 bytes, 1 fractional digit in 1 byte.
+        let meta = [9u8, 1];
+        // 12345678.5 and -12345678.5 as MySQL writes them.
+        let pos = [0x80, 0xbc, 0x61, 0x4e, 0x05];
+        let neg: Vec<u8> = pos.iter().map(|b| !b).collect();
+        assert!(check_decimal(&pos, &meta, 0).is_ok());
+        assert!(check_decimal(&neg, &meta, 0).is_ok());
+        assert_eq!(value(&pos, &meta), "12345678.5");
+        assert_eq!(value(&neg, &meta), "-12345678.5");
+        // Found by fuzzing: a one-digit fractional group of 0x7f made mysql_common compute
+        // 127 * 10^8 in an i32 and overflow.
+        let bad = [0x80, 0xbc, 0x61, 0x4e, 0x7f];
+        assert!(matches!(
+            check_decimal(&bad, &meta, 3),
+            Err(RowsError::Value { index: 3, .. })
+        ));
+        let bad_neg: Vec<u8> = bad.iter().map(|b| !b).collect();
+        assert!(check_decimal(&bad_neg, &meta, 0).is_err());
+        // DECIMAL(18,9): a full 9-digit group of 1000000000.
+        assert!(check_decimal(&[0xbb, 0x9a, 0xca, 0x00, 0, 0, 0, 0], &[18, 9], 0).is_err());
+        assert!(check_decimal(&[0xbb, 0x9a, 0xc9, 0xff, 0, 0, 0, 0], &[18, 9], 0).is_ok());
+        // A short buffer is left to mysql_common's EOF error.
+        assert!(check_decimal(&pos[..3], &meta, 0).is_ok());
     }
 
     #[test]
