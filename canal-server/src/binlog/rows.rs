@@ -216,6 +216,9 @@ fn decode_image<'a>(
         if col.column_type == ColumnType::MYSQL_TYPE_NEWDECIMAL {
             check_decimal(buf.0, col.meta, i)?;
         }
+        if col.column_type == ColumnType::MYSQL_TYPE_DATETIME2 {
+            check_datetime2(buf.0, col.meta[0], i)?;
+        }
         let value = buf
             .parse::<BinlogValue<'_>>((col.column_type, col.meta, col.unsigned, is_partial))
             .map_err(|source| RowsError::Value {
@@ -275,6 +278,37 @@ fn check_decimal(data: &[u8], meta: &[u8], index: usize) -> Result<(), RowsError
                 ),
             });
         }
+    }
+    Ok(())
+}
+
+/// Rejects a DATETIME2 value MySQL cannot have written (`my_datetime_packed_to_binary`): a
+/// negative integer part (sign bit of the first byte clear) or a fraction group outside
+/// `0..10^digits`. mysql_common computes with such values without checks: an all-zero integer
+/// part becomes `i64::MIN` and is negated, which overflows. Short input is left to mysql_common's
+/// EOF error. `fsp` was checked (≤ 6) by `check_meta`.
+fn check_datetime2(data: &[u8], fsp: u8, index: usize) -> Result<(), RowsError> {
+    let frac_len = (fsp as usize).div_ceil(2);
+    let Some(b) = data.get(..5 + frac_len) else {
+        return Ok(());
+    };
+    // Big-endian, sign-extended, as mysql_common reads the fraction.
+    let frac = b[5..].iter().fold(0i64, |acc, &x| acc << 8 | i64::from(x));
+    let shift = 64 - 8 * frac_len as u32;
+    let frac = if frac_len == 0 {
+        0
+    } else {
+        (frac << shift) >> shift
+    };
+    if b[0] & 0x80 == 0 || !(0..10i64.pow(2 * frac_len as u32)).contains(&frac) {
+        return Err(RowsError::Value {
+            index,
+            column_type: ColumnType::MYSQL_TYPE_DATETIME2,
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("DATETIME2({fsp}) value {:02x?} out of range", b),
+            ),
+        });
     }
     Ok(())
 }
@@ -450,6 +484,39 @@ mod tests {
         assert!(check_decimal(&[0xbb, 0x9a, 0xc9, 0xff, 0, 0, 0, 0], &[18, 9], 0).is_ok());
         // A short buffer is left to mysql_common's EOF error.
         assert!(check_decimal(&pos[..3], &meta, 0).is_ok());
+    }
+
+    #[test]
+    fn datetime2_out_of_range_rejected_before_mysql_common() {
+        // 2017-04-24 05:45:11.123 with fsp 3, as MySQL writes it: packed ymd/hms + 0x80_0000_0000,
+        // then the fraction (123 ms = 1230 in 4 digits) as a 2-byte big-endian group.
+        let ym: i64 = 2017 * 13 + 4;
+        let ymdhms: i64 = (((ym << 5) | 24) << 17) | (5 << 12) | (45 << 6) | 11;
+        let int = (ymdhms + 0x80_0000_0000).to_be_bytes();
+        let mut good = int[3..].to_vec();
+        good.extend_from_slice(&1230u16.to_be_bytes());
+        assert!(check_datetime2(&good, 3, 0).is_ok());
+        let parsed = ParseBuf(&good)
+            .parse::<BinlogValue<'_>>((ColumnType::MYSQL_TYPE_DATETIME2, &[3u8][..], false, false))
+            .unwrap();
+        assert!(matches!(
+            parsed,
+            BinlogValue::Value(mysql_common::Value::Date(2017, 4, 24, 5, 45, 11, 123_000))
+        ));
+        // Found by fuzzing: an all-zero integer part is i64::MIN after packing, and mysql_common
+        // negates it.
+        assert!(matches!(
+            check_datetime2(&[0, 0, 0, 0, 0], 0, 2),
+            Err(RowsError::Value { index: 2, .. })
+        ));
+        // A negative or too large fraction group.
+        let mut bad = good.clone();
+        bad[5] = 0xff;
+        assert!(check_datetime2(&bad, 3, 0).is_err());
+        bad[5..].copy_from_slice(&10_000u16.to_be_bytes());
+        assert!(check_datetime2(&bad, 3, 0).is_err());
+        // Short input is left to mysql_common's EOF error.
+        assert!(check_datetime2(&good[..4], 3, 0).is_ok());
     }
 
     #[test]
