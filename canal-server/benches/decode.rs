@@ -7,7 +7,9 @@
 //! records the binlog range it produced, then runs each reader `BENCH_RUNS` times (default 3) as
 //! a separate process under `/usr/bin/time -v` (peak RSS) and reports the medians. Our reader is
 //! this binary re-executed with `--child-ours`: it spawns a destination at the start position and
-//! consumes entries until it has seen every row change (rows counted in `RowChange.row_datas`).
+//! consumes entries until it has seen every row change (rows counted in `RowChange.row_datas`
+//! without decoding their columns, `ParsedEntry::row_count`; `BENCH_CONSUMER_DECODE=1` decodes
+//! every RowChange instead, as a Canal client would).
 //!
 //! The table and docs/PERFORMANCE.md (between its `bench:begin`/`bench:end` markers) are written
 //! when the workload has at least 1 M row changes. Knobs: `BENCH_TABLE_ROWS` (base table size,
@@ -766,6 +768,7 @@ fn child_ours(spec: &str) -> Result<()> {
             position: Some(spec.start),
             ..DestinationConfig::default()
         };
+        let full_decode = std::env::var_os("BENCH_CONSUMER_DECODE").is_some_and(|v| v == "1");
         let started = Instant::now();
         let mut h = Destination::spawn("bench", cfg, dir.path().to_path_buf(), None)?;
         let mut rows = 0u64;
@@ -782,9 +785,11 @@ fn child_ours(spec: &str) -> Result<()> {
                     EventType::Insert | EventType::Update | EventType::Delete
                 )
             {
-                if let Some(rc) = e.row_change() {
-                    rows += rc.row_datas.len() as u64;
-                }
+                rows += if full_decode {
+                    e.row_change().map_or(0, |rc| rc.row_datas.len() as u64)
+                } else {
+                    e.row_count() as u64
+                };
             }
         }
         let secs = started.elapsed().as_secs_f64();

@@ -66,14 +66,24 @@ impl Charset {
     /// Decodes `bytes`, replacing malformed input with U+FFFD (with
     /// Java's rules for UTF-8: an encoded surrogate such as `ED A0 80` is one U+FFFD).
     pub fn decode(self, bytes: &[u8]) -> String {
+        let mut out = String::new();
+        self.decode_into(bytes, &mut out);
+        out
+    }
+
+    /// [`Charset::decode`], appending to `out`.
+    pub fn decode_into(self, bytes: &[u8], out: &mut String) {
         match self {
-            Charset::Utf8 => decode_utf8_java(bytes),
-            Charset::Iso8859_1 => latin1(bytes),
-            Charset::MysqlLatin1 => bytes.iter().map(|&b| mysql_latin1_char(b)).collect(),
-            Charset::Ascii => bytes
-                .iter()
-                .map(|&b| if b < 0x80 { char::from(b) } else { '\u{FFFD}' })
-                .collect(),
+            Charset::Utf8 => decode_utf8_java_into(bytes, out),
+            Charset::Iso8859_1 => latin1_into(bytes, out),
+            Charset::MysqlLatin1 => out.extend(bytes.iter().map(|&b| mysql_latin1_char(b))),
+            Charset::Ascii => {
+                out.extend(
+                    bytes
+                        .iter()
+                        .map(|&b| if b < 0x80 { char::from(b) } else { '\u{FFFD}' }),
+                )
+            }
             Charset::Utf16Be | Charset::Utf16Le => {
                 let big = self == Charset::Utf16Be;
                 let units = bytes.chunks(2).map(|c| match (c, big) {
@@ -81,19 +91,14 @@ impl Charset {
                     ([a, b], false) => u16::from_le_bytes([*a, *b]),
                     _ => 0xFFFD,
                 });
-                char::decode_utf16(units)
-                    .map(|c| c.unwrap_or('\u{FFFD}'))
-                    .collect()
+                out.extend(char::decode_utf16(units).map(|c| c.unwrap_or('\u{FFFD}')))
             }
-            Charset::Utf32Be => bytes
-                .chunks(4)
-                .map(|c| match c {
-                    [a, b, c, d] => {
-                        char::from_u32(u32::from_be_bytes([*a, *b, *c, *d])).unwrap_or('\u{FFFD}')
-                    }
-                    _ => '\u{FFFD}',
-                })
-                .collect(),
+            Charset::Utf32Be => out.extend(bytes.chunks(4).map(|c| match c {
+                [a, b, c, d] => {
+                    char::from_u32(u32::from_be_bytes([*a, *b, *c, *d])).unwrap_or('\u{FFFD}')
+                }
+                _ => '\u{FFFD}',
+            })),
         }
     }
 }
@@ -103,12 +108,13 @@ impl Charset {
 /// Malformed input becomes U+FFFD per maximal ill-formed subsequence, like Rust's
 /// `from_utf8_lossy`, except that Java accepts `ED A0..BF` as the start of a three-byte sequence
 /// and replaces a complete encoded surrogate (`ED A0 80`) with a single U+FFFD (Rust: three).
-/// Checked against JDK 17 and 25 on 200,000 random malformed strings.
-pub(crate) fn decode_utf8_java(bytes: &[u8]) -> String {
+/// Checked against JDK 17 and 25 on 200,000 random malformed strings. Appends to `out`.
+pub(crate) fn decode_utf8_java_into(bytes: &[u8], out: &mut String) {
     if let Ok(s) = std::str::from_utf8(bytes) {
-        return s.to_owned();
+        out.push_str(s);
+        return;
     }
-    let mut out = String::with_capacity(bytes.len() + 8);
+    out.reserve(bytes.len() + 8);
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -153,12 +159,22 @@ pub(crate) fn decode_utf8_java(bytes: &[u8]) -> String {
         });
         i = j;
     }
-    out
 }
 
 /// Canal's binary-to-string mapping: every byte becomes the code point of the same value.
 pub(crate) fn latin1(bytes: &[u8]) -> String {
-    bytes.iter().map(|&b| char::from(b)).collect()
+    let mut out = String::new();
+    latin1_into(bytes, &mut out);
+    out
+}
+
+/// [`latin1`], appending to `out`.
+pub(crate) fn latin1_into(bytes: &[u8], out: &mut String) {
+    // ASCII maps to itself.
+    match std::str::from_utf8(bytes) {
+        Ok(s) if bytes.is_ascii() => out.push_str(s),
+        _ => out.extend(bytes.iter().map(|&b| char::from(b))),
+    }
 }
 
 /// Whether a collation id is the `binary` pseudo-charset (63).

@@ -67,7 +67,7 @@ use mysql_common::constants::ColumnType;
 use mysql_common::value::Value;
 
 pub use charset::Charset;
-pub(crate) use decimal::canal_decimal;
+pub(crate) use decimal::{canal_decimal, decimal_bin_size, mysql_decimal_text};
 pub use java_float::{java_double_to_string, java_float_to_string};
 pub use sql_type::java_types;
 pub use temporal::UtcOffset;
@@ -257,193 +257,412 @@ enum Kind {
 }
 
 /// Formats one column value as Canal does (see the module docs for the per-type mapping).
+///
+/// This resolves the column's [`ColumnFormat`] for the one value; the row decoder resolves it
+/// once per TABLE_MAP and calls [`ColumnFormat::format_into`] per value instead.
 pub fn format_value<'c>(
     col: &ColumnDesc<'c>,
     v: &BinlogValue<'_>,
     opts: &ValueOptions,
 ) -> Result<CanalValue<'c>, ValueError> {
-    let ty = real_type(col.column_type, col.meta)?;
-    let mysql_type = mysql_type_text(col, ty, opts);
-    let type_text = mysql_type.as_deref();
-    let kind = kind_of(ty, col.meta, type_text)?;
-    let labels = match kind {
-        Kind::Enum if opts.enum_as_label => enum_set::column_labels(col.enum_set_labels, type_text),
-        Kind::Set { .. } if opts.set_as_labels => {
-            enum_set::column_labels(col.enum_set_labels, type_text)
-        }
-        _ => None,
+    let format = ColumnFormat::new(col, opts)?;
+    let mut value = String::new();
+    let Formatted { sql_type, is_null } = format.format_into(v, &mut value)?;
+    let mysql_type = match col.declared_type {
+        Some(declared) => Some(Cow::Borrowed(declared)),
+        None => format.mysql_type.map(Cow::Owned),
     };
+    Ok(CanalValue {
+        value,
+        is_null,
+        sql_type,
+        mysql_type,
+    })
+}
 
-    if matches!(v, BinlogValue::Value(Value::NULL)) {
-        let sql_type = match kind {
+/// How one column's values print: everything [`format_value`] derives from the column's type,
+/// metadata, type text and the options, resolved once (per TABLE_MAP) instead of per value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnFormat {
+    /// The column's real type (STRING resolved to ENUM/SET).
+    ty: ColumnType,
+    kind: Kind,
+    /// Canal's `mysqlType`: the declared type text or a derived one.
+    mysql_type: Option<String>,
+    /// Unsigned per the type text, or per the binlog when there is none.
+    unsigned: bool,
+    /// ENUM/SET labels when the options print labels and they are known.
+    labels: Option<Vec<String>>,
+    /// Charset for text values; `None` keeps the bytes (Latin-1).
+    charset: Option<Charset>,
+    /// `n` of a `binary(n)` column.
+    binary_width: Option<usize>,
+    /// Column name for partial JSON updates.
+    name: Option<String>,
+    /// sqlType of a NULL value.
+    null_sql_type: i32,
+    opts: ValueOptions,
+}
+
+/// The value-dependent fields of one formatted value; the text went to the caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Formatted {
+    /// `Column.sqlType` (may depend on the value for unsigned integers).
+    pub sql_type: i32,
+    /// `Column.isNull`; the text is empty when set.
+    pub is_null: bool,
+}
+
+impl ColumnFormat {
+    /// Resolves how the column's values print. Fails where every value of the column would:
+    /// impossible TABLE_MAP metadata or a type Canal cannot print.
+    pub fn new(col: &ColumnDesc<'_>, opts: &ValueOptions) -> Result<ColumnFormat, ValueError> {
+        let ty = real_type(col.column_type, col.meta)?;
+        let mysql_type = mysql_type_text(col, ty, opts);
+        let type_text = mysql_type.as_deref();
+        let kind = kind_of(ty, col.meta, type_text)?;
+        let labels = match kind {
+            Kind::Enum if opts.enum_as_label => {
+                enum_set::column_labels(col.enum_set_labels, type_text)
+            }
+            Kind::Set { .. } if opts.set_as_labels => {
+                enum_set::column_labels(col.enum_set_labels, type_text)
+            }
+            _ => None,
+        }
+        .map(Cow::into_owned);
+        let null_sql_type = match kind {
             Kind::Enum | Kind::Set { .. } if labels.is_some() => jt::VARCHAR,
             Kind::Set { .. } => jt::BLOB,
             Kind::Json => jt::OTHER,
             _ => base_sql_type(kind),
         };
-        return Ok(CanalValue {
-            value: String::new(),
-            is_null: true,
-            sql_type,
-            mysql_type,
-        });
+        Ok(ColumnFormat {
+            ty,
+            kind,
+            unsigned: type_text.map_or(col.unsigned, sql_type::is_unsigned_type),
+            labels,
+            charset: match kind {
+                Kind::Text { .. } => text_charset(col, opts),
+                _ => None,
+            },
+            binary_width: match kind {
+                Kind::Binary => type_text.and_then(binary_width),
+                _ => None,
+            },
+            name: match kind {
+                Kind::Json => col.name.map(str::to_owned),
+                _ => None,
+            },
+            null_sql_type,
+            mysql_type: mysql_type.map(Cow::into_owned),
+            opts: opts.clone(),
+        })
     }
 
-    let unsigned = type_text.map_or(col.unsigned, sql_type::is_unsigned_type);
-    let mismatch = || ValueError::KindMismatch {
-        column_type: ty,
-        found: value_kind(v),
-    };
-    let malformed = |reason: &str| ValueError::Malformed {
-        column_type: ty,
-        reason: reason.to_owned(),
-    };
-    let base = base_sql_type(kind);
+    /// Canal's `mysqlType` for the column; `None` means the field is not set.
+    pub fn mysql_type(&self) -> Option<&str> {
+        self.mysql_type.as_deref()
+    }
 
-    let (value, sql_type) = match (kind, v) {
-        (Kind::Int { bytes }, BinlogValue::Value(x)) => {
-            let raw = match x {
-                Value::Int(i) => i128::from(*i),
-                Value::UInt(u) => i128::from(*u),
-                _ => return Err(mismatch()),
-            };
-            widen_integer(raw, bytes, unsigned).ok_or_else(|| malformed("integer out of range"))?
+    /// The sqlType of a non-NULL value unless the value changes it (unsigned widening, an ENUM
+    /// or SET value without a label); lets a caller pre-encode the common case.
+    pub fn usual_sql_type(&self) -> i32 {
+        match self.kind {
+            Kind::Enum | Kind::Set { .. } if self.labels.is_some() => jt::VARCHAR,
+            kind => base_sql_type(kind),
         }
-        (Kind::Decimal { precision, scale }, BinlogValue::Value(Value::Bytes(b))) => {
-            let text =
-                std::str::from_utf8(b).map_err(|_| malformed("decimal text is not ASCII"))?;
-            let out = decimal::canal_decimal(text, precision, scale, opts.decimal_exact_scale)
-                .map_err(malformed)?;
-            (out, base)
-        }
-        (Kind::Float, BinlogValue::Value(Value::Float(f))) => (java_float_to_string(*f), base),
-        (Kind::Double, BinlogValue::Value(Value::Double(d))) => (java_double_to_string(*d), base),
-        (Kind::Bit { bits }, BinlogValue::Value(Value::Bytes(b))) => {
-            if b.len() != (bits as usize).div_ceil(8) {
-                return Err(malformed("BIT value size does not match its metadata"));
+    }
+
+    /// Appends the value's text to `out` (nothing for NULL) and returns its sqlType and
+    /// null flag. On error `out` may hold part of the text.
+    pub fn format_into(
+        &self,
+        v: &BinlogValue<'_>,
+        out: &mut String,
+    ) -> Result<Formatted, ValueError> {
+        let x = match v {
+            BinlogValue::Value(Value::NULL) => {
+                return Ok(Formatted {
+                    sql_type: self.null_sql_type,
+                    is_null: true,
+                })
             }
-            let text = if bits <= 1 {
-                // Canal reads a one-bit BIT as a signed byte.
-                (b[0] as i8).to_string()
-            } else {
-                b.iter()
-                    .fold(0u64, |acc, &x| acc << 8 | u64::from(x))
-                    .to_string()
-            };
-            (text, base)
-        }
-        (Kind::Year, BinlogValue::Value(Value::Bytes(b))) => {
-            let year: u16 = std::str::from_utf8(b)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| malformed("YEAR text is not a number"))?;
-            // mysql_common adds 1900 to the stored byte, so the zero year arrives as 1900.
-            let text = if year == 1900 {
-                "0000".to_owned()
-            } else {
-                year.to_string()
-            };
-            (text, base)
-        }
-        (Kind::Date, BinlogValue::Value(Value::Date(y, m, d, ..))) => {
-            (temporal::date(*y, *m, *d), base)
-        }
-        (Kind::Time { fsp, legacy }, BinlogValue::Value(Value::Time(neg, days, h, m, s, us))) => {
-            let hours = u64::from(*days) * 24 + u64::from(*h);
-            let legacy_hours = legacy && !opts.fix_time_100_hours;
-            (
-                temporal::time(*neg, hours, *m, *s, *us, fsp, legacy_hours),
-                base,
-            )
-        }
-        (Kind::DateTime { fsp }, BinlogValue::Value(Value::Date(y, mo, d, h, mi, s, us))) => {
-            (temporal::datetime(*y, *mo, *d, *h, *mi, *s, *us, fsp), base)
-        }
-        (Kind::Timestamp { fsp }, BinlogValue::Value(x)) => {
-            let (secs, micros) = match x {
-                Value::Int(secs) => (*secs, 0),
-                Value::Bytes(b) => {
-                    let (secs, micros) =
-                        parse_timestamp2(b).ok_or_else(|| malformed("bad TIMESTAMP text"))?;
-                    // mysql_common prints TIMESTAMP2 seconds through an i32: undo a wrap past
-                    // 2^31 (MySQL itself stops at 2^31 - 1).
-                    (if secs < 0 { secs + (1 << 32) } else { secs }, micros)
+            BinlogValue::Value(Value::Bytes(b)) => return self.format_bytes_into(b, out),
+            BinlogValue::Value(x) => x,
+            _ => return self.format_json(v, out),
+        };
+        let opts = &self.opts;
+        let mismatch = || self.mismatch(value_kind(v));
+        let malformed = |reason: &str| self.malformed(reason);
+        let base = base_sql_type(self.kind);
+        let sql_type = match (self.kind, x) {
+            (Kind::Int { bytes }, x) => {
+                let raw = match x {
+                    Value::Int(i) => i128::from(*i),
+                    Value::UInt(u) => i128::from(*u),
+                    _ => return Err(mismatch()),
+                };
+                widen_integer_into(raw, bytes, self.unsigned, out)
+                    .ok_or_else(|| malformed("integer out of range"))?
+            }
+            (Kind::Float, Value::Float(f)) => {
+                out.push_str(&java_float_to_string(*f));
+                base
+            }
+            (Kind::Double, Value::Double(d)) => {
+                out.push_str(&java_double_to_string(*d));
+                base
+            }
+            (Kind::Date, Value::Date(y, m, d, ..)) => {
+                temporal::date_into(out, *y, *m, *d);
+                base
+            }
+            (Kind::Time { fsp, legacy }, Value::Time(neg, days, h, m, s, us)) => {
+                let hours = u64::from(*days) * 24 + u64::from(*h);
+                let legacy_hours = legacy && !opts.fix_time_100_hours;
+                temporal::time_into(out, *neg, hours, *m, *s, *us, fsp, legacy_hours);
+                base
+            }
+            (Kind::DateTime { fsp }, Value::Date(y, mo, d, h, mi, s, us)) => {
+                temporal::datetime_into(out, *y, *mo, *d, *h, *mi, *s, *us, fsp);
+                base
+            }
+            (Kind::Timestamp { fsp }, Value::Int(secs)) => {
+                let secs = u32::try_from(*secs).map_err(|_| malformed("TIMESTAMP out of range"))?;
+                temporal::timestamp_into(out, secs, 0, fsp, opts.timestamp_zone);
+                base
+            }
+            (Kind::Enum, x) => {
+                let index = match x {
+                    Value::Int(i) => u64::try_from(*i).ok(),
+                    Value::UInt(u) => Some(*u),
+                    _ => return Err(mismatch()),
                 }
-                _ => return Err(mismatch()),
-            };
-            let secs = u32::try_from(secs).map_err(|_| malformed("TIMESTAMP out of range"))?;
-            (
-                temporal::timestamp(secs, micros, fsp, opts.timestamp_zone),
-                base,
-            )
-        }
-        (Kind::Text { sql_type }, BinlogValue::Value(Value::Bytes(b))) => {
-            let text = match text_charset(col, opts) {
-                Some(charset) => charset.decode(b),
-                None => charset::latin1(b),
-            };
-            (text, sql_type)
-        }
-        (Kind::Binary, BinlogValue::Value(Value::Bytes(b))) => {
-            let mut text = charset::latin1(b);
-            // The row image of BINARY(n) drops trailing 0x00 bytes (the binary pad character);
-            // the column's value has them, and Canal prints all n bytes.
-            if let Some(n) = type_text.and_then(binary_width) {
-                let have = b.len();
-                text.extend(std::iter::repeat_n('\0', n.saturating_sub(have)));
+                .filter(|i| *i <= 0xFFFF)
+                .ok_or_else(|| malformed("ENUM index out of range"))?;
+                match self
+                    .labels
+                    .as_deref()
+                    .and_then(|l| enum_set::enum_label(index, l))
+                {
+                    Some(label) => {
+                        out.push_str(label);
+                        jt::VARCHAR
+                    }
+                    None => {
+                        push_u64(out, index);
+                        base
+                    }
+                }
             }
-            (text, base)
-        }
-        (Kind::Enum, BinlogValue::Value(x)) => {
-            let index = match x {
-                Value::Int(i) => u64::try_from(*i).ok(),
-                Value::UInt(u) => Some(*u),
-                _ => return Err(mismatch()),
-            }
-            .filter(|i| *i <= 0xFFFF)
-            .ok_or_else(|| malformed("ENUM index out of range"))?;
-            match labels
-                .as_deref()
-                .and_then(|l| enum_set::enum_label(index, l))
-            {
-                Some(label) => (label.to_owned(), jt::VARCHAR),
-                None => (index.to_string(), base),
-            }
-        }
-        (Kind::Set { bytes }, BinlogValue::Value(Value::Bytes(b))) => {
-            if b.len() != bytes {
-                return Err(malformed("SET value size does not match its metadata"));
-            }
-            let mask = b.iter().rev().fold(0u64, |acc, &x| acc << 8 | u64::from(x));
-            match labels
-                .as_deref()
-                .and_then(|l| enum_set::set_labels(mask, l))
-            {
-                Some(text) => (text, jt::VARCHAR),
-                None => (mask.to_string(), base),
-            }
-        }
-        (Kind::Json, BinlogValue::Jsonb(doc)) => {
-            let style = json_style(opts);
-            let text =
-                json::render_document(doc, &style).map_err(|e| ValueError::Json(e.to_string()))?;
-            (text, base)
-        }
-        (Kind::Json, BinlogValue::JsonDiff(diffs)) => {
-            let style = json_style(opts);
-            let text = json::render_diff(col.name.unwrap_or(""), diffs, &style)
-                .map_err(|e| ValueError::Json(e.to_string()))?;
-            (text, base)
-        }
-        _ => return Err(mismatch()),
-    };
+            _ => return Err(mismatch()),
+        };
+        Ok(Formatted {
+            sql_type,
+            is_null: false,
+        })
+    }
 
-    Ok(CanalValue {
-        value,
-        is_null: false,
-        sql_type,
-        mysql_type,
-    })
+    /// [`ColumnFormat::format_into`] for `Value::Bytes(b)`, without the value: the row decoder
+    /// hands string columns over as bytes borrowed from the event.
+    pub fn format_bytes_into(&self, b: &[u8], out: &mut String) -> Result<Formatted, ValueError> {
+        let opts = &self.opts;
+        let malformed = |reason: &str| self.malformed(reason);
+        let base = base_sql_type(self.kind);
+        let sql_type = match self.kind {
+            Kind::Text { sql_type } => {
+                match self.charset {
+                    Some(charset) => charset.decode_into(b, out),
+                    None => charset::latin1_into(b, out),
+                }
+                sql_type
+            }
+            Kind::Binary => {
+                charset::latin1_into(b, out);
+                // The row image of BINARY(n) drops trailing 0x00 bytes (the binary pad character);
+                // the column's value has them, and Canal prints all n bytes.
+                if let Some(n) = self.binary_width {
+                    out.extend(std::iter::repeat_n('\0', n.saturating_sub(b.len())));
+                }
+                base
+            }
+            Kind::Decimal { precision, scale } => {
+                let text =
+                    std::str::from_utf8(b).map_err(|_| malformed("decimal text is not ASCII"))?;
+                decimal::canal_decimal_into(out, text, precision, scale, opts.decimal_exact_scale)
+                    .map_err(malformed)?;
+                base
+            }
+            Kind::Timestamp { .. } => {
+                let (secs, micros) =
+                    parse_timestamp2(b).ok_or_else(|| malformed("bad TIMESTAMP text"))?;
+                // mysql_common prints TIMESTAMP2 seconds through an i32: undo a wrap past 2^31
+                // (MySQL itself stops at 2^31 - 1).
+                let secs = if secs < 0 { secs + (1 << 32) } else { secs };
+                let secs = u32::try_from(secs).map_err(|_| malformed("TIMESTAMP out of range"))?;
+                self.timestamp_into(secs, micros, out)
+            }
+            Kind::Bit { bits } => {
+                if b.len() != (bits as usize).div_ceil(8) {
+                    return Err(malformed("BIT value size does not match its metadata"));
+                }
+                if bits <= 1 {
+                    // Canal reads a one-bit BIT as a signed byte.
+                    push_i64(out, i64::from(b[0] as i8));
+                } else {
+                    push_u64(out, b.iter().fold(0u64, |acc, &x| acc << 8 | u64::from(x)));
+                }
+                base
+            }
+            Kind::Year => {
+                let year: u16 = std::str::from_utf8(b)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| malformed("YEAR text is not a number"))?;
+                // mysql_common adds 1900 to the stored byte, so the zero year arrives as 1900.
+                if year == 1900 {
+                    out.push_str("0000");
+                } else {
+                    push_u64(out, u64::from(year));
+                }
+                base
+            }
+            Kind::Set { bytes } => {
+                if b.len() != bytes {
+                    return Err(malformed("SET value size does not match its metadata"));
+                }
+                let mask = b.iter().rev().fold(0u64, |acc, &x| acc << 8 | u64::from(x));
+                match self
+                    .labels
+                    .as_deref()
+                    .and_then(|l| enum_set::set_labels(mask, l))
+                {
+                    Some(text) => {
+                        out.push_str(&text);
+                        jt::VARCHAR
+                    }
+                    None => {
+                        push_u64(out, mask);
+                        base
+                    }
+                }
+            }
+            _ => return Err(self.mismatch("bytes")),
+        };
+        Ok(Formatted {
+            sql_type,
+            is_null: false,
+        })
+    }
+
+    /// [`ColumnFormat::format_into`] for a NEWDECIMAL value as stored (`raw`: its
+    /// [`decimal_bin_size`] bytes), without mysql_common's text.
+    pub fn format_decimal_bin_into(
+        &self,
+        raw: &[u8],
+        out: &mut String,
+    ) -> Result<Formatted, ValueError> {
+        let Kind::Decimal { precision, scale } = self.kind else {
+            return Err(self.mismatch("bytes"));
+        };
+        let text = mysql_decimal_text(raw, precision, scale);
+        self.format_bytes_into(text.as_str().as_bytes(), out)
+    }
+
+    /// [`ColumnFormat::format_into`] for a TIMESTAMP2 value as stored: epoch seconds and the
+    /// fraction as read for its precision (what mysql_common would print as `"<secs>.<µs>"`).
+    pub fn format_timestamp2_into(
+        &self,
+        secs: u32,
+        fraction: i32,
+        out: &mut String,
+    ) -> Result<Formatted, ValueError> {
+        if !matches!(self.kind, Kind::Timestamp { .. }) {
+            return Err(self.mismatch("bytes"));
+        }
+        // mysql_common's text is `"<secs>.<fraction:06>"`, which reads back only for
+        // 1..=999_999.
+        let micros = u32::try_from(fraction)
+            .ok()
+            .filter(|f| *f <= 999_999)
+            .ok_or_else(|| self.malformed("bad TIMESTAMP text"))?;
+        let sql_type = self.timestamp_into(secs, micros, out);
+        Ok(Formatted {
+            sql_type,
+            is_null: false,
+        })
+    }
+
+    fn timestamp_into(&self, secs: u32, micros: u32, out: &mut String) -> i32 {
+        let fsp = match self.kind {
+            Kind::Timestamp { fsp } => fsp,
+            _ => 0,
+        };
+        temporal::timestamp_into(out, secs, micros, fsp, self.opts.timestamp_zone);
+        base_sql_type(self.kind)
+    }
+
+    fn mismatch(&self, found: &'static str) -> ValueError {
+        ValueError::KindMismatch {
+            column_type: self.ty,
+            found,
+        }
+    }
+
+    fn malformed(&self, reason: &str) -> ValueError {
+        ValueError::Malformed {
+            column_type: self.ty,
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn format_json(&self, v: &BinlogValue<'_>, out: &mut String) -> Result<Formatted, ValueError> {
+        let style = json_style(&self.opts);
+        let text = match (self.kind, v) {
+            (Kind::Json, BinlogValue::Jsonb(doc)) => json::render_document(doc, &style),
+            (Kind::Json, BinlogValue::JsonDiff(diffs)) => {
+                json::render_diff(self.name.as_deref().unwrap_or(""), diffs, &style)
+            }
+            _ => {
+                return Err(ValueError::KindMismatch {
+                    column_type: self.ty,
+                    found: value_kind(v),
+                })
+            }
+        }
+        .map_err(|e| ValueError::Json(e.to_string()))?;
+        out.push_str(&text);
+        Ok(Formatted {
+            sql_type: base_sql_type(self.kind),
+            is_null: false,
+        })
+    }
+}
+
+/// Appends `n` in decimal.
+fn push_u64(out: &mut String, n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+}
+
+/// Appends `n` in decimal.
+fn push_i64(out: &mut String, n: i64) {
+    if n < 0 {
+        out.push('-');
+    }
+    push_u64(out, n.unsigned_abs());
 }
 
 /// The sqlType of a non-NULL value before any value-dependent change (unsigned widening, labels).
@@ -473,30 +692,33 @@ fn base_sql_type(kind: Kind) -> i32 {
 /// unsigned and the value is negative, `2^(8·bytes)` is added and the sqlType moves one size up
 /// (TINYINT→SMALLINT, SMALLINT→INTEGER, MEDIUMINT stays INTEGER, INTEGER→BIGINT,
 /// BIGINT→DECIMAL). `raw` may be mysql_common's signed or unsigned reading; `None` if it fits
-/// neither.
-fn widen_integer(raw: i128, bytes: u8, unsigned: bool) -> Option<(String, i32)> {
+/// neither. Appends the text to `out` and returns the sqlType.
+fn widen_integer_into(raw: i128, bytes: u8, unsigned: bool, out: &mut String) -> Option<i32> {
     let bits = u32::from(bytes) * 8;
     let span = 1i128 << bits;
     if raw < -(span / 2) || raw >= span {
         return None;
     }
-    let stored = raw.rem_euclid(span);
+    // `rem_euclid(span)` for a power of two, without a 128-bit division.
+    let stored = raw & (span - 1);
     let signed = if stored >= span / 2 {
         stored - span
     } else {
         stored
     };
     let base = base_sql_type(Kind::Int { bytes });
+    // `stored` < 2^64 and `signed` ≥ -2^63 since `bytes` ≤ 8.
     if unsigned && signed < 0 {
-        let widened = match bytes {
+        push_u64(out, stored as u64);
+        Some(match bytes {
             1 => jt::SMALLINT,
             2 | 3 => jt::INTEGER,
             4 => jt::BIGINT,
             _ => jt::DECIMAL,
-        };
-        Some((stored.to_string(), widened))
+        })
     } else {
-        Some((signed.to_string(), base))
+        push_i64(out, signed as i64);
+        Some(base)
     }
 }
 

@@ -84,22 +84,115 @@ impl fmt::Display for UtcOffset {
     }
 }
 
-/// Canal's `usecondsToStr(frac, fsp)`: the microseconds zero-padded to six digits, cut to `fsp`.
-pub(crate) fn push_fraction(out: &mut String, micros: u32, fsp: u8) {
-    if fsp == 0 {
-        return;
+/// Short ASCII text assembled on the stack and appended to a `String` in one step (the date and
+/// time printers run once per temporal value of every row).
+struct Ascii {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl Ascii {
+    fn new() -> Ascii {
+        Ascii {
+            buf: [0; 48],
+            len: 0,
+        }
     }
-    let digits = format!("{micros:06}");
-    out.push('.');
-    out.push_str(&digits[..usize::from(fsp.min(6))]);
+
+    fn push(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    /// `n` zero-padded to at least `width` (≤ 20) digits.
+    fn padded(&mut self, n: u64, width: usize) {
+        // The common cases (every field of a date-time) without the general loop.
+        match width {
+            2 if n < 100 => {
+                self.push(b'0' + (n / 10) as u8);
+                self.push(b'0' + (n % 10) as u8);
+                return;
+            }
+            4 if n < 10_000 => {
+                self.padded(n / 100, 2);
+                self.padded(n % 100, 2);
+                return;
+            }
+            6 if n < 1_000_000 => {
+                self.padded(n / 10_000, 2);
+                self.padded(n / 100 % 100, 2);
+                self.padded(n % 100, 2);
+                return;
+            }
+            _ => {}
+        }
+        let mut tmp = [b'0'; 20];
+        let mut i = tmp.len();
+        let mut n = n;
+        loop {
+            i -= 1;
+            tmp[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let digits = &tmp[i.min(tmp.len().saturating_sub(width))..];
+        self.buf[self.len..self.len + digits.len()].copy_from_slice(digits);
+        self.len += digits.len();
+    }
+
+    /// Canal's `usecondsToStr(frac, fsp)`: the microseconds zero-padded to six digits, cut to
+    /// `fsp`.
+    fn fraction(&mut self, micros: u32, fsp: u8) {
+        if fsp == 0 {
+            return;
+        }
+        self.push(b'.');
+        let at = self.len;
+        self.padded(u64::from(micros), 6);
+        self.len = at + usize::from(fsp.min(6));
+    }
+
+    fn date(&mut self, year: u64, month: u64, day: u64) {
+        self.padded(year, 4);
+        self.push(b'-');
+        self.padded(month, 2);
+        self.push(b'-');
+        self.padded(day, 2);
+    }
+
+    fn hms(&mut self, hours: u64, minute: u8, second: u8) {
+        self.padded(hours, 2);
+        self.push(b':');
+        self.padded(u64::from(minute), 2);
+        self.push(b':');
+        self.padded(u64::from(second), 2);
+    }
+
+    fn finish(&self, out: &mut String) {
+        // Only ASCII digits and separators were written.
+        out.push_str(std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default());
+    }
 }
 
 /// `YYYY-MM-DD`; the zero date and partial zero dates print as stored.
+#[cfg(test)]
 pub(crate) fn date(year: u16, month: u8, day: u8) -> String {
-    format!("{year:04}-{month:02}-{day:02}")
+    let mut out = String::new();
+    date_into(&mut out, year, month, day);
+    out
+}
+
+/// [`date`], appending to `out`.
+pub(crate) fn date_into(out: &mut String, year: u16, month: u8, day: u8) {
+    let mut a = Ascii::new();
+    a.date(u64::from(year), u64::from(month), u64::from(day));
+    a.finish(out);
 }
 
 /// `YYYY-MM-DD hh:mm:ss[.f…]` for DATETIME (and the date-time part of a zero TIMESTAMP).
+#[cfg(test)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn datetime(
     year: u16,
@@ -111,9 +204,32 @@ pub(crate) fn datetime(
     micros: u32,
     fsp: u8,
 ) -> String {
-    let mut out = format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}");
-    push_fraction(&mut out, micros, fsp);
+    let mut out = String::new();
+    datetime_into(
+        &mut out, year, month, day, hour, minute, second, micros, fsp,
+    );
     out
+}
+
+/// [`datetime`], appending to `out`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn datetime_into(
+    out: &mut String,
+    year: u16,
+    month: u8,
+    day: u8,
+    hour: u8,
+    minute: u8,
+    second: u8,
+    micros: u32,
+    fsp: u8,
+) {
+    let mut a = Ascii::new();
+    a.date(u64::from(year), u64::from(month), u64::from(day));
+    a.push(b' ');
+    a.hms(u64::from(hour), minute, second);
+    a.fraction(micros, fsp);
+    a.finish(out);
 }
 
 /// Formats a TIME value as Canal does.
@@ -130,38 +246,77 @@ pub(crate) fn time(
     legacy_hours: bool,
 ) -> String {
     let mut out = String::with_capacity(18);
-    let zero = hours == 0 && minute == 0 && second == 0 && micros == 0;
-    if negative && !zero {
-        out.push('-');
-    }
-    if legacy_hours && hours == 100 {
-        out.push_str("00");
-    } else {
-        out.push_str(&format!("{hours:02}"));
-    }
-    out.push_str(&format!(":{minute:02}:{second:02}"));
-    push_fraction(&mut out, micros, fsp);
+    time_into(
+        &mut out,
+        negative,
+        hours,
+        minute,
+        second,
+        micros,
+        fsp,
+        legacy_hours,
+    );
     out
+}
+
+/// [`time`], appending to `out`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn time_into(
+    out: &mut String,
+    negative: bool,
+    hours: u64,
+    minute: u8,
+    second: u8,
+    micros: u32,
+    fsp: u8,
+    legacy_hours: bool,
+) {
+    let zero = hours == 0 && minute == 0 && second == 0 && micros == 0;
+    let mut a = Ascii::new();
+    if negative && !zero {
+        a.push(b'-');
+    }
+    let hours = if legacy_hours && hours == 100 {
+        0
+    } else {
+        hours
+    };
+    a.hms(hours, minute, second);
+    a.fraction(micros, fsp);
+    a.finish(out);
 }
 
 /// Renders TIMESTAMP epoch seconds as Canal does: `0` is the zero timestamp, anything else is the
 /// local date-time at `offset`, then `fsp` fraction digits.
+#[cfg(test)]
 pub(crate) fn timestamp(seconds: u32, micros: u32, fsp: u8, offset: UtcOffset) -> String {
+    let mut out = String::new();
+    timestamp_into(&mut out, seconds, micros, fsp, offset);
+    out
+}
+
+/// [`timestamp`], appending to `out`.
+pub(crate) fn timestamp_into(
+    out: &mut String,
+    seconds: u32,
+    micros: u32,
+    fsp: u8,
+    offset: UtcOffset,
+) {
     if seconds == 0 {
-        return datetime(0, 0, 0, 0, 0, 0, micros, fsp);
+        return datetime_into(out, 0, 0, 0, 0, 0, 0, micros, fsp);
     }
     let local = i64::from(seconds) + i64::from(offset.seconds());
     let days = local.div_euclid(86_400);
-    let secs = local.rem_euclid(86_400);
+    let secs = local.rem_euclid(86_400) as u64;
+    // u32 seconds at an offset within ±18 h: years 1969..=2106, never negative.
     let (year, month, day) = civil_from_days(days);
-    let mut out = format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    );
-    push_fraction(&mut out, micros, fsp);
-    out
+    let mut a = Ascii::new();
+    a.date(year.max(0) as u64, u64::from(month), u64::from(day));
+    a.push(b' ');
+    a.hms(secs / 3600, (secs % 3600 / 60) as u8, (secs % 60) as u8);
+    a.fraction(micros, fsp);
+    a.finish(out);
 }
 
 /// Proleptic Gregorian date of a day count since 1970-01-01 (valid far beyond TIMESTAMP's range).
