@@ -286,11 +286,13 @@ impl Session {
             ));
         }
         let inst = self.ctx.instance(destination).ok_or_else(|| {
-            let running = self.ctx.roles().get(destination).and_then(|r| r.1.clone());
-            let msg = match running {
-                Some(addr) => format!(
-                    "destination:{destination} is not active on this server; it runs on {addr}"
+            let msg = match self.ctx.roles().get(destination) {
+                Some((role, Some(addr))) => format!(
+                    "destination:{destination} is not active on this server ({role}); it runs on {addr}"
                 ),
+                Some((role, None)) => {
+                    format!("destination:{destination} is not active on this server ({role})")
+                }
                 None => format!("destination:{destination} should start first"),
             };
             (destination.to_string(), 400, msg)
