@@ -504,3 +504,21 @@ mod tests {
         assert_eq!(d.configured_start(), ConfiguredStart::Gtid("0-1-5".into()));
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    /// The shipped example is valid and its values are the serde defaults.
+    #[test]
+    fn config_example_matches_defaults() {
+        let text = include_str!("../../config/canal-server.toml");
+        let cfg = ServerConfig::from_toml(text).expect("config/canal-server.toml is valid");
+        assert_eq!(cfg.server, ServerSection::default());
+        assert_eq!(cfg.destinations["example"], DestinationConfig::default());
+        assert_eq!(cfg.zookeeper, None);
+        let with_zk = format!("{text}\n[zookeeper]\nservers = \"127.0.0.1:2181\"\n");
+        let cfg = ServerConfig::from_toml(&with_zk).unwrap();
+        assert_eq!(cfg.zookeeper, Some(zk_coord::ZkConfig::default()));
+    }
+}

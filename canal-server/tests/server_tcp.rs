@@ -20,7 +20,11 @@ async fn source() -> MariaDb {
 }
 
 /// Gets (with ack) until `want` rows arrived.
-async fn consume(c: &mut RawClient, client_id: &str, want: usize) -> Vec<canal_protocol::entry::Entry> {
+async fn consume(
+    c: &mut RawClient,
+    client_id: &str,
+    want: usize,
+) -> Vec<canal_protocol::entry::Entry> {
     let mut all = Vec::new();
     for _ in 0..600 {
         if row_ids(&all).len() >= want {
@@ -32,7 +36,11 @@ async fn consume(c: &mut RawClient, client_id: &str, want: usize) -> Vec<canal_p
             c.ack(client_id, m.batch_id).await;
         }
     }
-    panic!("only {} of {want} rows: {:?}", row_ids(&all).len(), row_ids(&all));
+    panic!(
+        "only {} of {want} rows: {:?}",
+        row_ids(&all).len(),
+        row_ids(&all)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,7 +51,10 @@ async fn tcp_client_receives_exactly_the_parser_entries() {
     let s = ServerProc::start(
         &db,
         "",
-        &format!("journal_name = \"{}\"\nposition = {}\n", start.file, start.position),
+        &format!(
+            "journal_name = \"{}\"\nposition = {}\n",
+            start.file, start.position
+        ),
     )
     .await;
     // The same range decoded in-process by the parser; both start before the DDL so both
@@ -66,12 +77,21 @@ async fn tcp_client_receives_exactly_the_parser_entries() {
     let parsed = collect_until(&mut h, |es| es.len() >= got.len()).await;
     h.stop().await.unwrap();
     let parsed: Vec<_> = parsed.iter().map(|e| e.entry.clone()).collect();
-    assert_eq!(got, parsed[..got.len()].to_vec(), "TCP entries equal the parser's");
-    assert!(got.iter().any(|e| e.header.as_ref().unwrap().event_type() == canal_protocol::entry::EventType::Alter));
+    assert_eq!(
+        got,
+        parsed[..got.len()].to_vec(),
+        "TCP entries equal the parser's"
+    );
+    assert!(got.iter().any(
+        |e| e.header.as_ref().unwrap().event_type() == canal_protocol::entry::EventType::Alter
+    ));
     assert_eq!(row_ids(&got), vec!["1", "2", "1", "2"]);
 }
 
-fn start_dest(cfg: canal_server::config::DestinationConfig, dir: &std::path::Path) -> canal_server::DestinationHandle {
+fn start_dest(
+    cfg: canal_server::config::DestinationConfig,
+    dir: &std::path::Path,
+) -> canal_server::DestinationHandle {
     start("example", cfg, dir, None)
 }
 
@@ -82,7 +102,9 @@ async fn get_ack_rollback_semantics() {
     let s = ServerProc::start(&db, "", "batch_mode = \"ITEMSIZE\"\n").await;
     wait_streaming(&s).await;
     for i in 0..5 {
-        db.exec(&format!("INSERT INTO shop.t VALUES ({i}, 'x')")).await.unwrap();
+        db.exec(&format!("INSERT INTO shop.t VALUES ({i}, 'x')"))
+            .await
+            .unwrap();
     }
     let mut c = RawClient::subscribed(&s.addr(), "1001", "").await;
     // Each transaction is BEGIN, ROWDATA, END: 3 entries. Wait until all 15 are in the store.
@@ -102,9 +124,16 @@ async fn get_ack_rollback_semantics() {
 
     // Out-of-order ack: no frame now; the error is the reply to the next request.
     c.ack("1001", 2).await;
-    let err = c.get("1001", 3, 1000).await.expect_err("reported on the next request");
+    let err = c
+        .get("1001", 3, 1000)
+        .await
+        .expect_err("reported on the next request");
     assert_eq!(err.error_code, Some(400));
-    assert!(err.error_message.contains("not the firstly"), "{}", err.error_message);
+    assert!(
+        err.error_message.contains("not the firstly"),
+        "{}",
+        err.error_message
+    );
     // The error was consumed; the session goes on.
     c.ack("1001", 1).await;
     c.ack("1001", 2).await;
@@ -115,13 +144,21 @@ async fn get_ack_rollback_semantics() {
     drop(c);
     let mut c = RawClient::subscribed(&s.addr(), "1001", "").await;
     let again = c.get("1001", 3, 1000).await.unwrap();
-    assert_eq!(row_ids(&entries(&again)), vec!["2"], "un-acked batch redelivered");
+    assert_eq!(
+        row_ids(&entries(&again)),
+        vec!["2"],
+        "un-acked batch redelivered"
+    );
     assert!(again.batch_id > b3.batch_id, "under a new batch id");
     // rollback(id) of a not-oldest batch is an error on the next reply; ack 0 is 402.
     let next = c.get("1001", 3, 1000).await.unwrap();
     c.rollback("1001", next.batch_id).await;
     let err = c.get("1001", 3, 1000).await.expect_err("rollback error");
-    assert!(err.error_message.contains("not the firstly"), "{}", err.error_message);
+    assert!(
+        err.error_message.contains("not the firstly"),
+        "{}",
+        err.error_message
+    );
     c.ack("1001", 0).await;
     let err = c.get("1001", 3, 1000).await.expect_err("402");
     assert_eq!(err.error_code, Some(402));
@@ -142,12 +179,18 @@ async fn two_clients_at_different_speeds_with_their_own_filters() {
     let mut fast = RawClient::subscribed(&s.addr(), "1001", "").await;
     let mut slow = RawClient::subscribed(&s.addr(), "1002", r"shop\.u").await;
     for i in 0..20 {
-        db.exec(&format!("INSERT INTO shop.t VALUES ({i}, 'x'); INSERT INTO shop.u VALUES ({i})"))
-            .await
-            .unwrap();
+        db.exec(&format!(
+            "INSERT INTO shop.t VALUES ({i}, 'x'); INSERT INTO shop.u VALUES ({i})"
+        ))
+        .await
+        .unwrap();
     }
     let all = consume(&mut fast, "1001", 40).await;
-    assert_eq!(row_ids(&all).len(), 40, "client 1001 gets every row of both tables");
+    assert_eq!(
+        row_ids(&all).len(),
+        40,
+        "client 1001 gets every row of both tables"
+    );
     // The slow client starts late and reads in small batches; it sees only shop.u.
     let mut got = Vec::new();
     for _ in 0..600 {
@@ -176,7 +219,9 @@ async fn restart_resumes_from_acked_cursors_without_loss() {
     wait_streaming(&s).await;
     let mut c = RawClient::subscribed(&s.addr(), "1001", "").await;
     for i in 0..10 {
-        db.exec(&format!("INSERT INTO shop.t VALUES ({i}, 'x')")).await.unwrap();
+        db.exec(&format!("INSERT INTO shop.t VALUES ({i}, 'x')"))
+            .await
+            .unwrap();
     }
     // Ack the first 4 transactions (12 entries), leave the 5th handed out but not acked.
     let mut acked = Vec::new();
@@ -196,7 +241,9 @@ async fn restart_resumes_from_acked_cursors_without_loss() {
     let meta = std::fs::read_to_string(s.data_dir().join("example/meta.dat")).unwrap();
     assert!(meta.contains("\"postion\""), "Canal cursor JSON: {meta}");
     for i in 10..15 {
-        db.exec(&format!("INSERT INTO shop.t VALUES ({i}, 'x')")).await.unwrap();
+        db.exec(&format!("INSERT INTO shop.t VALUES ({i}, 'x')"))
+            .await
+            .unwrap();
     }
     s.launch().await;
     let mut c = RawClient::subscribed(&s.addr(), "1001", "").await;
@@ -228,7 +275,13 @@ async fn password_checked_and_bad_frames_do_not_hurt_other_clients() {
     assert_eq!(ack.error_code.unwrap_or(0), 0);
 
     let mut good = RawClient::connect(&s.addr()).await;
-    assert_eq!(good.auth("canal", Some("123456")).await.error_code.unwrap_or(0), 0);
+    assert_eq!(
+        good.auth("canal", Some("123456"))
+            .await
+            .error_code
+            .unwrap_or(0),
+        0
+    );
     assert_eq!(good.sub("1001", "").await.error_code.unwrap_or(0), 0);
 
     // An oversized frame: an error reply, then the connection is closed.
@@ -239,22 +292,39 @@ async fn password_checked_and_bad_frames_do_not_hurt_other_clients() {
     raw.write_all(&100_000u32.to_be_bytes()).await.unwrap();
     let mut reply = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), raw.read_to_end(&mut reply)).await;
-    let p = canal_protocol::frame::decode_packet(bytes::Bytes::copy_from_slice(&reply[4..])).unwrap();
+    let p =
+        canal_protocol::frame::decode_packet(bytes::Bytes::copy_from_slice(&reply[4..])).unwrap();
     let ack = canal_protocol::packet::Ack::decode(p.body).unwrap();
     assert_eq!(ack.error_code, Some(400));
-    assert!(ack.error_message.contains("bad frame"), "{}", ack.error_message);
+    assert!(
+        ack.error_message.contains("bad frame"),
+        "{}",
+        ack.error_message
+    );
 
     // Garbage protobuf after auth: error reply, connection closed.
     let mut g = RawClient::connect(&s.addr()).await;
     g.auth("canal", Some("123456")).await;
-    g.framed.get_mut().write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff]).await.unwrap();
+    g.framed
+        .get_mut()
+        .write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
     let p = g.recv().await;
     assert_eq!(p.packet_type().unwrap(), PacketType::Ack);
     // An unsupported packet type gets a 400 and the session continues.
-    good.send(Packet::request(PacketType::Heartbeat, &canal_protocol::packet::HeartBeat::default())).await;
+    good.send(Packet::request(
+        PacketType::Heartbeat,
+        &canal_protocol::packet::HeartBeat::default(),
+    ))
+    .await;
     let p = good.recv().await;
     let ack = canal_protocol::packet::Ack::decode(p.body).unwrap();
-    assert!(ack.error_message.contains("HEARTBEAT is NOT supported"), "{}", ack.error_message);
+    assert!(
+        ack.error_message.contains("HEARTBEAT is NOT supported"),
+        "{}",
+        ack.error_message
+    );
     // The well-behaved client is unaffected.
     db.exec("INSERT INTO shop.t VALUES (1,'a')").await.unwrap();
     let got = consume(&mut good, "1001", 1).await;
