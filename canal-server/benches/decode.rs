@@ -754,55 +754,74 @@ fn write_doc(path: &Path, section: &str) -> Result<()> {
 /// the range arrived. Prints an [`OursResult`] as JSON.
 fn child_ours(spec: &str) -> Result<()> {
     let spec: Spec = serde_json::from_str(spec)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     let dir = tempfile::tempdir()?;
-    let r = rt.block_on(async {
-        let cfg = DestinationConfig {
-            address: format!("{}:{}", spec.host, spec.port),
-            username: spec.user.clone(),
-            password: spec.password.clone(),
-            slave_id: spec.server_id,
-            journal_name: spec.file.clone(),
-            position: Some(spec.start),
-            ..DestinationConfig::default()
-        };
-        let full_decode = std::env::var_os("BENCH_CONSUMER_DECODE").is_some_and(|v| v == "1");
-        let started = Instant::now();
-        let mut h = Destination::spawn("bench", cfg, dir.path().to_path_buf(), None)?;
-        let mut rows = 0u64;
-        let mut entries = 0u64;
-        while rows < spec.rows {
-            let e = tokio::time::timeout(Duration::from_secs(60), h.recv())
-                .await
-                .map_err(|_| anyhow::anyhow!("no entry for 60 s ({:?})", h.status()))?
-                .with_context(|| format!("destination ended: {:?}", h.status()))?;
-            entries += 1;
-            if e.entry_type() == EntryType::Rowdata
-                && matches!(
-                    e.event_type(),
-                    EventType::Insert | EventType::Update | EventType::Delete
-                )
-            {
-                rows += if full_decode {
-                    e.row_change().map_or(0, |rc| rc.row_datas.len() as u64)
-                } else {
-                    e.row_count() as u64
-                };
-            }
-        }
-        let secs = started.elapsed().as_secs_f64();
-        h.stop().await?;
-        Ok::<_, anyhow::Error>(OursResult {
-            rows,
-            entries,
-            secs,
-            vm_hwm_kb: vm_hwm_kb(),
-        })
-    })?;
+    let data_dir = dir.path().to_path_buf();
+    // The consumer runs as a task on tokio's multi-thread runtime, as the server's and
+    // otter-node's consumers do. BENCH_RUNTIME=current_thread runs everything on one thread,
+    // BENCH_RUNTIME=block_on consumes on the thread outside the runtime (every entry then wakes
+    // that thread).
+    let mode = std::env::var("BENCH_RUNTIME").unwrap_or_default();
+    let r = match mode.as_str() {
+        "current_thread" => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(consume(spec, data_dir))?,
+        "block_on" => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(consume(spec, data_dir))?,
+        "" | "task" => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(async { tokio::spawn(consume(spec, data_dir)).await })??,
+        other => bail!("BENCH_RUNTIME={other}: expected task, current_thread or block_on"),
+    };
     println!("{}", serde_json::to_string(&r)?);
     Ok(())
+}
+
+async fn consume(spec: Spec, data_dir: PathBuf) -> Result<OursResult> {
+    let cfg = DestinationConfig {
+        address: format!("{}:{}", spec.host, spec.port),
+        username: spec.user.clone(),
+        password: spec.password.clone(),
+        slave_id: spec.server_id,
+        journal_name: spec.file.clone(),
+        position: Some(spec.start),
+        ..DestinationConfig::default()
+    };
+    let full_decode = std::env::var_os("BENCH_CONSUMER_DECODE").is_some_and(|v| v == "1");
+    let started = Instant::now();
+    let mut h = Destination::spawn("bench", cfg, data_dir, None)?;
+    let mut rows = 0u64;
+    let mut entries = 0u64;
+    while rows < spec.rows {
+        let e = tokio::time::timeout(Duration::from_secs(60), h.recv())
+            .await
+            .map_err(|_| anyhow::anyhow!("no entry for 60 s ({:?})", h.status()))?
+            .with_context(|| format!("destination ended: {:?}", h.status()))?;
+        entries += 1;
+        if e.entry_type() == EntryType::Rowdata
+            && matches!(
+                e.event_type(),
+                EventType::Insert | EventType::Update | EventType::Delete
+            )
+        {
+            rows += if full_decode {
+                e.row_change().map_or(0, |rc| rc.row_datas.len() as u64)
+            } else {
+                e.row_count() as u64
+            };
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    h.stop().await?;
+    Ok(OursResult {
+        rows,
+        entries,
+        secs,
+        vm_hwm_kb: vm_hwm_kb(),
+    })
 }
 
 fn vm_hwm_kb() -> u64 {

@@ -217,6 +217,13 @@ impl<'a> RowDecoder<'a> {
                         | MYSQL_TYPE_VECTOR
                         | MYSQL_TYPE_TIMESTAMP2
                         | MYSQL_TYPE_NEWDECIMAL
+                        | MYSQL_TYPE_TINY
+                        | MYSQL_TYPE_SHORT
+                        | MYSQL_TYPE_INT24
+                        | MYSQL_TYPE_LONG
+                        | MYSQL_TYPE_LONGLONG
+                        | MYSQL_TYPE_ENUM
+                        | MYSQL_TYPE_DATETIME2
                 ),
             });
         }
@@ -358,17 +365,18 @@ fn decode_image<'a>(
             image.push((i, Cell::Value(decode_time2(buf, col.meta[0], i)?)));
             continue;
         }
-        if col.column_type == ColumnType::MYSQL_TYPE_NEWDECIMAL {
-            check_decimal(buf.0, col.meta, i)?;
+        // Values mysql_common would compute with overflow on are rejected first, whoever
+        // decodes them.
+        match col.column_type {
+            ColumnType::MYSQL_TYPE_NEWDECIMAL => check_decimal(buf.0, col.meta, i)?,
+            ColumnType::MYSQL_TYPE_DATETIME2 => check_datetime2(buf.0, col.meta[0], i)?,
+            _ => {}
         }
         if col.common {
             if let Some(cell) = decode_common(buf, col) {
                 image.push((i, cell));
                 continue;
             }
-        }
-        if col.column_type == ColumnType::MYSQL_TYPE_DATETIME2 {
-            check_datetime2(buf.0, col.meta[0], i)?;
         }
         let value = buf
             .parse::<BinlogValue<'a>>((col.column_type, col.meta, col.unsigned, is_partial))
@@ -382,8 +390,9 @@ fn decode_image<'a>(
     Ok(())
 }
 
-/// Strings, BLOBs and TIMESTAMP2 decoded here exactly as mysql_common 0.37 reads them
-/// (`BinlogValue::deserialize`, `my_timestamp_from_binary`), without copying. `None` for other
+/// Integers, ENUM, DATETIME2, TIMESTAMP2, DECIMAL, strings and BLOBs decoded here exactly as
+/// mysql_common 0.37 reads them (`BinlogValue::deserialize`, `Value::deserialize_bin`,
+/// `my_datetime_packed_from_binary`, `my_timestamp_from_binary`), without copying. `None` for other
 /// types, and when the bytes run short: mysql_common then decodes the value and reports the
 /// error. The metadata was checked by `check_meta`.
 fn decode_common<'a>(buf: &mut ParseBuf<'a>, col: &ColumnPlan<'a>) -> Option<Cell<'a>> {
@@ -396,7 +405,102 @@ fn decode_common<'a>(buf: &mut ParseBuf<'a>, col: &ColumnPlan<'a>) -> Option<Cel
             .fold(0usize, |acc, &x| acc << 8 | usize::from(x))
     };
     // (length prefix size, maximum length) of a string value.
+    let int = |v: i64| Some(Cell::Value(BinlogValue::Value(mysql_common::Value::Int(v))));
     let (prefix, len) = match col.column_type {
+        MYSQL_TYPE_TINY => {
+            let b = *data.first()?;
+            buf.eat(1);
+            return int(if col.unsigned {
+                i64::from(b)
+            } else {
+                i64::from(b as i8)
+            });
+        }
+        MYSQL_TYPE_SHORT => {
+            let b: [u8; 2] = data.get(..2)?.try_into().ok()?;
+            buf.eat(2);
+            return int(if col.unsigned {
+                i64::from(u16::from_le_bytes(b))
+            } else {
+                i64::from(i16::from_le_bytes(b))
+            });
+        }
+        MYSQL_TYPE_INT24 => {
+            let b = data.get(..3)?;
+            buf.eat(3);
+            // mysql_common reads it unsigned either way (its LeI24 does not sign-extend); the
+            // value printer reads the 3 bytes signed.
+            return int(i64::from(u32::from_le_bytes([b[0], b[1], b[2], 0])));
+        }
+        MYSQL_TYPE_LONG => {
+            let b: [u8; 4] = data.get(..4)?.try_into().ok()?;
+            buf.eat(4);
+            return int(if col.unsigned {
+                i64::from(u32::from_le_bytes(b))
+            } else {
+                i64::from(i32::from_le_bytes(b))
+            });
+        }
+        MYSQL_TYPE_LONGLONG => {
+            let b: [u8; 8] = data.get(..8)?.try_into().ok()?;
+            buf.eat(8);
+            if col.unsigned {
+                let v = u64::from_le_bytes(b);
+                return Some(Cell::Value(BinlogValue::Value(match i64::try_from(v) {
+                    Ok(v) => mysql_common::Value::Int(v),
+                    Err(_) => mysql_common::Value::UInt(v),
+                })));
+            }
+            return int(i64::from_le_bytes(b));
+        }
+        MYSQL_TYPE_ENUM => {
+            let v = match meta[1] {
+                1 => i64::from(*data.first()?),
+                2 => i64::from(u16::from_le_bytes(data.get(..2)?.try_into().ok()?)),
+                _ => return None,
+            };
+            buf.eat(usize::from(meta[1]));
+            return int(v);
+        }
+        MYSQL_TYPE_DATETIME2 => {
+            const DATETIMEF_INT_OFS: i64 = 0x80_0000_0000;
+            let frac_len = match meta[0] {
+                1 | 2 => 1,
+                3 | 4 => 2,
+                5 | 6 => 3,
+                _ => 0,
+            };
+            let b = data.get(..5 + frac_len)?;
+            let intpart =
+                b[..5].iter().fold(0i64, |acc, &x| acc << 8 | i64::from(x)) - DATETIMEF_INT_OFS;
+            let frac = match frac_len {
+                1 => i64::from(b[5] as i8) * 10_000,
+                2 => i64::from(i16::from_be_bytes([b[5], b[6]])) * 100,
+                3 => i64::from(i32::from_be_bytes([b[5], b[6], b[7], 0]) >> 8),
+                _ => 0,
+            };
+            buf.eat(5 + frac_len);
+            // my_packed_time_make, then datetime_from_packed (which wraps where a debug
+            // build of mysql_common would overflow).
+            let mut tmp = (((intpart as u64) << 24) as i64).wrapping_add(frac);
+            if tmp < 0 {
+                tmp = tmp.wrapping_neg();
+            }
+            let usec = tmp % (1 << 24);
+            let ymdhms = tmp >> 24;
+            let ymd = ymdhms >> 17;
+            let ym = ymd >> 5;
+            let hms = ymdhms % (1 << 17);
+            return Some(Cell::Value(BinlogValue::Value(mysql_common::Value::Date(
+                (ym / 13) as u32 as u16,
+                (ym % 13) as u8,
+                (ymd % (1 << 5)) as u8,
+                (hms >> 12) as u32 as u8,
+                ((hms >> 6) % (1 << 6)) as u8,
+                (hms % (1 << 6)) as u8,
+                usec as u32,
+            ))));
+        }
         MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING => {
             let max = le(&meta[..2]);
             let prefix = if max < 256 { 1 } else { 2 };
@@ -668,22 +772,34 @@ mod tests {
     /// `decode_common` against mysql_common on the same bytes: same value, same bytes consumed,
     /// and for short input no value (mysql_common then reports the error).
     fn same_as_mysql_common(column_type: ColumnType, meta: &[u8], bytes: &[u8]) {
+        same_as_mysql_common_signed(column_type, meta, false, bytes);
+    }
+
+    fn same_as_mysql_common_signed(
+        column_type: ColumnType,
+        meta: &[u8],
+        unsigned: bool,
+        bytes: &[u8],
+    ) {
         let col = ColumnPlan {
             column_type,
             meta,
-            unsigned: false,
+            unsigned,
             common: true,
         };
-        if column_type == ColumnType::MYSQL_TYPE_NEWDECIMAL
-            && check_decimal(bytes, meta, 0).is_err()
-        {
+        let rejected = match column_type {
+            ColumnType::MYSQL_TYPE_NEWDECIMAL => check_decimal(bytes, meta, 0).is_err(),
+            ColumnType::MYSQL_TYPE_DATETIME2 => check_datetime2(bytes, meta[0], 0).is_err(),
+            _ => false,
+        };
+        if rejected {
             // Rejected before either decoder runs (mysql_common would overflow on some).
             return;
         }
         let mut ours = ParseBuf(bytes);
         let fast = decode_common(&mut ours, &col).map(Cell::into_value);
         let mut theirs = ParseBuf(bytes);
-        let reference = BinlogValue::deserialize((column_type, meta, false, false), &mut theirs)
+        let reference = BinlogValue::deserialize((column_type, meta, unsigned, false), &mut theirs)
             .map(BinlogValue::into_owned);
         match (fast, reference) {
             (Some(v), Ok(r)) => {
@@ -786,6 +902,65 @@ mod tests {
         }
         for (ty, meta, bytes) in cases {
             same_as_mysql_common(ty, &meta, &bytes);
+        }
+    }
+
+    #[test]
+    fn integers_enum_and_datetime2_decode_like_mysql_common() {
+        use ColumnType::*;
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let patterns = |n: usize, r: u64| -> Vec<Vec<u8>> {
+            vec![
+                vec![0; n],
+                vec![0xff; n],
+                vec![0x7f; n],
+                vec![0x80; n],
+                r.to_le_bytes().iter().cycle().take(n).copied().collect(),
+            ]
+        };
+        for _ in 0..200 {
+            let r = next();
+            for unsigned in [false, true] {
+                for (ty, meta, n) in [
+                    (MYSQL_TYPE_TINY, vec![], 1),
+                    (MYSQL_TYPE_SHORT, vec![], 2),
+                    (MYSQL_TYPE_INT24, vec![], 3),
+                    (MYSQL_TYPE_LONG, vec![], 4),
+                    (MYSQL_TYPE_LONGLONG, vec![], 8),
+                    (MYSQL_TYPE_ENUM, vec![0xf7, 1], 1),
+                    (MYSQL_TYPE_ENUM, vec![0xf7, 2], 2),
+                ] {
+                    for mut b in patterns(n, r) {
+                        same_as_mysql_common_signed(ty, &meta, unsigned, &b);
+                        b.pop();
+                        same_as_mysql_common_signed(ty, &meta, unsigned, &b);
+                    }
+                }
+            }
+            for fsp in 0u8..=6 {
+                let frac = [0, 1, 1, 2, 2, 3, 3][usize::from(fsp)];
+                // A valid DATETIME(fsp) (packed year*13+month, day, h, m, s) and random
+                // bytes with the sign bit MySQL always writes (check_datetime2 rejects others).
+                let ym = (1000 + r % 9000) * 13 + r % 13;
+                let ymd = (ym << 5) | ((r >> 8) % 32);
+                let hms = (((r >> 16) % 24) << 12) | (((r >> 24) % 60) << 6) | ((r >> 32) % 60);
+                let packed = (ymd << 17) | hms;
+                let mut valid = (packed as i64 + 0x80_0000_0000).to_be_bytes()[3..].to_vec();
+                valid.extend((0..frac).map(|k| (r >> (40 + 8 * k)) as u8));
+                let mut random: Vec<u8> = (0..5 + frac).map(|k| (r >> (k * 7)) as u8).collect();
+                random[0] = 0x80 | (random[0] & 0x3f);
+                for mut b in [valid, random] {
+                    same_as_mysql_common(MYSQL_TYPE_DATETIME2, &[fsp], &b);
+                    b.pop();
+                    same_as_mysql_common(MYSQL_TYPE_DATETIME2, &[fsp], &b);
+                }
+            }
         }
     }
 

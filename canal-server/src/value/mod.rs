@@ -566,6 +566,18 @@ impl ColumnFormat {
         let Kind::Decimal { precision, scale } = self.kind else {
             return Err(self.mismatch("bytes"));
         };
+        if decimal::canal_decimal_from_bin(
+            out,
+            raw,
+            precision,
+            scale,
+            self.opts.decimal_exact_scale,
+        ) {
+            return Ok(Formatted {
+                sql_type: base_sql_type(self.kind),
+                is_null: false,
+            });
+        }
         let text = mysql_decimal_text(raw, precision, scale);
         self.format_bytes_into(text.as_str().as_bytes(), out)
     }
@@ -642,16 +654,32 @@ impl ColumnFormat {
 
 /// Appends `n` in decimal.
 fn push_u64(out: &mut String, n: u64) {
+    if n < 10 {
+        out.push(char::from(b'0' + n as u8));
+        return;
+    }
+    // Two digits at a time, from the right.
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     let mut n = n;
-    loop {
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        let pair = n as usize * 2;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
         i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        buf[i] = b'0' + n as u8;
     }
     // Only ASCII digits were written.
     out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());

@@ -99,33 +99,40 @@ impl Ascii {
         }
     }
 
+    #[inline]
     fn push(&mut self, b: u8) {
         self.buf[self.len] = b;
         self.len += 1;
     }
 
+    /// `n` (< 100) as two digits.
+    #[inline]
+    fn two(&mut self, n: u64) {
+        self.push(b'0' + (n / 10) as u8);
+        self.push(b'0' + (n % 10) as u8);
+    }
+
     /// `n` zero-padded to at least `width` (≤ 20) digits.
+    #[inline]
     fn padded(&mut self, n: u64, width: usize) {
         // The common cases (every field of a date-time) without the general loop.
         match width {
-            2 if n < 100 => {
-                self.push(b'0' + (n / 10) as u8);
-                self.push(b'0' + (n % 10) as u8);
-                return;
-            }
+            2 if n < 100 => return self.two(n),
             4 if n < 10_000 => {
-                self.padded(n / 100, 2);
-                self.padded(n % 100, 2);
-                return;
+                self.two(n / 100);
+                return self.two(n % 100);
             }
             6 if n < 1_000_000 => {
-                self.padded(n / 10_000, 2);
-                self.padded(n / 100 % 100, 2);
-                self.padded(n % 100, 2);
-                return;
+                self.two(n / 10_000);
+                self.two(n / 100 % 100);
+                return self.two(n % 100);
             }
             _ => {}
         }
+        self.padded_slow(n, width);
+    }
+
+    fn padded_slow(&mut self, n: u64, width: usize) {
         let mut tmp = [b'0'; 20];
         let mut i = tmp.len();
         let mut n = n;
@@ -224,12 +231,52 @@ pub(crate) fn datetime_into(
     micros: u32,
     fsp: u8,
 ) {
+    let (y, mo, d) = (u64::from(year), u64::from(month), u64::from(day));
+    let (h, mi, sec) = (u64::from(hour), u64::from(minute), u64::from(second));
+    if push_datetime_fast(out, [y, mo, d, h, mi, sec], micros, fsp) {
+        return;
+    }
     let mut a = Ascii::new();
-    a.date(u64::from(year), u64::from(month), u64::from(day));
+    a.date(y, mo, d);
     a.push(b' ');
-    a.hms(u64::from(hour), minute, second);
+    a.hms(h, minute, second);
     a.fraction(micros, fsp);
     a.finish(out);
+}
+
+/// `YYYY-MM-DD hh:mm:ss[.f…]` written into a template, for fields of the usual widths (year
+/// below 10000, the others below 100, microseconds below 10^6); `false` (nothing written)
+/// otherwise.
+fn push_datetime_fast(out: &mut String, fields: [u64; 6], micros: u32, fsp: u8) -> bool {
+    let [year, month, day, hour, minute, second] = fields;
+    if year > 9999 || micros > 999_999 || [month, day, hour, minute, second].iter().any(|f| *f > 99)
+    {
+        return false;
+    }
+    let mut b = *b"0000-00-00 00:00:00.000000";
+    let mut put2 = |at: usize, n: u64| {
+        b[at] = b'0' + (n / 10) as u8;
+        b[at + 1] = b'0' + (n % 10) as u8;
+    };
+    put2(0, year / 100);
+    put2(2, year % 100);
+    put2(5, month);
+    put2(8, day);
+    put2(11, hour);
+    put2(14, minute);
+    put2(17, second);
+    let micros = u64::from(micros);
+    put2(20, micros / 10_000);
+    put2(22, micros / 100 % 100);
+    put2(24, micros % 100);
+    let len = if fsp == 0 {
+        19
+    } else {
+        20 + usize::from(fsp.min(6))
+    };
+    // Only ASCII was written.
+    out.push_str(std::str::from_utf8(&b[..len]).unwrap_or_default());
+    true
 }
 
 /// Formats a TIME value as Canal does.
@@ -311,10 +358,15 @@ pub(crate) fn timestamp_into(
     let secs = local.rem_euclid(86_400) as u64;
     // u32 seconds at an offset within ±18 h: years 1969..=2106, never negative.
     let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = (year.max(0) as u64, u64::from(month), u64::from(day));
+    let (hour, minute, second) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    if push_datetime_fast(out, [year, month, day, hour, minute, second], micros, fsp) {
+        return;
+    }
     let mut a = Ascii::new();
-    a.date(year.max(0) as u64, u64::from(month), u64::from(day));
+    a.date(year, month, day);
     a.push(b' ');
-    a.hms(secs / 3600, (secs % 3600 / 60) as u8, (secs % 60) as u8);
+    a.hms(hour, minute as u8, second as u8);
     a.fraction(micros, fsp);
     a.finish(out);
 }
@@ -452,6 +504,42 @@ mod tests {
         assert_eq!(time(false, 12, 34, 56, 1, 6, false), "12:34:56.000001");
         assert_eq!(time(false, 0, 0, 0, 0, 3, false), "00:00:00.000");
         assert_eq!(time(true, 0, 0, 0, 0, 0, false), "00:00:00");
+    }
+
+    #[test]
+    fn datetime_printers_match_format() {
+        let mut seed = 0x1234_5678_9abc_def1u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for i in 0..20_000 {
+            let r = next();
+            // Mostly in range; every 8th value with fields past two (four) digits.
+            let wide = i % 8 == 0;
+            let year = if wide { r as u16 } else { (r % 10_000) as u16 };
+            let f = |shift: u32, max: u64| ((r >> shift) % if wide { 256 } else { max }) as u8;
+            let (month, day, hour, minute, second) =
+                (f(16, 13), f(24, 32), f(32, 24), f(40, 60), f(48, 60));
+            let micros = if wide {
+                (next() % 20_000_000) as u32
+            } else {
+                (next() % 1_000_000) as u32
+            };
+            let fsp = (r >> 56) as u8 % 7;
+            let digits = format!("{micros:06}");
+            let frac = if fsp == 0 {
+                String::new()
+            } else {
+                format!(".{}", &digits[..usize::from(fsp)])
+            };
+            assert_eq!(
+                datetime(year, month, day, hour, minute, second, micros, fsp),
+                format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}{frac}")
+            );
+        }
     }
 
     #[test]

@@ -971,3 +971,34 @@ fn never_panics() {
         }
     }
 }
+
+#[test]
+fn integer_printers_match_display() {
+    let mut values: Vec<u64> = vec![
+        0,
+        1,
+        9,
+        10,
+        11,
+        99,
+        100,
+        101,
+        999,
+        1000,
+        u64::MAX,
+        u64::MAX - 1,
+    ];
+    values.extend((0..64).map(|b| 1u64 << b));
+    values.extend((0..20).map(|k| 10u64.pow(k)));
+    values.extend((0..20).map(|k| 10u64.pow(k) - 1));
+    for v in values {
+        let mut out = String::from("x");
+        push_u64(&mut out, v);
+        assert_eq!(out, format!("x{v}"));
+        for s in [v as i64, (v as i64).wrapping_neg()] {
+            let mut out = String::new();
+            push_i64(&mut out, s);
+            assert_eq!(out, s.to_string());
+        }
+    }
+}
