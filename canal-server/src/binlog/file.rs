@@ -7,7 +7,7 @@
 use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 
-use mysql_common::binlog::consts::{BinlogVersion, EventType};
+use mysql_common::binlog::consts::{BinlogVersion, EventType, TransactionPayloadCompressionType};
 use mysql_common::binlog::events::{Event, TransactionPayloadEvent};
 use mysql_common::binlog::EventStreamReader;
 
@@ -20,6 +20,9 @@ pub const BINLOG_MAGIC: [u8; 4] = [0xfe, b'b', b'i', b'n'];
 const HEADER_LEN: usize = 19;
 /// Largest event accepted (MySQL's `max_allowed_packet` ceiling is 1 GiB).
 pub const MAX_EVENT_SIZE: usize = 1 << 30;
+/// Largest decompressed TRANSACTION_PAYLOAD accepted. The payload is held in memory while its
+/// events are read, so this bounds what a corrupt size or a compression bomb can cost.
+pub const MAX_PAYLOAD_SIZE: u64 = 1 << 30;
 
 /// A binlog file that cannot be read further.
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +133,16 @@ impl<R: Read> BinlogFileReader<R> {
     pub fn next_event(&mut self) -> Result<Option<RawEvent>, FileError> {
         if let Some((cursor, pos)) = self.payload.as_mut() {
             let pos = pos.clone();
+            // mysql_common unwraps the read of an event body (`Event::read`): frame each inner
+            // event here first, like the events of the file.
+            let rest = cursor
+                .get_ref()
+                .get(cursor.position() as usize..)
+                .unwrap_or_default();
+            if let Some(reason) = inner_event_problem(rest) {
+                self.payload = None;
+                return Err(self.corrupt(pos.offset, reason));
+            }
             let read = event::guarded(EventType::TRANSACTION_PAYLOAD_EVENT as u8, || {
                 self.esr.read_decompressed(&mut *cursor)
             });
@@ -214,9 +227,12 @@ impl<R: Read> BinlogFileReader<R> {
             next_offset: self.offset,
         };
         if ty == EventType::TRANSACTION_PAYLOAD_EVENT as u8 {
+            if let Some(reason) = payload_header_problem(ev.data()) {
+                return Err(self.corrupt(start, format!("transaction payload: {reason}")));
+            }
             let payload = event::guarded(ty, || {
                 ev.read_event::<TransactionPayloadEvent<'_>>()
-                    .map(|p| p.danger_decompress())
+                    .and_then(|p| decompress_payload(&p))
             });
             match payload {
                 Ok(Ok(bytes)) => self.payload = Some((Cursor::new(bytes), pos.clone())),
@@ -267,6 +283,114 @@ impl<R: Read> Iterator for BinlogFileReader<R> {
     }
 }
 
+/// Why the next event inside a decompressed TRANSACTION_PAYLOAD cannot be read, if it cannot;
+/// `rest` is what is left of the payload.
+fn inner_event_problem(rest: &[u8]) -> Option<String> {
+    if rest.is_empty() {
+        return None;
+    }
+    if rest.len() < HEADER_LEN {
+        return Some(format!(
+            "transaction payload ends inside an event header ({} of {HEADER_LEN} bytes)",
+            rest.len()
+        ));
+    }
+    let size = u32::from_le_bytes([rest[9], rest[10], rest[11], rest[12]]) as usize;
+    if size < HEADER_LEN || size > rest.len() {
+        return Some(format!(
+            "event of {size} bytes in a transaction payload with {} bytes left",
+            rest.len()
+        ));
+    }
+    None
+}
+
+/// What, in a TRANSACTION_PAYLOAD's header fields, would make mysql_common's decoder panic: an
+/// unknown field type above 255 (`try_into().unwrap()`), a compression type other than ZSTD (0)
+/// or NONE (255) (`unwrap()`), an unknown field's length past the end (`ParseBuf::skip`) or a
+/// truncated length-encoded integer (`eat_lenenc_int`). The walk is the decoder's own.
+fn payload_header_problem(body: &[u8]) -> Option<String> {
+    fn lenenc(b: &mut &[u8]) -> Option<u64> {
+        let (&first, rest) = b.split_first()?;
+        let len = match first {
+            0..=0xfa => {
+                *b = rest;
+                return Some(first.into());
+            }
+            0xfc => 2,
+            0xfd => 3,
+            0xfe => 8,
+            _ => return None,
+        };
+        let bytes = rest.get(..len)?;
+        *b = &rest[len..];
+        Some(
+            bytes
+                .iter()
+                .rev()
+                .fold(0u64, |acc, &x| acc << 8 | u64::from(x)),
+        )
+    }
+    const BAD_INT: &str = "malformed length-encoded integer in the header";
+    let mut b = body;
+    while !b.is_empty() {
+        let Some(field) = lenenc(&mut b) else {
+            return Some(BAD_INT.into());
+        };
+        match field {
+            // End of the header: mysql_common checks the payload size itself.
+            0 => return None,
+            // Payload size, compression type, uncompressed size: a length, then the value.
+            1..=3 => {
+                let (Some(_), Some(value)) = (lenenc(&mut b), lenenc(&mut b)) else {
+                    return Some(BAD_INT.into());
+                };
+                if field == 2 && TransactionPayloadCompressionType::try_from(value).is_err() {
+                    return Some(format!("unknown compression type {value}"));
+                }
+            }
+            f if f > 255 => return Some(format!("unknown header field type {f}")),
+            // Another field is skipped by its length.
+            _ => match lenenc(&mut b) {
+                Some(len) if len <= b.len() as u64 => b = &b[len as usize..],
+                _ => return Some("header field runs past the end of the event".into()),
+            },
+        }
+    }
+    None
+}
+
+/// Decompresses a TRANSACTION_PAYLOAD's events. Unlike mysql_common's `danger_decompress`,
+/// nothing is allocated from the size the event claims (a corrupt size asked for up to 2^64
+/// bytes), a zstd error is an error rather than an empty payload that silently drops the
+/// transaction, and the result must have exactly the claimed size, at most [`MAX_PAYLOAD_SIZE`].
+fn decompress_payload(p: &TransactionPayloadEvent<'_>) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind};
+    if p.algorithm() == TransactionPayloadCompressionType::NONE {
+        return Ok(p.payload_raw().to_vec());
+    }
+    let claimed = p.uncompressed_size();
+    if claimed > MAX_PAYLOAD_SIZE {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("uncompressed size {claimed} exceeds the limit of {MAX_PAYLOAD_SIZE} bytes"),
+        ));
+    }
+    let mut out = Vec::new();
+    p.decompressed()?.take(claimed + 1).read_to_end(&mut out)?;
+    if out.len() as u64 != claimed {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!(
+                "decompresses to {}{} bytes, the event says {claimed}",
+                out.len(),
+                if out.len() as u64 > claimed { "+" } else { "" }
+            ),
+        ));
+    }
+    Ok(out)
+}
+
 fn read_up_to<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
@@ -293,4 +417,81 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<()> {
 /// Returns the event's type, for callers that only skim.
 pub fn event_type(ev: &Event) -> u8 {
     ev.header().event_type_raw()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zstd_payload(uncompressed_size: u64, data: &[u8]) -> TransactionPayloadEvent<'_> {
+        TransactionPayloadEvent::new(
+            data.len() as u64,
+            TransactionPayloadCompressionType::ZSTD,
+            uncompressed_size,
+            data,
+        )
+    }
+
+    /// A zstd frame with one raw block holding "hello" (single segment, 1-byte content size).
+    const HELLO_ZSTD: &[u8] = &[
+        0x28, 0xb5, 0x2f, 0xfd, 0x20, 0x05, 0x29, 0x00, 0x00, b'h', b'e', b'l', b'l', b'o',
+    ];
+
+    #[test]
+    fn payload_decompression_checks_the_claimed_size() {
+        assert_eq!(
+            decompress_payload(&zstd_payload(5, HELLO_ZSTD)).unwrap(),
+            b"hello"
+        );
+        assert!(decompress_payload(&zstd_payload(4, HELLO_ZSTD)).is_err());
+        assert!(decompress_payload(&zstd_payload(6, HELLO_ZSTD)).is_err());
+        // Not zstd: an error, where danger_decompress returned an empty payload (the
+        // transaction's events silently vanished).
+        assert!(decompress_payload(&zstd_payload(5, b"not zstd at all")).is_err());
+        // A huge claimed size is refused before anything is allocated for it.
+        assert!(decompress_payload(&zstd_payload(1 << 40, HELLO_ZSTD)).is_err());
+        let none = TransactionPayloadEvent::new(
+            3,
+            TransactionPayloadCompressionType::NONE,
+            0,
+            &b"abc"[..],
+        );
+        assert_eq!(decompress_payload(&none).unwrap(), b"abc");
+    }
+
+    #[test]
+    fn payload_header_checked_before_mysql_common_reads_it() {
+        // size 5, compression ZSTD, uncompressed size 5, end mark, payload.
+        let mut ok = vec![1, 1, 5, 2, 1, 0, 3, 1, 5, 0];
+        ok.extend_from_slice(b"abcde");
+        assert_eq!(payload_header_problem(&ok), None);
+        // An unknown field (7) of 2 bytes is skipped, as mysql_common does.
+        assert_eq!(payload_header_problem(&[7, 2, 0xaa, 0xbb, 0]), None);
+        // Found by fuzzing, each a panic in TransactionPayloadEvent::deserialize:
+        // an unknown field whose length runs past the end (ParseBuf::skip),
+        assert!(payload_header_problem(&[9, 0x2b, 0, 0]).is_some());
+        // an unknown field type above 255 (u8::try_from(..).unwrap()),
+        assert!(payload_header_problem(&[0xfc, 0x00, 0x01, 0, 0]).is_some());
+        // a compression type that is neither ZSTD nor NONE (unwrap()),
+        assert!(payload_header_problem(&[2, 1, 7, 0]).is_some());
+        // and an unknown field's length cut short (eat_lenenc_int).
+        assert!(payload_header_problem(&[7, 0xfe, 1]).is_some());
+        for field in [1, 2, 3] {
+            assert!(payload_header_problem(&[field, 1]).is_some());
+        }
+    }
+
+    #[test]
+    fn inner_events_are_framed_before_mysql_common_reads_them() {
+        let mut ev = vec![0u8; 30];
+        ev[9..13].copy_from_slice(&30u32.to_le_bytes());
+        assert_eq!(inner_event_problem(&[]), None);
+        assert_eq!(inner_event_problem(&ev), None);
+        // Found by fuzzing: an inner event longer than the rest of the payload made
+        // mysql_common's Event::read unwrap an UnexpectedEof.
+        assert!(inner_event_problem(&ev[..29]).is_some());
+        assert!(inner_event_problem(&ev[..18]).is_some());
+        ev[9..13].copy_from_slice(&18u32.to_le_bytes());
+        assert!(inner_event_problem(&ev).is_some());
+    }
 }
