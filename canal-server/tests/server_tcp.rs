@@ -331,3 +331,43 @@ async fn password_checked_and_bad_frames_do_not_hurt_other_clients() {
     assert_eq!(row_ids(&got), vec!["1"]);
     drop(good);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_idle_connections_and_admin_endpoints() {
+    harness::init_tracing();
+    let db = source().await;
+    let s = ServerProc::start(&db, "", "").await;
+    wait_streaming(&s).await;
+    // 300 idle connections, each past the handshake; the server keeps serving.
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        let mut c = RawClient::connect(&s.addr()).await;
+        assert_eq!(c.auth("", None).await.error_code.unwrap_or(0), 0);
+        idle.push(c);
+    }
+    let mut c = RawClient::subscribed(&s.addr(), "1001", "").await;
+    db.exec("INSERT INTO shop.t VALUES (7,'z')").await.unwrap();
+    let got = consume(&mut c, "1001", 1).await;
+    assert_eq!(row_ids(&got), vec!["7"]);
+
+    let metrics = http_get(s.admin_port, "/metrics").await.unwrap();
+    for name in [
+        "canal_instance_put_rows",
+        "canal_instance_get_rows",
+        "canal_instance_ack_rows",
+        "canal_instance_client_packets",
+        "canal_instance_transactions",
+        "canal_instance_received_binlog_bytes",
+    ] {
+        assert!(metrics.contains(name), "/metrics has {name}:\n{metrics}");
+    }
+    assert!(metrics.contains("destination=\"example\""), "{metrics}");
+    let health = http_get(s.admin_port, "/health").await.unwrap();
+    assert!(
+        health.starts_with("HTTP/1.1 200") || health.starts_with("HTTP/1.0 200"),
+        "{health}"
+    );
+    assert!(health.contains("\"healthy\":true"), "{health}");
+    assert!(health.contains("\"client_id\":1001"), "{health}");
+    drop(idle);
+}
