@@ -7,7 +7,9 @@
 use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 
-use mysql_common::binlog::consts::{BinlogVersion, EventType, TransactionPayloadCompressionType};
+use mysql_common::binlog::consts::{
+    BinlogChecksumAlg, BinlogVersion, EventType, TransactionPayloadCompressionType,
+};
 use mysql_common::binlog::events::{Event, TransactionPayloadEvent};
 use mysql_common::binlog::EventStreamReader;
 
@@ -18,6 +20,7 @@ use crate::binlog::source::RawEvent;
 /// The four bytes every binlog file starts with.
 pub const BINLOG_MAGIC: [u8; 4] = [0xfe, b'b', b'i', b'n'];
 const HEADER_LEN: usize = 19;
+const CHECKSUM_LEN: usize = 4;
 /// Largest event accepted (MySQL's `max_allowed_packet` ceiling is 1 GiB).
 pub const MAX_EVENT_SIZE: usize = 1 << 30;
 /// Largest decompressed TRANSACTION_PAYLOAD accepted. The payload is held in memory while its
@@ -202,6 +205,16 @@ impl<R: Read> BinlogFileReader<R> {
         }
         self.offset += size as u64;
         let ty = header[4];
+        // mysql_common cuts the CRC32 off the body without a length check (`Event::read`).
+        if ty != EventType::FORMAT_DESCRIPTION_EVENT as u8
+            && size < HEADER_LEN + CHECKSUM_LEN
+            && self.checksummed()
+        {
+            return Err(self.corrupt(
+                start,
+                format!("event of {size} bytes has no room for its CRC32"),
+            ));
+        }
         let ev = match event::guarded(ty, || self.esr.read(&buf[..])) {
             Ok(Ok(Some(ev))) => ev,
             Ok(Ok(None)) => return Ok(None),
@@ -247,6 +260,16 @@ impl<R: Read> BinlogFileReader<R> {
             }
         }
         Ok(Some(RawEvent { event: ev, pos }))
+    }
+
+    /// Whether events after the last FORMAT_DESCRIPTION end with a checksum mysql_common strips.
+    fn checksummed(&self) -> bool {
+        let footer = self.esr.get_fde().footer();
+        footer.get_checksum_enabled()
+            && !matches!(
+                footer.get_checksum_alg(),
+                Ok(None) | Ok(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_OFF))
+            )
     }
 
     fn io(&self, source: std::io::Error) -> FileError {
@@ -479,6 +502,26 @@ mod tests {
         for field in [1, 2, 3] {
             assert!(payload_header_problem(&[field, 1]).is_some());
         }
+    }
+
+    #[test]
+    fn event_too_short_for_its_crc_is_corrupt() {
+        // MySQL 8.0.22's FORMAT_DESCRIPTION (binlog_checksum=CRC32), then a 21-byte XID event.
+        let fde = "dc1d4f600f01000000790000007d00000001000400382e302e323200000000000000000000\
+                   00000000000000000000000000000000000000000000000000000000000000000000dc1d4f\
+                   6013000d0008000000000400040000006100041a08000000080808020000000a0a0a2a2a00\
+                   1234000a2801b49eea21";
+        let mut file = BINLOG_MAGIC.to_vec();
+        file.extend(hex::decode(fde.replace(' ', "")).unwrap());
+        let mut xid = vec![0u8; 21];
+        xid[4] = EventType::XID_EVENT as u8;
+        xid[9..13].copy_from_slice(&21u32.to_le_bytes());
+        file.extend_from_slice(&xid);
+        let mut r = BinlogFileReader::new(Path::new("x"), Cursor::new(file)).unwrap();
+        assert!(r.next_event().unwrap().is_some(), "the FORMAT_DESCRIPTION");
+        // Found by fuzzing: mysql_common computed `data.len() - 4` and panicked.
+        let err = r.next_event().unwrap_err().to_string();
+        assert!(err.contains("no room for its CRC32"), "{err}");
     }
 
     #[test]
