@@ -39,9 +39,12 @@ impl ParsedEntry {
     pub fn is_boundary(&self) -> bool {
         match self.entry_type() {
             EntryType::Transactionend => true,
-            EntryType::Rowdata => self
-                .store_value_as::<RowChangeDdlFlag>()
-                .is_some_and(|f| f.is_ddl.unwrap_or(false)),
+            EntryType::Rowdata => match self.scan_store_value() {
+                Some(scan) => scan.is_ddl,
+                None => self
+                    .store_value_as::<RowChangeDdlFlag>()
+                    .is_some_and(|f| f.is_ddl.unwrap_or(false)),
+            },
             _ => false,
         }
     }
@@ -52,8 +55,16 @@ impl ParsedEntry {
         if self.entry_type() != EntryType::Rowdata {
             return 0;
         }
-        self.store_value_as::<RowChangeRows>()
-            .map_or(0, |r| r.row_datas.len())
+        match self.scan_store_value() {
+            Some(scan) => scan.rows,
+            None => self
+                .store_value_as::<RowChangeRows>()
+                .map_or(0, |r| r.row_datas.len()),
+        }
+    }
+
+    fn scan_store_value(&self) -> Option<RowChangeScan> {
+        scan_row_change(self.entry.store_value.as_deref().unwrap_or_default())
     }
 
     fn store_value_as<M: Message + Default>(&self) -> Option<M> {
@@ -76,6 +87,69 @@ impl ParsedEntry {
             h.and_then(|h| h.table_name.as_deref()).unwrap_or(""),
         )
     }
+}
+
+/// What [`scan_row_change`] read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RowChangeScan {
+    is_ddl: bool,
+    rows: usize,
+}
+
+/// Reads `RowChange.isDdl` (tag 10) and counts `RowChange.rowDatas` (tag 12) by walking the
+/// top-level fields of an encoded RowChange, skipping every other field without decoding it.
+/// `None` for anything this simple walk does not handle exactly like prost (bad varints, tag 0,
+/// groups, truncated fields, the two fields with an unexpected wire type): the caller then
+/// decodes with prost, so the result is always what a prost decode gives.
+fn scan_row_change(mut b: &[u8]) -> Option<RowChangeScan> {
+    fn varint(b: &mut &[u8]) -> Option<u64> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let (&byte, rest) = b.split_first()?;
+            *b = rest;
+            if i == 9 && byte > 1 {
+                return None;
+            }
+            v |= u64::from(byte & 0x7f) << (7 * i);
+            if byte < 0x80 {
+                return Some(v);
+            }
+        }
+        None
+    }
+    let mut scan = RowChangeScan {
+        is_ddl: false,
+        rows: 0,
+    };
+    while !b.is_empty() {
+        let key = varint(&mut b)?;
+        if key > u64::from(u32::MAX) {
+            return None;
+        }
+        let (tag, wire_type) = (key >> 3, key & 7);
+        match (tag, wire_type) {
+            (0, _) => return None,
+            (10, 0) => scan.is_ddl = varint(&mut b)? != 0,
+            (10, _) => return None,
+            (12, 2) => {
+                let len = usize::try_from(varint(&mut b)?).ok()?;
+                b = b.get(len..)?;
+                scan.rows += 1;
+            }
+            (12, _) => return None,
+            (_, 0) => {
+                varint(&mut b)?;
+            }
+            (_, 1) => b = b.get(8..)?,
+            (_, 2) => {
+                let len = usize::try_from(varint(&mut b)?).ok()?;
+                b = b.get(len..)?;
+            }
+            (_, 5) => b = b.get(4..)?,
+            _ => return None,
+        }
+    }
+    Some(scan)
 }
 
 /// The one RowChange field [`ParsedEntry::is_boundary`] needs. Decoding it skips every other
@@ -159,6 +233,49 @@ mod tests {
                 "{is_ddl:?}"
             );
             assert_eq!(e.row_count(), rows);
+        }
+        // Whatever bytes the store value holds, the walk agrees with prost.
+        let valid = RowChange {
+            table_id: Some(7),
+            event_type: Some(EventType::Update as i32),
+            is_ddl: Some(false),
+            sql: Some("x".into()),
+            row_datas: vec![row.clone(); 3],
+            ddl_schema_name: Some("s".into()),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for i in 0..20_000 {
+            let mut bytes = valid.clone();
+            match i % 4 {
+                0 => {
+                    let at = next() as usize % bytes.len();
+                    bytes[at] = next() as u8;
+                }
+                1 => bytes.truncate(next() as usize % bytes.len()),
+                2 => {
+                    bytes = (0..next() % 40).map(|_| next() as u8).collect();
+                }
+                _ => {
+                    let at = next() as usize % bytes.len();
+                    bytes.insert(at, next() as u8);
+                }
+            }
+            let mut e = rowdata(&RowChange::default());
+            e.entry.store_value = Some(bytes.clone().into());
+            let flag = RowChangeDdlFlag::decode(&bytes[..])
+                .ok()
+                .is_some_and(|f| f.is_ddl.unwrap_or(false));
+            let rows = RowChangeRows::decode(&bytes[..]).map_or(0, |r| r.row_datas.len());
+            assert_eq!(e.is_boundary(), flag, "{bytes:?}");
+            assert_eq!(e.row_count(), rows, "{bytes:?}");
         }
         let mut end = rowdata(&RowChange::default());
         end.entry.entry_type = Some(EntryType::Transactionend as i32);

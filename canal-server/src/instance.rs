@@ -245,6 +245,9 @@ impl Instance {
     }
 }
 
+/// Most entries moved from the parser into the store at once.
+const PUMP_BATCH: usize = 256;
+
 async fn pump(
     mut handle: DestinationHandle,
     store: Store,
@@ -257,24 +260,41 @@ async fn pump(
     let transactions = metrics::counter!("canal_instance_transactions", "destination" => handle.name().to_string());
     let delay =
         metrics::gauge!("canal_instance_put_delay", "destination" => handle.name().to_string());
+    // Entries move in runs: whatever the parser has queued (up to PUMP_BATCH) is classified and
+    // put under one store lock with one wake-up of the waiting gets.
+    let mut parsed = Vec::with_capacity(PUMP_BATCH);
+    let mut stored = std::collections::VecDeque::with_capacity(PUMP_BATCH);
     loop {
-        let entry = tokio::select! {
+        let first = tokio::select! {
             _ = cancel.cancelled() => break,
             e = handle.recv() => match e {
                 Some(e) => e,
                 None => break,
             },
         };
-        let stored = StoredEntry::from_parsed(&entry);
-        if entry.entry_type() == canal_protocol::entry::EntryType::Transactionend {
-            transactions.increment(1);
+        parsed.push(first);
+        handle.try_recv_many(PUMP_BATCH, &mut parsed);
+        let mut rows = 0;
+        let mut ends = 0;
+        let mut newest = None;
+        for entry in parsed.drain(..) {
+            let s = StoredEntry::from_parsed(&entry);
+            if entry.entry_type() == canal_protocol::entry::EntryType::Transactionend {
+                ends += 1;
+            }
+            rows += s.rows;
+            newest = Some(s.execute_time);
+            stored.push_back(s);
         }
-        put_rows.increment(stored.rows);
-        put_seq.increment(1);
-        delay.set((now_ms() - stored.execute_time).max(0) as f64);
+        transactions.increment(ends);
+        put_rows.increment(rows);
+        put_seq.increment(stored.len() as u64);
+        if let Some(t) = newest {
+            delay.set((now_ms() - t).max(0) as f64);
+        }
         let put = tokio::select! {
             _ = cancel.cancelled() => break,
-            r = store.put(stored) => r,
+            r = store.put_many(&mut stored) => r,
         };
         if put.is_err() {
             break;

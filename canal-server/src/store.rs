@@ -126,11 +126,12 @@ pub struct StoredEntry {
 }
 
 impl StoredEntry {
-    /// Serializes `e` and classifies it.
+    /// Serializes `e` and classifies it, without decoding its RowChange (only the `isDdl` flag
+    /// is read, see [`ParsedEntry::is_boundary`]).
     pub fn from_parsed(e: &ParsedEntry) -> Self {
-        let header = e.entry.header.clone().unwrap_or_default();
+        let header = e.entry.header.as_ref();
         let ty = e.entry_type();
-        let ev = header.event_type();
+        let ev = header.map_or(EventType::Update, |h| h.event_type());
         let is_ddl_kind = matches!(
             ev,
             EventType::Create
@@ -143,25 +144,27 @@ impl StoredEntry {
         ) && ty == EntryType::Rowdata;
         let ack_point = match ty {
             EntryType::Transactionend => true,
-            EntryType::Transactionbegin => header.gtid.as_deref().unwrap_or("").is_empty(),
-            EntryType::Rowdata => e.row_change().is_some_and(|rc| rc.is_ddl()),
+            EntryType::Transactionbegin => header
+                .and_then(|h| h.gtid.as_deref())
+                .unwrap_or("")
+                .is_empty(),
+            // A ROWDATA entry is a boundary exactly when its RowChange is a DDL.
+            EntryType::Rowdata => e.is_boundary(),
             _ => false,
         };
         let rows = header
-            .props
-            .iter()
-            .find(|p| p.key() == "rowsCount")
+            .and_then(|h| h.props.iter().find(|p| p.key() == "rowsCount"))
             .and_then(|p| p.value().parse().ok())
             .unwrap_or(0);
         Self {
             bytes: e.encode(),
             position: e.position.clone(),
-            schema: header.schema_name().to_string(),
-            table: header.table_name().to_string(),
+            schema: header.map_or("", |h| h.schema_name()).to_string(),
+            table: header.map_or("", |h| h.table_name()).to_string(),
             ack_point,
             isolated_ddl: is_ddl_kind,
             rows,
-            execute_time: header.execute_time(),
+            execute_time: header.map_or(0, |h| h.execute_time()),
         }
     }
 }
@@ -333,29 +336,46 @@ impl Store {
 
     /// Adds an entry, waiting while the store is full. Returns `Err` once the store is closed.
     pub async fn put(&self, entry: StoredEntry) -> Result<(), StoreError> {
-        let entry = Arc::new(entry);
-        loop {
+        let mut one = VecDeque::from([entry]);
+        self.put_many(&mut one).await
+    }
+
+    /// Adds entries in order, as many as fit under one lock and one wake-up of the waiting
+    /// gets, waiting while the store is full. `entries` is empty on success; on `Err` (the store
+    /// closed) it holds the entries not added.
+    pub async fn put_many(&self, entries: &mut VecDeque<StoredEntry>) -> Result<(), StoreError> {
+        while !entries.is_empty() {
             let space = self.space.notified();
             tokio::pin!(space);
             space.as_mut().enable();
-            {
+            let added = {
                 let mut inner = self.lock();
                 if inner.closed {
                     return Err(StoreError::Closed(self.name.to_string()));
                 }
-                let fits = inner.entries.is_empty()
-                    || (inner.entries.len() < self.config.max_entries
-                        && inner.bytes + entry.bytes.len() <= self.config.max_bytes);
-                if fits {
+                let mut added = 0usize;
+                while let Some(entry) = entries.front() {
+                    let fits = inner.entries.is_empty()
+                        || (inner.entries.len() < self.config.max_entries
+                            && inner.bytes + entry.bytes.len() <= self.config.max_bytes);
+                    if !fits {
+                        break;
+                    }
+                    let entry = entries.pop_front().expect("front exists");
                     inner.bytes += entry.bytes.len();
-                    inner.entries.push_back(entry);
-                    drop(inner);
-                    self.data.notify_waiters();
-                    return Ok(());
+                    inner.entries.push_back(Arc::new(entry));
+                    added += 1;
                 }
+                added
+            };
+            if added > 0 {
+                self.data.notify_waiters();
             }
-            space.await;
+            if !entries.is_empty() {
+                space.await;
+            }
         }
+        Ok(())
     }
 
     /// Entries and bytes held now.

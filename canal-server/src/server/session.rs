@@ -6,11 +6,12 @@
 //! the client's next request; error messages are short (no stack traces); a client's filter
 //! applies only to that client.
 
+use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use canal_protocol::frame::{decode_packet, encode_packet, encode_raw_messages, FrameCodec};
+use canal_protocol::frame::{decode_packet, encode_packet, FrameCodec};
 use canal_protocol::packet::{
     ClientAck, ClientAuth, ClientRollback, Get, Packet, PacketType, Sub, Unsub,
 };
@@ -35,6 +36,77 @@ const AUTH_TIMEOUT: Duration = Duration::from_secs(60);
 struct Writer {
     inner: BufWriter<OwnedWriteHalf>,
     buf: BytesMut,
+    /// Where the parts of a MESSAGES frame come from (see [`plan_raw_messages`]).
+    segments: Vec<Segment>,
+}
+
+/// Entries up to this size are copied into the frame buffer; larger ones are written from the
+/// store's buffers (`writev`), without a copy.
+const INLINE_ENTRY_MAX: usize = 4096;
+
+/// One part of a MESSAGES frame.
+#[derive(Debug, Clone, PartialEq)]
+enum Segment {
+    /// A range of the writer's buffer (envelope, length prefixes, small entries).
+    Buf(std::ops::Range<usize>),
+    /// `entries[i]` as it is.
+    Entry(usize),
+}
+
+/// Lays out the MESSAGES frame of `entries` exactly as
+/// [`canal_protocol::frame::encode_raw_messages`] writes it, but only copies the envelope,
+/// the length prefixes and small entries into `buf`; `segments` says in which order to write
+/// the ranges of `buf` and the large entries.
+fn plan_raw_messages(
+    batch_id: i64,
+    entries: &[Bytes],
+    buf: &mut BytesMut,
+    segments: &mut Vec<Segment>,
+) -> std::io::Result<()> {
+    use bytes::BufMut;
+    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+
+    let mut body_len = 0usize;
+    if batch_id != 0 {
+        body_len += 1 + encoded_len_varint(batch_id as u64);
+    }
+    for e in entries {
+        body_len += 1 + encoded_len_varint(e.len() as u64) + e.len();
+    }
+    // field 3 (type) = MESSAGES, then field 5 (body) if non-empty.
+    let mut packet_len = 2;
+    if body_len > 0 {
+        packet_len += 1 + encoded_len_varint(body_len as u64) + body_len;
+    }
+    let len32 = i32::try_from(packet_len)
+        .map_err(|_| std::io::Error::other(format!("frame of {packet_len} bytes is too large")))?;
+    buf.put_slice(&len32.to_be_bytes());
+    encode_key(3, WireType::Varint, buf);
+    encode_varint(PacketType::Messages as u64, buf);
+    let mut start = 0;
+    if body_len > 0 {
+        encode_key(5, WireType::LengthDelimited, buf);
+        encode_varint(body_len as u64, buf);
+        if batch_id != 0 {
+            encode_key(1, WireType::Varint, buf);
+            encode_varint(batch_id as u64, buf);
+        }
+        for (i, e) in entries.iter().enumerate() {
+            encode_key(2, WireType::LengthDelimited, buf);
+            encode_varint(e.len() as u64, buf);
+            if e.len() <= INLINE_ENTRY_MAX {
+                buf.put_slice(e);
+            } else {
+                segments.push(Segment::Buf(start..buf.len()));
+                segments.push(Segment::Entry(i));
+                start = buf.len();
+            }
+        }
+    }
+    if start < buf.len() {
+        segments.push(Segment::Buf(start..buf.len()));
+    }
+    Ok(())
 }
 
 impl Writer {
@@ -44,20 +116,56 @@ impl Writer {
         self.flush_buf().await
     }
 
+    /// One MESSAGES frame; large entries go from the store's buffers to the socket.
     async fn raw_messages(&mut self, batch_id: i64, entries: &[Bytes]) -> std::io::Result<usize> {
         self.buf.clear();
-        encode_raw_messages(batch_id, entries, &mut self.buf).map_err(std::io::Error::other)?;
-        self.flush_buf().await
+        self.segments.clear();
+        plan_raw_messages(batch_id, entries, &mut self.buf, &mut self.segments)?;
+        if !self.segments.iter().any(|s| matches!(s, Segment::Entry(_))) {
+            return self.flush_buf().await;
+        }
+        let Writer {
+            inner,
+            buf,
+            segments,
+        } = self;
+        let mut slices: Vec<IoSlice<'_>> = segments
+            .iter()
+            .map(|s| match s {
+                Segment::Buf(r) => IoSlice::new(&buf[r.clone()]),
+                Segment::Entry(i) => IoSlice::new(&entries[*i]),
+            })
+            .collect();
+        let total: usize = slices.iter().map(|s| s.len()).sum();
+        inner.flush().await?;
+        let socket = inner.get_mut();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            let n = socket.write_vectored(rest).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            IoSlice::advance_slices(&mut rest, n);
+        }
+        self.shrink();
+        Ok(total)
     }
 
     async fn flush_buf(&mut self) -> std::io::Result<usize> {
         self.inner.write_all(&self.buf).await?;
         self.inner.flush().await?;
         let n = self.buf.len();
+        self.shrink();
+        Ok(n)
+    }
+
+    fn shrink(&mut self) {
         if self.buf.capacity() > 1 << 20 {
             self.buf = BytesMut::new();
         }
-        Ok(n)
+        if self.segments.capacity() > 4096 {
+            self.segments = Vec::new();
+        }
     }
 }
 
@@ -96,6 +204,7 @@ pub async fn run(
     let mut writer = Writer {
         inner: BufWriter::new(w),
         buf: BytesMut::with_capacity(4096),
+        segments: Vec::new(),
     };
     let seed: [u8; 8] = rand::random();
     if writer
@@ -416,6 +525,46 @@ fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn planned_messages_frame_equals_the_protocol_encoding() {
+        let sizes = [
+            0usize,
+            1,
+            300,
+            INLINE_ENTRY_MAX,
+            INLINE_ENTRY_MAX + 1,
+            70_000,
+            5,
+            200_000,
+        ];
+        let entries: Vec<Bytes> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Bytes::from(vec![i as u8 + 1; *n]))
+            .collect();
+        for batch_id in [0i64, 1, 300, i64::MAX] {
+            for k in 0..=entries.len() {
+                let mut want = BytesMut::new();
+                canal_protocol::frame::encode_raw_messages(batch_id, &entries[..k], &mut want)
+                    .unwrap();
+                let mut buf = BytesMut::new();
+                let mut segments = Vec::new();
+                plan_raw_messages(batch_id, &entries[..k], &mut buf, &mut segments).unwrap();
+                let mut got = Vec::new();
+                for s in &segments {
+                    match s {
+                        Segment::Buf(r) => got.extend_from_slice(&buf[r.clone()]),
+                        Segment::Entry(i) => {
+                            assert!(entries[*i].len() > INLINE_ENTRY_MAX);
+                            got.extend_from_slice(&entries[*i]);
+                        }
+                    }
+                }
+                assert_eq!(got, want.to_vec(), "batch {batch_id}, {k} entries");
+            }
+        }
+    }
 
     #[test]
     fn get_timeout_rules() {
