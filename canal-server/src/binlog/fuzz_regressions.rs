@@ -114,3 +114,27 @@ fn fuzz_findings_decode_without_panicking() {
         }
     }
 }
+
+#[test]
+fn rows_event_whose_rows_take_no_bytes_is_an_error() {
+    // Found by fuzzing: a WRITE_ROWS whose after image holds no column decoded the same empty
+    // row forever, growing the row list until memory ran out.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/fuzz/rows-empty-images-endless-loop.bin");
+    let data = std::fs::read(path).unwrap();
+    let errors = decode(
+        &data,
+        false,
+        ConvertOptions {
+            schemaless: true,
+            ..Default::default()
+        },
+        None,
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("row images hold no column")),
+        "{errors:?}"
+    );
+}

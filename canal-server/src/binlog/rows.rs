@@ -16,6 +16,9 @@ use crate::value::{decimal_bin_size, mysql_decimal_text};
 /// A rows event that cannot be decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum RowsError {
+    /// A row whose images hold no column, so decoding cannot advance through the rows data.
+    #[error("row images hold no column; the rows data cannot be read")]
+    EmptyRow,
     /// The row data ends before the image does.
     #[error("row image truncated: {0}")]
     Truncated(&'static str),
@@ -254,6 +257,7 @@ impl<'a> RowDecoder<'a> {
         if self.buf.is_empty() {
             return Ok(None);
         }
+        let left = self.buf.len();
         if let Some(cols) = &self.before_cols {
             decode_image(&mut self.buf, &self.plan, cols, None, before)?;
         }
@@ -277,6 +281,10 @@ impl<'a> RowDecoder<'a> {
         };
         if !shape.before && !shape.after {
             return Ok(None);
+        }
+        if self.buf.len() == left {
+            // Images without a single column take no bytes: the same row would repeat forever.
+            return Err(RowsError::EmptyRow);
         }
         Ok(Some(shape))
     }
