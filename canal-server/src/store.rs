@@ -228,6 +228,21 @@ struct ClientState {
     skip_through: Option<BinlogPosition>,
 }
 
+impl ClientState {
+    /// Why the client will not see `e`: `(acked before a restart, hidden by its filter)`.
+    fn unseen(&self, e: &StoredEntry) -> (bool, bool) {
+        let skipped = self
+            .skip_through
+            .as_ref()
+            .is_some_and(|s| e.position.binlog <= *s);
+        let hidden = self
+            .filter
+            .as_ref()
+            .is_some_and(|f| !e.table.is_empty() && !f.accepts(&e.schema, &e.table));
+        (skipped, hidden)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     entries: VecDeque<Arc<StoredEntry>>,
@@ -547,14 +562,7 @@ impl Store {
         if c.marks.is_empty() && c.read_seq == c.acked_seq {
             while c.read_seq < next {
                 let e = &entries[(c.read_seq - first) as usize];
-                let skipped = c
-                    .skip_through
-                    .as_ref()
-                    .is_some_and(|s| e.position.binlog <= *s);
-                let hidden = c
-                    .filter
-                    .as_ref()
-                    .is_some_and(|f| !e.table.is_empty() && !f.accepts(&e.schema, &e.table));
+                let (skipped, hidden) = c.unseen(e);
                 if !(skipped || hidden) {
                     break;
                 }
@@ -626,14 +634,7 @@ impl Store {
             if self.config.ddl_isolation && e.isolated_ddl && count > 0 {
                 break;
             }
-            let skipped = c
-                .skip_through
-                .as_ref()
-                .is_some_and(|s| e.position.binlog <= *s);
-            let hidden = c
-                .filter
-                .as_ref()
-                .is_some_and(|f| !e.table.is_empty() && !f.accepts(&e.schema, &e.table));
+            let (skipped, hidden) = c.unseen(e);
             if e.ack_point && !skipped {
                 ack_point = Some(e.position.clone());
             }
