@@ -672,6 +672,10 @@ fn check_meta(index: usize, column_type: ColumnType, meta: &[u8]) -> Result<(), 
         meta: meta.to_vec(),
     };
     let need = match column_type {
+        // mysql_common's value decoder reads a typed array's element type from the first
+        // metadata byte, but its TABLE_MAP parser hands over the element's metadata without that
+        // byte (none at all for integer elements): such a value cannot be decoded.
+        MYSQL_TYPE_TYPED_ARRAY => return Err(RowsError::BadColumnType(index)),
         MYSQL_TYPE_FLOAT
         | MYSQL_TYPE_DOUBLE
         | MYSQL_TYPE_BLOB
@@ -1064,6 +1068,17 @@ mod tests {
         assert!(check_datetime2(&bad, 3, 0).is_err());
         // Short input is left to mysql_common's EOF error.
         assert!(check_datetime2(&good[..4], 3, 0).is_ok());
+    }
+
+    #[test]
+    fn typed_array_columns_are_refused() {
+        // Found by fuzzing (binlog_rows): a TYPED_ARRAY column with an INT element has no
+        // metadata, and mysql_common indexed its first byte.
+        assert!(matches!(
+            check_meta(1, ColumnType::MYSQL_TYPE_TYPED_ARRAY, &[]),
+            Err(RowsError::BadColumnType(1))
+        ));
+        assert!(check_meta(1, ColumnType::MYSQL_TYPE_TYPED_ARRAY, &[3]).is_err());
     }
 
     #[test]
