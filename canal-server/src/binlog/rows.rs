@@ -582,7 +582,7 @@ fn decode_common<'a>(buf: &mut ParseBuf<'a>, col: &ColumnPlan<'a>) -> Option<Cel
 /// does, before mysql_common reads it: mysql_common scales the last fractional group without a
 /// check (`x *= 10^(9 - digits)`), which overflows on corrupt bytes. Short input is left to
 /// mysql_common's EOF error. `meta` (precision, scale) was checked by `check_meta`.
-fn check_decimal(data: &[u8], meta: &[u8], index: usize) -> Result<(), RowsError> {
+pub(crate) fn check_decimal(data: &[u8], meta: &[u8], index: usize) -> Result<(), RowsError> {
     const DIG_PER_DEC: usize = 9;
     const DIG_TO_BYTES: [usize; DIG_PER_DEC + 1] = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
     let (precision, scale) = (meta[0] as usize, meta[1] as usize);

@@ -191,6 +191,9 @@ fn opaque_decimal(data: &[u8], style: &JsonStyle) -> io::Result<String> {
     if scale > precision || precision > 65 {
         return Err(invalid("JSON DECIMAL with impossible precision/scale"));
     }
+    // Out-of-range digit groups overflow inside mysql_common's read_bin (found by fuzzing).
+    crate::binlog::rows::check_decimal(bin, &[precision as u8, scale as u8], 0)
+        .map_err(|_| invalid("JSON DECIMAL digit group out of range"))?;
     let text = Decimal::read_bin(bin, precision, scale, false)?.to_string();
     canal_decimal(&text, precision, scale, style.exact_decimal).map_err(invalid)
 }
@@ -458,5 +461,16 @@ pub(crate) mod tests {
             "JSON_REPLACE(j, '$.a', 1)"
         );
         assert_eq!(render_diff("j", &[], &STYLE).unwrap(), "j");
+    }
+
+    #[test]
+    fn opaque_decimal_digit_groups_checked() {
+        // DECIMAL(9,1) 12345678.5 as a JSON opaque value: precision, scale, binary decimal.
+        let good = [9, 1, 0x80, 0xbc, 0x61, 0x4e, 0x05];
+        assert_eq!(opaque_decimal(&good, &STYLE).unwrap(), "12345678.5");
+        // Found by fuzzing (binlog_rows): a fractional group of 127 for one digit overflowed
+        // inside mysql_common's Decimal::read_bin (outside any panic guard).
+        let bad = [9, 1, 0x80, 0xbc, 0x61, 0x4e, 0x7f];
+        assert!(opaque_decimal(&bad, &STYLE).is_err());
     }
 }
