@@ -209,6 +209,13 @@ fn run() -> Result<()> {
             py.push(s);
         }
     }
+    let machine = machine_text(
+        &rt,
+        &spec,
+        &workspace,
+        mariadb_binlog.as_deref(),
+        python.as_deref(),
+    );
     drop(db);
 
     let ours_m = median(&ours);
@@ -251,7 +258,6 @@ fn run() -> Result<()> {
     println!("\n{table}\nrows/s of each run:\n{runs_text}");
 
     if total >= 1_000_000 && !only_ours {
-        let machine = machine_text(&rt, &spec, mariadb_binlog.as_deref(), python.as_deref());
         let workload = format!(
             "{total} row changes ({} inserts, {} updates, {} deletes) in {} transactions on one \
              9-column table, {:.1} MB of binlog (`binlog_format=ROW`, `binlog_row_image=FULL`, \
@@ -667,6 +673,7 @@ fn python_venv(dir: &Path) -> Result<PathBuf> {
 fn machine_text(
     rt: &tokio::runtime::Runtime,
     spec: &Spec,
+    workspace: &Path,
     mariadb_binlog: Option<&Path>,
     python: Option<&Path>,
 ) -> String {
@@ -715,8 +722,37 @@ fn machine_text(
             Ok::<_, mysql_async::Error>(v.unwrap_or_default())
         })
         .unwrap_or_default();
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(workspace)
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    let commit = git(&["rev-parse", "--short", "HEAD"]);
+    let dirty = git(&[
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        "canal-server/src",
+    ]);
+    let tree = if dirty.is_empty() {
+        format!("commit {commit}")
+    } else {
+        format!(
+            "commit {commit} with uncommitted changes in {}",
+            dirty
+                .lines()
+                .filter_map(|l| l.get(3..))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
     let mut s = format!(
-        "- CPU: {model}, `nproc` = {nproc}; memory {mem}\n- load average at the end of the run: {}\n- source: MariaDB {server} (started by the test harness, loopback TCP)\n- rustc: {}\n",
+        "- CPU: {model}, `nproc` = {nproc}; memory {mem}\n- load average at the end of the run: {}\n- source: MariaDB {server} (started by the test harness, loopback TCP)\n- tree: {tree}\n- rustc: {}\n",
         load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
         version(Path::new("rustc"), "--version"),
     );
