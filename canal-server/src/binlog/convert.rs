@@ -1227,20 +1227,8 @@ impl BinlogColumnMeta {
             .collect();
         for field in tme.iter_optional_meta().flatten() {
             match field {
-                OptionalMetadataField::EnumStrValue(v) => {
-                    out.enum_labels = v
-                        .iter_values()
-                        .map_while(|r| r.ok())
-                        .map(|e| e.values().iter().map(|x| x.value().into_owned()).collect())
-                        .collect();
-                }
-                OptionalMetadataField::SetStrValue(v) => {
-                    out.set_labels = v
-                        .iter_values()
-                        .map_while(|r| r.ok())
-                        .map(|e| e.values().iter().map(|x| x.value().into_owned()).collect())
-                        .collect();
-                }
+                OptionalMetadataField::EnumStrValue(v) => out.enum_labels = str_values(&v),
+                OptionalMetadataField::SetStrValue(v) => out.set_labels = str_values(&v),
                 _ => {}
             }
         }
@@ -1351,6 +1339,55 @@ fn is_converted_type(t: u8) -> bool {
     .any(|e| *e as u8 == t)
 }
 
+/// Per ENUM or SET column, the labels in ENUM_STR_VALUE / SET_STR_VALUE metadata, read here and
+/// not by mysql_common, which pre-allocates the label count it reads: a corrupt count panicked
+/// with a capacity overflow or asked for more memory than exists (found by fuzzing; this runs
+/// outside the decoder guard). Stops at the first malformed column.
+fn str_values(field: &impl mysql_common::proto::MySerialize) -> Vec<Vec<String>> {
+    fn lenenc(b: &mut &[u8]) -> Option<u64> {
+        let (&first, rest) = b.split_first()?;
+        let len = match first {
+            0..=0xfa => {
+                *b = rest;
+                return Some(first.into());
+            }
+            0xfc => 2,
+            0xfd => 3,
+            0xfe => 8,
+            _ => return None,
+        };
+        let bytes = rest.get(..len)?;
+        *b = &rest[len..];
+        Some(
+            bytes
+                .iter()
+                .rev()
+                .fold(0u64, |acc, &x| acc << 8 | u64::from(x)),
+        )
+    }
+    let mut raw = Vec::new();
+    field.serialize(&mut raw);
+    let mut b = &raw[..];
+    let mut columns = Vec::new();
+    'columns: while !b.is_empty() {
+        let Some(count) = lenenc(&mut b) else { break };
+        // Every label takes at least its length byte, so `count` is bounded by the bytes left.
+        let mut labels = Vec::new();
+        for _ in 0..count {
+            let Some(len) = lenenc(&mut b) else {
+                break 'columns;
+            };
+            let Some(label) = usize::try_from(len).ok().and_then(|l| b.get(..l)) else {
+                break 'columns;
+            };
+            labels.push(String::from_utf8_lossy(label).into_owned());
+            b = &b[label.len()..];
+        }
+        columns.push(labels);
+    }
+    columns
+}
+
 /// `rest` (with its leading space) when `sql` starts with `kw` case-insensitively as a word.
 fn strip_keyword<'a>(sql: &'a str, kw: &str) -> Option<&'a str> {
     let head = sql.get(..kw.len())?;
@@ -1429,6 +1466,26 @@ mod tests {
         assert!(has_charset_metadata(ColumnType::MYSQL_TYPE_VARCHAR));
         assert!(!has_charset_metadata(ColumnType::MYSQL_TYPE_LONGLONG));
         assert!(!has_charset_metadata(ColumnType::MYSQL_TYPE_ENUM));
+    }
+
+    #[test]
+    fn enum_and_set_labels_parsed_without_trusting_counts() {
+        struct Raw(&'static [u8]);
+        impl mysql_common::proto::MySerialize for Raw {
+            fn serialize(&self, buf: &mut Vec<u8>) {
+                buf.extend_from_slice(self.0);
+            }
+        }
+        assert_eq!(
+            str_values(&Raw(b"\x02\x01a\x02bc\x01\x01x")),
+            vec![
+                vec!["a".to_string(), "bc".to_string()],
+                vec!["x".to_string()]
+            ]
+        );
+        // Found by fuzzing: a label count of 2^60 made mysql_common's Vec::with_capacity panic.
+        assert!(str_values(&Raw(b"\xfe\x00\x00\x00\x00\x00\x00\x00\x10\x01a")).is_empty());
+        assert!(str_values(&Raw(b"\x01\x05ab")).is_empty());
     }
 
     #[test]
