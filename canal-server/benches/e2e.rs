@@ -76,6 +76,8 @@ struct OursSample {
     server_cpu: f64,
     client_cpu: f64,
     entries: u64,
+    /// From spawning the server to the first batch at the client.
+    first_batch: f64,
 }
 
 /// Latency percentiles in µs.
@@ -143,10 +145,12 @@ fn run() -> Result<()> {
     } else {
         Some(python_venv(&target.join("bench-venv"))?)
     };
-    let busy = other_work();
-    if !busy.is_empty() {
-        eprintln!("note: other work is running on this machine:\n{busy}");
-    }
+    let mut watch = OtherWork::watch();
+    // The binaries were built from the tree as it is now.
+    let tree = tree_text(
+        &workspace,
+        &["canal-server/src", "canal-client/src", "canal-protocol/src"],
+    );
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -206,13 +210,14 @@ fn run() -> Result<()> {
                     decode,
                 ))?;
                 eprintln!(
-                    "run {}: canal-server {}  {}  server CPU {:.2} s, client CPU {:.2} s, {} entries",
+                    "run {}: canal-server {}  {}  server CPU {:.2} s, client CPU {:.2} s, {} entries, first batch after {:.2} s",
                     run + 1,
                     if decode { "(decode)" } else { "(count) " },
                     show(&s.sample),
                     s.server_cpu,
                     s.client_cpu,
-                    s.entries
+                    s.entries,
+                    s.first_batch
                 );
                 ours[usize::from(decode)].push(s);
             }
@@ -277,9 +282,9 @@ fn run() -> Result<()> {
     );
     drop(db);
 
-    let busy_end = other_work();
-    if !busy_end.is_empty() {
-        eprintln!("note: other work was running at the end:\n{busy_end}");
+    let busy = watch.finish();
+    if !busy.is_empty() {
+        eprintln!("note: other work ran on this machine during the bench:\n{busy}");
     }
     let mut report = String::new();
     let mut complete = true;
@@ -354,8 +359,9 @@ fn run() -> Result<()> {
             };
             runs_text.push_str(&per_run(what, &samples));
             cpu.push_str(&format!(
-                "- {what} (median run): server {:.2} s CPU, client {:.2} s CPU, {:.2} s wall, {} entries\n",
-                o.server_cpu, o.client_cpu, o.sample.secs, o.entries
+                "- {what} (median run): server {:.2} s CPU, client {:.2} s CPU, {:.2} s wall \
+                 (first batch at the client after {:.2} s), {} entries\n",
+                o.server_cpu, o.client_cpu, o.sample.secs, o.first_batch, o.entries
             ));
         }
         if !binlog.is_empty() {
@@ -440,22 +446,20 @@ fn run() -> Result<()> {
     }
 
     if complete {
-        let busy_note =
-            match (busy.is_empty(), busy_end.is_empty()) {
-                (true, true) => {
-                    "- other work: none found (`pgrep -af \"nextest|cargo test|fuzz\"` was \
-                             empty at the start and at the end of the run)\n"
-                        .to_string()
-                }
-                _ => format!(
-                "- other work on the machine (it is shared; numbers are noisier), at the start:\n\
-                 ```\n{}\n```\n  and at the end:\n```\n{}\n```\n",
-                if busy.is_empty() { "(none)" } else { &busy },
-                if busy_end.is_empty() { "(none)" } else { &busy_end },
-            ),
-            };
+        let busy_note = if busy.is_empty() {
+            format!(
+                "- other work: none seen (`pgrep -af \"{OTHER_WORK}\"`, sampled every second \
+                 during the whole bench, found nothing but the bench's own processes)\n"
+            )
+        } else {
+            format!(
+                "- other work seen while the bench ran (`pgrep -af \"{OTHER_WORK}\"`, sampled \
+                 every second; the machine is shared, so the numbers are noisier):\n\n\
+                 ```\n{busy}\n```\n"
+            )
+        };
         let section =
-            format!("{DOC_BEGIN}\n\n### Machine\n\n{machine}{busy_note}\n{report}\n{DOC_END}");
+            format!("{DOC_BEGIN}\n\n### Machine\n\n{machine}- tree: {tree}\n{busy_note}\n{report}\n{DOC_END}");
         let path = workspace.join("docs").join("PERFORMANCE.md");
         write_doc(&path, DOC_BEGIN, DOC_END, HEADING, &section)?;
         eprintln!("wrote {}", path.display());
@@ -467,21 +471,101 @@ fn run() -> Result<()> {
     Ok(())
 }
 
-/// `pgrep -af "nextest|cargo test|fuzz"`, without this process.
-fn other_work() -> String {
-    let me = std::process::id().to_string();
-    Command::new("pgrep")
-        .args(["-af", "nextest|cargo test|fuzz"])
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .filter(|l| !l.starts_with(&format!("{me} ")))
-                .map(|l| l.chars().take(160).collect::<String>())
-                .collect::<Vec<_>>()
-                .join("\n")
+/// Processes that compete for the CPU, as `pgrep -af` patterns: builds, tests, fuzzers and
+/// other benches.
+const OTHER_WORK: &str =
+    "nextest|cargo|rustc|fuzz|read_rows|mariadb-binlog|canal-server|decode-|e2e-";
+
+/// Other work seen on the machine while the bench ran: a thread samples `pgrep -af OTHER_WORK`
+/// every second, leaving out this process, its parent (`cargo bench`) and its descendants.
+struct OtherWork {
+    seen: Arc<std::sync::Mutex<std::collections::BTreeMap<u32, String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl OtherWork {
+    fn watch() -> Self {
+        let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (seen, stop) = (seen.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let now = other_work();
+                    if let Ok(mut s) = seen.lock() {
+                        s.extend(now);
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            })
+        };
+        OtherWork {
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops sampling; returns what was seen, one `pid command` per line.
+    fn finish(&mut self) -> String {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.seen
+            .lock()
+            .map(|s| {
+                s.iter()
+                    .map(|(pid, cmd)| format!("{pid} {cmd}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// `pgrep -af OTHER_WORK` without this process, its parent and its descendants.
+fn other_work() -> Vec<(u32, String)> {
+    let me = std::process::id();
+    let parent = std::os::unix::process::parent_id();
+    let Ok(out) = Command::new("pgrep").args(["-af", OTHER_WORK]).output() else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (pid, cmd) = l.split_once(' ')?;
+            let pid: u32 = pid.parse().ok()?;
+            (pid != parent && !descends_from(pid, me))
+                .then(|| (pid, cmd.chars().take(150).collect()))
         })
-        .unwrap_or_default()
+        .collect()
+}
+
+/// Whether `pid` is `ancestor` or one of its descendants.
+fn descends_from(mut pid: u32, ancestor: u32) -> bool {
+    for _ in 0..64 {
+        if pid == ancestor {
+            return true;
+        }
+        if pid <= 1 {
+            return false;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        // The parent pid is the second field after the parenthesised command name.
+        let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+        else {
+            return false;
+        };
+        pid = ppid;
+    }
+    false
 }
 
 fn median_ours(v: &[OursSample]) -> OursSample {
@@ -683,9 +767,13 @@ async fn run_ours(bin: &Path, spec: &Spec, batch: i32, decode: bool) -> Result<O
     let mut rows = 0u64;
     let mut values = 0u64;
     let mut entries = 0u64;
+    let mut first_batch = None;
+    let mut waiting = Duration::ZERO;
     let mut last_progress = Instant::now();
     while rows < spec.rows {
+        let t_get = Instant::now();
         let m = c.get_without_ack(batch, Some(THROUGHPUT_POLL)).await?;
+        waiting += t_get.elapsed();
         if m.is_empty() {
             if last_progress.elapsed() > Duration::from_secs(60) {
                 bail!(
@@ -697,6 +785,7 @@ async fn run_ours(bin: &Path, spec: &Spec, batch: i32, decode: bool) -> Result<O
             continue;
         }
         last_progress = Instant::now();
+        first_batch.get_or_insert_with(|| started.elapsed().as_secs_f64());
         for e in &m.entries {
             let (r, v) = dml_rows(e, decode)?;
             rows += r;
@@ -707,6 +796,10 @@ async fn run_ours(bin: &Path, spec: &Spec, batch: i32, decode: bool) -> Result<O
     }
     let secs = started.elapsed().as_secs_f64();
     let client_cpu = cpu_secs("/proc/self/stat") - client_cpu0;
+    eprintln!(
+        "  (the client spent {:.2} s in get_without_ack: request, wait, reply, Entry decode)",
+        waiting.as_secs_f64()
+    );
     let (rss, server_cpu) = server.usage();
     let _ = c.disconnect().await;
     server.stop()?;
@@ -725,6 +818,7 @@ async fn run_ours(bin: &Path, spec: &Spec, batch: i32, decode: bool) -> Result<O
         server_cpu,
         client_cpu,
         entries,
+        first_batch: first_batch.unwrap_or(0.0),
     })
 }
 

@@ -524,3 +524,32 @@ pub fn write_doc(path: &Path, begin: &str, end: &str, heading: &str, section: &s
     std::fs::write(path, new)?;
     Ok(())
 }
+
+/// The commit measured, naming uncommitted changes under `paths` (the code in the binaries).
+pub fn tree_text(workspace: &Path, paths: &[&str]) -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(workspace)
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    let commit = git(&["rev-parse", "--short", "HEAD"]);
+    let mut args = vec!["status", "--porcelain", "--untracked-files=no", "--"];
+    args.extend_from_slice(paths);
+    let dirty = git(&args);
+    if dirty.is_empty() {
+        format!("commit {commit}")
+    } else {
+        format!(
+            "commit {commit} with uncommitted changes in {}",
+            dirty
+                .lines()
+                .filter_map(|l| l.get(3..))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
