@@ -175,6 +175,7 @@ fn run() -> Result<()> {
     };
 
     let me = std::env::current_exe()?;
+    let mut watch = OtherWork::watch();
     let mut ours = Vec::new();
     let mut binlog = Vec::new();
     let mut py = Vec::new();
@@ -209,13 +210,26 @@ fn run() -> Result<()> {
             py.push(s);
         }
     }
-    let machine = machine_text(
+    let busy = watch.finish();
+    let mut machine = machine_text(
         &rt,
         &spec,
         &workspace,
         mariadb_binlog.as_deref(),
         python.as_deref(),
     );
+    if busy.is_empty() {
+        machine.push_str(
+            "- other work: no other process used more than 20% of a CPU in any second while the \
+             readers ran (sampled from /proc every second)\n",
+        );
+    } else {
+        eprintln!("note: other processes used the CPU during the measurement:\n{busy}");
+        machine.push_str(&format!(
+            "- other work: these processes used more than 20% of a CPU in some second while the \
+             readers ran, so the numbers are disturbed:\n\n```text\n{busy}\n```\n"
+        ));
+    }
     drop(db);
 
     let ours_m = median(&ours);
@@ -766,6 +780,127 @@ fn machine_text(
         ));
     }
     s
+}
+
+/// Other processes that used the CPU while the readers ran: a thread reads every process's CPU
+/// time from `/proc` once a second and keeps those that used more than a fifth of a CPU in a
+/// second, leaving out this process, its ancestors (`cargo bench`) and its descendants.
+struct OtherWork {
+    seen: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<u32, String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl OtherWork {
+    fn watch() -> Self {
+        use std::sync::atomic::Ordering;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (seen, stop) = (seen.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut before = cpu_ticks();
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_secs(1));
+                    let now = cpu_ticks();
+                    let me = std::process::id();
+                    for (pid, ticks) in &now {
+                        let used = ticks.saturating_sub(before.get(pid).copied().unwrap_or(*ticks));
+                        // Clock ticks are 1/100 s on Linux: 20 ticks is 20% of a CPU.
+                        if used >= 20 && !descends_from(*pid, me) && !descends_from(me, *pid) {
+                            let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+                                .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                                .unwrap_or_default();
+                            if let Ok(mut s) = seen.lock() {
+                                s.insert(*pid, cmd.trim().chars().take(150).collect());
+                            }
+                        }
+                    }
+                    before = now;
+                }
+            })
+        };
+        OtherWork {
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops sampling; returns what was seen, one `pid command` per line.
+    fn finish(&mut self) -> String {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.seen
+            .lock()
+            .map(|s| {
+                s.iter()
+                    .map(|(pid, cmd)| format!("{pid} {cmd}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// User + system CPU ticks of every process.
+fn cpu_ticks() -> std::collections::HashMap<u32, u64> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // utime and stime are fields 14 and 15; after the parenthesised name, 12 and 13.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let tick = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        out.insert(pid, tick(11) + tick(12));
+    }
+    out
+}
+
+/// Whether `pid` is `ancestor` or one of its descendants.
+fn descends_from(mut pid: u32, ancestor: u32) -> bool {
+    for _ in 0..64 {
+        if pid == ancestor {
+            return true;
+        }
+        if pid <= 1 {
+            return false;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        // The parent pid is the second field after the parenthesised command name.
+        let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+        else {
+            return false;
+        };
+        pid = ppid;
+    }
+    false
 }
 
 /// Replaces the generated section of `path` (between the markers), creating the file if needed.
