@@ -101,6 +101,11 @@ async fn consume_following(
             if tally.delivered.len() >= want_rows && pending.is_none() {
                 return tally;
             }
+            assert!(
+                t.elapsed() < deadline,
+                "only {} of {want_rows} rows",
+                tally.delivered.len()
+            );
             let got = match tokio::time::timeout(Duration::from_secs(5), c.try_get("1001", 50, 100))
                 .await
             {
@@ -119,7 +124,12 @@ async fn consume_following(
                     for id in &ids {
                         *tally.delivered.entry(id.clone()).or_default() += 1;
                     }
-                    c.ack("1001", m.batch_id).await;
+                    if tokio::time::timeout(Duration::from_secs(5), c.ack("1001", m.batch_id))
+                        .await
+                        .is_err()
+                    {
+                        continue 'reconnect;
+                    }
                     pending = Some(ids);
                 }
                 Ok(_) => {}
@@ -167,6 +177,8 @@ async fn kill9_of_the_active_fails_over_without_loss() {
     let mut a = ha_server(&db, &zk.connect_string()).await;
     let zc = zk.client(Duration::from_secs(10)).await.unwrap();
     wait_running(&zc, Some(&a.addr()), Duration::from_secs(30)).await;
+    // Rows written before the active resolved its start (the current end) are not its to send.
+    wait_streaming(&a).await;
     let b = ha_server(&db, &zk.connect_string()).await;
 
     let writer = tokio::spawn(write_load(db.port(), 0, 150, Duration::from_millis(20)));
@@ -196,6 +208,8 @@ async fn short_sigstop_keeps_the_active_long_sigstop_fences_it() {
     let mut a = ha_server(&db, &zk.connect_string()).await;
     let zc = zk.client(Duration::from_secs(10)).await.unwrap();
     wait_running(&zc, Some(&a.addr()), Duration::from_secs(30)).await;
+    // Rows written before the active resolved its start (the current end) are not its to send.
+    wait_streaming(&a).await;
     let b = ha_server(&db, &zk.connect_string()).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -252,6 +266,8 @@ async fn graceful_stop_hands_over_after_grace_without_duplicates() {
     let mut a = ha_server(&db, &zk.connect_string()).await;
     let zc = zk.client(Duration::from_secs(10)).await.unwrap();
     wait_running(&zc, Some(&a.addr()), Duration::from_secs(30)).await;
+    // Rows written before the active resolved its start (the current end) are not its to send.
+    wait_streaming(&a).await;
     let b = ha_server(&db, &zk.connect_string()).await;
     write_load(db.port(), 0, 30, Duration::ZERO).await;
     let zc2 = zk.client(Duration::from_secs(10)).await.unwrap();
@@ -290,6 +306,8 @@ async fn zookeeper_link_cut_short_keeps_long_fences() {
     let a = ha_server(&db, &proxy.addr().to_string()).await;
     let zc = zk.client(Duration::from_secs(10)).await.unwrap();
     wait_running(&zc, Some(&a.addr()), Duration::from_secs(30)).await;
+    // Rows written before the active resolved its start (the current end) are not its to send.
+    wait_streaming(&a).await;
     let b = ha_server(&db, &zk.connect_string()).await;
     write_load(db.port(), 0, 20, Duration::ZERO).await;
     let zc2 = zk.client(Duration::from_secs(10)).await.unwrap();
@@ -349,6 +367,8 @@ async fn losing_one_member_of_a_zookeeper_ensemble_moves_nothing() {
     let a = ha_server(&db, &zk.connect_string()).await;
     let zc = zk.client(Duration::from_secs(10)).await.unwrap();
     wait_running(&zc, Some(&a.addr()), Duration::from_secs(30)).await;
+    // Rows written before the active resolved its start (the current end) are not its to send.
+    wait_streaming(&a).await;
     let _b = ha_server(&db, &zk.connect_string()).await;
     let zc2 = zk.client(Duration::from_secs(10)).await.unwrap();
     write_load(db.port(), 0, 10, Duration::ZERO).await;

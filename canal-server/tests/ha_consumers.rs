@@ -106,10 +106,24 @@ async fn two_consumer_processes_one_consumes_the_other_takes_over() {
         ),
     )
     .await;
+    wait_streaming(&_server).await;
     let dir = TestDir::new("consumers").unwrap();
     let (mut first, first_log) = spawn_consumer(&dir, &zk.connect_string(), "10.0.0.1:1");
-    // Let the first one win the election before the second starts.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The first one wins the consumer election before the second starts.
+    let zc = zk.client(Duration::from_secs(10)).await.unwrap();
+    let t = Instant::now();
+    loop {
+        let data = zc
+            .get_data("/otter/canal/destinations/example/1001/running")
+            .await
+            .map(|(d, _)| String::from_utf8_lossy(&d).into_owned())
+            .unwrap_or_default();
+        if data.contains("10.0.0.1:1") {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "first consumer never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (_second, second_log) = spawn_consumer(&dir, &zk.connect_string(), "10.0.0.2:2");
     insert(&db, 0, 20).await;
     wait_rows(&first_log, |r| r.contains(&19), Duration::from_secs(60)).await;

@@ -325,7 +325,9 @@ async fn password_checked_and_bad_frames_do_not_hurt_other_clients() {
         "{}",
         ack.error_message
     );
-    // The well-behaved client is unaffected.
+    // The well-behaved client is unaffected. (The destination starts at the current end, so
+    // wait until it has resolved that before writing.)
+    wait_streaming(&s).await;
     db.exec("INSERT INTO shop.t VALUES (1,'a')").await.unwrap();
     let got = consume(&mut good, "1001", 1).await;
     assert_eq!(row_ids(&got), vec!["1"]);
