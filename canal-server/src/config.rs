@@ -119,6 +119,9 @@ pub struct DestinationConfig {
     pub binlog_images: Vec<String>,
     /// Entries buffered between parser and consumer before the parser waits (back-pressure).
     pub parser_buffer: usize,
+    /// The same buffer bounded in bytes of encoded entries (an entry may carry thousands of rows;
+    /// a single entry larger than this still passes, alone).
+    pub parser_buffer_bytes: usize,
     /// Store bound in entries (`canal.instance.memory.buffer.size`).
     pub store_max_entries: usize,
     /// Store bound in bytes of serialized entries.
@@ -160,6 +163,7 @@ impl Default for DestinationConfig {
             connect_timeout_ms: 10_000,
             binlog_images: vec!["FULL".into()],
             parser_buffer: 4096,
+            parser_buffer_bytes: 16 * 1024 * 1024,
             store_max_entries: 16384,
             store_max_bytes: 16 * 1024 * 1024,
             batch_mode: crate::store::BatchMode::Memsize,
@@ -323,6 +327,12 @@ impl DestinationConfig {
         }
         if self.parser_buffer == 0 {
             return Err(cerr(k("parser_buffer"), "must be > 0"));
+        }
+        if self.parser_buffer_bytes < 1024 || self.parser_buffer_bytes > u32::MAX as usize {
+            return Err(cerr(
+                k("parser_buffer_bytes"),
+                "must be between 1024 and 4294967295",
+            ));
         }
         if self.store_max_entries == 0 {
             return Err(cerr(k("store_max_entries"), "must be > 0"));

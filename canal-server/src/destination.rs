@@ -8,9 +8,11 @@
 //! it with an error that names the destination, position and table.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use prost::Message as _;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
@@ -110,7 +112,9 @@ pub enum DestinationStatus {
 /// when the consumer stops receiving, the parser waits (back-pressure).
 pub struct DestinationHandle {
     name: String,
-    rx: mpsc::Receiver<ParsedEntry>,
+    rx: mpsc::Receiver<Buffered>,
+    budget: Arc<Semaphore>,
+    budget_total: usize,
     cancel: CancellationToken,
     status: watch::Receiver<DestinationStatus>,
     task: tokio::task::JoinHandle<Result<(), DestinationError>>,
@@ -133,17 +137,23 @@ impl DestinationHandle {
 
     /// The next entry; `None` once the destination stopped (see [`DestinationHandle::stop`] for why).
     pub async fn recv(&mut self) -> Option<ParsedEntry> {
-        self.rx.recv().await
+        self.rx.recv().await.map(|b| b.entry)
     }
 
     /// Up to `max` entries already waiting, without blocking.
     pub fn try_recv_many(&mut self, max: usize, out: &mut Vec<ParsedEntry>) {
         while out.len() < max {
             match self.rx.try_recv() {
-                Ok(e) => out.push(e),
+                Ok(b) => out.push(b.entry),
                 Err(_) => break,
             }
         }
+    }
+
+    /// Bytes of encoded entries waiting in the parser buffer; never more than
+    /// `parser_buffer_bytes` (except one entry larger than that, alone).
+    pub fn buffered_bytes(&self) -> usize {
+        self.budget_total - self.budget.available_permits()
     }
 
     /// The current status.
@@ -171,6 +181,12 @@ impl DestinationHandle {
     }
 }
 
+/// An entry in the parser buffer with its share of the byte budget (released when received).
+struct Buffered {
+    entry: ParsedEntry,
+    _permit: OwnedSemaphorePermit,
+}
+
 /// Entry point for running destinations.
 pub struct Destination;
 
@@ -188,6 +204,8 @@ impl Destination {
         config.validate(&prefix)?;
         let convert_opts = config.convert_options(&prefix)?;
         let (tx, rx) = mpsc::channel(config.parser_buffer);
+        let budget_total = config.parser_buffer_bytes;
+        let budget = Arc::new(Semaphore::new(budget_total));
         let (status_tx, status) = watch::channel(DestinationStatus::Starting);
         let cancel = CancellationToken::new();
         let history_path = data_dir.join(name).join("schema-history.json");
@@ -197,6 +215,7 @@ impl Destination {
             convert_opts,
             history_path,
             tx,
+            budget: budget.clone(),
             status: status_tx,
             cancel: cancel.clone(),
             cursor,
@@ -207,6 +226,8 @@ impl Destination {
         Ok(DestinationHandle {
             name: name.to_string(),
             rx,
+            budget,
+            budget_total,
             cancel,
             status,
             task,
@@ -219,7 +240,9 @@ struct Supervisor {
     config: DestinationConfig,
     convert_opts: crate::binlog::convert::ConvertOptions,
     history_path: PathBuf,
-    tx: mpsc::Sender<ParsedEntry>,
+    tx: mpsc::Sender<Buffered>,
+    /// Bytes of encoded entries the channel may hold; each entry holds its share until received.
+    budget: Arc<Semaphore>,
     status: watch::Sender<DestinationStatus>,
     cancel: CancellationToken,
     /// Last transaction boundary handed downstream (or the stored cursor).
@@ -428,12 +451,31 @@ impl Supervisor {
                     gtid: converter.gtid_state().map(|g| g.to_string()),
                 });
                 let pos = entry.position.binlog.clone();
+                // An entry bigger than the whole budget takes all of it and passes alone.
+                let size = entry
+                    .entry
+                    .encoded_len()
+                    .clamp(1, self.config.parser_buffer_bytes);
+                let budget = self.budget.clone();
+                let send = async {
+                    let permit = budget
+                        .acquire_many_owned(size as u32)
+                        .await
+                        .map_err(|_| ())?;
+                    self.tx
+                        .send(Buffered {
+                            entry,
+                            _permit: permit,
+                        })
+                        .await
+                        .map_err(|_| ())
+                };
                 tokio::select! {
                     _ = self.cancel.cancelled() => {
                         stream.close().await;
                         return Ok(RunEnd::Cancelled);
                     }
-                    sent = self.tx.send(entry) => {
+                    sent = send => {
                         if sent.is_err() {
                             stream.close().await;
                             return Ok(RunEnd::ConsumerGone);

@@ -121,7 +121,10 @@ async fn two_consumer_processes_one_consumes_the_other_takes_over() {
         if data.contains("10.0.0.1:1") {
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(60), "first consumer never ran");
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "first consumer never ran"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (_second, second_log) = spawn_consumer(&dir, &zk.connect_string(), "10.0.0.2:2");

@@ -228,3 +228,60 @@ async fn wrong_password_and_bad_source_settings_are_clear_errors() {
         "{msg}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parser_buffer_is_bounded_in_bytes_and_loses_nothing() {
+    harness::init_tracing();
+    let db = MariaDb::start().await.unwrap();
+    db.exec("CREATE DATABASE s; CREATE TABLE s.t (id BIGINT PRIMARY KEY, v TEXT)")
+        .await
+        .unwrap();
+    let (_g, dir) = data_dir();
+    let mut cfg = dest_config(&db);
+    cfg.parser_buffer_bytes = 64 * 1024;
+    let mut h = start("bounded", cfg, &dir, None);
+    wait_running(&h).await;
+    // One transaction of 400 rows of 2 KB: MariaDB splits it into rows events of about 8 KB, so
+    // about 100 entries of ~8 KB each, far more than the 64 KiB budget.
+    db.exec("INSERT INTO s.t SELECT seq, REPEAT('x', 2000) FROM s.seq_1_to_400")
+        .await
+        .unwrap();
+    let end = db.master_status().await.unwrap();
+    // Nobody receives: the parser fills the budget and waits.
+    let mut last = (0, String::new());
+    let mut same = 0;
+    for _ in 0..300 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = (h.buffered_bytes(), format!("{:?}", h.status()));
+        same = if now == last { same + 1 } else { 0 };
+        last = now;
+        if same >= 5 && last.0 > 0 {
+            break;
+        }
+    }
+    assert!(same >= 5, "the parser never settled: {last:?}");
+    assert!(
+        last.0 <= 64 * 1024,
+        "{} bytes buffered for a 64 KiB budget",
+        last.0
+    );
+    assert!(
+        !last.1.contains(&format!("{}:{}", end.file, end.position)),
+        "the parser read to the end of the binlog although nobody received: {}",
+        last.1
+    );
+    // Receiving releases the budget and every row arrives once.
+    let es = collect_rows(&mut h, 1).await;
+    let mut all = es;
+    all.extend(
+        collect_until(&mut h, |es| {
+            es.iter()
+                .any(|e| e.entry.entry_type() == canal_protocol::entry::EntryType::Transactionend)
+        })
+        .await,
+    );
+    let counts = insert_counts(&all);
+    assert_eq!(counts.len(), 400);
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+    h.stop().await.unwrap();
+}
