@@ -95,6 +95,9 @@ mod cluster;
 mod connector;
 mod consume;
 mod error;
+pub mod flat;
+#[cfg(feature = "sinks")]
+pub mod sink;
 mod view;
 
 pub use canal_protocol::{Entry, EntryType, EventType, EMPTY_BATCH_ID};
@@ -108,6 +111,7 @@ pub use connector::{
 };
 pub use consume::{ConsumeError, ConsumeOptions, HandlerErrorPolicy, EMPTY_POLL_PAUSE};
 pub use error::{ClientError, ClusterError, Op, ProtocolError};
+pub use flat::{flat_message, flat_messages, FlatMessage, FlatRow};
 /// Re-exported for [`SimpleConnector::consume`]'s shutdown signal.
 pub use tokio_util::sync::CancellationToken;
 pub use view::{

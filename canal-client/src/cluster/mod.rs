@@ -4,7 +4,7 @@
 
 mod consume;
 mod locator;
-mod retry;
+pub(crate) mod retry;
 
 use std::collections::VecDeque;
 use std::fmt;

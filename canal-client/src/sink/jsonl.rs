@@ -1,0 +1,187 @@
+//! `tail`: row changes to a writer (stdout), as flat-message JSON lines or a table for people.
+//!
+//! A batch is written and flushed before it is acked; an output that cannot be written (a closed
+//! pipe) stops the run without acking.
+
+use std::fmt::Write as _;
+use std::io::Write;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Batch, Sink, SinkError};
+use crate::flat::FlatMessage;
+
+/// Output shape of [`Tail`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TailFormat {
+    /// One Canal flat message per line.
+    Json,
+    /// One line per row (or statement), aligned for reading.
+    Table,
+}
+
+/// Writes batches to `W`.
+pub struct Tail<W: Write + Send> {
+    out: W,
+    format: TailFormat,
+    line: String,
+}
+
+impl<W: Write + Send> Tail<W> {
+    /// A tail writing to `out`.
+    pub fn new(out: W, format: TailFormat) -> Self {
+        Self {
+            out,
+            format,
+            line: String::new(),
+        }
+    }
+
+    /// The writer back.
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+
+    fn write_batch(&mut self, batch: &Batch<'_>) -> std::io::Result<()> {
+        for m in batch.messages {
+            self.line.clear();
+            match self.format {
+                TailFormat::Json => self.line.push_str(&m.to_json()),
+                TailFormat::Table => table_lines(m, &mut self.line),
+            }
+            if !self.line.ends_with('\n') {
+                self.line.push('\n');
+            }
+            self.out.write_all(self.line.as_bytes())?;
+        }
+        self.out.flush()
+    }
+}
+
+impl<W: Write + Send> Sink for Tail<W> {
+    fn name(&self) -> &'static str {
+        "tail"
+    }
+
+    async fn deliver(
+        &mut self,
+        batch: &Batch<'_>,
+        _stop: &CancellationToken,
+    ) -> Result<(), SinkError> {
+        self.write_batch(batch)
+            .map_err(|e| SinkError::Fatal(format!("writing the output: {e}")))
+    }
+}
+
+/// Human lines for one flat message: `time schema.table TYPE` then the row.
+fn table_lines(m: &FlatMessage, out: &mut String) {
+    let time = format_time(m.es);
+    let name = if m.table.is_empty() {
+        m.database.clone()
+    } else {
+        format!("{}.{}", m.database, m.table)
+    };
+    let Some(rows) = &m.data else {
+        let _ = writeln!(out, "{time}  {name:<24} {:<8} {}", m.kind, m.sql.trim());
+        return;
+    };
+    for (i, row) in rows.iter().enumerate() {
+        let _ = write!(out, "{time}  {name:<24} {:<8}", m.kind);
+        let old = m.old.as_ref().and_then(|o| o.get(i));
+        for (col, value) in &row.0 {
+            let shown = value.as_deref().unwrap_or("NULL");
+            match old.and_then(|o| o.get(col)) {
+                Some(before) => {
+                    let _ = write!(
+                        out,
+                        " {col}={}→{}",
+                        before.as_deref().unwrap_or("NULL"),
+                        shown
+                    );
+                }
+                None => {
+                    let _ = write!(out, " {col}={shown}");
+                }
+            }
+        }
+        out.push('\n');
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS.mmm` (UTC) for ms since the epoch.
+fn format_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{millis:03}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flat::{FlatRow, Ordered};
+
+    #[test]
+    fn time_text() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00.000");
+        assert_eq!(format_time(1_700_000_001_050), "2023-11-14 22:13:21.050");
+        assert_eq!(format_time(951_782_400_000), "2000-02-29 00:00:00.000");
+    }
+
+    #[test]
+    fn table_shows_changes_and_statements() {
+        let m = FlatMessage {
+            data: Some(vec![FlatRow::from_pairs([
+                ("id", Some("1")),
+                ("name", Some("b")),
+                ("x", None),
+            ])]),
+            database: "shop".into(),
+            es: 0,
+            gtid: String::new(),
+            id: 1,
+            is_ddl: false,
+            mysql_type: None,
+            old: Some(vec![FlatRow::from_pairs([("name", Some("a"))])]),
+            pk_names: None,
+            sql: String::new(),
+            sql_type: None,
+            table: "user".into(),
+            ts: 0,
+            kind: "UPDATE".into(),
+        };
+        let mut s = String::new();
+        table_lines(&m, &mut s);
+        assert_eq!(
+            s,
+            "1970-01-01 00:00:00.000  shop.user                UPDATE   id=1 name=a→b x=NULL\n"
+        );
+        let ddl = FlatMessage {
+            data: None,
+            old: None,
+            sql: "ALTER TABLE user ADD c INT".into(),
+            kind: "ALTER".into(),
+            ..m
+        };
+        let mut s = String::new();
+        table_lines(&ddl, &mut s);
+        assert!(s.ends_with("ALTER    ALTER TABLE user ADD c INT\n"), "{s}");
+        let _: Ordered<i32> = Ordered::default();
+    }
+}
