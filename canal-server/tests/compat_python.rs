@@ -283,7 +283,7 @@ async fn canal_python_client_consumes_real_rows() {
         "journal_name = \"{}\"\nposition = {}\n",
         from.file, from.position
     );
-    let s = ServerProc::start(&db, "", &position).await;
+    let s = ServerProc::start(server_bin(), &db, "", &position).await;
     // The same range decoded in-process: what the Python clients must see.
     let (_g, dir) = data_dir();
     let mut cfg = dest_config(&db);
@@ -483,6 +483,7 @@ async fn canal_python_client_consumes_real_rows() {
     // canal.passwd refuses it with a 400 error frame, which the library reports, rather than
     // dropping the connection.
     let mut locked = ServerProc::start(
+        server_bin(),
         &db,
         "user = \"canal\"\npasswd = \"6BB4837EB74329105EE4568DDA7DC67ED2CA2AD9\"\n",
         "",

@@ -27,7 +27,14 @@ fn zk_section(servers: &str) -> String {
 
 /// Starts a server in HA mode; `zk_servers` may point through a FaultProxy.
 async fn ha_server(db: &MariaDb, zk_servers: &str) -> ServerProc {
-    ServerProc::start_with(db, "flush_period_ms = 0\n", "", &zk_section(zk_servers)).await
+    ServerProc::start_with(
+        server_bin(),
+        db,
+        "flush_period_ms = 0\n",
+        "",
+        &zk_section(zk_servers),
+    )
+    .await
 }
 
 async fn running_address(zk: &zookeeper_client::Client) -> Option<String> {

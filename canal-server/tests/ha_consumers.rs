@@ -97,6 +97,7 @@ async fn two_consumer_processes_one_consumes_the_other_takes_over() {
         .unwrap();
     let zk = ZooKeeper::start().await.unwrap();
     let _server = ServerProc::start_with(
+        server_bin(),
         &db,
         "flush_period_ms = 0\n",
         "",

@@ -49,6 +49,7 @@ async fn tcp_client_receives_exactly_the_parser_entries() {
     let db = source().await;
     let start = db.master_status().await.unwrap();
     let s = ServerProc::start(
+        server_bin(),
         &db,
         "",
         &format!(
@@ -99,7 +100,7 @@ fn start_dest(
 async fn get_ack_rollback_semantics() {
     harness::init_tracing();
     let db = source().await;
-    let s = ServerProc::start(&db, "", "batch_mode = \"ITEMSIZE\"\n").await;
+    let s = ServerProc::start(server_bin(), &db, "", "batch_mode = \"ITEMSIZE\"\n").await;
     wait_streaming(&s).await;
     for i in 0..5 {
         db.exec(&format!("INSERT INTO shop.t VALUES ({i}, 'x')"))
@@ -174,7 +175,7 @@ async fn get_ack_rollback_semantics() {
 async fn two_clients_at_different_speeds_with_their_own_filters() {
     harness::init_tracing();
     let db = source().await;
-    let s = ServerProc::start(&db, "", "").await;
+    let s = ServerProc::start(server_bin(), &db, "", "").await;
     wait_streaming(&s).await;
     let mut fast = RawClient::subscribed(&s.addr(), "1001", "").await;
     let mut slow = RawClient::subscribed(&s.addr(), "1002", r"shop\.u").await;
@@ -215,7 +216,7 @@ async fn two_clients_at_different_speeds_with_their_own_filters() {
 async fn restart_resumes_from_acked_cursors_without_loss() {
     harness::init_tracing();
     let db = source().await;
-    let mut s = ServerProc::start(&db, "", "batch_mode = \"ITEMSIZE\"\n").await;
+    let mut s = ServerProc::start(server_bin(), &db, "", "batch_mode = \"ITEMSIZE\"\n").await;
     wait_streaming(&s).await;
     let mut c = RawClient::subscribed(&s.addr(), "1001", "").await;
     for i in 0..10 {
@@ -261,6 +262,7 @@ async fn password_checked_and_bad_frames_do_not_hurt_other_clients() {
     let db = source().await;
     // passwd = hex(SHA1(SHA1("123456"))), like canal.passwd.
     let s = ServerProc::start(
+        server_bin(),
         &db,
         "user = \"canal\"\npasswd = \"6BB4837EB74329105EE4568DDA7DC67ED2CA2AD9\"\nmax_frame_bytes = 4096\n",
         "",
@@ -338,7 +340,7 @@ async fn password_checked_and_bad_frames_do_not_hurt_other_clients() {
 async fn hundreds_of_idle_connections_and_admin_endpoints() {
     harness::init_tracing();
     let db = source().await;
-    let s = ServerProc::start(&db, "", "").await;
+    let s = ServerProc::start(server_bin(), &db, "", "").await;
     wait_streaming(&s).await;
     // 300 idle connections, each past the handshake; the server keeps serving.
     let mut idle = Vec::new();

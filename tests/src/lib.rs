@@ -1,6 +1,8 @@
-//! Test harness: real MariaDB and ZooKeeper processes, and a TCP fault proxy, for integration tests.
+//! Test harness: real MariaDB, ZooKeeper, Redis and canal-server processes, and a TCP fault proxy,
+//! for integration tests.
 //!
-//! Every server runs as a local process from Debian's packages (`mariadb-server`, `zookeeper`), in its
+//! Every server runs as a local process from Debian's packages (`mariadb-server`, `zookeeper`,
+//! `redis-server`), in its
 //! own temporary directory, on a free loopback port. Handles own their processes: dropping a handle
 //! kills the process (SIGKILL) and waits for it, also while a test unwinds from a panic. Children are
 //! additionally tied to the harness with `PR_SET_PDEATHSIG`, so even a test binary killed with -9 does
@@ -12,20 +14,28 @@
 //!   process faults (restart, kill -9, SIGSTOP/SIGCONT).
 //! - [`ZooKeeper`]: a standalone server or a 3-node ensemble with per-member faults.
 //! - [`FaultProxy`]: a TCP proxy that passes, stalls or cuts connections on command.
+//! - [`Redis`]: a Redis server (`redis-server` package) with an fsynced append-only file, process
+//!   faults, and a minimal RESP client ([`Redis::command`]).
+//! - [`CanalServer`]: the `canal-server` binary against a [`MariaDb`], with process faults;
+//!   [`canal_server_bin`] builds the binary for tests of other crates.
 #![deny(missing_docs)]
 
+mod canal_server;
 mod error;
 mod fault_proxy;
 mod mariadb;
 mod ports;
 mod process;
+mod redis;
 mod zookeeper;
 
+pub use canal_server::{canal_server_bin, http_get, CanalServer};
 pub use error::{HarnessError, Result};
 pub use fault_proxy::{FaultProxy, ProxyMode};
 pub use mariadb::{BinlogPosition, MariaDb, MariaDbOptions, ReplicationUser, RowMetadata};
 pub use ports::free_port;
 pub use process::{ManagedProcess, TestDir};
+pub use redis::{Redis, RespValue};
 pub use zookeeper::{ZkMember, ZooKeeper};
 
 /// Installs a `tracing` subscriber that writes to the test's captured output (once per process).

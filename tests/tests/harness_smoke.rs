@@ -1,9 +1,9 @@
-//! Proves the harness is real: a MariaDB that writes a binlog, ZooKeeper sessions that expire, and a
-//! proxy whose stall makes reads time out.
+//! Proves the harness is real: a MariaDB that writes a binlog, ZooKeeper sessions that expire, a
+//! Redis whose data survives kill -9, and a proxy whose stall makes reads time out.
 
 use std::time::Duration;
 
-use harness::{FaultProxy, MariaDb, MariaDbOptions, RowMetadata, ZooKeeper};
+use harness::{FaultProxy, MariaDb, MariaDbOptions, Redis, RespValue, RowMetadata, ZooKeeper};
 use mysql_async::prelude::Queryable;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,6 +119,53 @@ async fn mariadb_kill9_pause_and_restart() {
     let logs = db.binary_logs().await.unwrap();
     assert!(logs.contains(&before.file), "{logs:?}");
     assert!(logs.len() >= 2, "restart rotates to a new binlog: {logs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_keeps_acknowledged_writes_across_kill9_and_pauses() {
+    harness::init_tracing();
+    let mut redis = Redis::start().await.expect("start redis");
+    assert_eq!(redis.addr(), format!("127.0.0.1:{}", redis.port()));
+    assert_eq!(redis.url(), format!("redis://127.0.0.1:{}/", redis.port()));
+    let set = redis.command(&["SET", "order:1", "paid"]).await.unwrap();
+    assert_eq!(set, RespValue::Simple("OK".into()));
+    let missing = redis.command(&["EXISTS", "order:2"]).await.unwrap();
+    assert_eq!(missing, RespValue::Integer(0));
+    let unknown = redis.command(&["NOSUCHCOMMAND"]).await.unwrap();
+    assert!(
+        matches!(unknown, RespValue::Error(ref e) if e.starts_with("ERR")),
+        "{unknown:?}"
+    );
+
+    // SIGSTOP: no reply while paused; answers again after SIGCONT.
+    redis.pause().unwrap();
+    let stalled = tokio::time::timeout(Duration::from_millis(500), redis.command(&["PING"])).await;
+    assert!(stalled.is_err(), "command answered by a stopped server");
+    redis.resume().unwrap();
+    assert_eq!(
+        redis.command(&["PING"]).await.unwrap(),
+        RespValue::Simple("PONG".into())
+    );
+
+    // kill -9: down until start_again, then the fsynced append-only file brings the key back.
+    let pid = redis.pid().expect("pid");
+    redis.kill9().unwrap();
+    assert!(!pid_exists(pid));
+    assert!(redis.command(&["PING"]).await.is_err());
+    redis.start_again().await.unwrap();
+    assert_eq!(
+        redis.command(&["EXISTS", "order:1"]).await.unwrap(),
+        RespValue::Integer(1)
+    );
+    assert_eq!(
+        redis.command(&["GET", "order:1"]).await.unwrap(),
+        RespValue::Bulk(Some(b"paid".to_vec()))
+    );
+    assert!(redis.command(&["GET", "order:2"]).await.unwrap().is_null());
+    assert_eq!(
+        redis.command(&["EXISTS", "order:2"]).await.unwrap(),
+        RespValue::Integer(0)
+    );
 }
 
 fn pid_exists(pid: u32) -> bool {

@@ -1,7 +1,7 @@
 //! Running the canal-server binary against a test MariaDB, and a minimal raw protocol client.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,148 +10,23 @@ use canal_protocol::packet::{
     Ack, ClientAck, ClientAuth, ClientRollback, Get, Messages, Packet, PacketType, Sub,
 };
 use futures::{SinkExt, StreamExt};
-use harness::{ManagedProcess, MariaDb, TestDir};
 use prost::Message;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
-/// A canal-server process with its config and data dir.
-pub struct ServerProc {
-    pub process: Option<ManagedProcess>,
-    pub dir: TestDir,
-    pub port: u16,
-    pub admin_port: u16,
-    pub config: PathBuf,
-}
+/// The canal-server process helper lives in the harness, so other crates' tests can use it too.
+/// (Not every test binary that includes this module uses both.)
+#[allow(unused_imports)]
+pub use harness::{http_get, CanalServer as ServerProc};
 
-impl ServerProc {
-    /// Writes a config for destination `example` reading `db` and starts the binary.
-    pub async fn start(db: &MariaDb, extra_server: &str, extra_dest: &str) -> Self {
-        Self::start_with(db, extra_server, extra_dest, "").await
-    }
-
-    /// Like [`ServerProc::start`], with more TOML appended (e.g. a `[zookeeper]` section).
-    pub async fn start_with(
-        db: &MariaDb,
-        extra_server: &str,
-        extra_dest: &str,
-        extra: &str,
-    ) -> Self {
-        let dir = TestDir::new("canal-server").unwrap();
-        let port = harness::free_port();
-        let admin_port = harness::free_port();
-        let user = db.replication_user().cloned().unwrap_or_default();
-        let config = dir.path().join("canal-server.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[server]\nip = \"127.0.0.1\"\nport = {port}\nadmin_port = {admin_port}\ndata_dir = \"{data}\"\n{flush}{extra_server}\n\
-                 [destinations.example]\naddress = \"{addr}\"\nusername = \"{u}\"\npassword = \"{p}\"\nslave_id = {sid}\n\
-                 black_filter = \"\"\nheartbeat_ms = 300\nread_timeout_ms = 3000\n{extra_dest}\n{extra}\n",
-                data = dir.path().join("data").display(),
-                flush = if extra_server.contains("flush_period_ms") {
-                    ""
-                } else {
-                    "flush_period_ms = 100\n"
-                },
-                addr = db.addr(),
-                u = user.user,
-                p = user.password,
-                sid = 2000 + port as u32,
-            ),
-        )
-        .unwrap();
-        let mut s = ServerProc {
-            process: None,
-            dir,
-            port,
-            admin_port,
-            config,
-        };
-        s.launch().await;
-        s
-    }
-
-    pub async fn launch(&mut self) {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_canal-server"));
-        cmd.arg("--config")
-            .arg(&self.config)
-            .env("RUST_LOG", "info");
-        self.process = Some(
-            ManagedProcess::start("canal-server", cmd, &self.dir.path().join("server.log"))
-                .unwrap(),
-        );
-        for _ in 0..600 {
-            if TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
-                return;
-            }
-            if let Some(st) = self.process.as_mut().and_then(|p| p.try_exit_status()) {
-                panic!("canal-server exited with {st}: {}", self.log());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("canal-server did not listen: {}", self.log());
-    }
-
-    /// Graceful stop (SIGTERM): cursors are flushed.
-    pub fn stop(&mut self) {
-        if let Some(mut p) = self.process.take() {
-            p.terminate(Duration::from_secs(30)).unwrap();
-        }
-    }
-
-    /// kill -9.
-    pub fn kill9(&mut self) {
-        if let Some(mut p) = self.process.take() {
-            p.kill9().unwrap();
-        }
-    }
-
-    /// SIGSTOP.
-    pub fn pause(&mut self) {
-        self.process.as_mut().unwrap().pause().unwrap();
-    }
-
-    /// SIGCONT.
-    pub fn resume(&mut self) {
-        self.process.as_mut().unwrap().resume().unwrap();
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-    }
-
-    pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
+/// The binary cargo built for these tests; the first argument of `ServerProc::start`/`start_with`.
+pub fn server_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_canal-server"))
 }
 
 /// Waits until the destination is streaming (its admin /health says Running).
 pub async fn wait_streaming(s: &ServerProc) {
-    for _ in 0..600 {
-        if let Ok(body) = http_get(s.admin_port, "/health").await {
-            if body.contains("Running") {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("destination not running: {}", s.log());
-}
-
-/// A tiny HTTP/1.0 GET.
-pub async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .await?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await?;
-    Ok(out)
+    s.wait_streaming().await
 }
 
 /// A raw Canal protocol client for tests.
@@ -380,5 +255,3 @@ pub fn row_ids(es: &[canal_protocol::entry::Entry]) -> Vec<String> {
     }
     out
 }
-
-pub fn _unused(_: &Path) {}
