@@ -59,6 +59,7 @@ impl BinlogPosition {
         EntryPosition {
             gtid: self.gtid.clone(),
             included: false,
+            inclusive: false,
             journal_name: Some(self.logfile_name.clone()),
             position: Some(self.logfile_offset),
             server_id: Some(self.server_id),

@@ -100,6 +100,12 @@ pub struct EntryPosition {
     /// cursors always write `false`.
     #[serde(default)]
     pub included: bool,
+    /// Extension (not written by Canal, ignored by it): `true` on the cursor of a client that
+    /// subscribed and has acked nothing yet. It points at the start of that client's stream, an
+    /// event not delivered yet, so a server resuming from it must not skip that event. Written
+    /// only when `true`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inclusive: bool,
     /// Binlog file name, e.g. `mysql-bin.000023`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal_name: Option<String>,
@@ -262,6 +268,7 @@ mod tests {
             position: EntryPosition {
                 gtid: Some(String::new()),
                 included: false,
+                inclusive: false,
                 journal_name: Some("mysql-bin.000023".into()),
                 position: Some(43893),
                 server_id: Some(1),

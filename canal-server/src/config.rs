@@ -531,4 +531,22 @@ mod example_file {
         let cfg = ServerConfig::from_toml(&with_zk).unwrap();
         assert_eq!(cfg.zookeeper, Some(zk_coord::ZkConfig::default()));
     }
+
+    /// The HA example is valid, runs in HA mode, and its keys say what the defaults are.
+    #[test]
+    fn ha_example_is_valid() {
+        let text = include_str!("../../config/canal-server-ha.toml");
+        let cfg = ServerConfig::from_toml(text).expect("config/canal-server-ha.toml is valid");
+        let zk = cfg.zookeeper.expect("a [zookeeper] section");
+        assert_eq!(
+            zk.session_timeout_ms,
+            zk_coord::ZkConfig::default().session_timeout_ms
+        );
+        assert_eq!(zk.grace_ms, zk_coord::ZkConfig::default().grace_ms);
+        assert_eq!(
+            cfg.server.flush_period_ms,
+            ServerSection::default().flush_period_ms
+        );
+        assert!(cfg.destinations.contains_key("example"));
+    }
 }

@@ -21,7 +21,7 @@ use crate::binlog::source::{self, ReplicaStream, SourceError};
 use crate::binlog::start::{self, Cursor};
 use crate::config::{ConfigError, DestinationConfig};
 use crate::entry::ParsedEntry;
-use crate::position::BinlogPosition;
+use crate::position::{BinlogPosition, EntryPosition};
 use crate::schema::history::SchemaHistory;
 use crate::schema::source as schema_source;
 use crate::schema::table::TableMeta;
@@ -113,6 +113,7 @@ pub enum DestinationStatus {
 pub struct DestinationHandle {
     name: String,
     rx: mpsc::Receiver<Buffered>,
+    start: watch::Receiver<Option<EntryPosition>>,
     budget: Arc<Semaphore>,
     budget_total: usize,
     cancel: CancellationToken,
@@ -156,6 +157,13 @@ impl DestinationHandle {
         self.budget_total - self.budget.available_permits()
     }
 
+    /// Where the destination's stream begins, once its start is resolved: the stored cursor it
+    /// resumed from, or (marked `inclusive`) the configured or current binlog position when there
+    /// was none. `None` until resolved, and for a start by GTID without a cursor.
+    pub fn start_position(&self) -> watch::Receiver<Option<EntryPosition>> {
+        self.start.clone()
+    }
+
     /// The current status.
     pub fn status(&self) -> DestinationStatus {
         self.status.borrow().clone()
@@ -179,6 +187,26 @@ impl DestinationHandle {
             }),
         }
     }
+}
+
+/// The position a stream resolved to `point` begins at: the cursor it resumed from, else the
+/// requested file position (nothing delivered from it yet, so `inclusive`).
+fn start_position(cursor: Option<&Cursor>, point: &start::StartPoint) -> Option<EntryPosition> {
+    let (binlog, gtid, inclusive) = match (cursor, &point.request) {
+        (Some(c), _) => (c.position.clone(), c.gtid.clone(), c.inclusive),
+        (None, source::StartRequest::FilePos(p)) => {
+            (p.clone(), point.gtid.as_ref().map(|g| g.to_string()), true)
+        }
+        (None, _) => return None,
+    };
+    Some(EntryPosition {
+        next_offset: binlog.offset,
+        binlog,
+        server_id: 0,
+        timestamp_ms: 0,
+        gtid,
+        inclusive,
+    })
 }
 
 /// An entry in the parser buffer with its share of the byte budget (released when received).
@@ -207,6 +235,7 @@ impl Destination {
         let budget_total = config.parser_buffer_bytes;
         let budget = Arc::new(Semaphore::new(budget_total));
         let (status_tx, status) = watch::channel(DestinationStatus::Starting);
+        let (start_tx, start) = watch::channel(None);
         let cancel = CancellationToken::new();
         let history_path = data_dir.join(name).join("schema-history.json");
         let sup = Supervisor {
@@ -215,6 +244,7 @@ impl Destination {
             convert_opts,
             history_path,
             tx,
+            start: start_tx,
             budget: budget.clone(),
             status: status_tx,
             cancel: cancel.clone(),
@@ -226,6 +256,7 @@ impl Destination {
         Ok(DestinationHandle {
             name: name.to_string(),
             rx,
+            start,
             budget,
             budget_total,
             cancel,
@@ -241,6 +272,8 @@ struct Supervisor {
     convert_opts: crate::binlog::convert::ConvertOptions,
     history_path: PathBuf,
     tx: mpsc::Sender<Buffered>,
+    /// Where the first run started (see [`DestinationHandle::start_position`]).
+    start: watch::Sender<Option<EntryPosition>>,
     /// Bytes of encoded entries the channel may hold; each entry holds its share until received.
     budget: Arc<Semaphore>,
     status: watch::Sender<DestinationStatus>,
@@ -398,6 +431,11 @@ impl Supervisor {
                 point.skip_through = Some(d.clone());
             }
         }
+        if self.start.borrow().is_none() {
+            if let Some(p) = start_position(self.cursor.as_ref(), &point) {
+                self.start.send_replace(Some(p));
+            }
+        }
         info!(start = ?point.request, skip_through = ?point.skip_through.as_ref().map(|p| p.to_string()), reason = point.reason, source_version = %info.version, "starting binlog dump");
         let stream_conn = source::connect(&cfg).await.map_err(|e| self.src_err(e))?;
         let mut stream = ReplicaStream::open(stream_conn, &cfg, &info, &point.request)
@@ -449,6 +487,7 @@ impl Supervisor {
                 let boundary = entry.is_boundary().then(|| Cursor {
                     position: entry.position.binlog.clone(),
                     gtid: converter.gtid_state().map(|g| g.to_string()),
+                    inclusive: false,
                 });
                 let pos = entry.position.binlog.clone();
                 // An entry bigger than the whole budget takes all of it and passes alone.

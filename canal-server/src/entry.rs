@@ -196,6 +196,7 @@ mod tests {
                 server_id: 1,
                 timestamp_ms: 0,
                 gtid: None,
+                inclusive: false,
             },
         }
     }

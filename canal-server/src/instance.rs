@@ -122,16 +122,28 @@ impl Instance {
             clients
                 .iter()
                 .filter_map(|c| c.cursor.clone())
-                .min_by(|a, b| a.binlog.cmp(&b.binlog))
+                // At the same position a start point (inclusive) is earlier than a delivered event.
+                .min_by(|a, b| (&a.binlog, !a.inclusive).cmp(&(&b.binlog, !b.inclusive)))
         };
         let cursor = resume.map(|p| Cursor {
             position: p.binlog.clone(),
             gtid: p.gtid.clone(),
+            inclusive: p.inclusive,
         });
         if let Some(c) = &cursor {
             info!(destination = %name, cursor = %c.position, "resuming from the clients' minimum acked cursor");
         }
         let handle = Destination::spawn(name, config, data_dir, cursor)?;
+        // A client that subscribes and acks nothing still has a cursor: where the stream began.
+        let mut started = handle.start_position();
+        let base_store = store.clone();
+        tokio::spawn(async move {
+            if let Ok(p) = started.wait_for(Option::is_some).await {
+                if let Some(p) = p.clone() {
+                    base_store.set_base(p);
+                }
+            }
+        });
         let status = handle.watch_status();
         let cancel = CancellationToken::new();
         let handle_result = Arc::new(AsyncMutex::new(None));

@@ -64,6 +64,7 @@ pub fn to_log_position(p: &EntryPosition, source: &str) -> LogPosition {
         position: CanalEntryPosition {
             gtid: Some(p.gtid.clone().unwrap_or_default()),
             included: false,
+            inclusive: p.inclusive,
             journal_name: Some(p.binlog.file.clone()),
             position: Some(p.binlog.offset as i64),
             server_id: Some(p.server_id as i64),
@@ -83,6 +84,7 @@ pub fn from_log_position(lp: &LogPosition) -> Option<EntryPosition> {
         server_id: p.server_id.unwrap_or(0).max(0) as u32,
         timestamp_ms: p.timestamp.unwrap_or(0),
         gtid: p.gtid.clone().filter(|g| !g.is_empty()),
+        inclusive: p.inclusive,
     })
 }
 
@@ -191,6 +193,7 @@ mod tests {
                 server_id: 1,
                 timestamp_ms: 1_700_000_000_000,
                 gtid: None,
+                inclusive: false,
             }),
         };
         m.save(std::slice::from_ref(&rec)).unwrap();

@@ -111,6 +111,11 @@ pub struct EntryPosition {
     pub timestamp_ms: i64,
     /// Executed GTID set including this transaction, when GTID tracking is on.
     pub gtid: Option<String>,
+    /// A start point rather than a delivered event: nothing at or after `binlog` has been
+    /// delivered, so resuming here must not skip the event at `binlog` (the implicit cursor of a
+    /// client that subscribed and has acked nothing yet).
+    #[serde(default)]
+    pub inclusive: bool,
 }
 
 impl EntryPosition {

@@ -251,6 +251,10 @@ struct Inner {
     bytes: usize,
     clients: BTreeMap<i16, ClientState>,
     closed: bool,
+    /// The cursor just before `entries[0]`: the destination's start, then the last freed ack
+    /// point. A new client without a stored cursor gets it, so that it has a cursor to resume
+    /// from before its first ack.
+    base: Option<EntryPosition>,
 }
 
 impl Inner {
@@ -268,6 +272,9 @@ impl Inner {
         while self.first_seq < min_acked {
             match self.entries.pop_front() {
                 Some(e) => {
+                    if e.ack_point {
+                        self.base = Some(e.position.clone());
+                    }
                     self.bytes -= e.bytes.len();
                     self.first_seq += 1;
                     freed = true;
@@ -427,7 +434,11 @@ impl Store {
                 c.filter_text = filter.to_string();
             }
             None => {
-                let skip_through = restored.as_ref().map(|p| p.binlog.clone());
+                let skip_through = restored
+                    .as_ref()
+                    .filter(|p| !p.inclusive)
+                    .map(|p| p.binlog.clone());
+                let restored = restored.or_else(|| inner.base.clone());
                 inner.clients.insert(
                     client_id,
                     ClientState {
@@ -444,6 +455,22 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Records where the stream begins (the destination's resolved start), once: clients that have
+    /// no cursor yet get it as their cursor, and so do clients subscribing later while nothing was
+    /// freed. Later calls change nothing.
+    pub fn set_base(&self, start: EntryPosition) {
+        let mut inner = self.lock();
+        if inner.base.is_some() {
+            return;
+        }
+        for c in inner.clients.values_mut() {
+            if c.cursor.is_none() {
+                c.cursor = Some(start.clone());
+            }
+        }
+        inner.base = Some(start);
     }
 
     /// Removes a client; entries only it still needed are freed.
@@ -726,7 +753,11 @@ impl Store {
         let mut min: Option<EntryPosition> = None;
         for c in inner.clients.values() {
             let cur = c.cursor.clone()?;
-            if min.as_ref().is_none_or(|m| cur.binlog < m.binlog) {
+            // At the same position a start point (inclusive) is earlier than a delivered event.
+            if min
+                .as_ref()
+                .is_none_or(|m| (&cur.binlog, !cur.inclusive) < (&m.binlog, !m.inclusive))
+            {
                 min = Some(cur);
             }
         }
@@ -776,6 +807,7 @@ mod tests {
                 server_id: 1,
                 timestamp_ms: 0,
                 gtid: None,
+                inclusive: false,
             },
             schema: if table.is_empty() {
                 String::new()
@@ -958,5 +990,32 @@ mod tests {
         s.put(entry(20, false, "t", 1)).await.unwrap();
         let b = s.get(1, 10, GetWait::NonBlocking).await.unwrap();
         assert_eq!(b.entries.len(), 1, "only the entry after the cursor");
+    }
+
+    #[tokio::test]
+    async fn clients_without_acks_have_the_start_as_cursor_then_the_freed_point() {
+        let s = Store::new("d", items(100));
+        s.subscribe(1, "", None).unwrap();
+        let mut start = entry(4, false, "", 1).position;
+        start.inclusive = true;
+        s.set_base(start.clone());
+        assert_eq!(s.clients()[0].cursor.as_ref(), Some(&start), "early client");
+        s.subscribe(2, "", None).unwrap();
+        assert_eq!(s.clients()[1].cursor.as_ref(), Some(&start), "later client");
+        let mut other = start.clone();
+        other.binlog.offset = 999;
+        s.set_base(other);
+        assert_eq!(s.clients()[0].cursor.as_ref(), Some(&start), "set once");
+        // Both ack through the boundary at 10: it is freed, and a new client starts after it.
+        s.put(entry(5, false, "t", 1)).await.unwrap();
+        s.put(entry(10, true, "", 1)).await.unwrap();
+        for c in [1, 2] {
+            let b = s.get(c, 10, GetWait::NonBlocking).await.unwrap();
+            s.ack(c, b.id).unwrap();
+        }
+        s.subscribe(3, "", None).unwrap();
+        let c3 = s.clients().into_iter().find(|c| c.client_id == 3).unwrap();
+        let cur = c3.cursor.unwrap();
+        assert_eq!((cur.binlog.offset, cur.inclusive), (10, false));
     }
 }

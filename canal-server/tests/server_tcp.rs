@@ -375,3 +375,32 @@ async fn hundreds_of_idle_connections_and_admin_endpoints() {
     assert!(health.contains("\"client_id\":1001"), "{health}");
     drop(idle);
 }
+
+/// Canal resumes a destination from the clients' acked cursors, or, when a client has none, from
+/// the configured start (the current end): rows a subscribed client never got would be skipped
+/// after a restart. Here the client's cursor is where its stream began until it acks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribed_client_without_acks_loses_nothing_across_restart() {
+    harness::init_tracing();
+    let db = source().await;
+    let mut s = ServerProc::start(server_bin(), &db, "", "").await;
+    wait_streaming(&s).await;
+    let mut c = RawClient::subscribed(&s.addr(), "1001", "").await;
+    db.exec("INSERT INTO shop.t VALUES (1, 'before the restart')")
+        .await
+        .unwrap();
+    // Make sure the server has the row, then stop it without the client having fetched anything.
+    let m = c.get("1001", 100, 2000).await.unwrap();
+    assert_eq!(row_ids(&entries(&m)), vec!["1"]);
+    drop(c);
+    s.stop();
+    let meta = std::fs::read_to_string(s.data_dir().join("example/meta.dat")).unwrap();
+    assert!(meta.contains("\"inclusive\":true"), "start cursor: {meta}");
+    db.exec("INSERT INTO shop.t VALUES (2, 'while down')")
+        .await
+        .unwrap();
+    s.launch().await;
+    let mut c = RawClient::subscribed(&s.addr(), "1001", "").await;
+    let got = consume(&mut c, "1001", 2).await;
+    assert_eq!(row_ids(&got), vec!["1", "2"]);
+}

@@ -513,6 +513,7 @@ impl Converter {
                 .as_ref()
                 .filter(|_| self.opts.gtid_mode)
                 .map(|g| g.to_string()),
+            inclusive: false,
         }
     }
 

@@ -19,6 +19,8 @@ pub struct Cursor {
     pub position: BinlogPosition,
     /// Executed GTID set at that boundary, when GTID mode is on.
     pub gtid: Option<String>,
+    /// `position` is a start point nothing was delivered from yet: resume at it, skip nothing.
+    pub inclusive: bool,
 }
 
 /// The resolved start: what to request from the source and which events were already delivered.
@@ -78,7 +80,7 @@ pub async fn resolve(
             if let Some(g) = c.gtid.as_deref().filter(|g| !g.is_empty()) {
                 return Ok(StartPoint {
                     request: gtid_request(info.flavor, g, cfg)?,
-                    skip_through: Some(c.position.clone()),
+                    skip_through: (!c.inclusive).then(|| c.position.clone()),
                     gtid: gtid_state(info.flavor, g),
                     reason: "stored cursor (GTID)",
                 });
@@ -86,7 +88,7 @@ pub async fn resolve(
         }
         return Ok(StartPoint {
             request: StartRequest::FilePos(c.position.clone()),
-            skip_through: Some(c.position.clone()),
+            skip_through: (!c.inclusive).then(|| c.position.clone()),
             gtid: c.gtid.as_deref().and_then(|g| gtid_state(info.flavor, g)),
             reason: "stored cursor",
         });
