@@ -1,70 +1,161 @@
 #!/usr/bin/env bash
-# The main job, as far as it exists today: installs what is missing, builds in release mode, starts a
-# local source MariaDB (binlog ROW, FULL image) and a ZooKeeper, runs a small write workload and shows
-# the binlog it produces. canal-server, which turns that binlog into Canal entries, is being built
-# (see README "Status"); this script will start it as soon as it exists. Leaves nothing running.
+# The main job, end to end on one machine:
+#   1. installs what is missing and builds in release mode;
+#   2. starts a local source MariaDB (binlog ROW, FULL image) and a ZooKeeper (target/*/cdc-sandbox);
+#   3. starts two canal-servers from config/canal-server-ha.toml: one runs destination `example`,
+#      the other stands by;
+#   4. follows the destination with `canal-client tail` (through ZooKeeper) while a workload writes;
+#   5. kills the active server with SIGKILL, writes more, and shows the stream continuing from the
+#      standby, then checks that every row written arrived.
+# It leaves nothing running when it ends or is interrupted. QUICKSTART_PROFILE=debug uses the debug
+# build instead (the test suite does that, after its own build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$(pwd)
+
+profile=${QUICKSTART_PROFILE:-release}
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 scripts/setup.sh
-echo "== building (release)"
-cargo build --release --locked -p cdc-tests --bin cdc-sandbox
+if [ "$profile" = release ]; then
+  say "building (release): canal-server, canal-client, cdc-sandbox"
+  cargo build --release --locked -p canal-server -p canal-client -p cdc-tests \
+    --bin canal-server --bin canal-client --bin cdc-sandbox
+  bin=$root/target/release
+else
+  say "building (debug): canal-server, canal-client, cdc-sandbox"
+  cargo build --locked -p canal-server -p canal-client -p cdc-tests \
+    --bin canal-server --bin canal-client --bin cdc-sandbox
+  bin=$root/target/debug
+fi
 
 work=$(mktemp -d /tmp/cdc-quickstart-XXXXXX)
-fifo="$work/stdin"
-mkfifo "$fifo"
+pids=()
 cleanup() {
+  status=$?
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   # Closing the sandbox's stdin makes it kill MariaDB and ZooKeeper and exit.
-  exec 3>&- 2>/dev/null || true
-  if [ -n "${sandbox_pid:-}" ]; then
-    wait "$sandbox_pid" 2>/dev/null || true
+  exec 3>&- || true
+  for p in "${pids[@]}" ${sandbox_pid:-}; do
+    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+  done
+  if [ "$status" -ne 0 ]; then
+    echo "quickstart failed (exit $status); logs:" >&2
+    for f in "$work"/*.log; do [ -f "$f" ] && { echo "--- $f" >&2; tail -20 "$f" >&2; }; done
   fi
   rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "== starting MariaDB and ZooKeeper (target/release/cdc-sandbox)"
-target/release/cdc-sandbox <"$fifo" >"$work/sandbox.out" 2>"$work/sandbox.err" &
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+http_get() { python3 -c 'import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())' "$1" 2>/dev/null; }
+health() { http_get "http://127.0.0.1:$1/health"; }
+health_has() { health "$1" | grep -q -i "$2"; }   # health_has <admin port> <text>
+wait_for() { # wait_for <what> <seconds> <command…>
+  local what=$1 secs=$2; shift 2
+  for _ in $(seq 1 $((secs * 10))); do "$@" && return 0; sleep 0.1; done
+  echo "timed out waiting for $what" >&2; return 1
+}
+
+say "starting MariaDB and ZooKeeper ($bin/cdc-sandbox)"
+mkfifo "$work/stdin"
+"$bin/cdc-sandbox" <"$work/stdin" >"$work/sandbox.out" 2>"$work/sandbox.log" &
 sandbox_pid=$!
-exec 3>"$fifo"
-for _ in $(seq 1 600); do
-  grep -q '^ready' "$work/sandbox.out" 2>/dev/null && break
-  if ! kill -0 "$sandbox_pid" 2>/dev/null; then
-    echo "cdc-sandbox failed:" >&2; cat "$work/sandbox.err" >&2; exit 1
-  fi
-  sleep 0.2
-done
-grep -q '^ready' "$work/sandbox.out" || { echo "cdc-sandbox did not become ready" >&2; exit 1; }
-cat "$work/sandbox.out"
-addr=$(awk '/^mariadb /{print $2}' "$work/sandbox.out")
-port=${addr##*:}
+exec 3>"$work/stdin"
+wait_for "the sandbox" 120 grep -q '^ready' "$work/sandbox.out"
+db=$(awk '/^mariadb /{print $2}' "$work/sandbox.out")
+db_user=$(awk '/^mariadb /{sub("user=","",$3); print $3}' "$work/sandbox.out")
+db_password=$(awk '/^mariadb /{sub("password=","",$4); print $4}' "$work/sandbox.out")
 zk=$(awk '/^zookeeper /{print $2}' "$work/sandbox.out")
-sql() { mariadb --protocol=TCP -h127.0.0.1 -P"$port" -uroot "$@"; }
+echo "   MariaDB $db (replication user $db_user), ZooKeeper $zk"
+sql() { mariadb --protocol=TCP -h127.0.0.1 -P"${db##*:}" -uroot "$@"; }
+sql -e "CREATE DATABASE shop; CREATE TABLE shop.orders (id BIGINT PRIMARY KEY, customer VARCHAR(40),
+  amount DECIMAL(10,2), status ENUM('new','paid','shipped'), created DATETIME(3))"
 
-echo "== write workload on MariaDB $addr"
-sql -e "SHOW MASTER STATUS\G" | sed 's/^/   /'
-sql <<'SQL'
-CREATE DATABASE shop;
-CREATE TABLE shop.orders (id BIGINT PRIMARY KEY AUTO_INCREMENT, customer VARCHAR(40),
-  amount DECIMAL(10,2), status ENUM('new','paid','shipped'), created DATETIME(3));
-INSERT INTO shop.orders (customer, amount, status, created) VALUES
-  ('alice', 12.50, 'new', NOW(3)), ('bob', 7.00, 'new', NOW(3)), ('carol', 99.99, 'new', NOW(3));
-UPDATE shop.orders SET status='paid' WHERE customer='alice';
-DELETE FROM shop.orders WHERE customer='bob';
-SQL
-sql -e "SHOW MASTER STATUS\G" | sed 's/^/   /'
-echo "== the row events in the binlog (mariadb-binlog --verbose)"
-file=$(sql -N -e "SHOW MASTER STATUS" | awk '{print $1}')
-mariadb-binlog --read-from-remote-server --protocol=TCP -h127.0.0.1 -P"$port" -uroot \
-  --base64-output=decode-rows --verbose "$file" | grep -E '^### ' | sed 's/^/   /'
+# Two servers from the one example file: the sandbox's source and ZooKeeper, own ports and data dirs.
+sed -e "s|^address = .*|address = \"$db\"|" \
+    -e "s|^username = .*|username = \"$db_user\"|" \
+    -e "s|^password = .*|password = \"$db_password\"|" \
+    -e "s|^servers = .*|servers = \"$zk\"|" \
+    config/canal-server-ha.toml >"$work/canal-server.toml"
+start_server() { # start_server <name> -> sets <name>_pid, <name>_port, <name>_admin
+  local name=$1 port admin
+  port=$(free_port); admin=$(free_port)
+  RUST_LOG=info "$bin/canal-server" --config "$work/canal-server.toml" --port "$port" \
+    --admin-port "$admin" --data-dir "$work/data-$name" >"$work/server-$name.log" 2>&1 &
+  pids+=($!)
+  eval "${name}_pid=$!; ${name}_port=$port; ${name}_admin=$admin"
+  echo "   canal-server $name: 127.0.0.1:$port (admin http://127.0.0.1:$admin/health), log $work/server-$name.log"
+}
 
-cat <<EOF2
+say "starting canal-server A, then B (same config, same destination)"
+start_server a
+# A is alone, so it becomes active; wait until it streams from the current end of the binlog.
+wait_for "server A to run destination example" 60 health_has "$a_admin" '"status":"Running'
+start_server b
+wait_for "server B to stand by" 60 health_has "$b_admin" '"role":"standby"'
+echo "   A is active, B stands by:"
+echo "   A: $(health "$a_admin" | cut -c1-300)"
+echo "   B: $(health "$b_admin" | cut -c1-300)"
 
-== done
-ZooKeeper was serving at $zk. Coming next (see README "Status"): canal-server reading this binlog as
-a replica and serving Canal entries, two servers in active/standby through ZooKeeper, and
-canal-client tail printing each row change as a flat-message JSON line.
-By hand: target/release/cdc-sandbox starts the same MariaDB + ZooKeeper and prints their addresses;
-close its standard input (Ctrl-D) or press Ctrl-C to stop both.
-EOF2
+say "canal-client tail --zk $zk --destination example (JSON lines in Canal's flat-message shape)"
+"$bin/canal-client" tail --zk "$zk" --destination example --client-id 1001 --progress never \
+  >"$work/tail.out" 2>"$work/tail.log" &
+pids+=($!)
+tail_pid=$!
+# Distinct order ids seen by the client (each flat message's data rows carry "id":"N").
+rows_seen() { grep -o '"id":"[0-9]*"' "$work/tail.out" 2>/dev/null | sort -u | wc -l; }
+rows_at_least() { [ "$(rows_seen)" -ge "$1" ]; }
+
+write_rows() { # write_rows <from> <to>: one transaction per order, then an update and a delete
+  local i
+  for i in $(seq "$1" "$2"); do
+    sql -e "INSERT INTO shop.orders VALUES ($i, 'customer-$i', $i.50, 'new', NOW(3))"
+  done
+  sql -e "UPDATE shop.orders SET status='paid' WHERE id=$1; DELETE FROM shop.orders WHERE id=$2"
+}
+
+say "writing orders 1..20 on the source"
+write_rows 1 20
+wait_for "20 orders at the client" 60 rows_at_least 20
+head -n 3 "$work/tail.out" | sed 's/^/   /'
+echo "   … $(wc -l <"$work/tail.out") messages so far; the UPDATE and the DELETE:"
+grep -E '"type":"(UPDATE|DELETE)"' "$work/tail.out" | sed 's/^/   /'
+
+echo "   (cursors reach ZooKeeper every second: flush_period_ms = 1000)"
+sleep 2
+say "kill -9 of the active server A (pid $a_pid)"
+{ kill -KILL "$a_pid"; wait "$a_pid"; } 2>/dev/null || true
+echo "   B takes over once A's ZooKeeper session expires (10 s) and the grace delay passes (5 s)."
+say "writing orders 21..40 meanwhile"
+write_rows 21 40
+wait_for "server B to run destination example" 60 health_has "$b_admin" '"status":"Running'
+echo "   B: $(health "$b_admin" | cut -c1-300)"
+wait_for "orders 21..40 at the client" 90 rows_at_least 40
+grep -E '"id":"(2[1-9]|3[0-9]|40)"' "$work/tail.out" | awk "NR<=3" | sed 's/^/   /'
+echo "   …"
+
+say "checking"
+missing=0
+for i in $(seq 1 40); do
+  grep -q "\"id\":\"$i\"" "$work/tail.out" || { echo "   order $i never arrived" >&2; missing=1; }
+done
+[ "$missing" -eq 0 ] || exit 1
+total=$(wc -l <"$work/tail.out")
+echo "   all 40 orders arrived at canal-client tail, before and after the failover: $total messages for"
+echo "   44 changes (40 inserts, 2 updates, 2 deletes). Delivery is at-least-once: what was delivered"
+echo "   after the last cursor flush before the kill comes again from B."
+
+cat <<EOF
+
+== done. By hand:
+  $bin/cdc-sandbox                                   # MariaDB + ZooKeeper, prints their addresses
+  $bin/canal-server --config config/canal-server-ha.toml --port 11111 --admin-port 11112
+  $bin/canal-server --config config/canal-server-ha.toml --port 11121 --admin-port 11122 --data-dir data-b
+  $bin/canal-client tail --zk 127.0.0.1:2181 --destination example --format table
+  $bin/canal-client webhook --zk 127.0.0.1:2181 --url http://127.0.0.1:8080/changes
+  $bin/canal-client redis-invalidate --zk 127.0.0.1:2181 --key 'shop.orders=order:{id}'
+(edit address/username/password/servers in config/canal-server-ha.toml for your source and ZooKeeper)
+EOF

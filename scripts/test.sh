@@ -32,6 +32,15 @@ else
   cargo test --workspace --locked --no-fail-fast || status=$?
 fi
 
+echo "== quickstart (scripts/quickstart.sh with the debug build the tests used)"
+if ! QUICKSTART_PROFILE=debug scripts/quickstart.sh >target/quickstart.log 2>&1; then
+  echo "FAIL: scripts/quickstart.sh; its output:" >&2
+  tail -80 target/quickstart.log >&2
+  [ $status -ne 0 ] || status=1
+else
+  grep -A3 '== checking' target/quickstart.log || true
+fi
+
 after=$(leftovers)
 if [ -n "$after" ] && [ "$after" != "$before" ]; then
   echo "FAIL: tests left harness processes behind:" >&2
