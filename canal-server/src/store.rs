@@ -746,6 +746,23 @@ impl Store {
         Ok(())
     }
 
+    /// If batch `batch_id` of `client_id` is still handed out and un-acked, rolls back every
+    /// un-acked batch of the client (as `rollback(0)`) and returns true; otherwise does nothing.
+    pub fn rollback_if_outstanding(&self, client_id: i16, batch_id: i64) -> bool {
+        let mut inner = self.lock();
+        let Some(c) = inner.clients.get_mut(&client_id) else {
+            return false;
+        };
+        if !c.marks.iter().any(|m| m.id == batch_id) {
+            return false;
+        }
+        c.marks.clear();
+        c.read_seq = c.acked_seq;
+        drop(inner);
+        self.data.notify_waiters();
+        true
+    }
+
     /// The minimum acked cursor over subscribed clients (the destination's resume point), or
     /// `None` when some client has no cursor yet or nobody subscribed.
     pub fn resume_point(&self) -> Option<EntryPosition> {

@@ -419,6 +419,7 @@ async fn ddl_mid_stream_then_restart_from_before_the_ddl_uses_old_columns() {
     let cursor = canal_server::binlog::start::Cursor {
         position: cursor_entry.position.binlog.clone(),
         gtid: None,
+        inclusive: false,
     };
     let mut h = start("ddl", dest_config(&db), &dir, Some(cursor));
     let replay = collect_rows(&mut h, 2).await;

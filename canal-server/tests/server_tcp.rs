@@ -404,3 +404,25 @@ async fn subscribed_client_without_acks_loses_nothing_across_restart() {
     let got = consume(&mut c, "1001", 2).await;
     assert_eq!(row_ids(&got), vec!["1", "2"]);
 }
+
+/// A connection that ends holding an un-acked batch gives it back, even when the next connection
+/// of the client never sends `rollback(0)` (or sent it before the old connection's GET was
+/// answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_connection_gives_back_its_unacked_batches() {
+    harness::init_tracing();
+    let db = source().await;
+    let s = ServerProc::start(server_bin(), &db, "", "").await;
+    wait_streaming(&s).await;
+    let mut a = RawClient::subscribed(&s.addr(), "1001", "").await;
+    db.exec("INSERT INTO shop.t VALUES (1, 'x')").await.unwrap();
+    let m = a.get("1001", 100, 2000).await.unwrap();
+    assert_eq!(row_ids(&entries(&m)), vec!["1"]);
+    drop(a);
+    // No rollback(0) from the new connection: just auth, subscribe, get.
+    let mut b = RawClient::connect(&s.addr()).await;
+    assert_eq!(b.auth("", None).await.error_code.unwrap_or(0), 0);
+    assert_eq!(b.sub("1001", "").await.error_code.unwrap_or(0), 0);
+    let got = consume(&mut b, "1001", 1).await;
+    assert_eq!(row_ids(&got), vec!["1"]);
+}

@@ -282,6 +282,7 @@ pub async fn run(
     let mut session = Session {
         ctx,
         pending_error: None,
+        handed: std::collections::VecDeque::new(),
     };
     loop {
         let frame = tokio::select! {
@@ -325,6 +326,29 @@ struct Session {
     ctx: Arc<ServerContext>,
     /// A failed ack/rollback, reported as the reply to the next request.
     pending_error: Option<(i32, String)>,
+    /// Batches this connection handed out (newest last, at most [`HANDED_KEPT`]).
+    handed: std::collections::VecDeque<(crate::store::Store, i16, i64)>,
+}
+
+/// How many handed-out batches a session remembers for [`Session`]'s drop.
+const HANDED_KEPT: usize = 64;
+
+impl Drop for Session {
+    /// A connection that ends with batches it handed out still un-acked rolls them back: they may
+    /// never have reached the client (a GET answered after the client left, a reply lost with the
+    /// connection), and a reconnecting client may already have sent its `rollback(0)`, so without
+    /// this they would stay handed out and the client would wait for rows that never come.
+    fn drop(&mut self) {
+        for (store, client_id, batch_id) in self.handed.drain(..) {
+            if store.rollback_if_outstanding(client_id, batch_id) {
+                info!(
+                    client_id,
+                    batch_id,
+                    "connection ended with the batch un-acked; rolled back for redelivery"
+                );
+            }
+        }
+    }
 }
 
 enum Reply {
@@ -460,6 +484,10 @@ impl Session {
                     metrics::gauge!("canal_instance_get_delay", "destination" => get.destination.clone())
                         .set((now_ms() - t).max(0) as f64);
                 }
+                if self.handed.len() == HANDED_KEPT {
+                    self.handed.pop_front();
+                }
+                self.handed.push_back((store.clone(), id, batch.id));
                 Ok((
                     get.destination.clone(),
                     Reply::Messages {
