@@ -1,0 +1,74 @@
+//! What moves between the stages of a pipeline: row changes after Extract/Transform, and DDL.
+
+use serde::{Deserialize, Serialize};
+
+/// The kind of a row change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RowKind {
+    /// A new row (`columns` is the after image).
+    Insert,
+    /// A changed row (`columns` is the after image; `old_keys` set when the key changed).
+    Update,
+    /// A removed row (`columns` is the before image).
+    Delete,
+}
+
+/// One column value, as Canal's text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ColumnValue {
+    /// Column name (the target's after Transform).
+    pub name: String,
+    /// Canal's value text; `None` for SQL NULL. Binary values are Canal's ISO-8859-1 text: each
+    /// char is one byte.
+    pub value: Option<String>,
+    /// `java.sql.Types` code from the entry (tells Load how to write the literal).
+    pub sql_type: i32,
+    /// Part of the primary key.
+    pub is_key: bool,
+}
+
+/// One row change, ready for Load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowEvent {
+    /// Schema (the target's after Transform).
+    pub schema: String,
+    /// Table (the target's after Transform).
+    pub table: String,
+    /// Insert, update or delete.
+    pub kind: RowKind,
+    /// The row image with the pipeline's column view applied; key columns always present.
+    pub columns: Vec<ColumnValue>,
+    /// For an UPDATE that changed the primary key: the key columns before the change.
+    pub old_keys: Option<Vec<ColumnValue>>,
+    /// Loading order across tables (lower first).
+    pub weight: u32,
+    /// Binlog event time, ms since the epoch.
+    pub execute_time: i64,
+}
+
+impl RowEvent {
+    /// The key columns of the image.
+    pub fn keys(&self) -> impl Iterator<Item = &ColumnValue> {
+        self.columns.iter().filter(|c| c.is_key)
+    }
+}
+
+/// A DDL statement to apply on the target (when the pipeline syncs DDL).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DdlEvent {
+    /// Schema the statement ran in on the source (the target's after Transform).
+    pub schema: String,
+    /// The statement.
+    pub sql: String,
+    /// Binlog event time, ms since the epoch.
+    pub execute_time: i64,
+}
+
+/// The data of one process (batch) after Transform: what Load applies.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBatch {
+    /// Row changes in binlog order.
+    pub rows: Vec<RowEvent>,
+    /// DDL, alone in its batch (`rows` is then empty).
+    pub ddl: Option<DdlEvent>,
+}

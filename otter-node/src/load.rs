@@ -1,0 +1,1 @@
+//! Load: applies a batch to the target MySQL (being written).

@@ -1,0 +1,386 @@
+//! Channel and pipeline definitions: what `otter-manager apply -f channel.toml` validates and
+//! writes to ZooKeeper (`/otter/channel/{cid}` as JSON), and what nodes read and watch.
+//!
+//! A [`Channel`] holds one [`Pipeline`]; the pipeline names its source and target MySQL, the nodes
+//! allowed to run each side, its batching and its table mappings.
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+/// What nodes do with a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelStatus {
+    /// Nothing runs (the default after `apply`).
+    #[default]
+    Stopped,
+    /// Pipelines run.
+    Started,
+    /// Select stops taking new batches; batches in flight finish.
+    Paused,
+}
+
+/// A channel: one pipeline and its status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Channel {
+    /// Channel id (> 0), the `{cid}` of the znode paths.
+    pub id: u32,
+    /// A name for people.
+    #[serde(default)]
+    pub name: String,
+    /// Status the nodes follow.
+    #[serde(default)]
+    pub status: ChannelStatus,
+    /// The pipeline.
+    pub pipeline: Pipeline,
+}
+
+/// One direction of replication.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    /// Pipeline id (> 0), the `{pid}` of the znode paths and the canal client id of Select.
+    pub id: u32,
+    /// A name for people.
+    #[serde(default)]
+    pub name: String,
+    /// Node ids that may run Select/Extract (near the source).
+    pub select_nodes: Vec<u32>,
+    /// Node ids that may run Transform/Load (near the target).
+    pub load_nodes: Vec<u32>,
+    /// Batches in flight (the process window).
+    #[serde(default = "default_parallelism")]
+    pub parallelism: u32,
+    /// Entries per Select batch.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+    /// Apply DDL to the target (serially, alone in its batch).
+    #[serde(default)]
+    pub ddl_sync: bool,
+    /// Where rows come from.
+    pub source: SourceDb,
+    /// Where rows go.
+    pub target: TargetDb,
+    /// Tables replicated; rows of other tables are dropped by Extract.
+    pub tables: Vec<TableMapping>,
+}
+
+fn default_parallelism() -> u32 {
+    5
+}
+
+fn default_batch_size() -> u32 {
+    1000
+}
+
+/// The source MySQL/MariaDB and where to start reading it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceDb {
+    /// `host:port`.
+    pub address: String,
+    /// Replication account (REPLICATION SLAVE, REPLICATION CLIENT, SELECT).
+    pub username: String,
+    /// Its password.
+    #[serde(default)]
+    pub password: String,
+    /// Replica server id, unique among the source's replicas.
+    pub slave_id: u32,
+    /// Start binlog file when no cursor is stored ("" = not set).
+    #[serde(default)]
+    pub journal_name: String,
+    /// Start offset in `journal_name`.
+    #[serde(default)]
+    pub position: Option<u64>,
+    /// Start GTID set ("" = not set).
+    #[serde(default)]
+    pub gtid: String,
+    /// Start at the first transaction at or after this time (ms since the epoch).
+    #[serde(default)]
+    pub timestamp: Option<i64>,
+}
+
+/// The target MySQL/MariaDB.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetDb {
+    /// `host:port`.
+    pub address: String,
+    /// An account that may write the target tables.
+    pub username: String,
+    /// Its password.
+    #[serde(default)]
+    pub password: String,
+}
+
+/// Source tables (a `schema.table` regex) → target schema/table, with a column view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableMapping {
+    /// Anchored, case-sensitive regex over `schema.table`, e.g. `shop\.user` or `shop\..*`.
+    pub source: String,
+    /// Target schema; the source schema when absent.
+    #[serde(default)]
+    pub target_schema: Option<String>,
+    /// Target table; the source table when absent.
+    #[serde(default)]
+    pub target_table: Option<String>,
+    /// Only these columns (empty = all). Key columns are always kept.
+    #[serde(default)]
+    pub include_columns: Vec<String>,
+    /// Never these columns. Key columns cannot be excluded.
+    #[serde(default)]
+    pub exclude_columns: Vec<String>,
+    /// Loading order across tables: lower weights load first; equal weights in parallel.
+    #[serde(default)]
+    pub weight: u32,
+}
+
+/// A definition that cannot run, naming the key at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ModelError {
+    /// Dotted key path, e.g. `pipeline.tables[1].source`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn err(key: impl Into<String>, message: impl Into<String>) -> ModelError {
+    ModelError {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+impl Channel {
+    /// Parses a channel TOML file (`[channel]` keys at the top plus a `[pipeline]` table) and
+    /// validates it. Unknown keys are errors naming them.
+    pub fn from_toml(text: &str) -> Result<Self, ModelError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct File {
+            channel: Head,
+            pipeline: Pipeline,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Head {
+            id: u32,
+            #[serde(default)]
+            name: String,
+        }
+        let f: File = toml::from_str(text).map_err(|e| {
+            let key = e
+                .span()
+                .map(|s| format!("line {}", text[..s.start].lines().count().max(1)))
+                .unwrap_or_else(|| "file".into());
+            err(key, e.message().to_string())
+        })?;
+        let c = Channel {
+            id: f.channel.id,
+            name: f.channel.name,
+            status: ChannelStatus::Stopped,
+            pipeline: f.pipeline,
+        };
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Reads the JSON form stored in ZooKeeper.
+    pub fn from_json(data: &[u8]) -> Result<Self, ModelError> {
+        let c: Channel =
+            serde_json::from_slice(data).map_err(|e| err("channel JSON", e.to_string()))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The JSON form stored in ZooKeeper.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Checks everything a node needs before it starts the pipeline.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        if self.id == 0 {
+            return Err(err("channel.id", "must be > 0"));
+        }
+        let p = &self.pipeline;
+        if p.id == 0 {
+            return Err(err("pipeline.id", "must be > 0"));
+        }
+        if p.id > i16::MAX as u32 {
+            return Err(err(
+                "pipeline.id",
+                "must be at most 32767 (it is the canal client id of Select)",
+            ));
+        }
+        if p.select_nodes.is_empty() {
+            return Err(err("pipeline.select_nodes", "name at least one node id"));
+        }
+        if p.load_nodes.is_empty() {
+            return Err(err("pipeline.load_nodes", "name at least one node id"));
+        }
+        if !(1..=256).contains(&p.parallelism) {
+            return Err(err("pipeline.parallelism", "must be between 1 and 256"));
+        }
+        if !(1..=100_000).contains(&p.batch_size) {
+            return Err(err("pipeline.batch_size", "must be between 1 and 100000"));
+        }
+        check_address("pipeline.source.address", &p.source.address)?;
+        check_address("pipeline.target.address", &p.target.address)?;
+        if p.source.username.is_empty() {
+            return Err(err("pipeline.source.username", "must not be empty"));
+        }
+        if p.target.username.is_empty() {
+            return Err(err("pipeline.target.username", "must not be empty"));
+        }
+        if p.source.slave_id == 0 {
+            return Err(err("pipeline.source.slave_id", "must be a non-zero server id"));
+        }
+        if p.tables.is_empty() {
+            return Err(err("pipeline.tables", "map at least one table"));
+        }
+        for (i, t) in p.tables.iter().enumerate() {
+            let k = |f: &str| format!("pipeline.tables[{i}].{f}");
+            let re = Regex::new(&format!("^(?:{})$", t.source))
+                .map_err(|e| err(k("source"), format!("not a regex: {e}")))?;
+            if !t.source.contains('.') {
+                return Err(err(k("source"), "must match schema.table, e.g. shop\\.user"));
+            }
+            drop(re);
+            for (f, v) in [("target_schema", &t.target_schema), ("target_table", &t.target_table)] {
+                if let Some(v) = v {
+                    if v.is_empty() || v.contains('`') || v.contains('.') {
+                        return Err(err(k(f), "must be a plain identifier"));
+                    }
+                }
+            }
+            if !t.include_columns.is_empty() && !t.exclude_columns.is_empty() {
+                return Err(err(
+                    k("exclude_columns"),
+                    "give include_columns or exclude_columns, not both",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_address(key: &str, a: &str) -> Result<(), ModelError> {
+    match a.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0) => Ok(()),
+        _ => Err(err(key, format!("{a:?} is not host:port"))),
+    }
+}
+
+/// A compiled table mapping: which source tables it takes and where they go.
+#[derive(Debug, Clone)]
+pub struct CompiledMapping {
+    regex: Regex,
+    /// The definition.
+    pub mapping: TableMapping,
+}
+
+impl CompiledMapping {
+    /// Compiles every mapping of a (validated) pipeline, in order: the first match wins.
+    pub fn compile(p: &Pipeline) -> Result<Vec<Self>, ModelError> {
+        p.tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                Ok(Self {
+                    regex: Regex::new(&format!("^(?:{})$", t.source)).map_err(|e| {
+                        err(format!("pipeline.tables[{i}].source"), e.to_string())
+                    })?,
+                    mapping: t.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Whether `schema.table` is taken by this mapping.
+    pub fn matches(&self, schema: &str, table: &str) -> bool {
+        self.regex.is_match(&format!("{schema}.{table}"))
+    }
+
+    /// Target (schema, table) for a source table.
+    pub fn target(&self, schema: &str, table: &str) -> (String, String) {
+        (
+            self.mapping
+                .target_schema
+                .clone()
+                .unwrap_or_else(|| schema.to_string()),
+            self.mapping
+                .target_table
+                .clone()
+                .unwrap_or_else(|| table.to_string()),
+        )
+    }
+
+    /// Whether a column is in the view (key columns always are).
+    pub fn keeps(&self, column: &str, is_key: bool) -> bool {
+        if is_key {
+            return true;
+        }
+        let m = &self.mapping;
+        if !m.include_columns.is_empty() {
+            return m.include_columns.iter().any(|c| c.eq_ignore_ascii_case(column));
+        }
+        !m.exclude_columns.iter().any(|c| c.eq_ignore_ascii_case(column))
+    }
+}
+
+/// The first mapping that takes `schema.table`.
+pub fn find_mapping<'a>(
+    mappings: &'a [CompiledMapping],
+    schema: &str,
+    table: &str,
+) -> Option<&'a CompiledMapping> {
+    mappings.iter().find(|m| m.matches(schema, table))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../config/channel.toml");
+
+    #[test]
+    fn example_file_is_valid_and_round_trips_through_json() {
+        let c = Channel::from_toml(EXAMPLE).unwrap();
+        assert_eq!(c.status, ChannelStatus::Stopped);
+        assert_eq!(c.pipeline.parallelism, 5);
+        let back = Channel::from_json(&c.to_json()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let bad = EXAMPLE.replace("parallelism = 5", "parallelism = 0");
+        let e = Channel::from_toml(&bad).unwrap_err();
+        assert_eq!(e.key, "pipeline.parallelism", "{e}");
+        let bad = EXAMPLE.replacen("source = \"shop\\\\.user\"", "source = \"shop\\\\.(user\"", 1);
+        let e = Channel::from_toml(&bad).unwrap_err();
+        assert_eq!(e.key, "pipeline.tables[0].source", "{e}");
+        let bad = EXAMPLE.replace("batch_size = 1000", "batch_size = 1000\nbogus = 1");
+        let e = Channel::from_toml(&bad).unwrap_err().to_string();
+        assert!(e.contains("bogus"), "{e}");
+        let bad = EXAMPLE.replacen("address = \"127.0.0.1:3306\"", "address = \"nowhere\"", 1);
+        let e = Channel::from_toml(&bad).unwrap_err();
+        assert_eq!(e.key, "pipeline.source.address", "{e}");
+    }
+
+    #[test]
+    fn mappings_rename_and_view_columns() {
+        let c = Channel::from_toml(EXAMPLE).unwrap();
+        let m = CompiledMapping::compile(&c.pipeline).unwrap();
+        let user = find_mapping(&m, "shop", "user").unwrap();
+        assert_eq!(user.target("shop", "user"), ("shop_dr".into(), "customer".into()));
+        assert!(!user.keeps("password_hash", false));
+        assert!(user.keeps("email", false));
+        assert!(find_mapping(&m, "shop", "orders").is_some());
+        assert!(find_mapping(&m, "other", "user").is_none());
+    }
+}
