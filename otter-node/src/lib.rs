@@ -2,5 +2,7 @@
 #![deny(missing_docs)]
 
 pub mod batch;
+pub mod extract;
 pub mod load;
 pub mod model;
+pub mod paths;

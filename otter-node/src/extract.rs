@@ -1,0 +1,207 @@
+//! Extract and Transform: Canal entries of a Select batch → rows for Load.
+//!
+//! Extract drops rows of tables outside the pipeline's mappings and applies each mapping's column
+//! view (key columns always stay). Transform renames schema/table to the target and, for an
+//! UPDATE that changed the primary key, keeps the old key values so Load can delete the old row.
+
+use bytes::Bytes;
+use canal_protocol::entry::{Column, Entry, EntryType, EventType, RowChange};
+use prost::Message as _;
+
+use crate::batch::{ColumnValue, DdlEvent, LoadBatch, RowEvent, RowKind};
+use crate::model::{find_mapping, CompiledMapping};
+
+/// Why a batch could not be extracted.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    /// An entry or its RowChange does not decode.
+    #[error("malformed entry {index} of the batch: {source}")]
+    Decode {
+        /// Position of the entry in the batch.
+        index: usize,
+        /// The protobuf error.
+        source: prost::DecodeError,
+    },
+}
+
+/// Extracts and transforms the serialized entries of one Select batch.
+///
+/// DDL of mapped schemas becomes [`LoadBatch::ddl`] when `ddl_sync` is on (Select's store keeps
+/// DDL alone in its batch); otherwise DDL is dropped.
+pub fn extract(
+    entries: &[Bytes],
+    mappings: &[CompiledMapping],
+    ddl_sync: bool,
+) -> Result<LoadBatch, ExtractError> {
+    let mut out = LoadBatch::default();
+    for (index, bytes) in entries.iter().enumerate() {
+        let entry = Entry::decode(bytes.clone())
+            .map_err(|source| ExtractError::Decode { index, source })?;
+        if entry.entry_type() != EntryType::Rowdata {
+            continue;
+        }
+        let header = entry.header.clone().unwrap_or_default();
+        let change = RowChange::decode(entry.store_value.clone().unwrap_or_default())
+            .map_err(|source| ExtractError::Decode { index, source })?;
+        let schema = header.schema_name();
+        let table = header.table_name();
+        if change.is_ddl() {
+            if ddl_sync && !change.sql().is_empty() {
+                let target_schema = mappings
+                    .iter()
+                    .find(|m| m.matches(schema, table))
+                    .map(|m| m.target(schema, table).0)
+                    .unwrap_or_else(|| schema.to_string());
+                if mappings.iter().any(|m| m.matches(schema, table)) {
+                    out.ddl = Some(DdlEvent {
+                        schema: target_schema,
+                        sql: change.sql().to_string(),
+                        execute_time: header.execute_time(),
+                    });
+                }
+            }
+            continue;
+        }
+        let kind = match change
+            .event_type
+            .and_then(|t| EventType::try_from(t).ok())
+            .unwrap_or(header.event_type())
+        {
+            EventType::Insert => RowKind::Insert,
+            EventType::Update => RowKind::Update,
+            EventType::Delete => RowKind::Delete,
+            _ => continue,
+        };
+        let Some(mapping) = find_mapping(mappings, schema, table) else {
+            continue;
+        };
+        let (target_schema, target_table) = mapping.target(schema, table);
+        for row in &change.row_datas {
+            let image = if kind == RowKind::Delete {
+                &row.before_columns
+            } else {
+                &row.after_columns
+            };
+            let columns: Vec<ColumnValue> = image
+                .iter()
+                .filter(|c| mapping.keeps(c.name(), c.is_key()))
+                .map(value)
+                .collect();
+            let old_keys = if kind == RowKind::Update {
+                let before: Vec<ColumnValue> = row
+                    .before_columns
+                    .iter()
+                    .filter(|c| c.is_key())
+                    .map(value)
+                    .collect();
+                let after: Vec<ColumnValue> =
+                    columns.iter().filter(|c| c.is_key).cloned().collect();
+                (!before.is_empty() && before != after).then_some(before)
+            } else {
+                None
+            };
+            out.rows.push(RowEvent {
+                schema: target_schema.clone(),
+                table: target_table.clone(),
+                kind,
+                columns,
+                old_keys,
+                weight: mapping.mapping.weight,
+                execute_time: header.execute_time(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn value(c: &Column) -> ColumnValue {
+    ColumnValue {
+        name: c.name().to_string(),
+        value: (!c.is_null()).then(|| c.value().to_string()),
+        sql_type: c.sql_type(),
+        is_key: c.is_key(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Channel;
+    use canal_protocol::entry::{Header, RowData};
+
+    fn col(name: &str, v: &str, key: bool) -> Column {
+        Column {
+            name: Some(name.into()),
+            value: Some(v.into()),
+            is_key: Some(key),
+            is_null: Some(false),
+            sql_type: Some(if key { 4 } else { 12 }),
+            ..Default::default()
+        }
+    }
+
+    fn entry(table: &str, et: EventType, rows: Vec<RowData>) -> Bytes {
+        let rc = RowChange {
+            event_type: Some(et as i32),
+            is_ddl: Some(false),
+            row_datas: rows,
+            ..Default::default()
+        };
+        Entry {
+            header: Some(Header {
+                schema_name: Some("shop".into()),
+                table_name: Some(table.into()),
+                event_type: Some(et as i32),
+                execute_time: Some(5),
+                ..Default::default()
+            }),
+            entry_type: Some(EntryType::Rowdata as i32),
+            store_value: Some(rc.encode_to_vec().into()),
+        }
+        .encode_to_vec()
+        .into()
+    }
+
+    #[test]
+    fn maps_views_and_keeps_old_keys() {
+        let c = Channel::from_toml(include_str!("../../config/channel.toml")).unwrap();
+        let m = CompiledMapping::compile(&c.pipeline).unwrap();
+        let upd = RowData {
+            before_columns: vec![
+                col("id", "1", true),
+                col("email", "a", false),
+                col("password_hash", "x", false),
+            ],
+            after_columns: vec![
+                col("id", "2", true),
+                col("email", "b", false),
+                col("password_hash", "y", false),
+            ],
+            ..Default::default()
+        };
+        let other = RowData {
+            after_columns: vec![col("id", "9", true)],
+            ..Default::default()
+        };
+        let b = extract(
+            &[
+                entry("user", EventType::Update, vec![upd]),
+                entry("unmapped", EventType::Insert, vec![other]),
+            ],
+            &m,
+            false,
+        )
+        .unwrap();
+        assert_eq!(b.rows.len(), 1, "unmapped table dropped");
+        let r = &b.rows[0];
+        assert_eq!(
+            (r.schema.as_str(), r.table.as_str()),
+            ("shop_dr", "customer")
+        );
+        assert_eq!(r.kind, RowKind::Update);
+        let names: Vec<&str> = r.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["id", "email"], "password_hash excluded");
+        assert_eq!(r.old_keys.as_ref().unwrap()[0].value.as_deref(), Some("1"));
+        assert_eq!(r.weight, 1);
+    }
+}
