@@ -1,0 +1,220 @@
+//! `otter-manager`: stores Otter channel definitions in ZooKeeper and starts, pauses and stops them.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context, Result};
+use clap::{Parser, Subcommand};
+use otter_manager::{status_name, ApplyOutcome};
+use otter_node::model::{Channel, ChannelStatus};
+use zk_coord::ZkConfig;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "otter-manager",
+    version,
+    about = "Configure and control Otter channels through ZooKeeper",
+    after_help = "Channels are stored as JSON at /otter/channel/{cid}; live nodes register at /otter/node/{nid}.\n\
+                  Example: otter-manager --zk 127.0.0.1:2181 apply -f config/channel.toml && otter-manager start 1"
+)]
+struct Cli {
+    /// ZooKeeper servers, host:port[,host:port…][/chroot].
+    #[arg(
+        long,
+        global = true,
+        env = "OTTER_ZK",
+        default_value = "127.0.0.1:2181",
+        value_name = "SERVERS"
+    )]
+    zk: String,
+    /// ZooKeeper session timeout, ms.
+    #[arg(long, global = true, default_value_t = 10_000, value_name = "MS")]
+    zk_session_timeout_ms: u64,
+    /// How long to try to reach ZooKeeper before giving up, ms.
+    #[arg(long, global = true, default_value_t = 5_000, value_name = "MS")]
+    zk_connect_timeout_ms: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate a channel TOML file and store it (a stored channel keeps its status).
+    Apply {
+        /// The channel file, e.g. config/channel.toml.
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Start a channel: its pipelines run.
+    Start {
+        /// Channel id.
+        cid: u32,
+    },
+    /// Stop a channel.
+    Stop {
+        /// Channel id.
+        cid: u32,
+    },
+    /// Pause a channel: Select takes no new batches, batches in flight finish.
+    Pause {
+        /// Channel id.
+        cid: u32,
+    },
+    /// Print a channel as stored (pretty JSON).
+    Show {
+        /// Channel id.
+        cid: u32,
+    },
+    /// One line per channel: id, name, status, pipeline id, source → target.
+    List,
+    /// One line per live node: id and address.
+    Nodes,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn connect(cli: &Cli) -> Result<zookeeper_client::Client> {
+    let config = ZkConfig {
+        servers: cli.zk.clone(),
+        session_timeout_ms: cli.zk_session_timeout_ms,
+        connect_timeout_ms: cli.zk_connect_timeout_ms,
+        ..ZkConfig::default()
+    };
+    Ok(otter_manager::connect(&config).await?)
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Command::Apply { file } => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let channel =
+                Channel::from_toml(&text).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            let zk = connect(&cli).await?;
+            let outcome = otter_manager::apply(&zk, &channel).await?;
+            println!("{}", apply_line(channel.id, outcome));
+        }
+        Command::Start { cid } => set(&cli, *cid, ChannelStatus::Started).await?,
+        Command::Stop { cid } => set(&cli, *cid, ChannelStatus::Stopped).await?,
+        Command::Pause { cid } => set(&cli, *cid, ChannelStatus::Paused).await?,
+        Command::Show { cid } => {
+            let zk = connect(&cli).await?;
+            let channel = otter_manager::get(&zk, *cid).await?;
+            println!("{}", serde_json::to_string_pretty(&channel)?);
+        }
+        Command::List => {
+            let zk = connect(&cli).await?;
+            let channels = otter_manager::list(&zk).await?;
+            if channels.is_empty() {
+                eprintln!("no channels under {}", otter_manager::CHANNEL_ROOT);
+            }
+            for line in list_lines(&channels) {
+                println!("{line}");
+            }
+        }
+        Command::Nodes => {
+            let zk = connect(&cli).await?;
+            let nodes = otter_manager::nodes(&zk).await?;
+            if nodes.is_empty() {
+                eprintln!("no live nodes under {}", otter_manager::NODE_ROOT);
+            }
+            let w = nodes
+                .iter()
+                .map(|(n, _)| n.to_string().len())
+                .max()
+                .unwrap_or(0);
+            for (nid, addr) in nodes {
+                println!("{nid:<w$}  {addr}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn set(cli: &Cli, cid: u32, status: ChannelStatus) -> Result<()> {
+    let zk = connect(cli).await?;
+    otter_manager::set_status(&zk, cid, status).await?;
+    println!("channel {cid}: {}", status_name(status));
+    Ok(())
+}
+
+fn apply_line(cid: u32, outcome: ApplyOutcome) -> String {
+    format!(
+        "channel {cid} {} (status {})",
+        outcome.verb(),
+        status_name(outcome.status())
+    )
+}
+
+/// Aligned columns: id, name, status, `pipeline {pid}`, `source → target`.
+fn list_lines(channels: &[Channel]) -> Vec<String> {
+    let rows: Vec<[String; 5]> = channels
+        .iter()
+        .map(|c| {
+            [
+                c.id.to_string(),
+                if c.name.is_empty() {
+                    "-".to_string()
+                } else {
+                    c.name.clone()
+                },
+                status_name(c.status).to_string(),
+                format!("pipeline {}", c.pipeline.id),
+                format!(
+                    "{} → {}",
+                    c.pipeline.source.address, c.pipeline.target.address
+                ),
+            ]
+        })
+        .collect();
+    let mut widths = [0usize; 4];
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    rows.iter()
+        .map(|r| {
+            format!(
+                "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}",
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2],
+                w3 = widths[3]
+            )
+        })
+        .collect()
+}
