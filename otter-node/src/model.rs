@@ -237,7 +237,10 @@ impl Channel {
             return Err(err("pipeline.target.username", "must not be empty"));
         }
         if p.source.slave_id == 0 {
-            return Err(err("pipeline.source.slave_id", "must be a non-zero server id"));
+            return Err(err(
+                "pipeline.source.slave_id",
+                "must be a non-zero server id",
+            ));
         }
         if p.tables.is_empty() {
             return Err(err("pipeline.tables", "map at least one table"));
@@ -247,10 +250,16 @@ impl Channel {
             let re = Regex::new(&format!("^(?:{})$", t.source))
                 .map_err(|e| err(k("source"), format!("not a regex: {e}")))?;
             if !t.source.contains('.') {
-                return Err(err(k("source"), "must match schema.table, e.g. shop\\.user"));
+                return Err(err(
+                    k("source"),
+                    "must match schema.table, e.g. shop\\.user",
+                ));
             }
             drop(re);
-            for (f, v) in [("target_schema", &t.target_schema), ("target_table", &t.target_table)] {
+            for (f, v) in [
+                ("target_schema", &t.target_schema),
+                ("target_table", &t.target_table),
+            ] {
                 if let Some(v) = v {
                     if v.is_empty() || v.contains('`') || v.contains('.') {
                         return Err(err(k(f), "must be a plain identifier"));
@@ -291,9 +300,8 @@ impl CompiledMapping {
             .enumerate()
             .map(|(i, t)| {
                 Ok(Self {
-                    regex: Regex::new(&format!("^(?:{})$", t.source)).map_err(|e| {
-                        err(format!("pipeline.tables[{i}].source"), e.to_string())
-                    })?,
+                    regex: Regex::new(&format!("^(?:{})$", t.source))
+                        .map_err(|e| err(format!("pipeline.tables[{i}].source"), e.to_string()))?,
                     mapping: t.clone(),
                 })
             })
@@ -326,9 +334,14 @@ impl CompiledMapping {
         }
         let m = &self.mapping;
         if !m.include_columns.is_empty() {
-            return m.include_columns.iter().any(|c| c.eq_ignore_ascii_case(column));
+            return m
+                .include_columns
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(column));
         }
-        !m.exclude_columns.iter().any(|c| c.eq_ignore_ascii_case(column))
+        !m.exclude_columns
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(column))
     }
 }
 
@@ -361,7 +374,11 @@ mod tests {
         let bad = EXAMPLE.replace("parallelism = 5", "parallelism = 0");
         let e = Channel::from_toml(&bad).unwrap_err();
         assert_eq!(e.key, "pipeline.parallelism", "{e}");
-        let bad = EXAMPLE.replacen("source = \"shop\\\\.user\"", "source = \"shop\\\\.(user\"", 1);
+        let bad = EXAMPLE.replacen(
+            "source = \"shop\\\\.user\"",
+            "source = \"shop\\\\.(user\"",
+            1,
+        );
         let e = Channel::from_toml(&bad).unwrap_err();
         assert_eq!(e.key, "pipeline.tables[0].source", "{e}");
         let bad = EXAMPLE.replace("batch_size = 1000", "batch_size = 1000\nbogus = 1");
@@ -377,7 +394,10 @@ mod tests {
         let c = Channel::from_toml(EXAMPLE).unwrap();
         let m = CompiledMapping::compile(&c.pipeline).unwrap();
         let user = find_mapping(&m, "shop", "user").unwrap();
-        assert_eq!(user.target("shop", "user"), ("shop_dr".into(), "customer".into()));
+        assert_eq!(
+            user.target("shop", "user"),
+            ("shop_dr".into(), "customer".into())
+        );
         assert!(!user.keeps("password_hash", false));
         assert!(user.keeps("email", false));
         assert!(find_mapping(&m, "shop", "orders").is_some());

@@ -1,0 +1,70 @@
+//! The node's HTTP server: batch data for other nodes to pull, `/health`, `/metrics`.
+
+use std::net::SocketAddr;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::runtime::Registry;
+
+#[derive(Clone)]
+struct AppState {
+    registry: Registry,
+    prometheus: Option<PrometheusHandle>,
+}
+
+/// Serves on `listener` until `stop`: `GET /pipelines/{pid}/processes/{id}` (gzip'd batch JSON,
+/// 404 once acked or unknown), `GET /health`, `GET /metrics`.
+pub async fn serve(
+    listener: TcpListener,
+    registry: Registry,
+    prometheus: Option<PrometheusHandle>,
+    stop: CancellationToken,
+) {
+    let app = Router::new()
+        .route("/pipelines/{pid}/processes/{id}", get(batch))
+        .route("/health", get(|| async { "ok" }))
+        .route("/metrics", get(metrics_text))
+        .with_state(AppState {
+            registry,
+            prometheus,
+        });
+    let _ = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
+}
+
+async fn batch(State(s): State<AppState>, Path((pid, id)): Path<(u32, u64)>) -> impl IntoResponse {
+    let data = s
+        .registry
+        .lock()
+        .ok()
+        .and_then(|r| r.get(&(pid, id)).cloned());
+    match data {
+        Some(d) => (
+            StatusCode::OK,
+            [("content-type", "application/octet-stream")],
+            d.as_ref().clone(),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such batch here").into_response(),
+    }
+}
+
+async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
+    match &s.prometheus {
+        Some(h) => h.render().into_response(),
+        None => (StatusCode::NOT_FOUND, "metrics disabled").into_response(),
+    }
+}
+
+/// Binds `addr` (port 0 = any free port).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

@@ -1,0 +1,115 @@
+//! `otter-node`: runs the Select/Extract/Transform/Load stages of the pipelines that name this node.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use otter_node::runtime::{run_node, NodeOptions, Registry};
+use tokio_util::sync::CancellationToken;
+use zk_coord::ZkConfig;
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "Runs the stages of the Otter pipelines that name this node"
+)]
+struct Args {
+    /// This node's id (pipelines list node ids in select_nodes / load_nodes).
+    #[arg(long)]
+    id: u32,
+    /// ZooKeeper servers, host:port[,host:port…][/chroot].
+    #[arg(long, env = "OTTER_ZK", default_value = "127.0.0.1:2181")]
+    zk: String,
+    /// ZooKeeper session timeout, ms.
+    #[arg(long, default_value_t = 10_000)]
+    zk_session_timeout_ms: u64,
+    /// A standby waits this long after the mainstem node vanished before taking over, ms.
+    #[arg(long, default_value_t = 5_000)]
+    grace_ms: u64,
+    /// HTTP address to bind (batch data for other nodes, /health, /metrics).
+    #[arg(long, default_value = "127.0.0.1:2088")]
+    http: SocketAddr,
+    /// Address other nodes use to reach --http (default: the bound address).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Schema histories of the embedded Select destinations.
+    #[arg(long, default_value = "otter-data")]
+    data_dir: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("otter-node: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("otter-node: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let zk = ZkConfig {
+        servers: args.zk.clone(),
+        session_timeout_ms: args.zk_session_timeout_ms,
+        grace_ms: args.grace_ms,
+        ..Default::default()
+    };
+    zk.validate().context("ZooKeeper settings")?;
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .ok();
+    let listener = otter_node::http::bind(args.http)
+        .await
+        .with_context(|| format!("--http {}", args.http))?;
+    let bound = listener.local_addr()?;
+    let advertise = args.advertise.clone().unwrap_or_else(|| bound.to_string());
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("--data-dir {}", args.data_dir.display()))?;
+    let stop = CancellationToken::new();
+    let registry: Registry = Arc::default();
+    tokio::spawn(otter_node::http::serve(
+        listener,
+        registry.clone(),
+        prometheus,
+        stop.clone(),
+    ));
+    let node = tokio::spawn(run_node(
+        NodeOptions {
+            id: args.id,
+            zk,
+            http_address: advertise.clone(),
+            data_dir: args.data_dir.clone(),
+        },
+        registry,
+        stop.clone(),
+    ));
+    tracing::info!(node = args.id, http = %advertise, "otter-node ready");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    stop.cancel();
+    let _ = node.await;
+    // Give running stages a moment to release their ZooKeeper nodes.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    Ok(())
+}
