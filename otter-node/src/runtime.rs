@@ -392,6 +392,13 @@ async fn select_once(
             .map_err(|e| e.to_string())?;
     }
     let mappings = CompiledMapping::compile(p).map_err(|e| e.to_string())?;
+    if let Err((e, definition)) = check_targets(p, &mappings).await {
+        if definition {
+            error!(error = %e, "the pipeline cannot run: fix the target table; checked again in 30 s");
+            pause(stop, Duration::from_secs(30)).await;
+        }
+        return Err(e);
+    }
     let dest = paths::destination(pid);
     let config = DestinationConfig {
         address: p.source.address.clone(),
@@ -685,17 +692,41 @@ async fn load_loop(
                 .map(|()| checked.extend(tables))
                 .map_err(|e| e.to_string())
         };
+        // The load stops (its transaction is not committed) as soon as this node no longer
+        // holds the batch: the lock vanished with an expired session, or a new mainstem discarded
+        // the process to redo it. Otherwise a stale batch could commit after a newer one.
+        let held = stop.child_token();
+        let watcher = tokio::spawn(watch_lock(
+            zk.clone(),
+            format!("{proc_path}/lock"),
+            held.clone(),
+        ));
         let outcome = match outcome {
             Ok(()) => loader
-                .load(&batch, stop)
+                .load(&batch, &held)
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
+        watcher.abort();
         if stop.is_cancelled() {
             let _ = zk.delete(&format!("{proc_path}/lock"), None).await;
             return Ok(());
+        }
+        if held.is_cancelled() {
+            warn!(
+                process = id,
+                "lost the batch while loading it; it is redone"
+            );
+            // If the lock is still ours (ZooKeeper was only slow to confirm), let anyone retake it.
+            let lock = format!("{proc_path}/lock");
+            if let Ok((data, stat)) = zk.get_data(&lock).await {
+                if data == opts.id.to_string().as_bytes() {
+                    let _ = zk.delete(&lock, Some(stat.version)).await;
+                }
+            }
+            continue;
         }
         let termin = match &outcome {
             Ok(()) => Termin {
@@ -730,6 +761,80 @@ async fn load_loop(
             rows_total.increment(1);
         } else if pause(stop, Duration::from_secs(1)).await {
             return Ok(());
+        }
+    }
+}
+
+/// Every source table the mappings take has a target table with a primary key (checked before
+/// Select starts, so a wrong definition is a clear error at start rather than a stuck batch).
+async fn check_targets(
+    p: &crate::model::Pipeline,
+    mappings: &[CompiledMapping],
+) -> Result<(), (String, bool)> {
+    use mysql_async::prelude::Queryable;
+    let transient = |e: String| (e, false);
+    let (host, port) = p
+        .source
+        .address
+        .rsplit_once(':')
+        .and_then(|(h, port)| port.parse::<u16>().ok().map(|port| (h.to_string(), port)))
+        .ok_or_else(|| {
+            (
+                format!("source address {:?} is not host:port", p.source.address),
+                true,
+            )
+        })?;
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(host)
+        .tcp_port(port)
+        .user(Some(p.source.username.clone()))
+        .pass(Some(p.source.password.clone()))
+        .prefer_socket(false);
+    let mut conn = mysql_async::Conn::new(opts)
+        .await
+        .map_err(|e| transient(format!("source {}: {e}", p.source.address)))?;
+    let tables: Vec<(String, String)> = conn
+        .query(
+            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
+             WHERE TABLE_TYPE = 'BASE TABLE'",
+        )
+        .await
+        .map_err(|e| transient(format!("source {}: listing tables: {e}", p.source.address)))?;
+    let _ = conn.disconnect().await;
+    let targets: Vec<(String, String)> = tables
+        .iter()
+        .filter_map(|(s, t)| crate::model::find_mapping(mappings, s, t).map(|m| m.target(s, t)))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let loader = Loader::new(&p.target).map_err(|e| (e.to_string(), true))?;
+    let r = loader.check_tables(&targets).await.map_err(|e| {
+        let definition = matches!(
+            e,
+            crate::load::LoadError::NoPrimaryKey { .. } | crate::load::LoadError::NoTable { .. }
+        );
+        (e.to_string(), definition)
+    });
+    loader.close().await;
+    r
+}
+
+/// Cancels `held` once `lock` is gone or ZooKeeper cannot confirm it.
+async fn watch_lock(zk: Client, lock: String, held: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = held.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        match tokio::time::timeout(Duration::from_secs(2), zk.check_stat(&lock)).await {
+            Ok(Ok(Some(_))) => {}
+            _ => {
+                held.cancel();
+                return;
+            }
         }
     }
 }

@@ -274,3 +274,42 @@ async fn target_down_for_30_s_then_back_catches_up() {
     workload(&src, 3).await;
     wait_equal(&src, &dst, Duration::from_secs(180), &[&node]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_table_without_primary_key_is_refused_at_start() {
+    harness::init_tracing();
+    let src = source().await;
+    let dst = MariaDb::start().await.unwrap();
+    dst.exec(
+        "CREATE DATABASE shop_dr;
+         CREATE TABLE shop_dr.customer (id INT, email VARCHAR(60), name VARCHAR(40),
+           balance DECIMAL(12,2), born DATE);
+         CREATE TABLE shop_dr.orders (id BIGINT PRIMARY KEY, user_id INT, amount DOUBLE, note TEXT);
+         CREATE TABLE shop_dr.order_line (order_id BIGINT, line INT, qty INT, PRIMARY KEY (order_id, line))",
+    )
+    .await
+    .unwrap();
+    let zk = ZooKeeper::start().await.unwrap();
+    let c = channel(&src, &dst, &[1], &[1]).await;
+    publish(&zk, &c).await;
+    let dir = TestDir::new("otter-no-pk").unwrap();
+    let node = Node::start(&dir, 1, &zk);
+    src.exec("INSERT INTO shop.orders VALUES (1, 1, 1, 'x')")
+        .await
+        .unwrap();
+    let t = Instant::now();
+    while !node.log().contains("has no primary key") {
+        assert!(t.elapsed() < Duration::from_secs(60), "{}", node.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        node.log().contains("shop_dr`.`customer") || node.log().contains("shop_dr.customer"),
+        "{}",
+        node.log()
+    );
+    let n: Vec<i64> = dst
+        .query("SELECT COUNT(*) FROM shop_dr.orders")
+        .await
+        .unwrap();
+    assert_eq!(n, vec![0], "nothing runs until the definition is fixed");
+}
