@@ -58,6 +58,9 @@ impl RowEvent {
 pub struct DdlEvent {
     /// Schema the statement ran in on the source (the target's after Transform).
     pub schema: String,
+    /// Table the statement names, if any (the target's after Transform).
+    #[serde(default)]
+    pub table: String,
     /// The statement.
     pub sql: String,
     /// Binlog event time, ms since the epoch.

@@ -1,8 +1,9 @@
 //! Extract and Transform: Canal entries of a Select batch → rows for Load.
 //!
-//! Extract drops rows of tables outside the pipeline's mappings and applies each mapping's column
-//! view (key columns always stay). Transform renames schema/table to the target and, for an
-//! UPDATE that changed the primary key, keeps the old key values so Load can delete the old row.
+//! [`extract`] (near the source) drops rows of tables outside the pipeline's mappings, applies
+//! each mapping's column view (key columns always stay) and, for an UPDATE that changed the
+//! primary key, keeps the old key values so Load can delete the old row. [`transform`] (near the
+//! target) renames schema/table to the target's.
 
 use bytes::Bytes;
 use canal_protocol::entry::{Column, Entry, EntryType, EventType, RowChange};
@@ -24,9 +25,9 @@ pub enum ExtractError {
     },
 }
 
-/// Extracts and transforms the serialized entries of one Select batch.
+/// Extracts the serialized entries of one Select batch; names stay the source's.
 ///
-/// DDL of mapped schemas becomes [`LoadBatch::ddl`] when `ddl_sync` is on (Select's store keeps
+/// DDL of mapped tables becomes [`LoadBatch::ddl`] when `ddl_sync` is on (Select's store keeps
 /// DDL alone in its batch); otherwise DDL is dropped.
 pub fn extract(
     entries: &[Bytes],
@@ -46,19 +47,16 @@ pub fn extract(
         let schema = header.schema_name();
         let table = header.table_name();
         if change.is_ddl() {
-            if ddl_sync && !change.sql().is_empty() {
-                let target_schema = mappings
-                    .iter()
-                    .find(|m| m.matches(schema, table))
-                    .map(|m| m.target(schema, table).0)
-                    .unwrap_or_else(|| schema.to_string());
-                if mappings.iter().any(|m| m.matches(schema, table)) {
-                    out.ddl = Some(DdlEvent {
-                        schema: target_schema,
-                        sql: change.sql().to_string(),
-                        execute_time: header.execute_time(),
-                    });
-                }
+            if ddl_sync
+                && !change.sql().is_empty()
+                && find_mapping(mappings, schema, table).is_some()
+            {
+                out.ddl = Some(DdlEvent {
+                    schema: schema.to_string(),
+                    table: table.to_string(),
+                    sql: change.sql().to_string(),
+                    execute_time: header.execute_time(),
+                });
             }
             continue;
         }
@@ -75,7 +73,6 @@ pub fn extract(
         let Some(mapping) = find_mapping(mappings, schema, table) else {
             continue;
         };
-        let (target_schema, target_table) = mapping.target(schema, table);
         for row in &change.row_datas {
             let image = if kind == RowKind::Delete {
                 &row.before_columns
@@ -101,8 +98,8 @@ pub fn extract(
                 None
             };
             out.rows.push(RowEvent {
-                schema: target_schema.clone(),
-                table: target_table.clone(),
+                schema: schema.to_string(),
+                table: table.to_string(),
                 kind,
                 columns,
                 old_keys,
@@ -112,6 +109,25 @@ pub fn extract(
         }
     }
     Ok(out)
+}
+
+/// Renames the rows (and DDL schema) of an extracted batch to the target's schema/table.
+pub fn transform(mut batch: LoadBatch, mappings: &[CompiledMapping]) -> LoadBatch {
+    for r in &mut batch.rows {
+        if let Some(m) = find_mapping(mappings, &r.schema, &r.table) {
+            let (s, t) = m.target(&r.schema, &r.table);
+            r.schema = s;
+            r.table = t;
+        }
+    }
+    if let Some(d) = &mut batch.ddl {
+        if let Some(m) = find_mapping(mappings, &d.schema, &d.table) {
+            let (s, t) = m.target(&d.schema, &d.table);
+            d.schema = s;
+            d.table = t;
+        }
+    }
+    batch
 }
 
 fn value(c: &Column) -> ColumnValue {
@@ -193,6 +209,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(b.rows.len(), 1, "unmapped table dropped");
+        assert_eq!(b.rows[0].table, "user", "extract keeps source names");
+        let b = transform(b, &m);
         let r = &b.rows[0];
         assert_eq!(
             (r.schema.as_str(), r.table.as_str()),

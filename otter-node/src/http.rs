@@ -11,7 +11,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::Registry;
+use crate::runtime::{Registry, Stage};
 
 #[derive(Clone)]
 struct AppState {
@@ -19,7 +19,8 @@ struct AppState {
     prometheus: Option<PrometheusHandle>,
 }
 
-/// Serves on `listener` until `stop`: `GET /pipelines/{pid}/processes/{id}` (gzip'd batch JSON,
+/// Serves on `listener` until `stop`: `GET /pipelines/{pid}/processes/{id}/{stage}` (the
+/// gzip'd data a stage produced,
 /// 404 once acked or unknown), `GET /health`, `GET /metrics`.
 pub async fn serve(
     listener: TcpListener,
@@ -28,7 +29,7 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let app = Router::new()
-        .route("/pipelines/{pid}/processes/{id}", get(batch))
+        .route("/pipelines/{pid}/processes/{id}/{stage}", get(batch))
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(metrics_text))
         .with_state(AppState {
@@ -40,12 +41,11 @@ pub async fn serve(
         .await;
 }
 
-async fn batch(State(s): State<AppState>, Path((pid, id)): Path<(u32, u64)>) -> impl IntoResponse {
-    let data = s
-        .registry
-        .lock()
-        .ok()
-        .and_then(|r| r.get(&(pid, id)).cloned());
+async fn batch(
+    State(s): State<AppState>,
+    Path((pid, id, stage)): Path<(u32, u64, String)>,
+) -> impl IntoResponse {
+    let data = Stage::parse(&stage).and_then(|st| s.registry.get(pid, id, st));
     match data {
         Some(d) => (
             StatusCode::OK,

@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
@@ -83,7 +82,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("--data-dir {}", args.data_dir.display()))?;
     let stop = CancellationToken::new();
-    let registry: Registry = Arc::default();
+    let registry = Registry::default();
     tokio::spawn(otter_node::http::serve(
         listener,
         registry.clone(),

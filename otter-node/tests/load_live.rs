@@ -343,6 +343,7 @@ async fn check_tables_and_ddl() {
         rows: Vec::new(),
         ddl: Some(DdlEvent {
             schema: schema.into(),
+            table: String::new(),
             sql: sql.into(),
             execute_time: 0,
         }),
