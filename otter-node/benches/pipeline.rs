@@ -1,0 +1,1356 @@
+//! The otter pipeline end to end: a source MariaDB → one `otter-node` (Select, Extract, Transform
+//! and Load on node 1, scheduled through a real ZooKeeper) → a target MariaDB, against the
+//! target's own upsert ceiling measured in the same run.
+//!
+//! `cargo bench -p otter-node --bench pipeline`:
+//!
+//! 1. starts a source and a target MariaDB and a ZooKeeper through the test harness;
+//! 2. the baseline: the target's upsert ceiling. The workload's row changes, written straight into
+//!    a fresh target table of the same shape the way Load writes them (multi-row
+//!    `INSERT … ON DUPLICATE KEY UPDATE` of 500 rows with every column for inserts and updates,
+//!    `DELETE … WHERE id IN (…500 keys)` for deletes), one autocommit transaction per statement,
+//!    on one connection (Load's parallelism for a single table) and again on two;
+//! 3. for each of `BENCH_BATCH_SIZES` (entries per Select batch, default `200,4000,1000`; 1000
+//!    is `config/channel.toml`'s): a fresh table pair and channel (`BENCH_PARALLELISM` = 5, the
+//!    shipped `config/channel.toml` otherwise) started at the source's binlog end, a fresh
+//!    `otter-node` (the release binary cargo built for this bench), a warm-up row waited for at
+//!    the target, then the workload written on the source as fast as it takes it: `BENCH_ROWS`
+//!    (200 000) inserts in 500-row statements, updates of 3/8 of them and deletes of 1/8 (5 000
+//!    rows per statement): 1.5 × `BENCH_ROWS` row changes. The clock runs from the first write to
+//!    the target being equal to the source (COUNT(*) polled every 100 ms, then a CRC32 checksum
+//!    of every column on both sides);
+//! 4. delay: on the last channel, `BENCH_LAT_RATE` (500) single-row inserts per second for
+//!    `BENCH_LAT_SECS` (10) s, each row carrying its send time; the bench polls the target every
+//!    5 ms and records when each row appears.
+//!
+//! CPU time of every process (node, both MariaDBs, ZooKeeper, the bench) is read from /proc around
+//! each phase. `BENCH_PERF=/path/perf.data` attaches `perf record -g` to the node during the
+//! throughput phase of the last batch size (`BENCH_PERF_CALLGRAPH=dwarf`: `--call-graph dwarf
+//! -F 499` instead of `-g`); `BENCH_SKIP_LATENCY=1`; `BENCH_NODE_BIN` runs another otter-node
+//! binary and `BENCH_TREE` then says what it was built from. docs/PERFORMANCE.md gets its section
+//! (between the `otter:begin`/`otter:end` markers) from full runs (≥ 200 000 inserts, delay
+//! measured).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use harness::{ManagedProcess, MariaDb, MariaDbOptions, TestDir, ZooKeeper};
+use mysql_async::prelude::Queryable;
+use otter_node::model::{Channel, ChannelStatus, TableMapping};
+
+const DOC_BEGIN: &str =
+    "<!-- otter:begin (written by `cargo bench -p otter-node --bench pipeline`) -->";
+const DOC_END: &str = "<!-- otter:end -->";
+const HEADING: &str = "## Otter pipeline: MariaDB → otter-node → MariaDB\n\n\
+Reproduce with:\n\n```sh\ncargo bench -p otter-node --bench pipeline\n```";
+
+/// Rows per INSERT / DELETE statement (Load's `CHUNK_ROWS`).
+const CHUNK: u64 = 500;
+/// Rows per UPDATE / DELETE statement on the source.
+const SOURCE_CHUNK: u64 = 5_000;
+/// Ids of the latency rows start here.
+const LAT_BASE: u64 = 10_000_000;
+/// The 9 columns, in table order.
+const COLUMNS: &str = "id, customer_id, email, amount, created_at, qty, note, flag, sent_us";
+const CREATE: &str = "(
+  id BIGINT NOT NULL PRIMARY KEY,
+  customer_id INT NOT NULL,
+  email VARCHAR(64) NOT NULL,
+  amount DECIMAL(12,2) NOT NULL,
+  created_at DATETIME(3) NOT NULL,
+  qty INT NOT NULL,
+  note VARCHAR(255) NULL,
+  flag TINYINT NOT NULL,
+  sent_us BIGINT NOT NULL
+) ENGINE=InnoDB";
+
+fn main() -> ExitCode {
+    // `cargo bench` passes `--bench`; a harness-less bench ignores it.
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pipeline bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn env_num<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{name}={v} is not a number")),
+        Err(_) => Ok(default),
+    }
+}
+
+fn env_flag(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| v == "1")
+}
+
+/// The workload's size: `inserts` rows, then `updates` of ids 1.., then `deletes` of the last ids.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    inserts: u64,
+    updates: u64,
+    deletes: u64,
+}
+
+impl Shape {
+    fn new(inserts: u64) -> Self {
+        Shape {
+            inserts,
+            updates: inserts * 3 / 8,
+            deletes: inserts / 8,
+        }
+    }
+    fn total(&self) -> u64 {
+        self.inserts + self.updates + self.deletes
+    }
+    /// Rows left after the workload (not counting warm-up rows).
+    fn remaining(&self) -> u64 {
+        self.inserts - self.deletes
+    }
+    fn first_deleted(&self) -> u64 {
+        self.inserts - self.deletes + 1
+    }
+}
+
+/// `2024-MM-DD hh:mm:ss.mmm` for row `id`.
+fn created_at(id: u64) -> String {
+    format!(
+        "2024-{:02}-{:02} {:02}:{:02}:{:02}.{:03}",
+        1 + id % 12,
+        1 + id % 28,
+        id % 24,
+        id % 60,
+        (id / 7) % 60,
+        id % 1000
+    )
+}
+
+/// The row's values as a SQL tuple; `updated` gives the image after the workload's UPDATE.
+fn tuple(id: u64, updated: bool) -> String {
+    let cents = (id % 100_000) * 7 % 10_000_000 + if updated { 125 } else { 0 };
+    let qty = id % 97 + u64::from(updated);
+    let note = if updated {
+        format!("'upd {id}'")
+    } else if id % 10 == 0 {
+        "NULL".to_string()
+    } else {
+        format!(
+            "'order note {id}: {}'",
+            "abcdefgh".repeat(1 + (id % 8) as usize)
+        )
+    };
+    format!(
+        "({id},{},'customer-{id}@example.com',{}.{:02},'{}',{qty},{note},{},0)",
+        id % 50_000 + 1,
+        cents / 100,
+        cents % 100,
+        created_at(id),
+        id % 2
+    )
+}
+
+fn values(ids: impl Iterator<Item = u64>, updated: bool) -> String {
+    ids.map(|id| tuple(id, updated))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Load's upsert statement shape for `table`.
+fn upsert(table: &str, ids: impl Iterator<Item = u64>, updated: bool) -> String {
+    let assign: Vec<String> = COLUMNS
+        .split(", ")
+        .filter(|c| *c != "id")
+        .map(|c| format!("`{c}`=VALUES(`{c}`)"))
+        .collect();
+    let cols: Vec<String> = COLUMNS.split(", ").map(|c| format!("`{c}`")).collect();
+    format!(
+        "INSERT INTO {table} ({}) VALUES {} ON DUPLICATE KEY UPDATE {}",
+        cols.join(","),
+        values(ids, updated),
+        assign.join(",")
+    )
+}
+
+/// The checksum both sides are compared with.
+fn checksum_sql(table: &str) -> String {
+    format!(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(CRC32(CONCAT_WS('|', id, customer_id, email, amount, \
+         created_at, qty, IFNULL(note, '∅'), flag, sent_us))), 0) AS CHAR) FROM {table}"
+    )
+}
+
+async fn checksum(db: &MariaDb, table: &str) -> Result<(u64, String)> {
+    let r: Vec<(u64, String)> = db.query(&checksum_sql(table)).await?;
+    r.into_iter().next().context("checksum: no row")
+}
+
+async fn count(conn: &mut mysql_async::Conn, table: &str) -> Result<u64> {
+    let n: Option<u64> = conn
+        .query_first(format!("SELECT COUNT(*) FROM {table}"))
+        .await?;
+    Ok(n.unwrap_or(0))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes and CPU time
+
+/// utime + stime of a process, in seconds (0 when it is gone).
+fn cpu_secs(pid: u32) -> f64 {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = text.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// The processes whose CPU time is accounted, by name.
+#[derive(Clone)]
+struct Pids(Vec<(&'static str, u32)>);
+
+impl Pids {
+    fn snapshot(&self) -> Vec<f64> {
+        self.0.iter().map(|(_, p)| cpu_secs(*p)).collect()
+    }
+    /// `name a.aa s, …` of the CPU used since `before`.
+    fn since(&self, before: &[f64]) -> Vec<(&'static str, f64)> {
+        self.0
+            .iter()
+            .zip(before)
+            .map(|((n, p), b)| (*n, cpu_secs(*p) - b))
+            .collect()
+    }
+}
+
+fn cpu_text(cpu: &[(&str, f64)], wall: f64) -> String {
+    let total: f64 = cpu.iter().map(|(_, c)| c).sum();
+    let parts: Vec<String> = cpu.iter().map(|(n, c)| format!("{n} {c:.1} s")).collect();
+    format!(
+        "{} = {total:.1} s CPU in {wall:.1} s wall ({:.0}% of the {} CPUs)",
+        parts.join(", "),
+        100.0 * total / wall / nproc() as f64,
+        nproc()
+    )
+}
+
+fn nproc() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A free loopback port (bound and released).
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+struct Node {
+    process: ManagedProcess,
+    log: PathBuf,
+    http: u16,
+}
+
+impl Node {
+    fn start(bin: &Path, dir: &TestDir, id: u32, zk: &ZooKeeper, label: &str) -> Result<Node> {
+        let log = dir.path().join(format!("node-{label}.log"));
+        let data = dir.path().join(format!("data-{label}"));
+        let http = free_port()?;
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "--id",
+            &id.to_string(),
+            "--zk",
+            &zk.connect_string(),
+            "--http",
+            &format!("127.0.0.1:{http}"),
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("RUST_LOG", "info");
+        let process = ManagedProcess::start(format!("otter-node-{label}"), cmd, &log)?;
+        Ok(Node { process, log, http })
+    }
+
+    fn pid(&self) -> u32 {
+        self.process.pid().unwrap_or(0)
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// The node's `otter_*` counters from `/metrics`.
+    async fn metrics(&self) -> BTreeMap<String, f64> {
+        let url = format!("http://127.0.0.1:{}/metrics", self.http);
+        let text = match reqwest::get(&url).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        text.lines()
+            .filter(|l| l.starts_with("otter_"))
+            .filter_map(|l| {
+                let (k, v) = l.rsplit_once(' ')?;
+                let name = k.split('{').next()?.to_string();
+                Some((name, v.parse().ok()?))
+            })
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Baseline
+
+struct Ceiling {
+    connections: usize,
+    secs: f64,
+    rows_per_sec: f64,
+    target_cpu: f64,
+}
+
+/// The workload's row changes written into `table` on the target as Load writes them.
+fn ceiling_statements(table: &str, s: Shape) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut from = 1;
+    while from <= s.inserts {
+        let to = (from + CHUNK - 1).min(s.inserts);
+        out.push(upsert(table, from..=to, false));
+        from = to + 1;
+    }
+    let mut from = 1;
+    while from <= s.updates {
+        let to = (from + CHUNK - 1).min(s.updates);
+        out.push(upsert(table, from..=to, true));
+        from = to + 1;
+    }
+    let mut from = s.first_deleted();
+    while from <= s.inserts {
+        let to = (from + CHUNK - 1).min(s.inserts);
+        let ids: Vec<String> = (from..=to).map(|i| i.to_string()).collect();
+        out.push(format!(
+            "DELETE FROM {table} WHERE `id` IN ({})",
+            ids.join(",")
+        ));
+        from = to + 1;
+    }
+    out
+}
+
+/// Runs the statements on `connections` connections: each phase (upserts of new rows, upserts of
+/// existing rows, deletes) split round-robin, phases in order.
+async fn run_ceiling(
+    dst: &MariaDb,
+    table: &str,
+    s: Shape,
+    connections: usize,
+    dst_pid: u32,
+) -> Result<Ceiling> {
+    dst.exec(&format!(
+        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} {CREATE}"
+    ))
+    .await?;
+    let statements = ceiling_statements(table, s);
+    let phase_len = [
+        s.inserts.div_ceil(CHUNK) as usize,
+        s.updates.div_ceil(CHUNK) as usize,
+        s.deletes.div_ceil(CHUNK) as usize,
+    ];
+    let mut conns = Vec::new();
+    for _ in 0..connections {
+        conns.push(dst.conn().await?);
+    }
+    let cpu0 = cpu_secs(dst_pid);
+    let started = Instant::now();
+    let mut rest = &statements[..];
+    for len in phase_len {
+        let (phase, after) = rest.split_at(len);
+        rest = after;
+        let work = conns.iter_mut().enumerate().map(|(k, conn)| async move {
+            for sql in phase.iter().skip(k).step_by(connections) {
+                conn.query_drop(sql).await?;
+            }
+            Ok::<_, mysql_async::Error>(())
+        });
+        for r in futures::future::join_all(work).await {
+            r?;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let target_cpu = cpu_secs(dst_pid) - cpu0;
+    for c in conns {
+        c.disconnect().await?;
+    }
+    let (n, _) = checksum(dst, table).await?;
+    if n != s.remaining() {
+        bail!(
+            "ceiling: {table} holds {n} rows, expected {}",
+            s.remaining()
+        );
+    }
+    Ok(Ceiling {
+        connections,
+        secs,
+        rows_per_sec: s.total() as f64 / secs,
+        target_cpu,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The pipeline
+
+struct Throughput {
+    batch_size: u32,
+    secs: f64,
+    write_secs: f64,
+    rows_per_sec: f64,
+    binlog_bytes: u64,
+    cpu: Vec<(&'static str, f64)>,
+    metrics: BTreeMap<String, f64>,
+    /// (seconds since the first write, rows at the target) every second.
+    progress: Vec<(f64, u64)>,
+}
+
+struct Run {
+    node: Node,
+    source_table: String,
+    target_table: String,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start_pipeline(
+    bin: &Path,
+    dir: &TestDir,
+    src: &MariaDb,
+    dst: &MariaDb,
+    zk: &ZooKeeper,
+    k: u32,
+    batch_size: u32,
+    parallelism: u32,
+) -> Result<Run> {
+    let source_table = format!("bench.t{k}");
+    let target_table = format!("bench_dr.t{k}");
+    src.exec(&format!("CREATE TABLE {source_table} {CREATE}"))
+        .await?;
+    dst.exec(&format!("CREATE TABLE {target_table} {CREATE}"))
+        .await?;
+    let mut c = Channel::from_toml(include_str!("../../config/channel.toml"))?;
+    let user = src.replication_user().cloned().unwrap_or_default();
+    let start = src.master_status().await?;
+    c.id = k;
+    c.name = format!("bench-{k}");
+    let p = &mut c.pipeline;
+    p.id = k;
+    p.source.address = src.addr().to_string();
+    p.source.username = user.user;
+    p.source.password = user.password;
+    p.source.slave_id = 3300 + k;
+    p.source.journal_name = start.file;
+    p.source.position = Some(start.position);
+    p.target.address = dst.addr().to_string();
+    p.target.username = "root".into();
+    p.target.password = String::new();
+    p.select_nodes = vec![1];
+    p.load_nodes = vec![1];
+    p.batch_size = batch_size;
+    p.parallelism = parallelism;
+    p.tables = vec![TableMapping {
+        source: format!("bench\\.t{k}"),
+        target_schema: Some("bench_dr".into()),
+        target_table: None,
+        include_columns: Vec::new(),
+        exclude_columns: Vec::new(),
+        weight: 1,
+    }];
+    c.status = ChannelStatus::Started;
+    c.validate()?;
+    let client = zk.client(Duration::from_secs(10)).await?;
+    zk_coord::put_persistent(&client, &otter_node::paths::channel(c.id), &c.to_json()).await?;
+    let mut node = Node::start(bin, dir, 1, zk, &format!("b{batch_size}"))?;
+    // Running once the node holds the mainstem and a warm-up row went through.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mainstem = otter_node::paths::mainstem(c.id, c.pipeline.id);
+    while client.check_stat(&mainstem).await?.is_none() {
+        if let Some(st) = node.process.try_exit_status() {
+            bail!("otter-node exited with {st}: {}", node.log_tail());
+        }
+        if Instant::now() > deadline {
+            bail!("no mainstem after 60 s: {}", node.log_tail());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    src.exec(&format!(
+        "INSERT INTO {source_table} ({COLUMNS}) VALUES {}",
+        tuple(0, false)
+    ))
+    .await?;
+    let mut conn = dst.conn().await?;
+    while count(&mut conn, &target_table).await? == 0 {
+        if Instant::now() > deadline {
+            bail!(
+                "the warm-up row did not arrive in 60 s: {}",
+                node.log_tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    conn.disconnect().await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(Run {
+        node,
+        source_table,
+        target_table,
+    })
+}
+
+/// Writes the workload on the source; returns the binlog bytes it took.
+async fn write_workload(src: &MariaDb, table: &str, s: Shape) -> Result<u64> {
+    let before = src.master_status().await?;
+    let mut conn = src.conn().await?;
+    let mut from = 1;
+    while from <= s.inserts {
+        let to = (from + CHUNK - 1).min(s.inserts);
+        conn.query_drop(format!(
+            "INSERT INTO {table} ({COLUMNS}) VALUES {}",
+            values(from..=to, false)
+        ))
+        .await?;
+        from = to + 1;
+    }
+    let mut affected = 0;
+    let mut from = 1;
+    while from <= s.updates {
+        let to = (from + SOURCE_CHUNK - 1).min(s.updates);
+        conn.query_drop(format!(
+            "UPDATE {table} SET amount = amount + 1.25, qty = qty + 1, note = CONCAT('upd ', id) \
+             WHERE id BETWEEN {from} AND {to}"
+        ))
+        .await?;
+        affected += conn.affected_rows();
+        from = to + 1;
+    }
+    if affected != s.updates {
+        bail!(
+            "the updates changed {affected} rows, expected {}",
+            s.updates
+        );
+    }
+    let mut affected = 0;
+    let mut from = s.first_deleted();
+    while from <= s.inserts {
+        let to = (from + SOURCE_CHUNK - 1).min(s.inserts);
+        conn.query_drop(format!(
+            "DELETE FROM {table} WHERE id BETWEEN {from} AND {to}"
+        ))
+        .await?;
+        affected += conn.affected_rows();
+        from = to + 1;
+    }
+    if affected != s.deletes {
+        bail!(
+            "the deletes removed {affected} rows, expected {}",
+            s.deletes
+        );
+    }
+    conn.disconnect().await?;
+    let after = src.master_status().await?;
+    Ok(if after.file == before.file {
+        after.position - before.position
+    } else {
+        0
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn measure_throughput(
+    run: &Run,
+    src: &MariaDb,
+    dst: &MariaDb,
+    s: Shape,
+    batch_size: u32,
+    pids: &Pids,
+    perf: Option<&Path>,
+) -> Result<Throughput> {
+    let perf_child = match perf {
+        Some(out) => Some(
+            Command::new("perf")
+                .arg("record")
+                .args(match std::env::var("BENCH_PERF_CALLGRAPH") {
+                    Ok(mode) => vec!["--call-graph".to_string(), mode, "-F".into(), "499".into()],
+                    Err(_) => vec!["-g".to_string()],
+                })
+                .args(["-q", "-p", &run.node.pid().to_string(), "-o"])
+                .arg(out)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("run perf")?,
+        ),
+        None => None,
+    };
+    if perf_child.is_some() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let cpu0 = pids.snapshot();
+    let m0 = run.node.metrics().await;
+    let started = Instant::now();
+    let writer = write_workload(src, &run.source_table, s);
+    // Target rows once the workload is applied: the warm-up row + what remains.
+    let expected = s.remaining() + 1;
+    let poller = async {
+        let mut conn = dst.conn().await?;
+        let mut progress = Vec::new();
+        let mut next_sample = 0.0;
+        let mut last_change = Instant::now();
+        let mut last = 0;
+        loop {
+            let n = count(&mut conn, &run.target_table).await?;
+            let t = started.elapsed().as_secs_f64();
+            if t >= next_sample {
+                progress.push((t, n));
+                next_sample += 1.0;
+            }
+            if n != last {
+                last = n;
+                last_change = Instant::now();
+            }
+            // COUNT(*) only reaches the final value after the last delete (it rises with the
+            // inserts, then falls): then the checksum decides.
+            if n == expected {
+                let (a, b) = (
+                    checksum(src, &run.source_table).await?,
+                    checksum(dst, &run.target_table).await?,
+                );
+                if a == b {
+                    conn.disconnect().await?;
+                    return Ok::<_, anyhow::Error>((t, progress));
+                }
+            }
+            if last_change.elapsed() > Duration::from_secs(120) {
+                bail!(
+                    "the target stalled at {n} rows (expected {expected}): {}",
+                    run.node.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (written, applied) = tokio::join!(
+        async {
+            let r = writer.await;
+            (r, started.elapsed().as_secs_f64())
+        },
+        poller
+    );
+    let (binlog_bytes, write_secs) = (written.0?, written.1);
+    let (secs, progress) = applied?;
+    let cpu = pids.since(&cpu0);
+    let m1 = run.node.metrics().await;
+    if let Some(mut child) = perf_child {
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    }
+    let metrics = m1
+        .into_iter()
+        .map(|(k, v)| {
+            let before = m0.get(&k).copied().unwrap_or(0.0);
+            (k, v - before)
+        })
+        .collect();
+    Ok(Throughput {
+        batch_size,
+        secs,
+        write_secs,
+        rows_per_sec: s.total() as f64 / secs,
+        binlog_bytes,
+        cpu,
+        metrics,
+        progress,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delay
+
+#[derive(Debug, Clone, Copy)]
+struct Percentiles {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+}
+
+fn percentiles(mut v: Vec<f64>) -> Percentiles {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        if v.is_empty() {
+            return 0.0;
+        }
+        let i = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1;
+        v[i]
+    };
+    Percentiles {
+        p50: at(0.5),
+        p90: at(0.9),
+        p99: at(0.99),
+        max: v.last().copied().unwrap_or(0.0),
+    }
+}
+
+struct Delay {
+    rows: usize,
+    achieved: f64,
+    from_send: Percentiles,
+    cpu: Vec<(&'static str, f64)>,
+    wall: f64,
+}
+
+/// `rate` single-row inserts per second for `secs` s, each carrying its send time (µs since the
+/// bench's epoch); the target is polled every 5 ms.
+async fn measure_delay(
+    run: &Run,
+    src: &MariaDb,
+    dst: &MariaDb,
+    rate: u64,
+    secs: u64,
+    pids: &Pids,
+) -> Result<Delay> {
+    let n = (rate * secs) as usize;
+    let epoch = Instant::now();
+    let us = move || epoch.elapsed().as_micros() as u64;
+    let sent = Arc::new(Mutex::new(vec![0u64; n]));
+    let port = src.port();
+    let table = run.source_table.clone();
+    let cpu0 = pids.snapshot();
+    let writer = {
+        let sent = sent.clone();
+        std::thread::spawn(move || -> Result<f64> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let opts = mysql_async::OptsBuilder::default()
+                    .ip_or_hostname("127.0.0.1")
+                    .tcp_port(port)
+                    .user(Some("root"))
+                    .prefer_socket(false);
+                let mut conn = mysql_async::Conn::new(opts).await?;
+                let interval = Duration::from_nanos(1_000_000_000 / rate);
+                let t0 = Instant::now();
+                for i in 0..n {
+                    let slot = t0 + interval * i as u32;
+                    let now = Instant::now();
+                    if slot > now {
+                        std::thread::sleep(slot - now);
+                    }
+                    let id = LAT_BASE + i as u64;
+                    let s = us();
+                    if let Ok(mut v) = sent.lock() {
+                        v[i] = s;
+                    }
+                    let mut row = tuple(id, false);
+                    row.truncate(row.len() - 2);
+                    conn.query_drop(format!("INSERT INTO {table} ({COLUMNS}) VALUES {row}{s})"))
+                        .await?;
+                }
+                conn.disconnect().await?;
+                Ok(n as f64 / t0.elapsed().as_secs_f64())
+            })
+        })
+    };
+    let mut conn = dst.conn().await?;
+    let mut arrived = vec![0u64; n];
+    let mut got = 0usize;
+    let mut last_progress = Instant::now();
+    while got < n {
+        let rows: Vec<(u64, u64)> = conn
+            .query(format!(
+                "SELECT id, sent_us FROM {} WHERE id >= {} ORDER BY id",
+                run.target_table,
+                LAT_BASE + got as u64
+            ))
+            .await?;
+        let at = us();
+        for (id, s) in rows {
+            let i = (id - LAT_BASE) as usize;
+            if i < n && arrived[i] == 0 {
+                arrived[i] = at;
+                let want = sent.lock().map(|v| v[i]).unwrap_or(0);
+                if s != want {
+                    bail!("row {id} carried send time {s}, the writer recorded {want}");
+                }
+                got += 1;
+                last_progress = Instant::now();
+            }
+        }
+        if last_progress.elapsed() > Duration::from_secs(60) {
+            bail!(
+                "delay: no rows for 60 s after {got} of {n}: {}",
+                run.node.log_tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    conn.disconnect().await?;
+    let achieved = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the writer thread panicked"))??;
+    let wall = epoch.elapsed().as_secs_f64();
+    let cpu = pids.since(&cpu0);
+    let sent = sent.lock().map(|v| v.clone()).unwrap_or_default();
+    let delays: Vec<f64> = arrived
+        .iter()
+        .zip(&sent)
+        .map(|(a, s)| a.saturating_sub(*s) as f64 / 1000.0)
+        .collect();
+    Ok(Delay {
+        rows: n,
+        achieved,
+        from_send: percentiles(delays),
+        cpu,
+        wall,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Machine, other work, the doc
+
+/// Processes that compete for the CPU, matched on the process name (`pgrep -a`): builds, tests,
+/// fuzzers, other benches.
+const OTHER_WORK: &str = "nextest|cargo|rustc|fuzz|canal-server|e2e-|decode-";
+
+/// Samples `pgrep -a OTHER_WORK` every second (without this process, its parent and its
+/// descendants).
+struct OtherWork {
+    seen: Arc<Mutex<BTreeMap<u32, String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl OtherWork {
+    fn watch() -> Self {
+        let seen = Arc::new(Mutex::new(BTreeMap::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (seen, stop) = (seen.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let now = other_work();
+                    if let Ok(mut s) = seen.lock() {
+                        s.extend(now);
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            })
+        };
+        OtherWork {
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(&mut self) -> String {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.seen
+            .lock()
+            .map(|s| {
+                s.iter()
+                    .map(|(pid, cmd)| format!("{pid} {cmd}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn other_work() -> Vec<(u32, String)> {
+    let me = std::process::id();
+    let parent = std::os::unix::process::parent_id();
+    let Ok(out) = Command::new("pgrep").args(["-a", OTHER_WORK]).output() else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (pid, cmd) = l.split_once(' ')?;
+            let pid: u32 = pid.parse().ok()?;
+            (pid != parent && !descends_from(pid, me))
+                .then(|| (pid, cmd.chars().take(150).collect()))
+        })
+        .collect()
+}
+
+fn descends_from(mut pid: u32, ancestor: u32) -> bool {
+    for _ in 0..64 {
+        if pid == ancestor {
+            return true;
+        }
+        if pid <= 1 {
+            return false;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+        else {
+            return false;
+        };
+        pid = ppid;
+    }
+    false
+}
+
+async fn machine_text(db: &MariaDb) -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']))
+        })
+        .unwrap_or("unknown")
+        .to_string();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().to_string()))
+        })
+        .unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let version: String = db
+        .query::<String>("SELECT VERSION()")
+        .await
+        .ok()
+        .and_then(|v| v.into_iter().next())
+        .unwrap_or_default();
+    let rustc = Command::new("rustc")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "- CPU: {model}, `nproc` = {}; memory {mem}\n- load average at the end of the run: {}\n\
+         - source and target: MariaDB {version}, each its own server started by the test harness \
+         (loopback TCP, `innodb_flush_log_at_trx_commit=2`, `sync_binlog=0`, binlog on, 512 MiB \
+         buffer pool); ZooKeeper: one standalone server from the harness\n- rustc: {rustc}\n",
+        nproc(),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+/// The commit measured, naming uncommitted changes under `paths`.
+fn tree_text(workspace: &Path, paths: &[&str]) -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(workspace)
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    let commit = git(&["rev-parse", "--short", "HEAD"]);
+    let mut args = vec!["status", "--porcelain", "--untracked-files=no", "--"];
+    args.extend_from_slice(paths);
+    let dirty = git(&args);
+    if dirty.is_empty() {
+        format!("commit {commit}")
+    } else {
+        format!(
+            "commit {commit} with uncommitted changes in {}",
+            dirty
+                .lines()
+                .filter_map(|l| l.get(3..))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+/// Replaces the text between the markers, or appends `heading` and the section.
+fn write_doc(path: &Path, section: &str) -> Result<()> {
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let new = match (old.find(DOC_BEGIN), old.find(DOC_END)) {
+        (Some(b), Some(e)) if b < e => {
+            format!("{}{section}{}", &old[..b], &old[e + DOC_END.len()..])
+        }
+        _ if old.trim().is_empty() => format!("# Performance\n\n{HEADING}\n\n{section}\n"),
+        _ => format!("{}\n\n{HEADING}\n\n{section}\n", old.trim_end()),
+    };
+    std::fs::write(path, new)?;
+    Ok(())
+}
+
+/// `1234567.8` as `1 234 568`.
+fn group(x: f64) -> String {
+    let digits = format!("{:.0}", x);
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn run() -> Result<()> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace root")?
+        .to_path_buf();
+    let inserts: u64 = env_num("BENCH_ROWS", 200_000)?;
+    if inserts < 8_000 || inserts % 8 != 0 {
+        bail!("BENCH_ROWS must be a multiple of 8, at least 8000");
+    }
+    let shape = Shape::new(inserts);
+    let batch_sizes: Vec<u32> = std::env::var("BENCH_BATCH_SIZES")
+        .unwrap_or_else(|_| "200,4000,1000".into())
+        .split(',')
+        .map(|v| v.trim().parse().context("BENCH_BATCH_SIZES"))
+        .collect::<Result<_>>()?;
+    let parallelism: u32 = env_num("BENCH_PARALLELISM", 5)?;
+    let lat_rate: u64 = env_num("BENCH_LAT_RATE", 500)?;
+    let lat_secs: u64 = env_num("BENCH_LAT_SECS", 10)?;
+    let skip_latency = env_flag("BENCH_SKIP_LATENCY");
+    let perf = std::env::var_os("BENCH_PERF").map(PathBuf::from);
+    let bin = std::env::var_os("BENCH_NODE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_otter-node")));
+    let mut watch = OtherWork::watch();
+    let at_start = other_work();
+    let tree = std::env::var("BENCH_TREE").ok().unwrap_or_else(|| {
+        tree_text(
+            &workspace,
+            &[
+                "otter-node/src",
+                "canal-server/src",
+                "canal-protocol/src",
+                "zk-coord/src",
+            ],
+        )
+    });
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let opts = MariaDbOptions {
+        extra_args: vec![
+            "--innodb-buffer-pool-size=512M".into(),
+            "--innodb-log-file-size=256M".into(),
+            "--max-binlog-size=1073741824".into(),
+            "--binlog-cache-size=16M".into(),
+        ],
+        ..MariaDbOptions::default()
+    };
+    let (src, dst, zk) = rt.block_on(async {
+        let src = MariaDb::start_with(opts.clone()).await?;
+        let dst = MariaDb::start_with(opts).await?;
+        let zk = ZooKeeper::start().await?;
+        src.exec("CREATE DATABASE bench").await?;
+        dst.exec("CREATE DATABASE bench_dr").await?;
+        Ok::<_, anyhow::Error>((src, dst, zk))
+    })?;
+    let dir = TestDir::new("otter-bench")?;
+    let dst_pid = dst.pid().unwrap_or(0);
+
+    eprintln!(
+        "workload: {} row changes ({} inserts, {} updates, {} deletes)",
+        shape.total(),
+        shape.inserts,
+        shape.updates,
+        shape.deletes
+    );
+    let mut ceilings = Vec::new();
+    for (i, connections) in [1usize, 2].into_iter().enumerate() {
+        let c = rt.block_on(run_ceiling(
+            &dst,
+            &format!("bench_dr.ceiling{i}"),
+            shape,
+            connections,
+            dst_pid,
+        ))?;
+        eprintln!(
+            "ceiling, {connections} connection(s): {} rows/s ({:.2} s, target {:.1} s CPU)",
+            group(c.rows_per_sec),
+            c.secs,
+            c.target_cpu
+        );
+        ceilings.push(c);
+    }
+    rt.block_on(dst.exec("DROP TABLE bench_dr.ceiling0; DROP TABLE bench_dr.ceiling1"))?;
+
+    let mut results = Vec::new();
+    let mut delay = None;
+    let mut last_run = None;
+    for (i, &batch_size) in batch_sizes.iter().enumerate() {
+        let k = i as u32 + 1;
+        if let Some(prev) = last_run.take() {
+            stop_run(&rt, &zk, prev, k - 1)?;
+        }
+        let run = rt.block_on(start_pipeline(
+            &bin,
+            &dir,
+            &src,
+            &dst,
+            &zk,
+            k,
+            batch_size,
+            parallelism,
+        ))?;
+        let pids = Pids(vec![
+            ("otter-node", run.node.pid()),
+            ("source MariaDB", src.pid().unwrap_or(0)),
+            ("target MariaDB", dst_pid),
+            ("ZooKeeper", zk.members()[0].pid().unwrap_or(0)),
+            ("bench (writer, poller)", std::process::id()),
+        ]);
+        let last = i + 1 == batch_sizes.len();
+        let t = rt.block_on(measure_throughput(
+            &run,
+            &src,
+            &dst,
+            shape,
+            batch_size,
+            &pids,
+            perf.as_deref().filter(|_| last),
+        ))?;
+        eprintln!(
+            "pipeline, batch_size {batch_size}: {} rows/s ({:.2} s; source written in {:.2} s); {}; {:?}",
+            group(t.rows_per_sec),
+            t.secs,
+            t.write_secs,
+            cpu_text(&t.cpu, t.secs),
+            t.metrics
+        );
+        results.push(t);
+        if last && !skip_latency {
+            let d = rt.block_on(measure_delay(&run, &src, &dst, lat_rate, lat_secs, &pids))?;
+            eprintln!(
+                "delay: {} rows at {:.0}/s: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {}",
+                d.rows,
+                d.achieved,
+                d.from_send.p50,
+                d.from_send.p90,
+                d.from_send.p99,
+                d.from_send.max,
+                cpu_text(&d.cpu, d.wall)
+            );
+            delay = Some(d);
+        }
+        last_run = Some(run);
+    }
+    let machine = rt.block_on(machine_text(&src));
+    if let Some(prev) = last_run.take() {
+        stop_run(&rt, &zk, prev, batch_sizes.len() as u32)?;
+    }
+    let at_end = other_work();
+    let busy = watch.finish();
+    drop((src, dst, zk));
+
+    // The report.
+    let base = &ceilings[0];
+    let mut table = String::from(
+        "| writer | rows/s | time (s) | ÷ ceiling, 1 connection | ÷ ceiling, 2 connections |\n\
+         | --- | ---: | ---: | ---: | ---: |\n",
+    );
+    for c in &ceilings {
+        table.push_str(&format!(
+            "| target ceiling: Load's statements straight into the target, {} connection{} | {} | {:.2} | {:.2}× | {:.2}× |\n",
+            c.connections,
+            if c.connections == 1 { "" } else { "s" },
+            group(c.rows_per_sec),
+            c.secs,
+            c.rows_per_sec / base.rows_per_sec,
+            c.rows_per_sec / ceilings[1].rows_per_sec,
+        ));
+    }
+    for t in &results {
+        table.push_str(&format!(
+            "| **otter pipeline, `batch_size` = {}, `parallelism` = {parallelism}** | {} | {:.2} | {:.2}× | {:.2}× |\n",
+            t.batch_size,
+            group(t.rows_per_sec),
+            t.secs,
+            t.rows_per_sec / base.rows_per_sec,
+            t.rows_per_sec / ceilings[1].rows_per_sec,
+        ));
+    }
+    let mut details = String::new();
+    for c in &ceilings {
+        details.push_str(&format!(
+            "- ceiling, {} connection(s): target MariaDB {:.1} s CPU in {:.2} s\n",
+            c.connections, c.target_cpu, c.secs
+        ));
+    }
+    for t in &results {
+        let m = |k: &str| t.metrics.get(k).copied().unwrap_or(0.0);
+        let batches = m("otter_load_batches_total");
+        let progress: Vec<String> = t
+            .progress
+            .iter()
+            .map(|(s, n)| format!("{s:.0} s: {}", group(*n as f64)))
+            .collect();
+        let progress = format!("{}; equal at {:.2} s", progress.join(", "), t.secs);
+        details.push_str(&format!(
+            "- pipeline, `batch_size` = {}: the source took the workload in {:.2} s ({:.1} MB of \
+             binlog); the target was equal after {:.2} s. {} batches loaded ({:.0} row changes \
+             each on average), {} rows written after Load's merge. CPU: {}. `COUNT(*)` at the \
+             target (rises with the inserts, stays through the updates, falls with the deletes): \
+             {progress}\n",
+            t.batch_size,
+            t.write_secs,
+            t.binlog_bytes as f64 / 1e6,
+            t.secs,
+            batches,
+            if batches > 0.0 {
+                shape.total() as f64 / batches
+            } else {
+                0.0
+            },
+            group(m("otter_load_rows_total")),
+            cpu_text(&t.cpu, t.secs),
+        ));
+    }
+    println!("\n{table}\n{details}");
+    let mut report = format!(
+        "### Throughput\n\n{} row changes ({} inserts in statements of {CHUNK} rows, {} updates \
+         and {} deletes in statements of {SOURCE_CHUNK} rows, each statement its own \
+         transaction) on one 9-column table (BIGINT key, INT ×2, TINYINT, BIGINT, VARCHAR(64), \
+         VARCHAR(255) with 10% NULLs, DECIMAL(12,2), DATETIME(3)).\n\n\
+         The baseline is the target's own ceiling, measured first in the same run on the same \
+         target server: the same row changes written into a fresh table of the same shape the \
+         way Load writes them (`INSERT … ON DUPLICATE KEY UPDATE` of {CHUNK} rows with every \
+         column, `DELETE … WHERE id IN (…)` of {CHUNK} keys), one transaction per statement, \
+         statements of each phase spread round-robin over 1 or 2 connections. Load uses one \
+         connection per table, so for this one-table workload the 1-connection ceiling is the \
+         one it can reach.\n\n\
+         The pipeline: channel from the shipped `config/channel.toml` with one mapping \
+         (`bench\\.tN` → `bench_dr.tN`), `parallelism` = {parallelism}, node 1 running every \
+         stage (Select, Extract, Transform, Load; release `otter-node` binary, \
+         `RUST_LOG=info`), started at the source's binlog end; once the node held the mainstem and a warm-up row had reached the target, the \
+         workload was written on the source as fast as it took it (one connection). The clock \
+         runs from the first write to the target equal to the source: `COUNT(*)` polled every \
+         100 ms, then `COUNT(*)` and `SUM(CRC32(CONCAT_WS('|', every column)))` equal on both \
+         sides. Each batch size ran on its own table pair, channel and fresh node, one after \
+         the other.\n\n{table}\n{details}",
+        group(shape.total() as f64),
+        group(shape.inserts as f64),
+        group(shape.updates as f64),
+        group(shape.deletes as f64),
+    );
+    if let Some(d) = &delay {
+        let p = &d.from_send;
+        let text = format!(
+            "\n### Delay\n\nAfter the throughput phase of `batch_size` = {}, on the same channel: \
+             {} single-row INSERT transactions ({lat_rate}/s scheduled for {lat_secs} s, one \
+             writer connection, achieved {:.0}/s), each row carrying its send time; the bench \
+             polls the target every 5 ms (`SELECT … WHERE id >= next`) and stamps each row when \
+             the poll that returned it came back, so up to ~5 ms of the delay is the poll. \
+             Writer and poller share one clock. CPU over the phase: {}.\n\n\
+             | delay (ms) | p50 | p90 | p99 | max |\n| --- | ---: | ---: | ---: | ---: |\n\
+             | INSERT sent on the source → row visible on the target | {:.1} | {:.1} | {:.1} | {:.1} |\n",
+            results.last().map_or(0, |t| t.batch_size),
+            d.rows,
+            d.achieved,
+            cpu_text(&d.cpu, d.wall),
+            p.p50,
+            p.p90,
+            p.p99,
+            p.max
+        );
+        println!("{text}");
+        report.push_str(&text);
+    }
+    if !busy.is_empty() {
+        eprintln!("note: other work ran on this machine during the bench:\n{busy}");
+    }
+    let complete = inserts >= 200_000 && delay.is_some();
+    if complete {
+        let fmt_list = |v: &[(u32, String)]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.iter()
+                    .map(|(p, c)| format!("`{p} {c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        let busy_note = if busy.is_empty() {
+            format!(
+                "- other work: none seen (`pgrep -a \"{OTHER_WORK}\"`, sampled every second during \
+                 the whole bench, found nothing but the bench's own processes; at the start: {}, at \
+                 the end: {})\n",
+                fmt_list(&at_start),
+                fmt_list(&at_end)
+            )
+        } else {
+            format!(
+                "- other work seen while the bench ran (`pgrep -a \"{OTHER_WORK}\"`, sampled every \
+                 second; the machine is shared, so the numbers are noisier):\n\n```\n{busy}\n```\n"
+            )
+        };
+        let section = format!(
+            "{DOC_BEGIN}\n\n### Machine\n\n{machine}- tree: {tree}\n{busy_note}\n{report}\n{DOC_END}"
+        );
+        let path = workspace.join("docs").join("PERFORMANCE.md");
+        write_doc(&path, &section)?;
+        eprintln!("wrote {}", path.display());
+    } else {
+        eprintln!("(docs/PERFORMANCE.md is written only by full runs: BENCH_ROWS ≥ 200000, delay measured)");
+    }
+    Ok(())
+}
+
+/// Stops a channel's node and marks the channel stopped.
+fn stop_run(rt: &tokio::runtime::Runtime, zk: &ZooKeeper, mut run: Run, cid: u32) -> Result<()> {
+    run.node.process.terminate(Duration::from_secs(10))?;
+    rt.block_on(async {
+        let client = zk.client(Duration::from_secs(10)).await?;
+        let path = otter_node::paths::channel(cid);
+        let (data, _) = client.get_data(&path).await?;
+        let mut c = Channel::from_json(&data)?;
+        c.status = ChannelStatus::Stopped;
+        zk_coord::put_persistent(&client, &path, &c.to_json()).await?;
+        Ok::<_, anyhow::Error>(())
+    })
+}
