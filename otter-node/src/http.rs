@@ -50,7 +50,7 @@ async fn batch(
         Some(d) => (
             StatusCode::OK,
             [("content-type", "application/octet-stream")],
-            d.as_ref().clone(),
+            d.encode(),
         )
             .into_response(),
         None => (StatusCode::NOT_FOUND, "no such batch here").into_response(),

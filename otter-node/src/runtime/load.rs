@@ -9,8 +9,8 @@ use tracing::{error, warn};
 use zookeeper_client::{Acls, CreateMode};
 
 use super::{
-    decode_batch, list_processes, pause, persistent, pull, remove_process, sweep, watch_lock,
-    NodeOptions, Registry, Stage, Termin,
+    list_processes, pause, persistent, pull, remove_process, sweep, watch_lock, NodeOptions,
+    Registry, Stage, StageData, Termin,
 };
 use crate::load::Loader;
 use crate::model::Channel;
@@ -66,7 +66,7 @@ async fn load_loop(
         let procs = list_processes(&zk, cid, pid).await?;
         sweep(registry, pid, &procs, &mut last_sweep);
         let Some((id, name)) = procs.into_iter().next() else {
-            if pause(stop, Duration::from_millis(20)).await {
+            if registry.idle(stop, Duration::from_millis(20)).await {
                 return Ok(());
             }
             continue;
@@ -75,7 +75,7 @@ async fn load_loop(
         match zk.check_stat(&format!("{proc_path}/transformed")).await {
             Ok(Some(_)) => {}
             _ => {
-                if pause(stop, Duration::from_millis(20)).await {
+                if registry.idle(stop, Duration::from_millis(20)).await {
                     return Ok(());
                 }
                 continue;
@@ -92,14 +92,14 @@ async fn load_loop(
         {
             Ok(_) => {}
             Err(zookeeper_client::Error::NodeExists) | Err(zookeeper_client::Error::NoNode) => {
-                if pause(stop, Duration::from_millis(20)).await {
+                if registry.idle(stop, Duration::from_millis(20)).await {
                     return Ok(());
                 }
                 continue;
             }
             Err(e) => return Err(format!("lock: {e}")),
         }
-        let gz = match pull(
+        let data = match pull(
             opts,
             &zk,
             &http,
@@ -121,7 +121,9 @@ async fn load_loop(
                 continue;
             }
         };
-        let batch = decode_batch(&gz)?;
+        let StageData::Batch(batch) = data else {
+            return Err(format!("process {id}: transformed data is not a batch"));
+        };
         let tables: Vec<(String, String)> = batch
             .rows
             .iter()
@@ -202,6 +204,7 @@ async fn load_loop(
             Err(e) => return Err(format!("termin: {e}")),
         }
         remove_process(&zk, &proc_path).await?;
+        registry.wake();
         if outcome.is_ok() {
             rows_total.increment(1);
         } else if pause(stop, Duration::from_secs(1)).await {

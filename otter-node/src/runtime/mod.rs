@@ -63,32 +63,76 @@ impl Stage {
     }
 }
 
-/// Batch data this node produced, gzip'd, by (pipeline, process, stage); other nodes pull it
-/// over HTTP. Entries go when their process is gone (acked or discarded).
+/// What a stage produced for one batch, kept as values: the next stage on the same node uses it
+/// directly; it is encoded only when another node pulls it over HTTP.
+#[derive(Debug, Clone)]
+pub enum StageData {
+    /// Select's serialized canal entries.
+    Entries(Arc<Vec<bytes::Bytes>>),
+    /// Extract's or Transform's rows.
+    Batch(Arc<LoadBatch>),
+}
+
+impl StageData {
+    /// The wire form (gzip'd; see [`encode_entries`] / [`encode_batch`]).
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            StageData::Entries(e) => encode_entries(e),
+            StageData::Batch(b) => encode_batch(b),
+        }
+    }
+
+    /// Decodes the wire form of `stage`'s data.
+    pub fn decode(stage: Stage, gz: &[u8]) -> Result<Self, String> {
+        match stage {
+            Stage::Selected => Ok(StageData::Entries(Arc::new(decode_entries(gz)?))),
+            _ => Ok(StageData::Batch(Arc::new(decode_batch(gz)?))),
+        }
+    }
+}
+
+/// Batch data this node produced, by (pipeline, process, stage); other nodes pull it over HTTP.
+/// Entries go when their process is gone (acked or discarded).
 #[derive(Debug, Clone, Default)]
-pub struct Registry(Arc<Mutex<HashMap<DataKey, Kept>>>);
+pub struct Registry(Arc<Mutex<HashMap<DataKey, Kept>>>, Arc<tokio::sync::Notify>);
 
 /// (pipeline, process, stage).
 type DataKey = (u32, u64, Stage);
 
 /// The data and when it was kept.
-type Kept = (Arc<Vec<u8>>, std::time::Instant);
+type Kept = (StageData, std::time::Instant);
 
 impl Registry {
     /// Keeps `data` for (pid, process, stage).
-    pub fn put(&self, pid: u32, process: u64, stage: Stage, data: Arc<Vec<u8>>) {
+    pub fn put(&self, pid: u32, process: u64, stage: Stage, data: StageData) {
         if let Ok(mut r) = self.0.lock() {
             r.insert((pid, process, stage), (data, std::time::Instant::now()));
         }
+        self.1.notify_waiters();
     }
 
     /// The data for (pid, process, stage), if this node has it.
-    pub fn get(&self, pid: u32, process: u64, stage: Stage) -> Option<Arc<Vec<u8>>> {
+    pub fn get(&self, pid: u32, process: u64, stage: Stage) -> Option<StageData> {
         self.0
             .lock()
             .ok()?
             .get(&(pid, process, stage))
             .map(|(d, _)| d.clone())
+    }
+
+    /// Wakes the stages of this node waiting in [`Registry::idle`] (a stage finished here).
+    pub fn wake(&self) {
+        self.1.notify_waiters();
+    }
+
+    /// Waits until a stage of this node finished, at most `d` (other nodes are seen by polling);
+    /// true when `stop` was cancelled.
+    pub async fn idle(&self, stop: &CancellationToken, d: Duration) -> bool {
+        tokio::select! {
+            _ = stop.cancelled() => true,
+            _ = self.1.notified() => false,
+            _ = tokio::time::sleep(d) => false,
+        }
     }
 
     /// Forgets every stage of one process.
@@ -284,7 +328,7 @@ async fn pull(
     id: u64,
     stage: Stage,
     proc_path: &str,
-) -> Result<Arc<Vec<u8>>, String> {
+) -> Result<StageData, String> {
     let child = format!("{proc_path}/{}", stage.name());
     let (data, _) = zk
         .get_data(&child)
@@ -298,7 +342,7 @@ async fn pull(
         }
     }
     match fetch(http, &produced.url).await {
-        Ok(d) => Ok(Arc::new(d)),
+        Ok(d) => StageData::decode(stage, &d),
         Err(e) => {
             let gone = matches!(zk.check_stat(&paths::node(produced.node)).await, Ok(None))
                 || produced.node == opts.id;

@@ -15,7 +15,7 @@ use tracing::{error, info, warn, Instrument};
 use zk_coord::election::{Election, ElectionSpec, Role};
 use zookeeper_client::{Acls, Client, CreateMode};
 
-use super::{encode_entries, pause, persistent, NodeOptions, Produced, Registry, Stage, Termin};
+use super::{pause, persistent, NodeOptions, Produced, Registry, Stage, StageData, Termin};
 use crate::load::Loader;
 use crate::model::{Channel, ChannelStatus, CompiledMapping};
 use crate::paths;
@@ -262,7 +262,7 @@ async fn select_work(
         if *status.borrow() == ChannelStatus::Started && inflight.len() < p.parallelism as usize {
             let batch = tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
-                b = store.get(client_id, p.batch_size as i32, GetWait::Up(Duration::from_millis(100))) => b,
+                b = store.get(client_id, p.batch_size as i32, GetWait::Up(Duration::from_millis(10))) => b,
             }
             .map_err(|e| e.to_string())?;
             if batch.id != -1 {
@@ -270,7 +270,6 @@ async fn select_work(
                     store.ack(client_id, batch.id).map_err(|e| e.to_string())?;
                     continue;
                 }
-                let gz = Arc::new(encode_entries(&batch.entries));
                 let seq_opts = CreateMode::PersistentSequential.with_acls(Acls::anyone_all());
                 let (_, seq) = zk
                     .create(&format!("{}/p", paths::processes(cid, pid)), &[], &seq_opts)
@@ -278,8 +277,14 @@ async fn select_work(
                     .map_err(|e| format!("process node: {e}"))?;
                 let id = seq.into_i64() as u64;
                 let name = format!("p{seq}");
-                registry.put(pid, id, Stage::Selected, gz);
-                let produced = Produced::new(opts, pid, id, Stage::Selected, batch.entries.len());
+                let n = batch.entries.len();
+                registry.put(
+                    pid,
+                    id,
+                    Stage::Selected,
+                    StageData::Entries(Arc::new(batch.entries)),
+                );
+                let produced = Produced::new(opts, pid, id, Stage::Selected, n);
                 zk.create(
                     &format!(
                         "{}/{}",
@@ -295,7 +300,7 @@ async fn select_work(
                 batches.increment(1);
                 continue;
             }
-        } else if pause(stop, Duration::from_millis(20)).await {
+        } else if registry.idle(stop, Duration::from_millis(20)).await {
             return Ok(());
         }
     }

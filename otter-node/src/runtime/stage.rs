@@ -10,8 +10,8 @@ use tracing::{debug, warn};
 use zookeeper_client::{Acls, Client, CreateMode};
 
 use super::{
-    decode_batch, decode_entries, encode_batch, list_processes, pause, persistent, pull, sweep,
-    NodeOptions, Produced, Registry, Stage,
+    list_processes, pause, persistent, pull, sweep, NodeOptions, Produced, Registry, Stage,
+    StageData,
 };
 use crate::extract::{extract, transform};
 use crate::model::{Channel, CompiledMapping};
@@ -120,7 +120,7 @@ async fn stage_loop(
             }
         }
         let Some((id, proc_path)) = claimed else {
-            if pause(stop, Duration::from_millis(20)).await {
+            if registry.idle(stop, Duration::from_millis(20)).await {
                 return Ok(());
             }
             continue;
@@ -172,15 +172,15 @@ async fn run_one(
 ) -> Result<(), String> {
     let pid = channel.pipeline.id;
     let input = pull(opts, zk, http, registry, pid, id, work.input(), proc_path).await?;
-    let batch = match work {
-        Work::Extract => {
-            let entries = decode_entries(&input)?;
+    let batch = match (work, input) {
+        (Work::Extract, StageData::Entries(entries)) => {
             extract(&entries, mappings, channel.pipeline.ddl_sync).map_err(|e| e.to_string())?
         }
-        Work::Transform => transform(decode_batch(&input)?, mappings),
+        (Work::Transform, StageData::Batch(b)) => transform((*b).clone(), mappings),
+        _ => return Err(format!("unexpected data for {}", work.output().name())),
     };
     let rows = batch.rows.len();
-    registry.put(pid, id, work.output(), Arc::new(encode_batch(&batch)));
+    registry.put(pid, id, work.output(), StageData::Batch(Arc::new(batch)));
     let produced = Produced::new(opts, pid, id, work.output(), rows);
     match zk
         .create(
