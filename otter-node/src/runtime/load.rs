@@ -58,6 +58,7 @@ async fn load_loop(
         .map_err(|e| e.to_string())?;
     let mut checked: HashSet<(String, String)> = HashSet::new();
     let mut last_sweep = std::time::Instant::now();
+    let mut idle = super::Idle::default();
     let rows_total = metrics::counter!("otter_load_batches_total", "pipeline" => pid.to_string());
     loop {
         if stop.is_cancelled() {
@@ -66,7 +67,7 @@ async fn load_loop(
         let procs = list_processes(&zk, cid, pid).await?;
         sweep(registry, pid, &procs, &mut last_sweep);
         let Some((id, name)) = procs.into_iter().next() else {
-            if registry.idle(stop, Duration::from_millis(20)).await {
+            if registry.idle(stop, idle.next()).await {
                 return Ok(());
             }
             continue;
@@ -75,7 +76,7 @@ async fn load_loop(
         match zk.check_stat(&format!("{proc_path}/transformed")).await {
             Ok(Some(_)) => {}
             _ => {
-                if registry.idle(stop, Duration::from_millis(20)).await {
+                if registry.idle(stop, idle.next()).await {
                     return Ok(());
                 }
                 continue;
@@ -92,13 +93,14 @@ async fn load_loop(
         {
             Ok(_) => {}
             Err(zookeeper_client::Error::NodeExists) | Err(zookeeper_client::Error::NoNode) => {
-                if registry.idle(stop, Duration::from_millis(20)).await {
+                if registry.idle(stop, idle.next()).await {
                     return Ok(());
                 }
                 continue;
             }
             Err(e) => return Err(format!("lock: {e}")),
         }
+        idle.reset();
         let data = match pull(
             opts,
             &zk,

@@ -135,6 +135,13 @@ impl Registry {
         }
     }
 
+    /// Forgets one stage's data of one process.
+    pub fn forget_stage(&self, pid: u32, process: u64, stage: Stage) {
+        if let Ok(mut r) = self.0.lock() {
+            r.remove(&(pid, process, stage));
+        }
+    }
+
     /// Forgets every stage of one process.
     pub fn forget(&self, pid: u32, process: u64) {
         if let Ok(mut r) = self.0.lock() {
@@ -291,6 +298,31 @@ async fn remove_process(zk: &Client, path: &str) -> Result<(), String> {
         }
     }
     Err(format!("remove {path}: children keep appearing"))
+}
+
+/// The pause of a polling loop: 5 ms after it found work, doubling while it finds none, up to
+/// 100 ms (stages on the same node are woken at once through the [`Registry`]).
+#[derive(Debug)]
+struct Idle(Duration);
+
+impl Default for Idle {
+    fn default() -> Self {
+        Idle(Duration::from_millis(5))
+    }
+}
+
+impl Idle {
+    /// The next pause (call when the loop found nothing to do).
+    fn next(&mut self) -> Duration {
+        let d = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_millis(100));
+        d
+    }
+
+    /// The loop found work.
+    fn reset(&mut self) {
+        self.0 = Duration::from_millis(5);
+    }
 }
 
 /// Every second, forgets the data of processes that are gone.

@@ -218,16 +218,21 @@ async fn select_work(
     let client_id = pid as i16;
     let batches = metrics::counter!("otter_select_batches_total", "pipeline" => pid.to_string());
     // process id → canal batch id, in flight.
+    let mut idle = super::Idle::default();
     let mut inflight: BTreeMap<u64, i64> = BTreeMap::new();
     loop {
         if stop.is_cancelled() {
             return Ok(());
         }
         // Ack what Load finished, strictly in process order.
-        let mut termins: Vec<(u64, String)> = zk
-            .list_children(&paths::termins(cid, pid))
-            .await
-            .map_err(|e| format!("termins: {e}"))?
+        let listed = if inflight.is_empty() {
+            Vec::new()
+        } else {
+            zk.list_children(&paths::termins(cid, pid))
+                .await
+                .map_err(|e| format!("termins: {e}"))?
+        };
+        let mut termins: Vec<(u64, String)> = listed
             .into_iter()
             .filter_map(|n| paths::process_id(&n).map(|id| (id, n)))
             .collect();
@@ -251,6 +256,7 @@ async fn select_work(
                 let batch = inflight.remove(&id).unwrap_or(-1);
                 store.ack(client_id, batch).map_err(|e| e.to_string())?;
                 registry.forget(pid, id);
+                idle.reset();
                 zk.delete(&path, None)
                     .await
                     .map_err(|e| format!("termin delete: {e}"))?;
@@ -297,10 +303,11 @@ async fn select_work(
                 .await
                 .map_err(|e| format!("selected node: {e}"))?;
                 inflight.insert(id, batch.id);
+                idle.reset();
                 batches.increment(1);
                 continue;
             }
-        } else if registry.idle(stop, Duration::from_millis(20)).await {
+        } else if registry.idle(stop, idle.next()).await {
             return Ok(());
         }
     }

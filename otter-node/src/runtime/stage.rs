@@ -92,6 +92,7 @@ async fn stage_loop(
         .build()
         .map_err(|e| e.to_string())?;
     let mut last_sweep = std::time::Instant::now();
+    let mut idle = super::Idle::default();
     let done = metrics::counter!(
         "otter_stage_batches_total",
         "pipeline" => pid.to_string(),
@@ -120,11 +121,12 @@ async fn stage_loop(
             }
         }
         let Some((id, proc_path)) = claimed else {
-            if registry.idle(stop, Duration::from_millis(20)).await {
+            if registry.idle(stop, idle.next()).await {
                 return Ok(());
             }
             continue;
         };
+        idle.reset();
         let lock = format!("{proc_path}/{}", work.lock());
         let outcome = run_one(
             work, opts, &zk, &http, registry, mappings, channel, id, &proc_path,
@@ -176,7 +178,14 @@ async fn run_one(
         (Work::Extract, StageData::Entries(entries)) => {
             extract(&entries, mappings, channel.pipeline.ddl_sync).map_err(|e| e.to_string())?
         }
-        (Work::Transform, StageData::Batch(b)) => transform((*b).clone(), mappings),
+        (Work::Transform, StageData::Batch(b)) => {
+            // Extract's data is not needed once transformed: taking it saves a copy of every row.
+            registry.forget_stage(pid, id, Stage::Extracted);
+            transform(
+                Arc::try_unwrap(b).unwrap_or_else(|b| (*b).clone()),
+                mappings,
+            )
+        }
         _ => return Err(format!("unexpected data for {}", work.output().name())),
     };
     let rows = batch.rows.len();
