@@ -35,6 +35,7 @@ pub fn extract(
     ddl_sync: bool,
 ) -> Result<LoadBatch, ExtractError> {
     let mut out = LoadBatch::default();
+    let mut last: Option<(String, String, Option<CompiledMapping>)> = None;
     for (index, bytes) in entries.iter().enumerate() {
         let entry = Entry::decode(bytes.clone())
             .map_err(|source| ExtractError::Decode { index, source })?;
@@ -70,7 +71,15 @@ pub fn extract(
             EventType::Delete => RowKind::Delete,
             _ => continue,
         };
-        let Some(mapping) = find_mapping(mappings, schema, table) else {
+        // Entries of one table come in runs: look the mapping up once per run.
+        if last.as_ref().is_none_or(|(s, t, _)| s != schema || t != table) {
+            last = Some((
+                schema.to_string(),
+                table.to_string(),
+                find_mapping(mappings, schema, table).cloned(),
+            ));
+        }
+        let Some(mapping) = last.as_ref().and_then(|(_, _, m)| m.as_ref()) else {
             continue;
         };
         for row in &change.row_datas {
