@@ -72,7 +72,10 @@ pub fn extract(
             _ => continue,
         };
         // Entries of one table come in runs: look the mapping up once per run.
-        if last.as_ref().is_none_or(|(s, t, _)| s != schema || t != table) {
+        if last
+            .as_ref()
+            .is_none_or(|(s, t, _)| s != schema || t != table)
+        {
             last = Some((
                 schema.to_string(),
                 table.to_string(),
