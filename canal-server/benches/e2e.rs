@@ -43,6 +43,10 @@ use bytes::Bytes;
 use canal_client::{ConnectorOptions, SimpleConnector};
 use canal_protocol::entry::{Entry, EntryType, EventType, RowChange};
 use common::*;
+use harness::bench::{
+    cpu_secs, env_flag, env_num, group, log_tail, nearest_rank, own_cpu_secs, root_opts, tree_text,
+    vm_hwm_kb_of, write_doc, OtherWork,
+};
 use harness::{ManagedProcess, MariaDb};
 use mysql_async::prelude::Queryable;
 use prost::Message as _;
@@ -145,7 +149,7 @@ fn run() -> Result<()> {
     } else {
         Some(python_venv(&target.join("bench-venv"))?)
     };
-    let mut watch = OtherWork::watch();
+    let mut watch = OtherWork::pgrep("-af", OTHER_WORK);
     // The binaries were built from the tree as it is now.
     let tree = tree_text(
         &workspace,
@@ -277,6 +281,7 @@ fn run() -> Result<()> {
     let machine = machine_text(
         &rt,
         &machine_spec,
+        None,
         mariadb_binlog.as_deref(),
         python.as_deref(),
     );
@@ -476,98 +481,6 @@ fn run() -> Result<()> {
 const OTHER_WORK: &str =
     "nextest|cargo|rustc|fuzz|read_rows|mariadb-binlog|canal-server|decode-|e2e-";
 
-/// Other work seen on the machine while the bench ran: a thread samples `pgrep -af OTHER_WORK`
-/// every second, leaving out this process, its parent (`cargo bench`) and its descendants.
-struct OtherWork {
-    seen: Arc<std::sync::Mutex<std::collections::BTreeMap<u32, String>>>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl OtherWork {
-    fn watch() -> Self {
-        let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let thread = {
-            let (seen, stop) = (seen.clone(), stop.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let now = other_work();
-                    if let Ok(mut s) = seen.lock() {
-                        s.extend(now);
-                    }
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-            })
-        };
-        OtherWork {
-            seen,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// Stops sampling; returns what was seen, one `pid command` per line.
-    fn finish(&mut self) -> String {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        self.seen
-            .lock()
-            .map(|s| {
-                s.iter()
-                    .map(|(pid, cmd)| format!("{pid} {cmd}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
-            .unwrap_or_default()
-    }
-}
-
-/// `pgrep -af OTHER_WORK` without this process, its parent and its descendants.
-fn other_work() -> Vec<(u32, String)> {
-    let me = std::process::id();
-    let parent = std::os::unix::process::parent_id();
-    let Ok(out) = Command::new("pgrep").args(["-af", OTHER_WORK]).output() else {
-        return Vec::new();
-    };
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let (pid, cmd) = l.split_once(' ')?;
-            let pid: u32 = pid.parse().ok()?;
-            (pid != parent && !descends_from(pid, me))
-                .then(|| (pid, cmd.chars().take(150).collect()))
-        })
-        .collect()
-}
-
-/// Whether `pid` is `ancestor` or one of its descendants.
-fn descends_from(mut pid: u32, ancestor: u32) -> bool {
-    for _ in 0..64 {
-        if pid == ancestor {
-            return true;
-        }
-        if pid <= 1 {
-            return false;
-        }
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            return false;
-        };
-        // The parent pid is the second field after the parenthesised command name.
-        let Some(ppid) = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-        else {
-            return false;
-        };
-        pid = ppid;
-    }
-    false
-}
-
 fn median_ours(v: &[OursSample]) -> OursSample {
     let mut sorted = v.to_vec();
     sorted.sort_by(|a, b| a.sample.rows_per_sec.total_cmp(&b.sample.rows_per_sec));
@@ -633,9 +546,7 @@ impl Server {
     }
 
     fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        log_tail(&self.log, 20)
     }
 
     /// Connects and subscribes as client 1001, retrying while the server starts.
@@ -663,47 +574,13 @@ impl Server {
         let Some(pid) = self.process.pid() else {
             return (0, 0.0);
         };
-        let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines().find_map(|l| {
-                    l.strip_prefix("VmHWM:")
-                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                })
-            })
-            .unwrap_or(0);
-        (rss, cpu_secs(&format!("/proc/{pid}/stat")))
+        (vm_hwm_kb_of(pid), cpu_secs(pid))
     }
 
     fn stop(mut self) -> Result<()> {
         self.process.terminate(Duration::from_secs(30))?;
         Ok(())
     }
-}
-
-/// utime + stime of a `/proc/…/stat` file, in seconds.
-fn cpu_secs(stat: &str) -> f64 {
-    let Ok(text) = std::fs::read_to_string(stat) else {
-        return 0.0;
-    };
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = text.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    ticks / clock_ticks()
-}
-
-fn clock_ticks() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(100.0)
-    })
 }
 
 /// A RowChange whose rows stay encoded (`row_datas` is tag 12).
@@ -760,7 +637,7 @@ fn dml_rows(e: &Entry, decode: bool) -> Result<(u64, u64)> {
 
 /// Starts canal-server at the workload's start and consumes until every row change arrived.
 async fn run_ours(bin: &Path, spec: &Spec, batch: i32, decode: bool) -> Result<OursSample> {
-    let client_cpu0 = cpu_secs("/proc/self/stat");
+    let client_cpu0 = own_cpu_secs();
     let started = Instant::now();
     let mut server = Server::start(bin, spec, &spec.file, spec.start)?;
     let mut c = server.client().await?;
@@ -795,7 +672,7 @@ async fn run_ours(bin: &Path, spec: &Spec, batch: i32, decode: bool) -> Result<O
         c.ack(m.id).await?;
     }
     let secs = started.elapsed().as_secs_f64();
-    let client_cpu = cpu_secs("/proc/self/stat") - client_cpu0;
+    let client_cpu = own_cpu_secs() - client_cpu0;
     eprintln!(
         "  (the client spent {:.2} s in get_without_ack: request, wait, reply, Entry decode)",
         waiting.as_secs_f64()
@@ -824,13 +701,7 @@ async fn run_ours(bin: &Path, spec: &Spec, batch: i32, decode: bool) -> Result<O
 
 fn percentiles(mut v: Vec<u64>) -> Percentiles {
     v.sort_unstable();
-    let at = |q: f64| {
-        if v.is_empty() {
-            return 0;
-        }
-        let i = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1;
-        v[i]
-    };
+    let at = |q: f64| nearest_rank(&v, q);
     Percentiles {
         p50: at(0.50),
         p90: at(0.90),
@@ -908,11 +779,7 @@ async fn run_latency(
                 .enable_all()
                 .build()?;
             rt.block_on(async {
-                let opts = mysql_async::OptsBuilder::default()
-                    .ip_or_hostname("127.0.0.1")
-                    .tcp_port(port)
-                    .user(Some("root"))
-                    .prefer_socket(false);
+                let opts = root_opts(port);
                 let conn = mysql_async::Conn::new(opts).await;
                 ready.wait();
                 let mut conn = conn?;

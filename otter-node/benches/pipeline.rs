@@ -34,11 +34,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use harness::bench::{
+    cpu_and_load_lines, cpu_secs, env_flag, env_num, group, log_tail, nearest_rank, nproc,
+    pgrep_others, program_version, root_opts, tree_text, write_doc, OtherWork,
+};
 use harness::{ManagedProcess, MariaDb, MariaDbOptions, TestDir, ZooKeeper};
 use mysql_async::prelude::Queryable;
 use otter_node::model::{Channel, ChannelStatus, TableMapping};
@@ -78,19 +81,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn env_num<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .map_err(|_| anyhow::anyhow!("{name}={v} is not a number")),
-        Err(_) => Ok(default),
-    }
-}
-
-fn env_flag(name: &str) -> bool {
-    std::env::var_os(name).is_some_and(|v| v == "1")
 }
 
 /// The workload's size: `inserts` rows, then `updates` of ids 1.., then `deletes` of the last ids.
@@ -203,31 +193,6 @@ async fn count(conn: &mut mysql_async::Conn, table: &str) -> Result<u64> {
 // ---------------------------------------------------------------------------------------------
 // Processes and CPU time
 
-/// utime + stime of a process, in seconds (0 when it is gone).
-fn cpu_secs(pid: u32) -> f64 {
-    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = text.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    ticks / clock_ticks()
-}
-
-fn clock_ticks() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(100.0)
-    })
-}
-
 /// The processes whose CPU time is accounted, by name.
 #[derive(Clone)]
 struct Pids(Vec<(&'static str, u32)>);
@@ -255,10 +220,6 @@ fn cpu_text(cpu: &[(&str, f64)], wall: f64) -> String {
         100.0 * total / wall / nproc() as f64,
         nproc()
     )
-}
-
-fn nproc() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// A free loopback port (bound and released).
@@ -300,9 +261,7 @@ impl Node {
     }
 
     fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        log_tail(&self.log, 30)
     }
 
     /// The node's `otter_*` counters from `/metrics`.
@@ -708,13 +667,7 @@ struct Percentiles {
 
 fn percentiles(mut v: Vec<f64>) -> Percentiles {
     v.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        if v.is_empty() {
-            return 0.0;
-        }
-        let i = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1;
-        v[i]
-    };
+    let at = |q: f64| nearest_rank(&v, q);
     Percentiles {
         p50: at(0.5),
         p90: at(0.9),
@@ -755,11 +708,7 @@ async fn measure_delay(
                 .enable_all()
                 .build()?;
             rt.block_on(async {
-                let opts = mysql_async::OptsBuilder::default()
-                    .ip_or_hostname("127.0.0.1")
-                    .tcp_port(port)
-                    .user(Some("root"))
-                    .prefer_socket(false);
+                let opts = root_opts(port);
                 let mut conn = mysql_async::Conn::new(opts).await?;
                 let interval = Duration::from_nanos(1_000_000_000 / rate);
                 let t0 = Instant::now();
@@ -845,190 +794,20 @@ async fn measure_delay(
 /// fuzzers, other benches.
 const OTHER_WORK: &str = "nextest|cargo|rustc|fuzz|canal-server|e2e-|decode-";
 
-/// Samples `pgrep -a OTHER_WORK` every second (without this process, its parent and its
-/// descendants).
-struct OtherWork {
-    seen: Arc<Mutex<BTreeMap<u32, String>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl OtherWork {
-    fn watch() -> Self {
-        let seen = Arc::new(Mutex::new(BTreeMap::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (seen, stop) = (seen.clone(), stop.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let now = other_work();
-                    if let Ok(mut s) = seen.lock() {
-                        s.extend(now);
-                    }
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-            })
-        };
-        OtherWork {
-            seen,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn finish(&mut self) -> String {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        self.seen
-            .lock()
-            .map(|s| {
-                s.iter()
-                    .map(|(pid, cmd)| format!("{pid} {cmd}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
-            .unwrap_or_default()
-    }
-}
-
-fn other_work() -> Vec<(u32, String)> {
-    let me = std::process::id();
-    let parent = std::os::unix::process::parent_id();
-    let Ok(out) = Command::new("pgrep").args(["-a", OTHER_WORK]).output() else {
-        return Vec::new();
-    };
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let (pid, cmd) = l.split_once(' ')?;
-            let pid: u32 = pid.parse().ok()?;
-            (pid != parent && !descends_from(pid, me))
-                .then(|| (pid, cmd.chars().take(150).collect()))
-        })
-        .collect()
-}
-
-fn descends_from(mut pid: u32, ancestor: u32) -> bool {
-    for _ in 0..64 {
-        if pid == ancestor {
-            return true;
-        }
-        if pid <= 1 {
-            return false;
-        }
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            return false;
-        };
-        let Some(ppid) = stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().nth(1))
-            .and_then(|p| p.parse().ok())
-        else {
-            return false;
-        };
-        pid = ppid;
-    }
-    false
-}
-
 async fn machine_text(db: &MariaDb) -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|v| v.trim_start_matches([' ', '\t', ':']))
-        })
-        .unwrap_or("unknown")
-        .to_string();
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().to_string()))
-        })
-        .unwrap_or_default();
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let version: String = db
         .query::<String>("SELECT VERSION()")
         .await
         .ok()
         .and_then(|v| v.into_iter().next())
         .unwrap_or_default();
-    let rustc = Command::new("rustc")
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
     format!(
-        "- CPU: {model}, `nproc` = {}; memory {mem}\n- load average at the end of the run: {}\n\
-         - source and target: MariaDB {version}, each its own server started by the test harness \
+        "{}- source and target: MariaDB {version}, each its own server started by the test harness \
          (loopback TCP, `innodb_flush_log_at_trx_commit=2`, `sync_binlog=0`, binlog on, 512 MiB \
-         buffer pool); ZooKeeper: one standalone server from the harness\n- rustc: {rustc}\n",
-        nproc(),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" "),
+         buffer pool); ZooKeeper: one standalone server from the harness\n- rustc: {}\n",
+        cpu_and_load_lines(),
+        program_version(Path::new("rustc"), "--version"),
     )
-}
-
-/// The commit measured, naming uncommitted changes under `paths`.
-fn tree_text(workspace: &Path, paths: &[&str]) -> String {
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .arg("-C")
-            .arg(workspace)
-            .args(args)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default()
-    };
-    let commit = git(&["rev-parse", "--short", "HEAD"]);
-    let mut args = vec!["status", "--porcelain", "--untracked-files=no", "--"];
-    args.extend_from_slice(paths);
-    let dirty = git(&args);
-    if dirty.is_empty() {
-        format!("commit {commit}")
-    } else {
-        format!(
-            "commit {commit} with uncommitted changes in {}",
-            dirty
-                .lines()
-                .filter_map(|l| l.get(3..))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    }
-}
-
-/// Replaces the text between the markers, or appends `heading` and the section.
-fn write_doc(path: &Path, section: &str) -> Result<()> {
-    let old = std::fs::read_to_string(path).unwrap_or_default();
-    let new = match (old.find(DOC_BEGIN), old.find(DOC_END)) {
-        (Some(b), Some(e)) if b < e => {
-            format!("{}{section}{}", &old[..b], &old[e + DOC_END.len()..])
-        }
-        _ if old.trim().is_empty() => format!("# Performance\n\n{HEADING}\n\n{section}\n"),
-        _ => format!("{}\n\n{HEADING}\n\n{section}\n", old.trim_end()),
-    };
-    std::fs::write(path, new)?;
-    Ok(())
-}
-
-/// `1234567.8` as `1 234 568`.
-fn group(x: f64) -> String {
-    let digits = format!("{:.0}", x);
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(' ');
-        }
-        out.push(c);
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1056,8 +835,8 @@ fn run() -> Result<()> {
     let bin = std::env::var_os("BENCH_NODE_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_otter-node")));
-    let mut watch = OtherWork::watch();
-    let at_start = other_work();
+    let mut watch = OtherWork::pgrep("-a", OTHER_WORK);
+    let at_start = pgrep_others("-a", OTHER_WORK);
     let tree = std::env::var("BENCH_TREE").ok().unwrap_or_else(|| {
         tree_text(
             &workspace,
@@ -1183,7 +962,7 @@ fn run() -> Result<()> {
     if let Some(prev) = last_run.take() {
         stop_run(&rt, &zk, prev, batch_sizes.len() as u32)?;
     }
-    let at_end = other_work();
+    let at_end = pgrep_others("-a", OTHER_WORK);
     let busy = watch.finish();
     drop((src, dst, zk));
 
@@ -1333,7 +1112,7 @@ fn run() -> Result<()> {
             "{DOC_BEGIN}\n\n### Machine\n\n{machine}- tree: {tree}\n{busy_note}\n{report}\n{DOC_END}"
         );
         let path = workspace.join("docs").join("PERFORMANCE.md");
-        write_doc(&path, &section)?;
+        write_doc(&path, DOC_BEGIN, DOC_END, HEADING, &section)?;
         eprintln!("wrote {}", path.display());
     } else {
         eprintln!("(docs/PERFORMANCE.md is written only by full runs: BENCH_ROWS ≥ 200000, delay measured)");

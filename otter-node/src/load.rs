@@ -927,36 +927,55 @@ impl Loader {
         table: &TablePlan,
         stop: &CancellationToken,
     ) -> Result<LoadStats, LoadError> {
+        let (outcome, retries) = self
+            .with_retries(&table.name, stop, || self.apply_table(table))
+            .await?;
+        match outcome {
+            Ok(()) => {
+                metrics::counter!("otter_load_rows_total").increment(table.rows as u64);
+                Ok(LoadStats {
+                    rows: table.rows,
+                    statements: table.statements.len(),
+                    retries,
+                })
+            }
+            Err(f) => Err(LoadError::Sql {
+                table: table.name.clone(),
+                sql: sql_excerpt(&f.sql),
+                source: f.error,
+            }),
+        }
+    }
+
+    /// Runs `attempt` until it succeeds or fails with an error that is not retryable, waiting with
+    /// a doubling backoff (`BACKOFF_MIN` to `BACKOFF_MAX`) after each retryable failure; cancelled
+    /// when `stop` fires. Returns the last attempt's outcome and how many retries it took.
+    async fn with_retries<F, Fut>(
+        &self,
+        what: &str,
+        stop: &CancellationToken,
+        mut attempt: F,
+    ) -> Result<(Result<(), Failure>, usize), LoadError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(), Failure>>,
+    {
         let mut retries = 0usize;
         let mut backoff = BACKOFF_MIN;
         loop {
-            let attempt = tokio::select! {
+            let outcome = tokio::select! {
                 biased;
                 _ = stop.cancelled() => return Err(LoadError::Cancelled),
-                r = self.apply_table(table) => r,
+                r = attempt() => r,
             };
-            match attempt {
-                Ok(()) => {
-                    metrics::counter!("otter_load_rows_total").increment(table.rows as u64);
-                    return Ok(LoadStats {
-                        rows: table.rows,
-                        statements: table.statements.len(),
-                        retries,
-                    });
-                }
+            match outcome {
                 Err(f) if is_retryable(&f.error) => {
                     retries += 1;
-                    self.note_retry(&table.name, &f.error, retries, backoff);
+                    self.note_retry(what, &f.error, retries, backoff);
                     wait(backoff, stop).await?;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
-                Err(f) => {
-                    return Err(LoadError::Sql {
-                        table: table.name.clone(),
-                        sql: sql_excerpt(&f.sql),
-                        source: f.error,
-                    })
-                }
+                outcome => return Ok((outcome, retries)),
             }
         }
     }
@@ -1002,51 +1021,30 @@ impl Loader {
         ddl: &DdlEvent,
         stop: &CancellationToken,
     ) -> Result<LoadStats, LoadError> {
-        let mut retries = 0usize;
-        let mut backoff = BACKOFF_MIN;
-        loop {
-            let attempt = tokio::select! {
-                biased;
-                _ = stop.cancelled() => return Err(LoadError::Cancelled),
-                r = self.apply_ddl(ddl) => r,
-            };
-            match attempt {
-                Ok(()) => {
-                    return Ok(LoadStats {
-                        rows: 0,
-                        statements: 1,
-                        retries,
-                    })
-                }
-                Err(f) if is_retryable(&f.error) => {
-                    retries += 1;
-                    self.note_retry(&ddl.schema, &f.error, retries, backoff);
-                    wait(backoff, stop).await?;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                }
-                Err(f)
-                    if server_code(&f.error).is_some_and(|c| DDL_ALREADY_APPLIED.contains(&c)) =>
-                {
-                    warn!(
-                        schema = %ddl.schema,
-                        error = %f.error,
-                        sql = %sql_excerpt(&ddl.sql),
-                        "load: DDL already applied on the target; skipped"
-                    );
-                    return Ok(LoadStats {
-                        rows: 0,
-                        statements: 1,
-                        retries,
-                    });
-                }
-                Err(f) => {
-                    return Err(LoadError::Sql {
-                        table: ddl.schema.clone(),
-                        sql: sql_excerpt(&f.sql),
-                        source: f.error,
-                    })
-                }
+        let (outcome, retries) = self
+            .with_retries(&ddl.schema, stop, || self.apply_ddl(ddl))
+            .await?;
+        let applied = LoadStats {
+            rows: 0,
+            statements: 1,
+            retries,
+        };
+        match outcome {
+            Ok(()) => Ok(applied),
+            Err(f) if server_code(&f.error).is_some_and(|c| DDL_ALREADY_APPLIED.contains(&c)) => {
+                warn!(
+                    schema = %ddl.schema,
+                    error = %f.error,
+                    sql = %sql_excerpt(&ddl.sql),
+                    "load: DDL already applied on the target; skipped"
+                );
+                Ok(applied)
             }
+            Err(f) => Err(LoadError::Sql {
+                table: ddl.schema.clone(),
+                sql: sql_excerpt(&f.sql),
+                source: f.error,
+            }),
         }
     }
 

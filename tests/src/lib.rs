@@ -18,8 +18,11 @@
 //!   faults, and a minimal RESP client ([`Redis::command`]).
 //! - [`CanalServer`]: the `canal-server` binary against a [`MariaDb`], with process faults;
 //!   [`canal_server_bin`] builds the binary for tests of other crates.
+//! - [`bench`]: helpers shared by the benchmark programs (`/proc` CPU time, the other-work watcher,
+//!   machine and tree lines, the docs/PERFORMANCE.md section writer).
 #![deny(missing_docs)]
 
+pub mod bench;
 mod canal_server;
 mod error;
 mod fault_proxy;

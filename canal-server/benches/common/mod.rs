@@ -1,14 +1,16 @@
-//! Shared by the benches (`e2e.rs`; `decode.rs` carries its own copy of the same code): the
-//! workload written into a harness MariaDB, the two baseline readers
-//! (`mariadb-binlog --read-from-remote-server --verbose` and python-mysql-replication 1.0.17 in a
-//! venv cached under `target/bench-venv`), timing, medians, the machine description and the
-//! docs/PERFORMANCE.md section writer.
+//! Shared by the canal-server benches (`decode.rs`, `e2e.rs`): the workload written into a harness
+//! MariaDB, the two baseline readers (`mariadb-binlog --read-from-remote-server --verbose` and
+//! python-mysql-replication 1.0.17 in a venv cached under `target/bench-venv`), timing, medians
+//! and the machine description. What the otter-node bench shares too (environment knobs, `/proc`,
+//! the other-work watcher, the tree line, the docs/PERFORMANCE.md section writer) is in
+//! `harness::bench`.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
+use harness::bench::{cpu_and_load_lines, group, program_version};
 use harness::{MariaDb, MariaDbOptions, RowMetadata};
 use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
@@ -44,11 +46,6 @@ pub fn workspace_and_target() -> Result<(PathBuf, PathBuf)> {
     Ok((workspace, target))
 }
 
-/// Whether the environment variable `name` is `1`.
-pub fn env_flag(name: &str) -> bool {
-    std::env::var_os(name).is_some_and(|v| v == "1")
-}
-
 /// What a reader process needs to know: where the source is and which range to read.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Spec {
@@ -78,15 +75,6 @@ pub fn show(s: &Sample) -> String {
         s.secs,
         s.max_rss_kb as f64 / 1024.0
     )
-}
-
-pub fn env_num<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .map_err(|_| anyhow::anyhow!("{name}={v} is not a number")),
-        Err(_) => Ok(default),
-    }
 }
 
 pub fn which(program: &str) -> Option<PathBuf> {
@@ -361,19 +349,6 @@ pub fn median(v: &[Sample]) -> Sample {
     }
 }
 
-/// `1234567.8` as `1 234 568`.
-pub fn group(x: f64) -> String {
-    let digits = format!("{:.0}", x);
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(' ');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// Creates (once) `dir` as a venv with python-mysql-replication; returns its interpreter.
 pub fn python_venv(dir: &Path) -> Result<PathBuf> {
     let py = dir.join("bin").join("python");
@@ -426,43 +401,15 @@ pub fn python_venv(dir: &Path) -> Result<PathBuf> {
     Ok(py)
 }
 
+/// The machine lines of a report: CPU, memory, load, the source server's version, `tree` (the
+/// commit measured) when given, rustc and the baselines' versions.
 pub fn machine_text(
     rt: &tokio::runtime::Runtime,
     spec: &Spec,
+    tree: Option<&str>,
     mariadb_binlog: Option<&Path>,
     python: Option<&Path>,
 ) -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|v| v.trim_start_matches([' ', '\t', ':']))
-        })
-        .unwrap_or("unknown")
-        .to_string();
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().to_string()))
-        })
-        .unwrap_or_default();
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let version = |p: &Path, arg: &str| {
-        Command::new(p)
-            .arg(arg)
-            .output()
-            .map(|o| {
-                let mut s = String::from_utf8_lossy(&o.stdout).trim().to_string();
-                if s.is_empty() {
-                    s = String::from_utf8_lossy(&o.stderr).trim().to_string();
-                }
-                s
-            })
-            .unwrap_or_default()
-    };
     let server = rt
         .block_on(async {
             let opts = mysql_async::OptsBuilder::default()
@@ -477,79 +424,28 @@ pub fn machine_text(
             Ok::<_, mysql_async::Error>(v.unwrap_or_default())
         })
         .unwrap_or_default();
-    let mut s = format!(
-        "- CPU: {model}, `nproc` = {nproc}; memory {mem}\n- load average at the end of the run: {}\n- source: MariaDB {server} (started by the test harness, loopback TCP)\n- rustc: {}\n",
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
-        version(Path::new("rustc"), "--version"),
-    );
+    let mut s = cpu_and_load_lines();
+    s.push_str(&format!(
+        "- source: MariaDB {server} (started by the test harness, loopback TCP)\n"
+    ));
+    if let Some(tree) = tree {
+        s.push_str(&format!("- tree: {tree}\n"));
+    }
+    s.push_str(&format!(
+        "- rustc: {}\n",
+        program_version(Path::new("rustc"), "--version")
+    ));
     if let Some(b) = mariadb_binlog {
-        s.push_str(&format!("- mariadb-binlog: {}\n", version(b, "--version")));
+        s.push_str(&format!(
+            "- mariadb-binlog: {}\n",
+            program_version(b, "--version")
+        ));
     }
     if let Some(p) = python {
         s.push_str(&format!(
             "- python: {}, mysql-replication {PY_VERSION} (pure-python, with PyMySQL)\n",
-            version(p, "--version")
+            program_version(p, "--version")
         ));
     }
     s
-}
-
-pub fn vm_hwm_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("VmHWM:")
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            })
-        })
-        .unwrap_or(0)
-}
-
-/// Writes `section` (which starts with `begin` and ends with `end`) into `path`: replaces the text
-/// between the markers when they are there, else appends `heading` and the section to the file,
-/// creating it (with a `# Performance` title) if needed. Other sections are never touched.
-pub fn write_doc(path: &Path, begin: &str, end: &str, heading: &str, section: &str) -> Result<()> {
-    let old = std::fs::read_to_string(path).unwrap_or_default();
-    let new = match (old.find(begin), old.find(end)) {
-        (Some(b), Some(e)) if b < e => {
-            format!("{}{section}{}", &old[..b], &old[e + end.len()..])
-        }
-        _ if old.trim().is_empty() => format!("# Performance\n\n{heading}\n\n{section}\n"),
-        _ => format!("{}\n\n{heading}\n\n{section}\n", old.trim_end()),
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(path, new)?;
-    Ok(())
-}
-
-/// The commit measured, naming uncommitted changes under `paths` (the code in the binaries).
-pub fn tree_text(workspace: &Path, paths: &[&str]) -> String {
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .arg("-C")
-            .arg(workspace)
-            .args(args)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default()
-    };
-    let commit = git(&["rev-parse", "--short", "HEAD"]);
-    let mut args = vec!["status", "--porcelain", "--untracked-files=no", "--"];
-    args.extend_from_slice(paths);
-    let dirty = git(&args);
-    if dirty.is_empty() {
-        format!("commit {commit}")
-    } else {
-        format!(
-            "commit {commit} with uncommitted changes in {}",
-            dirty
-                .lines()
-                .filter_map(|l| l.get(3..))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    }
 }
