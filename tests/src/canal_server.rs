@@ -223,17 +223,12 @@ fn build_canal_server() -> std::result::Result<PathBuf, String> {
     let cargo_profile = if profile == "debug" { "dev" } else { profile };
     let cargo = option_env!("CARGO").unwrap_or("cargo");
     let mut cmd = std::process::Command::new(cargo);
-    cmd.args([
-        "build",
-        "-p",
-        "canal-server",
-        "--bin",
-        "canal-server",
-        "--locked",
-    ])
-    .arg("--target-dir")
-    .arg(target_dir)
-    .args(["--profile", cargo_profile]);
+    // `--workspace` resolves features as the workspace build of the test run did, so after
+    // `cargo nextest run --workspace` this is a no-op instead of a rebuild of canal-server.
+    cmd.args(["build", "--workspace", "--bin", "canal-server", "--locked"])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .args(["--profile", cargo_profile]);
     // The workspace this harness was compiled in, so the build works from any current directory.
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     if manifest.is_file() {
