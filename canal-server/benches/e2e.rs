@@ -164,39 +164,12 @@ fn run() -> Result<()> {
 
     let mut throughput = None;
     if !skip_throughput {
-        let gen_started = Instant::now();
-        let (start, end, counts) = rt.block_on(generate(&db, table_rows))?;
-        let total = counts.total();
-        let gen_secs = gen_started.elapsed().as_secs_f64();
-        if start.file != end.file {
-            bail!(
-                "the workload spans binlog files {} and {}; it must fit one file",
-                start.file,
-                end.file
-            );
-        }
-        let binlog_bytes = end.position - start.position;
-        eprintln!(
-            "workload: {total} row changes ({} inserts, {} updates, {} deletes), {:.1} MB of binlog ({}:{}..{}), generated in {gen_secs:.1} s",
-            counts.inserts,
-            counts.updates,
-            counts.deletes,
-            binlog_bytes as f64 / 1e6,
-            start.file,
-            start.position,
-            end.position,
-        );
-        let spec = Spec {
-            host: "127.0.0.1".into(),
-            port: db.port(),
-            user: user.user.clone(),
-            password: user.password.clone(),
-            file: start.file.clone(),
-            start: start.position,
-            end: end.position,
-            rows: total,
-            server_id: 9000,
-        };
+        let Workload {
+            spec,
+            counts,
+            gen_secs,
+            binlog_bytes,
+        } = prepare_workload(&rt, &db, table_rows)?;
         // ours[0]: the client counts rows; ours[1]: it decodes every RowChange.
         let mut ours: [Vec<OursSample>; 2] = [Vec::new(), Vec::new()];
         let mut binlog = Vec::new();

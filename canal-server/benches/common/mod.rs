@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use harness::bench::{cpu_and_load_lines, group, program_version};
@@ -97,6 +98,63 @@ impl Counts {
     pub fn total(&self) -> u64 {
         self.inserts + self.updates + self.deletes
     }
+}
+
+/// A written workload: what the readers are given, and what the report says about it.
+pub struct Workload {
+    /// The binlog range the readers read.
+    pub spec: Spec,
+    /// Row changes by kind.
+    pub counts: Counts,
+    /// Seconds the source took to write it.
+    pub gen_secs: f64,
+    /// Binlog bytes of the range.
+    pub binlog_bytes: u64,
+}
+
+/// Writes the workload with [`generate`], checks it fits one binlog file, prints a summary line
+/// and returns the range for the readers.
+pub fn prepare_workload(rt: &tokio::runtime::Runtime, db: &MariaDb, n: u64) -> Result<Workload> {
+    let user = db.replication_user().cloned().unwrap_or_default();
+    let gen_started = Instant::now();
+    let (start, end, counts) = rt.block_on(generate(db, n))?;
+    let total = counts.total();
+    let gen_secs = gen_started.elapsed().as_secs_f64();
+    if start.file != end.file {
+        bail!(
+            "the workload spans binlog files {} and {}; it must fit one file",
+            start.file,
+            end.file
+        );
+    }
+    let binlog_bytes = end.position - start.position;
+    eprintln!(
+        "workload: {total} row changes ({} inserts, {} updates, {} deletes), {:.1} MB of binlog ({}:{}..{}), generated in {gen_secs:.1} s",
+        counts.inserts,
+        counts.updates,
+        counts.deletes,
+        binlog_bytes as f64 / 1e6,
+        start.file,
+        start.position,
+        end.position,
+    );
+    let spec = Spec {
+        host: "127.0.0.1".into(),
+        port: db.port(),
+        user: user.user,
+        password: user.password,
+        file: start.file,
+        start: start.position,
+        end: end.position,
+        rows: total,
+        server_id: 9000,
+    };
+    Ok(Workload {
+        spec,
+        counts,
+        gen_secs,
+        binlog_bytes,
+    })
 }
 
 /// Writes the workload: `n` rows inserted, updated twice, half deleted, `n` more inserted, all

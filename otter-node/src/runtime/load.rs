@@ -9,8 +9,8 @@ use tracing::{error, warn};
 use zookeeper_client::{Acls, CreateMode};
 
 use super::{
-    list_processes, pause, persistent, pull, remove_process, sweep, watch_lock, NodeOptions,
-    Registry, Stage, StageData, Termin,
+    list_processes, pause, persistent, pull, remove_process, retry_until_stopped, sweep,
+    watch_lock, NodeOptions, Registry, Stage, StageData, Termin,
 };
 use crate::load::Loader;
 use crate::model::Channel;
@@ -30,17 +30,8 @@ pub(super) async fn run_load(
             return;
         }
     };
-    loop {
-        match load_loop(&opts, &channel, &registry, &loader, &stop).await {
-            Ok(()) => break,
-            Err(e) => {
-                warn!(error = %e, "Load interrupted; retrying");
-                if pause(&stop, Duration::from_secs(1)).await {
-                    break;
-                }
-            }
-        }
-    }
+    let (o, c, r, l, s) = (&opts, &channel, &registry, &loader, &stop);
+    retry_until_stopped("Load", &stop, || load_loop(o, c, r, l, s)).await;
 }
 
 async fn load_loop(

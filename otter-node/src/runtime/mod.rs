@@ -551,6 +551,26 @@ async fn read_channels(
     Ok(out)
 }
 
+/// Runs `attempt` until it ends cleanly (it returns `Ok` when `stop` was cancelled); a failure
+/// is logged and the attempt starts again after 1 s.
+async fn retry_until_stopped<F, Fut>(what: &str, stop: &CancellationToken, mut attempt: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    loop {
+        match attempt().await {
+            Ok(()) => break,
+            Err(e) => {
+                warn!(error = %e, "{what} interrupted; retrying");
+                if pause(stop, Duration::from_secs(1)).await {
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// True when stopped.
 async fn pause(stop: &CancellationToken, d: Duration) -> bool {
     tokio::select! {

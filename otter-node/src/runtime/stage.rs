@@ -10,8 +10,8 @@ use tracing::{debug, warn};
 use zookeeper_client::{Acls, Client, CreateMode};
 
 use super::{
-    list_processes, pause, persistent, pull, sweep, NodeOptions, Produced, Registry, Stage,
-    StageData,
+    list_processes, pause, persistent, pull, retry_until_stopped, sweep, NodeOptions, Produced,
+    Registry, Stage, StageData,
 };
 use crate::extract::{extract, transform};
 use crate::model::{Channel, CompiledMapping};
@@ -64,17 +64,11 @@ pub(super) async fn run_stage(
             return;
         }
     };
-    loop {
-        match stage_loop(work, &opts, &channel, &mappings, &registry, &stop).await {
-            Ok(()) => break,
-            Err(e) => {
-                warn!(error = %e, "stage interrupted; retrying");
-                if pause(&stop, Duration::from_secs(1)).await {
-                    break;
-                }
-            }
-        }
-    }
+    let (o, c, m, r, s) = (&opts, &channel, &mappings[..], &registry, &stop);
+    retry_until_stopped(work.output().name(), &stop, || {
+        stage_loop(work, o, c, m, r, s)
+    })
+    .await;
 }
 
 async fn stage_loop(
