@@ -262,11 +262,7 @@ async fn endpoint(state: Arc<Mutex<Endpoint>>) -> std::net::SocketAddr {
 }
 
 fn accepted_ids(state: &Mutex<Endpoint>) -> BTreeSet<i64> {
-    let s = state.lock().unwrap();
-    s.accepted
-        .iter()
-        .flat_map(|(_, body)| user_ids(body.as_array().unwrap()))
-        .collect()
+    accepted_ids_of(&state.lock().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
