@@ -24,8 +24,8 @@ if [ "$profile" = release ]; then
   bin=$root/target/release
 else
   say "building (debug): canal-server, canal-client, cdc-sandbox"
-  cargo build --locked -p canal-server -p canal-client -p cdc-tests \
-    --bin canal-server --bin canal-client --bin cdc-sandbox
+  # --workspace: the same feature set as the test build, so nothing is compiled a second time.
+  cargo build --locked --workspace --bin canal-server --bin canal-client --bin cdc-sandbox
   bin=$root/target/debug
 fi
 
