@@ -178,6 +178,10 @@ pub enum GetWait {
     UntilFull,
     /// Wait up to this long for a full batch, then return what is available.
     Up(Duration),
+    /// Like `Up`, but also return as soon as a whole transaction (an ack point) is unread: for an
+    /// embedding consumer with nothing in flight, which wants low delay rather than full batches.
+    /// Not part of Canal's protocol.
+    UpOrTransaction(Duration),
 }
 
 /// A batch handed to a client.
@@ -519,7 +523,7 @@ impl Store {
         wait: GetWait,
     ) -> Result<Batch, StoreError> {
         let deadline = match wait {
-            GetWait::Up(d) => Some(tokio::time::Instant::now() + d),
+            GetWait::Up(d) | GetWait::UpOrTransaction(d) => Some(tokio::time::Instant::now() + d),
             _ => None,
         };
         loop {
@@ -531,7 +535,10 @@ impl Store {
                 if inner.closed {
                     return Err(StoreError::Closed(self.name.to_string()));
                 }
-                let full = self.is_full_batch_available(&mut inner, client_id, fetch_size)?;
+                let mut full = self.is_full_batch_available(&mut inner, client_id, fetch_size)?;
+                if !full && matches!(wait, GetWait::UpOrTransaction(_)) {
+                    full = self.has_unread_transaction(&inner, client_id, fetch_size);
+                }
                 let expired = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
                 if !self.open() {
                     // Fenced or paused: hand out nothing, but let the wait run its course.
@@ -619,6 +626,18 @@ impl Store {
                 unread > 0 && bytes > limit
             }
         })
+    }
+
+    /// Whether the client's next `fetch_size` unread entries include an ack point (the end of a
+    /// transaction or a DDL).
+    fn has_unread_transaction(&self, inner: &Inner, client_id: i16, fetch_size: i32) -> bool {
+        let Some(c) = inner.clients.get(&client_id) else {
+            return false;
+        };
+        let first = inner.first_seq;
+        (c.read_seq.max(first)..inner.next_seq())
+            .take(fetch_size.max(1) as usize)
+            .any(|s| inner.entries[(s - first) as usize].ack_point)
     }
 
     fn take_batch(
@@ -931,6 +950,32 @@ mod tests {
         s.rollback(2, 0).unwrap();
         let b = s.get(1, 10, GetWait::NonBlocking).await.unwrap();
         assert_eq!(b.id, -1, "client 2's rollback does not rewind client 1");
+    }
+
+    #[tokio::test]
+    async fn up_or_transaction_returns_once_a_transaction_is_whole() {
+        let s = Store::new("d", items(100));
+        s.subscribe(1, "", None).unwrap();
+        s.put(entry(0, false, "t", 1)).await.unwrap();
+        let s2 = s.clone();
+        let waiter = tokio::spawn(async move {
+            s2.get(1, 50, GetWait::UpOrTransaction(Duration::from_secs(3600)))
+                .await
+        });
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !waiter.is_finished(),
+            "half a transaction is not handed out"
+        );
+        s.put(entry(10, true, "t", 1)).await.unwrap();
+        let b = waiter.await.unwrap().unwrap();
+        assert_eq!(
+            b.entries.len(),
+            2,
+            "the whole transaction, without waiting for 50"
+        );
     }
 
     #[tokio::test]

@@ -158,14 +158,44 @@ impl LoadStats {
 // ---------------------------------------------------------------------------------------------
 // Merge
 
-/// Identity of a row: schema, table and the key columns sorted by name.
-type RowKey = (String, String, Vec<(String, Option<String>)>);
+/// Identity of a row: schema, table and the key columns sorted by name, each part
+/// length-prefixed into one string (one allocation per row, and no separator can be forged).
+type RowKey = String;
 
 fn row_key<'a>(schema: &str, table: &str, keys: impl Iterator<Item = &'a ColumnValue>) -> RowKey {
-    let mut k: Vec<(String, Option<String>)> =
-        keys.map(|c| (c.name.clone(), c.value.clone())).collect();
-    k.sort();
-    (schema.to_string(), table.to_string(), k)
+    use std::fmt::Write as _;
+    let mut keys: Vec<&ColumnValue> = keys.collect();
+    if keys.len() > 1 {
+        keys.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    let mut k = String::with_capacity(
+        schema.len()
+            + table.len()
+            + keys
+                .iter()
+                .map(|c| c.name.len() + c.value.as_ref().map_or(0, |v| v.len()) + 12)
+                .sum::<usize>()
+            + 8,
+    );
+    let part = |k: &mut String, s: Option<&str>| match s {
+        Some(s) => {
+            let _ = write!(k, "{}:", s.len());
+            k.push_str(s);
+        }
+        // SQL NULL: a length no value has.
+        None => k.push_str("-:"),
+    };
+    part(&mut k, Some(schema));
+    part(&mut k, Some(table));
+    for c in &keys {
+        part(&mut k, Some(&c.name));
+        part(&mut k, c.value.as_deref());
+    }
+    if keys.is_empty() {
+        // No key columns: the caller keeps such rows unmerged.
+        k.clear();
+    }
+    k
 }
 
 /// `earlier`'s columns in their order with `later`'s values, then `later`'s other columns.
@@ -205,32 +235,26 @@ fn combine(prev: RowEvent, next: RowEvent) -> RowEvent {
 /// an upsert of the new one, carrying the old key's pending image; chains (A→B, B→C) delete A and
 /// B and upsert C. The result keeps the order in which keys first appeared and has no `old_keys`.
 /// Rows without key columns are kept as they are, unmerged.
-pub fn merge(rows: &[RowEvent]) -> Vec<RowEvent> {
-    let mut slots: Vec<RowEvent> = Vec::with_capacity(rows.len());
-    let mut index: HashMap<RowKey, usize> = HashMap::with_capacity(rows.len());
-    for ev in rows {
-        let new_key = row_key(&ev.schema, &ev.table, ev.keys());
-        let mut next = RowEvent {
-            old_keys: None,
-            ..ev.clone()
-        };
-        if let (RowKind::Update, Some(old)) = (ev.kind, &ev.old_keys) {
-            let old_key = row_key(&ev.schema, &ev.table, old.iter());
-            if !old_key.2.is_empty() && old_key != new_key {
+pub fn merge(rows: impl IntoIterator<Item = RowEvent>) -> Vec<RowEvent> {
+    let rows = rows.into_iter();
+    let mut slots: Vec<RowEvent> = Vec::with_capacity(rows.size_hint().0);
+    let mut index: HashMap<RowKey, usize> = HashMap::with_capacity(rows.size_hint().0);
+    for mut next in rows {
+        let new_key = row_key(&next.schema, &next.table, next.keys());
+        if let (RowKind::Update, Some(old)) = (next.kind, next.old_keys.take()) {
+            let old_key = row_key(&next.schema, &next.table, old.iter());
+            if !old_key.is_empty() && old_key != new_key {
                 let delete = RowEvent {
-                    schema: ev.schema.clone(),
-                    table: ev.table.clone(),
+                    schema: next.schema.clone(),
+                    table: next.table.clone(),
                     kind: RowKind::Delete,
                     columns: old
-                        .iter()
-                        .map(|c| ColumnValue {
-                            is_key: true,
-                            ..c.clone()
-                        })
+                        .into_iter()
+                        .map(|c| ColumnValue { is_key: true, ..c })
                         .collect(),
                     old_keys: None,
-                    weight: ev.weight,
-                    execute_time: ev.execute_time,
+                    weight: next.weight,
+                    execute_time: next.execute_time,
                 };
                 match index.get(&old_key) {
                     Some(&i) => {
@@ -257,7 +281,7 @@ pub fn merge(rows: &[RowEvent]) -> Vec<RowEvent> {
                 }
             }
         }
-        if new_key.2.is_empty() {
+        if new_key.is_empty() {
             slots.push(next);
             continue;
         }
@@ -878,7 +902,7 @@ impl Loader {
     /// Loading the same batch again leaves the target as it is.
     pub async fn load(
         &self,
-        batch: &LoadBatch,
+        batch: LoadBatch,
         stop: &CancellationToken,
     ) -> Result<LoadStats, LoadError> {
         if stop.is_cancelled() {
@@ -892,7 +916,7 @@ impl Loader {
             }
             return self.load_ddl(ddl, stop).await;
         }
-        let merged = merge(&batch.rows);
+        let merged = merge(batch.rows);
         // Every statement is built before anything is written: a bad value fails the batch
         // without touching the target.
         let plan = plan(&merged)?;
@@ -1165,7 +1189,7 @@ mod tests {
 
     #[test]
     fn insert_then_update_is_insert_with_final_image() {
-        let m = merge(&[
+        let m = merge([
             row(I, "1", &[("a", "x"), ("b", "y")]),
             row(U, "1", &[("a", "z")]),
         ]);
@@ -1174,7 +1198,7 @@ mod tests {
 
     #[test]
     fn update_then_update_keeps_earlier_columns_later_wins() {
-        let m = merge(&[
+        let m = merge([
             row(U, "1", &[("a", "1"), ("b", "1")]),
             row(U, "1", &[("b", "2"), ("c", "2")]),
         ]);
@@ -1186,32 +1210,32 @@ mod tests {
 
     #[test]
     fn update_then_delete_is_delete() {
-        let m = merge(&[row(U, "1", &[("a", "1")]), row(D, "1", &[("a", "1")])]);
+        let m = merge([row(U, "1", &[("a", "1")]), row(D, "1", &[("a", "1")])]);
         assert_eq!(summary(&m), vec![s(D, "1", &[("a", "1")])]);
     }
 
     #[test]
     fn insert_then_delete_is_delete() {
-        let m = merge(&[row(I, "1", &[("a", "1")]), row(D, "1", &[("a", "1")])]);
+        let m = merge([row(I, "1", &[("a", "1")]), row(D, "1", &[("a", "1")])]);
         assert_eq!(summary(&m), vec![s(D, "1", &[("a", "1")])]);
     }
 
     #[test]
     fn delete_then_insert_is_insert() {
-        let m = merge(&[row(D, "1", &[("a", "old")]), row(I, "1", &[("a", "new")])]);
+        let m = merge([row(D, "1", &[("a", "old")]), row(I, "1", &[("a", "new")])]);
         assert_eq!(summary(&m), vec![s(I, "1", &[("a", "new")])]);
     }
 
     #[test]
     fn pk_change_is_delete_old_and_upsert_new() {
-        let m = merge(&[moved("1", "2", &[("a", "x")])]);
+        let m = merge([moved("1", "2", &[("a", "x")])]);
         assert_eq!(summary(&m), vec![s(D, "1", &[]), s(U, "2", &[("a", "x")])]);
         assert!(m.iter().all(|r| r.old_keys.is_none()));
     }
 
     #[test]
     fn pk_change_chain_deletes_every_old_key() {
-        let m = merge(&[
+        let m = merge([
             moved("A", "B", &[("a", "1")]),
             moved("B", "C", &[("a", "2")]),
         ]);
@@ -1223,7 +1247,7 @@ mod tests {
 
     #[test]
     fn pk_change_carries_the_pending_insert() {
-        let m = merge(&[
+        let m = merge([
             row(I, "A", &[("a", "1"), ("b", "1")]),
             moved("A", "B", &[("a", "2")]),
         ]);
@@ -1235,7 +1259,7 @@ mod tests {
 
     #[test]
     fn pk_swap_back_is_upsert_of_the_first_key() {
-        let m = merge(&[
+        let m = merge([
             moved("A", "B", &[("a", "1")]),
             moved("B", "A", &[("a", "2")]),
         ]);
@@ -1244,7 +1268,7 @@ mod tests {
 
     #[test]
     fn unchanged_old_keys_are_a_plain_update() {
-        let m = merge(&[moved("1", "1", &[("a", "x")])]);
+        let m = merge([moved("1", "1", &[("a", "x")])]);
         assert_eq!(summary(&m), vec![s(U, "1", &[("a", "x")])]);
     }
 
@@ -1252,7 +1276,7 @@ mod tests {
     fn first_appearance_order_and_tables_kept_apart() {
         let mut other = row(I, "1", &[("a", "o")]);
         other.table = "u".into();
-        let m = merge(&[
+        let m = merge([
             row(I, "2", &[("a", "1")]),
             row(I, "1", &[("a", "1")]),
             other.clone(),
@@ -1280,7 +1304,7 @@ mod tests {
             ],
             ..row(kind, "x", &[])
         };
-        let m = merge(&[
+        let m = merge([
             r(I, "1", "1", "x"),
             r(I, "1", "2", "y"),
             r(U, "1", "1", "z"),
@@ -1296,7 +1320,7 @@ mod tests {
             columns: vec![col("v", Some("1"), 12, false)],
             ..row(I, "x", &[])
         };
-        assert_eq!(merge(&[r.clone(), r.clone()]).len(), 2);
+        assert_eq!(merge([r.clone(), r.clone()]).len(), 2);
     }
 
     fn lit(value: Option<&str>, sql_type: i32) -> Result<String, LoadError> {
@@ -1383,7 +1407,7 @@ mod tests {
 
     #[test]
     fn statements_for_a_table() {
-        let mut m = merge(&[
+        let mut m = merge([
             row(I, "1", &[("a", "x")]),
             row(I, "2", &[("a", "it's")]),
             row(D, "3", &[("a", "z")]),
@@ -1430,7 +1454,7 @@ mod tests {
         let rows: Vec<RowEvent> = (0..1201)
             .map(|i| row(I, &i.to_string(), &[("a", "x")]))
             .collect();
-        let plans = plan(&merge(&rows)).unwrap();
+        let plans = plan(&merge(rows.clone())).unwrap();
         let st = &plans[0].1[0].statements;
         assert_eq!(st.len(), 3);
         assert_eq!(st[0].matches("),(").count(), 499);
@@ -1459,7 +1483,7 @@ mod tests {
         let mut c = row(I, "1", &[]);
         c.table = "c".into();
         c.weight = 5;
-        let plans = plan(&merge(&[a, b, c])).unwrap();
+        let plans = plan(&merge([a, b, c])).unwrap();
         let names: Vec<(u32, Vec<&str>)> = plans
             .iter()
             .map(|(w, t)| (*w, t.iter().map(|t| t.name.as_str()).collect()))

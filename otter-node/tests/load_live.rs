@@ -251,7 +251,7 @@ async fn loads_merges_and_replays() {
         .expect("tables are fine");
 
     let b1 = first_batch();
-    let stats = loader.load(&b1, &stop).await.expect("load");
+    let stats = loader.load(b1.clone(), &stop).await.expect("load");
     // items 1/1, 1/2, 1/4 and the deletes of 2/1 and 1/3; orders 1 (delete), 2, 3.
     assert_eq!(stats.rows, 8, "{stats:?}");
     assert_eq!(stats.retries, 0);
@@ -259,7 +259,7 @@ async fn loads_merges_and_replays() {
     assert_eq!(orders(&db).await, first_orders());
 
     // The same batch again changes nothing.
-    loader.load(&b1, &stop).await.expect("replay");
+    loader.load(b1.clone(), &stop).await.expect("replay");
     assert_eq!(dump(&db, SELECT_ITEMS).await, first_items());
     assert_eq!(orders(&db).await, first_orders());
 
@@ -284,7 +284,7 @@ async fn loads_merges_and_replays() {
     ];
     let want_orders = vec![(2, None), (3, Some("back\\slash".into()))];
     for _ in 0..2 {
-        loader.load(&b2, &stop).await.expect("second batch");
+        loader.load(b2.clone(), &stop).await.expect("second batch");
         assert_eq!(dump(&db, SELECT_ITEMS).await, want);
         assert_eq!(orders(&db).await, want_orders);
     }
@@ -294,14 +294,14 @@ async fn loads_merges_and_replays() {
     let mut bad = item(Insert, 9, 9, &vals_a());
     bad.columns[2].value = some("1); DROP TABLE shop.orders; --");
     let err = loader
-        .load(&batch(vec![order(Insert, 9, Some("x")), bad]), &stop)
+        .load(batch(vec![order(Insert, 9, Some("x")), bad]), &stop)
         .await
         .unwrap_err();
     assert!(matches!(err, LoadError::BadValue { .. }), "{err}");
     assert_eq!(orders(&db).await, want_orders);
     let mut unknown = order(Insert, 10, Some("x"));
     unknown.columns[1].name = "nope".into();
-    let err = loader.load(&batch(vec![unknown]), &stop).await.unwrap_err();
+    let err = loader.load(batch(vec![unknown]), &stop).await.unwrap_err();
     match &err {
         LoadError::Sql { table, sql, .. } => {
             assert_eq!(table, "shop.orders");
@@ -352,19 +352,19 @@ async fn check_tables_and_ddl() {
     for _ in 0..2 {
         let stats = loader
             .load(
-                &ddl("shop", "ALTER TABLE orders ADD COLUMN extra INT"),
+                ddl("shop", "ALTER TABLE orders ADD COLUMN extra INT"),
                 &stop,
             )
             .await
             .expect("alter");
         assert_eq!(stats.statements, 1);
         loader
-            .load(&ddl("crm", "CREATE DATABASE crm"), &stop)
+            .load(ddl("crm", "CREATE DATABASE crm"), &stop)
             .await
             .expect("create database");
         loader
             .load(
-                &ddl("crm", "CREATE TABLE people (id INT PRIMARY KEY, name TEXT)"),
+                ddl("crm", "CREATE TABLE people (id INT PRIMARY KEY, name TEXT)"),
                 &stop,
             )
             .await
@@ -380,14 +380,14 @@ async fn check_tables_and_ddl() {
         .await
         .expect("created table has a key");
     let err = loader
-        .load(&ddl("shop", "ALTER TABLE orders ADD COLUMN"), &stop)
+        .load(ddl("shop", "ALTER TABLE orders ADD COLUMN"), &stop)
         .await
         .unwrap_err();
     assert!(matches!(err, LoadError::Sql { .. }), "{err}");
     let mut mixed = ddl("shop", "DROP TABLE orders");
     mixed.rows.push(order(RowKind::Insert, 1, None));
     assert!(matches!(
-        loader.load(&mixed, &stop).await,
+        loader.load(mixed.clone(), &stop).await,
         Err(LoadError::DdlWithRows { rows: 1 })
     ));
     loader.close().await;
@@ -407,7 +407,7 @@ async fn frozen_target_is_waited_for() {
     let load = tokio::spawn({
         let loader = loader.clone();
         let stop = stop.clone();
-        async move { loader.load(&first_batch(), &stop).await }
+        async move { loader.load(first_batch(), &stop).await }
     });
     tokio::time::sleep(Duration::from_secs(2)).await;
     db.resume().expect("SIGCONT");
@@ -428,7 +428,7 @@ async fn dead_target_is_retried_until_it_returns_or_stop() {
 
     let spawn_load = |stop: CancellationToken| {
         let loader = loader.clone();
-        tokio::spawn(async move { loader.load(&first_batch(), &stop).await })
+        tokio::spawn(async move { loader.load(first_batch(), &stop).await })
     };
     async fn retried_since(loader: &Loader, base: u64) {
         while loader.total_retries() <= base {

@@ -298,7 +298,8 @@ pub fn tree_text(workspace: &Path, paths: &[&str]) -> String {
             .arg(workspace)
             .args(args)
             .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            // Only the end: a porcelain line starts with its two status columns, maybe a space.
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim_end().to_string())
             .unwrap_or_default()
     };
     let commit = git(&["rev-parse", "--short", "HEAD"]);

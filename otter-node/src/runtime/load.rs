@@ -8,9 +8,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 use zookeeper_client::{Acls, CreateMode};
 
+use super::view::{self, PipelineView};
 use super::{
-    list_processes, pause, persistent, pull, remove_process, retry_until_stopped, sweep,
-    watch_lock, NodeOptions, Registry, Stage, StageData, Termin,
+    finish_process, pause, pull, retry_until_stopped, sweep, watch_lock, NodeOptions, Registry,
+    Stage, StageData, Termin,
 };
 use crate::load::Loader;
 use crate::model::Channel;
@@ -21,6 +22,7 @@ pub(super) async fn run_load(
     opts: NodeOptions,
     channel: Channel,
     registry: Registry,
+    view: PipelineView,
     stop: CancellationToken,
 ) {
     let loader = match Loader::new(&channel.pipeline.target) {
@@ -30,8 +32,8 @@ pub(super) async fn run_load(
             return;
         }
     };
-    let (o, c, r, l, s) = (&opts, &channel, &registry, &loader, &stop);
-    retry_until_stopped("Load", &stop, || load_loop(o, c, r, l, s)).await;
+    let (o, c, r, l, v, s) = (&opts, &channel, &registry, &loader, &view, &stop);
+    retry_until_stopped("Load", &stop, || load_loop(o, c, r, l, v, s)).await;
 }
 
 async fn load_loop(
@@ -39,6 +41,7 @@ async fn load_loop(
     channel: &Channel,
     registry: &Registry,
     loader: &Loader,
+    view: &PipelineView,
     stop: &CancellationToken,
 ) -> Result<(), String> {
     let (cid, pid) = (channel.id, channel.pipeline.id);
@@ -49,49 +52,50 @@ async fn load_loop(
         .map_err(|e| e.to_string())?;
     let mut checked: HashSet<(String, String)> = HashSet::new();
     let mut last_sweep = std::time::Instant::now();
-    let mut idle = super::Idle::default();
+    let mut window = view.subscribe();
     let rows_total = metrics::counter!("otter_load_batches_total", "pipeline" => pid.to_string());
     loop {
         if stop.is_cancelled() {
             return Ok(());
         }
-        let procs = list_processes(&zk, cid, pid).await?;
-        sweep(registry, pid, &procs, &mut last_sweep);
-        let Some((id, name)) = procs.into_iter().next() else {
-            if registry.idle(stop, idle.next()).await {
+        let snap = window.borrow_and_update().clone();
+        sweep(registry, pid, &snap, &mut last_sweep);
+        // Strictly in order: only the oldest process, once transformed and unclaimed.
+        let head = snap
+            .processes
+            .iter()
+            .next()
+            .filter(|(_, p)| p.has(Stage::Transformed.name()) && !p.has("lock"))
+            .map(|(id, p)| (*id, paths::process(cid, pid, &p.name)));
+        let claimed = match head {
+            None => false,
+            Some((_, ref proc_path)) => {
+                let eph = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+                match zk
+                    .create(
+                        &format!("{proc_path}/lock"),
+                        opts.id.to_string().as_bytes(),
+                        &eph,
+                    )
+                    .await
+                {
+                    Ok(_) => true,
+                    Err(zookeeper_client::Error::NodeExists)
+                    | Err(zookeeper_client::Error::NoNode) => false,
+                    Err(e) => return Err(format!("lock: {e}")),
+                }
+            }
+        };
+        let Some((id, proc_path)) = head.filter(|_| claimed) else {
+            // Wait for the window to change (the 1 s is only a safety net).
+            if view::changed(&mut window, stop, Duration::from_secs(1))
+                .await
+                .is_none()
+            {
                 return Ok(());
             }
             continue;
         };
-        let proc_path = paths::process(cid, pid, &name);
-        match zk.check_stat(&format!("{proc_path}/transformed")).await {
-            Ok(Some(_)) => {}
-            _ => {
-                if registry.idle(stop, idle.next()).await {
-                    return Ok(());
-                }
-                continue;
-            }
-        };
-        let eph = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
-        match zk
-            .create(
-                &format!("{proc_path}/lock"),
-                opts.id.to_string().as_bytes(),
-                &eph,
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(zookeeper_client::Error::NodeExists) | Err(zookeeper_client::Error::NoNode) => {
-                if registry.idle(stop, idle.next()).await {
-                    return Ok(());
-                }
-                continue;
-            }
-            Err(e) => return Err(format!("lock: {e}")),
-        }
-        idle.reset();
         let data = match pull(
             opts,
             &zk,
@@ -117,13 +121,18 @@ async fn load_loop(
         let StageData::Batch(batch) = data else {
             return Err(format!("process {id}: transformed data is not a batch"));
         };
+        // Load consumes the rows: with the registry's reference gone the batch is not copied.
+        // (Should this load be lost, the redo finds no data here and the stages run again.)
+        registry.forget_stage(pid, id, Stage::Transformed);
+        let batch = std::sync::Arc::try_unwrap(batch).unwrap_or_else(|b| (*b).clone());
         let tables: Vec<(String, String)> = batch
             .rows
             .iter()
-            .map(|r| (r.schema.clone(), r.table.clone()))
-            .filter(|t| !checked.contains(t))
+            .map(|r| (r.schema.as_str(), r.table.as_str()))
             .collect::<HashSet<_>>()
             .into_iter()
+            .map(|(s, t)| (s.to_string(), t.to_string()))
+            .filter(|t| !checked.contains(t))
             .collect();
         let outcome = if tables.is_empty() {
             Ok(())
@@ -145,7 +154,7 @@ async fn load_loop(
         ));
         let outcome = match outcome {
             Ok(()) => loader
-                .load(&batch, &held)
+                .load(batch, &held)
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
@@ -185,19 +194,18 @@ async fn load_loop(
                 }
             }
         };
-        match zk
-            .create(
-                &paths::termin(cid, pid, id),
-                &serde_json::to_vec(&termin).unwrap_or_default(),
-                &persistent(),
-            )
-            .await
-        {
-            Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
-            Err(e) => return Err(format!("termin: {e}")),
-        }
-        remove_process(&zk, &proc_path).await?;
-        registry.wake();
+        finish_process(
+            &zk,
+            &paths::termin(cid, pid, id),
+            &serde_json::to_vec(&termin).unwrap_or_default(),
+            &proc_path,
+        )
+        .await?;
+        // Let the view see the process gone before looking for the next one.
+        view::settle(&mut window, Duration::from_secs(2), |s| {
+            !s.processes.contains_key(&id)
+        })
+        .await;
         if outcome.is_ok() {
             rows_total.increment(1);
         } else if pause(stop, Duration::from_secs(1)).await {

@@ -15,6 +15,7 @@
 mod load;
 mod select;
 mod stage;
+mod view;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -94,7 +95,7 @@ impl StageData {
 /// Batch data this node produced, by (pipeline, process, stage); other nodes pull it over HTTP.
 /// Entries go when their process is gone (acked or discarded).
 #[derive(Debug, Clone, Default)]
-pub struct Registry(Arc<Mutex<HashMap<DataKey, Kept>>>, Arc<tokio::sync::Notify>);
+pub struct Registry(Arc<Mutex<HashMap<DataKey, Kept>>>);
 
 /// (pipeline, process, stage).
 type DataKey = (u32, u64, Stage);
@@ -108,7 +109,6 @@ impl Registry {
         if let Ok(mut r) = self.0.lock() {
             r.insert((pid, process, stage), (data, std::time::Instant::now()));
         }
-        self.1.notify_waiters();
     }
 
     /// The data for (pid, process, stage), if this node has it.
@@ -118,21 +118,6 @@ impl Registry {
             .ok()?
             .get(&(pid, process, stage))
             .map(|(d, _)| d.clone())
-    }
-
-    /// Wakes the stages of this node waiting in [`Registry::idle`] (a stage finished here).
-    pub fn wake(&self) {
-        self.1.notify_waiters();
-    }
-
-    /// Waits until a stage of this node finished, at most `d` (other nodes are seen by polling);
-    /// true when `stop` was cancelled.
-    pub async fn idle(&self, stop: &CancellationToken, d: Duration) -> bool {
-        tokio::select! {
-            _ = stop.cancelled() => true,
-            _ = self.1.notified() => false,
-            _ = tokio::time::sleep(d) => false,
-        }
     }
 
     /// Forgets one stage's data of one process.
@@ -266,6 +251,36 @@ pub fn decode_batch(gz: &[u8]) -> Result<LoadBatch, String> {
     serde_json::from_slice(&gunzip(gz)?).map_err(|e| format!("batch JSON: {e}"))
 }
 
+/// Ends a loaded process: writes `termin/{id}` and removes the process with its children in one
+/// transaction (one write instead of six). If the children changed meanwhile (a worker's lock
+/// appeared), it falls back to writing the termin and [`remove_process`].
+async fn finish_process(
+    zk: &Client,
+    termin_path: &str,
+    termin: &[u8],
+    proc_path: &str,
+) -> Result<(), String> {
+    if let Ok(children) = zk.list_children(proc_path).await {
+        let mut multi = zk.new_multi_writer();
+        let staged = multi
+            .add_create(termin_path, termin, &persistent())
+            .and_then(|()| {
+                children
+                    .iter()
+                    .try_for_each(|c| multi.add_delete(&format!("{proc_path}/{c}"), None))
+            })
+            .and_then(|()| multi.add_delete(proc_path, None));
+        if staged.is_ok() && multi.commit().await.is_ok() {
+            return Ok(());
+        }
+    }
+    match zk.create(termin_path, termin, &persistent()).await {
+        Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
+        Err(e) => return Err(format!("termin: {e}")),
+    }
+    remove_process(zk, proc_path).await
+}
+
 /// Removes a finished process. Stage inputs go first (`selected`, then `extracted`, then
 /// `transformed`) so no stage can claim it any more; a worker that claimed it just before leaves a
 /// lock or output child behind for a moment, so removal retries until the node is gone.
@@ -300,51 +315,12 @@ async fn remove_process(zk: &Client, path: &str) -> Result<(), String> {
     Err(format!("remove {path}: children keep appearing"))
 }
 
-/// The pause of a polling loop: 5 ms after it found work, doubling while it finds none, up to
-/// 100 ms (stages on the same node are woken at once through the [`Registry`]).
-#[derive(Debug)]
-struct Idle(Duration);
-
-impl Default for Idle {
-    fn default() -> Self {
-        Idle(Duration::from_millis(5))
-    }
-}
-
-impl Idle {
-    /// The next pause (call when the loop found nothing to do).
-    fn next(&mut self) -> Duration {
-        let d = self.0;
-        self.0 = (self.0 * 2).min(Duration::from_millis(100));
-        d
-    }
-
-    /// The loop found work.
-    fn reset(&mut self) {
-        self.0 = Duration::from_millis(5);
-    }
-}
-
 /// Every second, forgets the data of processes that are gone.
-fn sweep(registry: &Registry, pid: u32, procs: &[(u64, String)], last: &mut std::time::Instant) {
+fn sweep(registry: &Registry, pid: u32, snap: &view::Snapshot, last: &mut std::time::Instant) {
     if last.elapsed() >= Duration::from_secs(1) {
-        registry.keep_only(pid, &procs.iter().map(|(id, _)| *id).collect());
+        registry.keep_only(pid, &snap.processes.keys().copied().collect());
         *last = std::time::Instant::now();
     }
-}
-
-/// The process nodes of a pipeline, oldest first (none when the window does not exist yet).
-async fn list_processes(zk: &Client, cid: u32, pid: u32) -> Result<Vec<(u64, String)>, String> {
-    let mut procs: Vec<(u64, String)> = match zk.list_children(&paths::processes(cid, pid)).await {
-        Ok(c) => c
-            .into_iter()
-            .filter_map(|n| paths::process_id(&n).map(|id| (id, n)))
-            .collect(),
-        Err(zookeeper_client::Error::NoNode) => Vec::new(),
-        Err(e) => return Err(format!("processes: {e}")),
-    };
-    procs.sort();
-    Ok(procs)
 }
 
 /// The data a stage-done child points at: from this node's registry, else pulled over HTTP. When
@@ -453,6 +429,10 @@ pub async fn run_node(opts: NodeOptions, registry: Registry, stop: CancellationT
             let cancel = stop.child_token();
             let (status_tx, status_rx) = watch::channel(ch.status);
             let p = &ch.pipeline;
+            let view = {
+                let _span = tracing::info_span!("view", channel = cid, pipeline = p.id).entered();
+                view::PipelineView::spawn(opts.zk.clone(), cid, p.id, cancel.clone())
+            };
             if p.select_nodes.contains(&opts.id) {
                 let span = tracing::info_span!("select", channel = cid, pipeline = p.id);
                 tokio::spawn(
@@ -461,6 +441,7 @@ pub async fn run_node(opts: NodeOptions, registry: Registry, stop: CancellationT
                         ch.clone(),
                         status_rx.clone(),
                         registry.clone(),
+                        view.clone(),
                         cancel.clone(),
                     )
                     .instrument(span),
@@ -472,6 +453,7 @@ pub async fn run_node(opts: NodeOptions, registry: Registry, stop: CancellationT
                         opts.clone(),
                         ch.clone(),
                         registry.clone(),
+                        view.clone(),
                         cancel.clone(),
                     )
                     .instrument(span),
@@ -485,14 +467,21 @@ pub async fn run_node(opts: NodeOptions, registry: Registry, stop: CancellationT
                         opts.clone(),
                         ch.clone(),
                         registry.clone(),
+                        view.clone(),
                         cancel.clone(),
                     )
                     .instrument(span),
                 );
                 let span = tracing::info_span!("load", channel = cid, pipeline = p.id);
                 tokio::spawn(
-                    load::run_load(opts.clone(), ch.clone(), registry.clone(), cancel.clone())
-                        .instrument(span),
+                    load::run_load(
+                        opts.clone(),
+                        ch.clone(),
+                        registry.clone(),
+                        view.clone(),
+                        cancel.clone(),
+                    )
+                    .instrument(span),
                 );
             }
             info!(channel = cid, pipeline = p.id, status = ?ch.status, "running the pipeline's stages of this node");

@@ -15,6 +15,7 @@ use tracing::{error, info, warn, Instrument};
 use zk_coord::election::{Election, ElectionSpec, Role};
 use zookeeper_client::{Acls, Client, CreateMode};
 
+use super::view::{self, PipelineView};
 use super::{pause, persistent, NodeOptions, Produced, Registry, Stage, StageData, Termin};
 use crate::load::Loader;
 use crate::model::{Channel, ChannelStatus, CompiledMapping};
@@ -26,6 +27,7 @@ pub(super) async fn run_select(
     channel: Channel,
     status: watch::Receiver<ChannelStatus>,
     registry: Registry,
+    view: PipelineView,
     stop: CancellationToken,
 ) {
     let (cid, pid) = (channel.id, channel.pipeline.id);
@@ -62,6 +64,7 @@ pub(super) async fn run_select(
                         channel.clone(),
                         status.clone(),
                         registry.clone(),
+                        view.clone(),
                         gate,
                         cancel.clone(),
                     )
@@ -94,12 +97,13 @@ async fn select_loop(
     channel: Channel,
     status: watch::Receiver<ChannelStatus>,
     registry: Registry,
+    view: PipelineView,
     gate: Gate,
     stop: CancellationToken,
 ) {
     let (cid, pid) = (channel.id, channel.pipeline.id);
     loop {
-        match select_once(&opts, &channel, &status, &registry, &gate, &stop).await {
+        match select_once(&opts, &channel, &status, &registry, &view, &gate, &stop).await {
             Ok(()) => break,
             Err(e) => {
                 error!(error = %e, "Select failed; restarting from the acked cursor");
@@ -119,6 +123,7 @@ async fn select_once(
     channel: &Channel,
     status: &watch::Receiver<ChannelStatus>,
     registry: &Registry,
+    view: &PipelineView,
     gate: &Gate,
     stop: &CancellationToken,
 ) -> Result<(), String> {
@@ -195,7 +200,7 @@ async fn select_once(
             .map_err(|e| e.to_string())?;
     }
     let result = select_work(
-        opts, channel, status, registry, &zk, &store, &mappings, stop,
+        opts, channel, status, registry, view, &zk, &store, &mappings, stop,
     )
     .await;
     instance.stop().await;
@@ -208,6 +213,7 @@ async fn select_work(
     channel: &Channel,
     status: &watch::Receiver<ChannelStatus>,
     registry: &Registry,
+    view: &PipelineView,
     zk: &Client,
     store: &canal_server::store::Store,
     mappings: &[CompiledMapping],
@@ -217,35 +223,25 @@ async fn select_work(
     let (cid, pid) = (channel.id, p.id);
     let client_id = pid as i16;
     let batches = metrics::counter!("otter_select_batches_total", "pipeline" => pid.to_string());
+    let mut status = status.clone();
+    let mut window = view.subscribe();
     // process id → canal batch id, in flight.
-    let mut idle = super::Idle::default();
     let mut inflight: BTreeMap<u64, i64> = BTreeMap::new();
     loop {
         if stop.is_cancelled() {
             return Ok(());
         }
-        // Ack what Load finished, strictly in process order.
-        let listed = if inflight.is_empty() {
-            Vec::new()
-        } else {
-            zk.list_children(&paths::termins(cid, pid))
-                .await
-                .map_err(|e| format!("termins: {e}"))?
-        };
-        let mut termins: Vec<(u64, String)> = listed
-            .into_iter()
-            .filter_map(|n| paths::process_id(&n).map(|id| (id, n)))
-            .collect();
-        termins.sort();
-        for (id, name) in termins {
-            let path = format!("{}/{name}", paths::termins(cid, pid));
+        // Ack what Load finished, strictly in process order. (A termin of a process no longer in
+        // flight is one this loop already acked, still in a view that lags by a round trip.)
+        let termins = window.borrow_and_update().termins.clone();
+        for id in termins {
             if !inflight.contains_key(&id) {
-                let _ = zk.delete(&path, None).await;
                 continue;
             }
             if inflight.keys().next() != Some(&id) {
                 break;
             }
+            let path = paths::termin(cid, pid, id);
             let (data, _) = zk
                 .get_data(&path)
                 .await
@@ -256,7 +252,6 @@ async fn select_work(
                 let batch = inflight.remove(&id).unwrap_or(-1);
                 store.ack(client_id, batch).map_err(|e| e.to_string())?;
                 registry.forget(pid, id);
-                idle.reset();
                 zk.delete(&path, None)
                     .await
                     .map_err(|e| format!("termin delete: {e}"))?;
@@ -265,51 +260,73 @@ async fn select_work(
                 return Err(format!("load of process {id} failed: {}", t.error));
             }
         }
-        if *status.borrow() == ChannelStatus::Started && inflight.len() < p.parallelism as usize {
-            let batch = tokio::select! {
+        let started = *status.borrow_and_update() == ChannelStatus::Started;
+        if !started || inflight.len() >= p.parallelism as usize {
+            // Wait for a termin (the window moves) or a status change.
+            tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
-                b = store.get(client_id, p.batch_size as i32, GetWait::Up(Duration::from_millis(10))) => b,
+                _ = status.changed() => {}
+                r = view::changed(&mut window, stop, Duration::from_secs(1)) => if r.is_none() { return Ok(()) },
             }
-            .map_err(|e| e.to_string())?;
-            if batch.id != -1 {
-                if inflight.is_empty() && !carries_mapped_rows(&batch.entries, mappings) {
-                    store.ack(client_id, batch.id).map_err(|e| e.to_string())?;
-                    continue;
+            continue;
+        }
+        // With nothing in flight a whole transaction goes at once (low delay); with batches in
+        // flight Select waits up to 10 ms for a full one (fewer, larger batches under load).
+        let wait = if inflight.is_empty() {
+            GetWait::UpOrTransaction(Duration::from_millis(100))
+        } else {
+            GetWait::Up(Duration::from_millis(10))
+        };
+        let head = inflight.keys().next().copied();
+        let batch = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            // The oldest batch's termin while waiting: ack it first (the store's get is
+            // cancel-safe).
+            r = async { window.wait_for(|s| head.is_some_and(|h| s.termins.contains(&h))).await.is_ok() }, if head.is_some() => {
+                if !r {
+                    stop.cancelled().await;
+                    return Ok(());
                 }
-                let seq_opts = CreateMode::PersistentSequential.with_acls(Acls::anyone_all());
-                let (_, seq) = zk
-                    .create(&format!("{}/p", paths::processes(cid, pid)), &[], &seq_opts)
-                    .await
-                    .map_err(|e| format!("process node: {e}"))?;
-                let id = seq.into_i64() as u64;
-                let name = format!("p{seq}");
-                let n = batch.entries.len();
-                registry.put(
-                    pid,
-                    id,
-                    Stage::Selected,
-                    StageData::Entries(Arc::new(batch.entries)),
-                );
-                let produced = Produced::new(opts, pid, id, Stage::Selected, n);
-                zk.create(
-                    &format!(
-                        "{}/{}",
-                        paths::process(cid, pid, &name),
-                        Stage::Selected.name()
-                    ),
-                    &serde_json::to_vec(&produced).unwrap_or_default(),
-                    &persistent(),
-                )
-                .await
-                .map_err(|e| format!("selected node: {e}"))?;
-                inflight.insert(id, batch.id);
-                idle.reset();
-                batches.increment(1);
                 continue;
             }
-        } else if registry.idle(stop, idle.next()).await {
-            return Ok(());
+            b = store.get(client_id, p.batch_size as i32, wait) => b,
         }
+        .map_err(|e| e.to_string())?;
+        if batch.id == -1 {
+            continue;
+        }
+        if inflight.is_empty() && !carries_mapped_rows(&batch.entries, mappings) {
+            store.ack(client_id, batch.id).map_err(|e| e.to_string())?;
+            continue;
+        }
+        let seq_opts = CreateMode::PersistentSequential.with_acls(Acls::anyone_all());
+        let (_, seq) = zk
+            .create(&format!("{}/p", paths::processes(cid, pid)), &[], &seq_opts)
+            .await
+            .map_err(|e| format!("process node: {e}"))?;
+        let id = seq.into_i64() as u64;
+        let name = format!("p{seq}");
+        let n = batch.entries.len();
+        registry.put(
+            pid,
+            id,
+            Stage::Selected,
+            StageData::Entries(Arc::new(batch.entries)),
+        );
+        let produced = Produced::new(opts, pid, id, Stage::Selected, n);
+        zk.create(
+            &format!(
+                "{}/{}",
+                paths::process(cid, pid, &name),
+                Stage::Selected.name()
+            ),
+            &serde_json::to_vec(&produced).unwrap_or_default(),
+            &persistent(),
+        )
+        .await
+        .map_err(|e| format!("selected node: {e}"))?;
+        inflight.insert(id, batch.id);
+        batches.increment(1);
     }
 }
 

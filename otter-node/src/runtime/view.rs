@@ -1,0 +1,408 @@
+//! A node's live picture of one pipeline's scheduling znodes: the `process/*` window with each
+//! process's stage children, and `termin/*`. It is kept from one persistent recursive watch on
+//! `/otter/channel/{cid}/{pid}`, so the stage workers of the node wait for a change instead of
+//! polling ZooKeeper, and read the window without a request.
+//!
+//! Correctness of the picture: the watch is registered before anything is listed, and every
+//! node event after that is applied in order on top of the listing. For each znode the last
+//! event seen decides whether it exists, and a znode without events since the registration is
+//! as listed, so the picture converges to ZooKeeper's whatever the interleaving. Events lost
+//! while disconnected (ZOOKEEPER-4698) are covered by listing again after every reconnection.
+//! The picture may lag the node's own writes by a round trip: workers treat it as a hint and
+//! let ZooKeeper's answers (`NodeExists`, `NoNode`) decide.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+use zk_coord::ZkConfig;
+use zookeeper_client::{AddWatchMode, Client, EventType, SessionState};
+
+use crate::paths;
+
+/// One process of the window and the names of its children (`selected`, `extract-lock`, …).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ProcessNode {
+    /// The znode name (`p0000000042`).
+    pub name: String,
+    /// Its children.
+    pub children: BTreeSet<String>,
+}
+
+impl ProcessNode {
+    /// Whether the child `c` exists.
+    pub fn has(&self, c: &str) -> bool {
+        self.children.contains(c)
+    }
+}
+
+/// The pipeline's window as last seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    /// Processes by id, oldest first.
+    pub processes: BTreeMap<u64, ProcessNode>,
+    /// Ids with a `termin/{id}` node.
+    pub termins: BTreeSet<u64>,
+}
+
+/// A shared, self-updating [`Snapshot`] of one pipeline; cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct PipelineView {
+    rx: watch::Receiver<Arc<Snapshot>>,
+}
+
+impl PipelineView {
+    /// Starts following pipeline (`cid`, `pid`) until `stop`.
+    pub fn spawn(zk: ZkConfig, cid: u32, pid: u32, stop: CancellationToken) -> Self {
+        let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
+        tokio::spawn(follow(zk, cid, pid, tx, stop));
+        Self { rx }
+    }
+
+    /// A receiver of the snapshots; `changed()` on it wakes on every new one.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.rx.clone()
+    }
+}
+
+/// Waits until the view changed (true), at most `d` (false), or `stop` (None).
+pub(crate) async fn changed(
+    rx: &mut watch::Receiver<Arc<Snapshot>>,
+    stop: &CancellationToken,
+    d: Duration,
+) -> Option<bool> {
+    tokio::select! {
+        _ = stop.cancelled() => None,
+        r = rx.changed() => {
+            if r.is_err() {
+                // The follower ended (its pipeline stopped): nothing more will change.
+                stop.cancelled().await;
+                return None;
+            }
+            Some(true)
+        }
+        _ = tokio::time::sleep(d) => Some(false),
+    }
+}
+
+/// Waits until `done` holds for the view, at most `d` (the view may lag this node's own writes by
+/// a round trip; waiting for it avoids claiming again what this node just finished).
+pub(crate) async fn settle(
+    rx: &mut watch::Receiver<Arc<Snapshot>>,
+    d: Duration,
+    done: impl FnMut(&Arc<Snapshot>) -> bool,
+) {
+    let _ = tokio::time::timeout(d, rx.wait_for(done)).await;
+}
+
+/// What a node event changes.
+#[derive(Debug, PartialEq, Eq)]
+enum Target<'a> {
+    Process(u64, &'a str),
+    Child(u64, &'a str, &'a str),
+    Termin(u64),
+}
+
+/// Which part of the picture `path` (chroot-relative, under `base`) is.
+fn target<'a>(base: &str, path: &'a str) -> Option<Target<'a>> {
+    let rest = path.strip_prefix(base)?.strip_prefix('/')?;
+    let mut parts = rest.split('/');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("process"), Some(name), None, None) => {
+            paths::process_id(name).map(|id| Target::Process(id, name))
+        }
+        (Some("process"), Some(name), Some(child), None) => {
+            paths::process_id(name).map(|id| Target::Child(id, name, child))
+        }
+        (Some("termin"), Some(name), None, None) => paths::process_id(name).map(Target::Termin),
+        _ => None,
+    }
+}
+
+impl Snapshot {
+    /// Applies a node's creation (`exists`) or deletion; true when the picture changed.
+    fn apply(&mut self, t: Target<'_>, exists: bool) -> bool {
+        match (t, exists) {
+            (Target::Process(id, name), true) => {
+                if self.processes.contains_key(&id) {
+                    return false;
+                }
+                self.processes.insert(
+                    id,
+                    ProcessNode {
+                        name: name.to_string(),
+                        children: BTreeSet::new(),
+                    },
+                );
+                true
+            }
+            (Target::Process(id, _), false) => self.processes.remove(&id).is_some(),
+            (Target::Child(id, name, child), true) => self
+                .processes
+                .entry(id)
+                .or_insert_with(|| ProcessNode {
+                    name: name.to_string(),
+                    children: BTreeSet::new(),
+                })
+                .children
+                .insert(child.to_string()),
+            (Target::Child(id, _, child), false) => self
+                .processes
+                .get_mut(&id)
+                .is_some_and(|p| p.children.remove(child)),
+            (Target::Termin(id), true) => self.termins.insert(id),
+            (Target::Termin(id), false) => self.termins.remove(&id),
+        }
+    }
+}
+
+/// Lists the window from ZooKeeper.
+async fn list(zk: &Client, cid: u32, pid: u32) -> Result<Snapshot, zookeeper_client::Error> {
+    let mut snap = Snapshot::default();
+    let names = match zk.list_children(&paths::processes(cid, pid)).await {
+        Ok(n) => n,
+        Err(zookeeper_client::Error::NoNode) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    for name in names {
+        let Some(id) = paths::process_id(&name) else {
+            continue;
+        };
+        let children = match zk.list_children(&paths::process(cid, pid, &name)).await {
+            Ok(c) => c,
+            Err(zookeeper_client::Error::NoNode) => continue,
+            Err(e) => return Err(e),
+        };
+        snap.processes.insert(
+            id,
+            ProcessNode {
+                name,
+                children: children.into_iter().collect(),
+            },
+        );
+    }
+    match zk.list_children(&paths::termins(cid, pid)).await {
+        Ok(n) => snap
+            .termins
+            .extend(n.iter().filter_map(|n| paths::process_id(n))),
+        Err(zookeeper_client::Error::NoNode) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(snap)
+}
+
+/// Keeps `tx` up to date until `stop`, across reconnections and new sessions.
+async fn follow(
+    zk: ZkConfig,
+    cid: u32,
+    pid: u32,
+    tx: watch::Sender<Arc<Snapshot>>,
+    stop: CancellationToken,
+) {
+    let base = paths::pipeline(cid, pid);
+    while !stop.is_cancelled() {
+        let client = tokio::select! {
+            _ = stop.cancelled() => return,
+            c = zk.connect() => c,
+        };
+        let client = match client {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "view: cannot reach ZooKeeper; retrying");
+                if super::pause(&stop, Duration::from_secs(1)).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        if let Err(e) = follow_session(&client, &base, cid, pid, &tx, &stop).await {
+            warn!(error = %e, "view: lost the ZooKeeper session; following again");
+            if super::pause(&stop, Duration::from_millis(200)).await {
+                return;
+            }
+        }
+    }
+}
+
+/// Follows the pipeline on one session; returns when `stop` fires (Ok) or the session ends.
+async fn follow_session(
+    client: &Client,
+    base: &str,
+    cid: u32,
+    pid: u32,
+    tx: &watch::Sender<Arc<Snapshot>>,
+    stop: &CancellationToken,
+) -> Result<(), String> {
+    let mut watcher = client
+        .watch(base, AddWatchMode::PersistentRecursive)
+        .await
+        .map_err(|e| format!("watch {base}: {e}"))?;
+    let mut snap = list(client, cid, pid)
+        .await
+        .map_err(|e| format!("list {base}: {e}"))?;
+    let publish = |snap: &Snapshot| {
+        tx.send_if_modified(|cur| {
+            if **cur == *snap {
+                return false;
+            }
+            *cur = Arc::new(snap.clone());
+            true
+        });
+    };
+    publish(&snap);
+    let mut relist = false;
+    loop {
+        let retry = if relist {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(3600)
+        };
+        let event = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            e = watcher.changed() => Some(e),
+            _ = tokio::time::sleep(retry) => None,
+        };
+        let mut changed = false;
+        let Some(event) = event else {
+            changed = relist_now(client, cid, pid, &mut snap, &mut relist).await?;
+            if changed {
+                publish(&snap);
+            }
+            continue;
+        };
+        match event.event_type {
+            EventType::Session => match event.session_state {
+                SessionState::SyncConnected | SessionState::ConnectedReadOnly => relist = true,
+                SessionState::Disconnected => {}
+                s if s.is_terminated() => return Err(format!("session {s:?}")),
+                _ => {}
+            },
+            EventType::NodeCreated | EventType::NodeDeleted => {
+                if let Some(t) = target(base, &event.path) {
+                    changed = snap.apply(t, event.event_type == EventType::NodeCreated);
+                }
+            }
+            _ => {}
+        }
+        if relist {
+            changed |= relist_now(client, cid, pid, &mut snap, &mut relist).await?;
+        }
+        if changed {
+            publish(&snap);
+        }
+    }
+}
+
+/// Lists again after a reconnection (events lost while disconnected; later events apply on top).
+/// True when it did; an error when the session is over.
+async fn relist_now(
+    client: &Client,
+    cid: u32,
+    pid: u32,
+    snap: &mut Snapshot,
+    relist: &mut bool,
+) -> Result<bool, String> {
+    use zookeeper_client::Error as E;
+    match list(client, cid, pid).await {
+        Ok(s) => {
+            *snap = s;
+            *relist = false;
+            debug!("view: listed again after reconnecting");
+            Ok(true)
+        }
+        Err(e @ (E::NoHosts | E::SessionExpired | E::AuthFailed | E::ClientClosed)) => {
+            Err(format!("list: {e}"))
+        }
+        Err(e) => {
+            warn!(error = %e, "view: cannot list after reconnecting; retrying");
+            Ok(false)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "/otter/channel/1/2";
+
+    fn ev(snap: &mut Snapshot, path: &str, exists: bool) -> bool {
+        match target(BASE, path) {
+            Some(t) => snap.apply(t, exists),
+            None => false,
+        }
+    }
+
+    #[test]
+    fn paths_map_to_parts_of_the_window() {
+        assert_eq!(
+            target(BASE, "/otter/channel/1/2/process/p0000000007"),
+            Some(Target::Process(7, "p0000000007"))
+        );
+        assert_eq!(
+            target(BASE, "/otter/channel/1/2/process/p0000000007/lock"),
+            Some(Target::Child(7, "p0000000007", "lock"))
+        );
+        assert_eq!(
+            target(BASE, "/otter/channel/1/2/termin/0000000007"),
+            Some(Target::Termin(7))
+        );
+        assert_eq!(target(BASE, "/otter/channel/1/2/process"), None);
+        assert_eq!(target(BASE, "/otter/channel/1/2/mainstem"), None);
+        assert_eq!(target(BASE, "/otter/channel/1/22/process/p1"), None);
+    }
+
+    #[test]
+    fn events_replayed_over_any_later_listing_converge() {
+        // History after the watch: create p1, selected, lock; delete lock; create extracted.
+        let history = [
+            ("/otter/channel/1/2/process/p0000000001", true),
+            ("/otter/channel/1/2/process/p0000000001/selected", true),
+            ("/otter/channel/1/2/process/p0000000001/extract-lock", true),
+            ("/otter/channel/1/2/process/p0000000001/extract-lock", false),
+            ("/otter/channel/1/2/process/p0000000001/extracted", true),
+        ];
+        let mut truth = Snapshot::default();
+        for (p, e) in history {
+            ev(&mut truth, p, e);
+        }
+        // A listing taken after any prefix of the history, with the whole history replayed on
+        // top, ends where ZooKeeper is.
+        for k in 0..=history.len() {
+            let mut listing = Snapshot::default();
+            for (p, e) in &history[..k] {
+                ev(&mut listing, p, *e);
+            }
+            for (p, e) in history {
+                ev(&mut listing, p, e);
+            }
+            assert_eq!(listing, truth, "listing after {k} events");
+        }
+        let p = &truth.processes[&1];
+        assert!(p.has("selected") && p.has("extracted") && !p.has("extract-lock"));
+    }
+
+    #[test]
+    fn deletions_remove_processes_and_termins() {
+        let mut s = Snapshot::default();
+        assert!(ev(
+            &mut s,
+            "/otter/channel/1/2/process/p0000000003/selected",
+            true
+        ));
+        assert_eq!(s.processes[&3].name, "p0000000003");
+        assert!(ev(&mut s, "/otter/channel/1/2/termin/0000000003", true));
+        assert!(ev(
+            &mut s,
+            "/otter/channel/1/2/process/p0000000003/selected",
+            false
+        ));
+        assert!(ev(&mut s, "/otter/channel/1/2/process/p0000000003", false));
+        assert!(!ev(&mut s, "/otter/channel/1/2/process/p0000000003", false));
+        assert!(ev(&mut s, "/otter/channel/1/2/termin/0000000003", false));
+        assert_eq!(s, Snapshot::default());
+    }
+}
