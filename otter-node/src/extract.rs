@@ -37,13 +37,13 @@ pub fn extract(
     let mut out = LoadBatch::default();
     let mut last: Option<(String, String, Option<CompiledMapping>)> = None;
     for (index, bytes) in entries.iter().enumerate() {
-        let entry = Entry::decode(bytes.clone())
+        let mut entry = Entry::decode(bytes.clone())
             .map_err(|source| ExtractError::Decode { index, source })?;
         if entry.entry_type() != EntryType::Rowdata {
             continue;
         }
-        let header = entry.header.clone().unwrap_or_default();
-        let change = RowChange::decode(entry.store_value.clone().unwrap_or_default())
+        let header = entry.header.take().unwrap_or_default();
+        let change = RowChange::decode(entry.store_value.take().unwrap_or_default())
             .map_err(|source| ExtractError::Decode { index, source })?;
         let schema = header.schema_name();
         let table = header.table_name();
@@ -85,27 +85,31 @@ pub fn extract(
         let Some(mapping) = last.as_ref().and_then(|(_, _, m)| m.as_ref()) else {
             continue;
         };
-        for row in &change.row_datas {
-            let image = if kind == RowKind::Delete {
-                &row.before_columns
+        // The decoded RowChange is ours: its strings move into the rows instead of being copied.
+        for row in change.row_datas {
+            let (image, before) = if kind == RowKind::Delete {
+                (row.before_columns, Vec::new())
             } else {
-                &row.after_columns
+                (row.after_columns, row.before_columns)
             };
             let columns: Vec<ColumnValue> = image
-                .iter()
+                .into_iter()
                 .filter(|c| mapping.keeps(c.name(), c.is_key()))
                 .map(value)
                 .collect();
             let old_keys = if kind == RowKind::Update {
-                let before: Vec<ColumnValue> = row
-                    .before_columns
-                    .iter()
+                let before: Vec<ColumnValue> = before
+                    .into_iter()
                     .filter(|c| c.is_key())
                     .map(value)
                     .collect();
-                let after: Vec<ColumnValue> =
-                    columns.iter().filter(|c| c.is_key).cloned().collect();
-                (!before.is_empty() && before != after).then_some(before)
+                let changed = !before.is_empty()
+                    && (before.len() != columns.iter().filter(|c| c.is_key).count()
+                        || before
+                            .iter()
+                            .zip(columns.iter().filter(|c| c.is_key))
+                            .any(|(b, a)| b != a));
+                changed.then_some(before)
             } else {
                 None
             };
@@ -142,12 +146,17 @@ pub fn transform(mut batch: LoadBatch, mappings: &[CompiledMapping]) -> LoadBatc
     batch
 }
 
-fn value(c: &Column) -> ColumnValue {
+fn value(c: Column) -> ColumnValue {
+    let (sql_type, is_key, is_null) = (c.sql_type(), c.is_key(), c.is_null());
     ColumnValue {
-        name: c.name().to_string(),
-        value: (!c.is_null()).then(|| c.value().to_string()),
-        sql_type: c.sql_type(),
-        is_key: c.is_key(),
+        name: c.name.unwrap_or_default(),
+        value: if is_null {
+            None
+        } else {
+            Some(c.value.unwrap_or_default())
+        },
+        sql_type,
+        is_key,
     }
 }
 
