@@ -137,6 +137,8 @@ pub fn transform(mut batch: LoadBatch, mappings: &[CompiledMapping]) -> LoadBatc
         }
     }
     if let Some(d) = &mut batch.ddl {
+        // The statement's table names, not only the batch's fields, go to the target's.
+        d.sql = crate::ddl::rewrite_tables(&d.sql, &d.schema, mappings);
         if let Some(m) = find_mapping(mappings, &d.schema, &d.table) {
             let (s, t) = m.target(&d.schema, &d.table);
             d.schema = s;
