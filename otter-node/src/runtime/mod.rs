@@ -433,6 +433,19 @@ pub async fn run_node(opts: NodeOptions, registry: Registry, stop: CancellationT
                 let _span = tracing::info_span!("view", channel = cid, pipeline = p.id).entered();
                 view::PipelineView::spawn(opts.zk.clone(), cid, p.id, cancel.clone())
             };
+            let spawn_stage = |work: stage::Work, span: tracing::Span| {
+                tokio::spawn(
+                    stage::run_stage(
+                        work,
+                        opts.clone(),
+                        ch.clone(),
+                        registry.clone(),
+                        view.clone(),
+                        cancel.clone(),
+                    )
+                    .instrument(span),
+                );
+            };
             if p.select_nodes.contains(&opts.id) {
                 let span = tracing::info_span!("select", channel = cid, pipeline = p.id);
                 tokio::spawn(
@@ -446,31 +459,15 @@ pub async fn run_node(opts: NodeOptions, registry: Registry, stop: CancellationT
                     )
                     .instrument(span),
                 );
-                let span = tracing::info_span!("extract", channel = cid, pipeline = p.id);
-                tokio::spawn(
-                    stage::run_stage(
-                        stage::Work::Extract,
-                        opts.clone(),
-                        ch.clone(),
-                        registry.clone(),
-                        view.clone(),
-                        cancel.clone(),
-                    )
-                    .instrument(span),
+                spawn_stage(
+                    stage::Work::Extract,
+                    tracing::info_span!("extract", channel = cid, pipeline = p.id),
                 );
             }
             if p.load_nodes.contains(&opts.id) {
-                let span = tracing::info_span!("transform", channel = cid, pipeline = p.id);
-                tokio::spawn(
-                    stage::run_stage(
-                        stage::Work::Transform,
-                        opts.clone(),
-                        ch.clone(),
-                        registry.clone(),
-                        view.clone(),
-                        cancel.clone(),
-                    )
-                    .instrument(span),
+                spawn_stage(
+                    stage::Work::Transform,
+                    tracing::info_span!("transform", channel = cid, pipeline = p.id),
                 );
                 let span = tracing::info_span!("load", channel = cid, pipeline = p.id);
                 tokio::spawn(
