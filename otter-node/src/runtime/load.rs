@@ -10,8 +10,8 @@ use zookeeper_client::{Acls, CreateMode};
 
 use super::view::{self, PipelineView};
 use super::{
-    finish_process, pause, pull, retry_until_stopped, sweep, watch_lock, NodeOptions, Registry,
-    Stage, StageData, Termin,
+    finish_process, pause, pull, retry_until_stopped, sweep, watch_lock, worker_clients,
+    NodeOptions, Registry, Stage, StageData, Termin,
 };
 use crate::load::Loader;
 use crate::model::Channel;
@@ -45,11 +45,7 @@ async fn load_loop(
     stop: &CancellationToken,
 ) -> Result<(), String> {
     let (cid, pid) = (channel.id, channel.pipeline.id);
-    let zk = opts.zk.connect().await.map_err(|e| e.to_string())?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| e.to_string())?;
+    let (zk, http) = worker_clients(opts).await?;
     let mut checked: HashSet<(String, String)> = HashSet::new();
     let mut last_sweep = std::time::Instant::now();
     let mut window = view.subscribe();

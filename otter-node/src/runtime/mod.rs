@@ -323,6 +323,17 @@ fn sweep(registry: &Registry, pid: u32, snap: &view::Snapshot, last: &mut std::t
     }
 }
 
+/// A stage worker's own ZooKeeper session (its locks are ephemerals of it) and its HTTP client
+/// for pulling batch data from other nodes.
+async fn worker_clients(opts: &NodeOptions) -> Result<(Client, reqwest::Client), String> {
+    let zk = opts.zk.connect().await.map_err(|e| e.to_string())?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok((zk, http))
+}
+
 /// The data a stage-done child points at: from this node's registry, else pulled over HTTP. When
 /// the producing node is gone (not registered any more), its child is deleted so the stage is
 /// redone; the error says so.

@@ -265,7 +265,11 @@ async fn select_work(
             // Wait for a termin (the window moves) or a status change.
             tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
-                _ = status.changed() => {}
+                r = status.changed() => if r.is_err() {
+                    // The channel's definition is gone: its stop follows.
+                    stop.cancelled().await;
+                    return Ok(());
+                },
                 r = view::changed(&mut window, stop, Duration::from_secs(1)) => if r.is_none() { return Ok(()) },
             }
             continue;

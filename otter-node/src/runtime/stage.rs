@@ -11,8 +11,8 @@ use zookeeper_client::{Acls, Client, CreateMode, MultiWriteError};
 
 use super::view::{self, PipelineView};
 use super::{
-    pause, persistent, pull, retry_until_stopped, sweep, NodeOptions, Produced, Registry, Stage,
-    StageData,
+    pause, persistent, pull, retry_until_stopped, sweep, worker_clients, NodeOptions, Produced,
+    Registry, Stage, StageData,
 };
 use crate::extract::{extract, transform};
 use crate::model::{Channel, CompiledMapping};
@@ -83,11 +83,7 @@ async fn stage_loop(
     stop: &CancellationToken,
 ) -> Result<(), String> {
     let (cid, pid) = (channel.id, channel.pipeline.id);
-    let zk = opts.zk.connect().await.map_err(|e| e.to_string())?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| e.to_string())?;
+    let (zk, http) = worker_clients(opts).await?;
     let mut last_sweep = std::time::Instant::now();
     let mut window = view.subscribe();
     let done = metrics::counter!(
