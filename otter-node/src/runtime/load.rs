@@ -50,17 +50,24 @@ async fn load_loop(
     let mut last_sweep = std::time::Instant::now();
     let mut window = view.subscribe();
     let rows_total = metrics::counter!("otter_load_batches_total", "pipeline" => pid.to_string());
+    // The loaded process whose termin and removal are still being written: the next process is
+    // loaded meanwhile, so the target does not wait for ZooKeeper between batches. (Its commit is
+    // done, so the order of the target's writes is kept; Select acks in termin order whatever
+    // order the termins land in.)
+    let mut finishing: Option<(u64, tokio::task::JoinHandle<Result<(), String>>)> = None;
     loop {
         if stop.is_cancelled() {
             return Ok(());
         }
         let snap = window.borrow_and_update().clone();
         sweep(registry, pid, &snap, &mut last_sweep);
-        // Strictly in order: only the oldest process, once transformed and unclaimed.
+        // Strictly in order: only the oldest process (after the one being finished), once
+        // transformed and unclaimed.
+        let finishing_id = finishing.as_ref().map(|(id, _)| *id);
         let head = snap
             .processes
             .iter()
-            .next()
+            .find(|(id, _)| Some(**id) != finishing_id)
             .filter(|(_, p)| p.has(Stage::Transformed.name()) && !p.has("lock"))
             .map(|(id, p)| (*id, paths::process(cid, pid, &p.name)));
         let claimed = match head {
@@ -83,7 +90,15 @@ async fn load_loop(
             }
         };
         let Some((id, proc_path)) = head.filter(|_| claimed) else {
-            // Wait for the window to change (the 1 s is only a safety net).
+            // Nothing to load yet: complete the pending finish first (its failure restarts the
+            // loop, and the process is loaded again), then wait for the window to change (the
+            // 1 s is only a safety net).
+            if let Some((_, previous)) = finishing.take() {
+                previous
+                    .await
+                    .map_err(|e| format!("finishing a process: {e}"))??;
+                continue;
+            }
             if view::changed(&mut window, stop, Duration::from_secs(1))
                 .await
                 .is_none()
@@ -190,18 +205,26 @@ async fn load_loop(
                 }
             }
         };
-        finish_process(
-            &zk,
-            &paths::termin(cid, pid, id),
-            &serde_json::to_vec(&termin).unwrap_or_default(),
-            &proc_path,
-        )
-        .await?;
-        // Let the view see the process gone before looking for the next one.
-        view::settle(&mut window, Duration::from_secs(2), |s| {
-            !s.processes.contains_key(&id)
-        })
-        .await;
+        if let Some((_, previous)) = finishing.take() {
+            previous
+                .await
+                .map_err(|e| format!("finishing a process: {e}"))??;
+        }
+        let finish = {
+            let (zk, termin_path) = (zk.clone(), paths::termin(cid, pid, id));
+            let termin = serde_json::to_vec(&termin).unwrap_or_default();
+            tokio::spawn(
+                async move { finish_process(&zk, &termin_path, &termin, &proc_path).await },
+            )
+        };
+        if outcome.is_ok() {
+            finishing = Some((id, finish));
+        } else {
+            // A failed load: Select rolls back and redoes everything in flight once it sees this.
+            finish
+                .await
+                .map_err(|e| format!("finishing a process: {e}"))??;
+        }
         if outcome.is_ok() {
             rows_total.increment(1);
         } else if pause(stop, Duration::from_secs(1)).await {
