@@ -17,6 +17,7 @@
 //!   Canal's hand-assembled raw MESSAGES frame ([`encode_raw_messages`]).
 //! * [`scramble`]: MySQL 4.1 `scramble411` and the server-side check against
 //!   a stored `canal.passwd` ([`Authenticator`]).
+//! * [`addr`]: `host:port` text ([`HostPort`]), the one parser every crate uses.
 //! * [`position`]: the cursor ([`LogPosition`]) and [`ClientIdentity`] JSON
 //!   documents, matching Canal's fastjson2 output byte for byte.
 //!
@@ -56,6 +57,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod addr;
 pub mod frame;
 pub mod position;
 pub mod scramble;
@@ -94,6 +96,7 @@ pub mod entry {
     ));
 }
 
+pub use addr::{AddrError, HostPort};
 pub use entry::{Entry, EntryType, EventType};
 pub use frame::{
     decode_packet, encode_packet, encode_raw_messages, write_frame, FrameCodec, FrameError,
