@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::binlog::convert::ConvertOptions;
 use crate::binlog::source::SourceConfig;
 use crate::filter::TableFilter;
-use crate::gtid::{MariaGtidList, MysqlGtidSet};
+use crate::position::gtid::{MariaGtidList, MysqlGtidSet};
 use crate::value::{Charset, UtcOffset, ValueOptions};
 
 /// A config value that is not acceptable, with the key that holds it.

@@ -18,10 +18,10 @@ use tracing::{info, warn, Instrument};
 
 use crate::binlog::convert::{ConvertError, Converter, SchemaLookup};
 use crate::binlog::source::{self, ReplicaStream, SourceError};
-use crate::binlog::start::{self, Cursor};
+use crate::binlog::start;
 use crate::config::{ConfigError, DestinationConfig};
 use crate::entry::ParsedEntry;
-use crate::position::{BinlogPosition, EntryPosition};
+use crate::position::{BinlogPosition, Cursor, EntryPosition, GtidSet};
 use crate::schema::history::SchemaHistory;
 use crate::schema::source as schema_source;
 use crate::schema::table::TableMeta;
@@ -113,7 +113,6 @@ pub enum DestinationStatus {
 pub struct DestinationHandle {
     name: String,
     rx: mpsc::Receiver<Buffered>,
-    start: watch::Receiver<Option<EntryPosition>>,
     budget: Arc<Semaphore>,
     budget_total: usize,
     cancel: CancellationToken,
@@ -157,13 +156,6 @@ impl DestinationHandle {
         self.budget_total - self.budget.available_permits()
     }
 
-    /// Where the destination's stream begins, once its start is resolved: the stored cursor it
-    /// resumed from, or (marked `inclusive`) the configured or current binlog position when there
-    /// was none. `None` until resolved, and for a start by GTID without a cursor.
-    pub fn start_position(&self) -> watch::Receiver<Option<EntryPosition>> {
-        self.start.clone()
-    }
-
     /// The current status.
     pub fn status(&self) -> DestinationStatus {
         self.status.borrow().clone()
@@ -190,24 +182,25 @@ impl DestinationHandle {
 }
 
 /// The position a stream resolved to `point` begins at: the cursor it resumed from, else the
-/// requested file position (nothing delivered from it yet, so `inclusive`).
+/// requested file position (nothing delivered from it yet, so `inclusive`). `None` for a start by
+/// GTID without a cursor.
 fn start_position(cursor: Option<&Cursor>, point: &start::StartPoint) -> Option<EntryPosition> {
-    let (binlog, gtid, inclusive) = match (cursor, &point.request) {
-        (Some(c), _) => (c.position.clone(), c.gtid.clone(), c.inclusive),
-        (None, source::StartRequest::FilePos(p)) => {
-            (p.clone(), point.gtid.as_ref().map(|g| g.to_string()), true)
-        }
-        (None, _) => return None,
-    };
-    Some(EntryPosition {
-        next_offset: binlog.offset,
-        binlog,
-        server_id: 0,
-        timestamp_ms: 0,
-        gtid,
-        inclusive,
-    })
+    match (cursor, &point.request) {
+        (Some(c), _) => Some(c.stream_start()),
+        (None, source::StartRequest::FilePos(p)) => Some(
+            Cursor {
+                position: p.clone(),
+                gtid: point.gtid.as_ref().map(GtidSet::from),
+                inclusive: true,
+            }
+            .stream_start(),
+        ),
+        (None, _) => None,
+    }
 }
+
+/// Told once where a destination's stream begins (see [`Destination::spawn_with_start`]).
+pub type StartHook = Box<dyn FnOnce(EntryPosition) + Send + Sync>;
 
 /// An entry in the parser buffer with its share of the byte budget (released when received).
 struct Buffered {
@@ -228,6 +221,22 @@ impl Destination {
         data_dir: PathBuf,
         cursor: Option<Cursor>,
     ) -> Result<DestinationHandle, DestinationError> {
+        Self::spawn_with_start(name, config, data_dir, cursor, None)
+    }
+
+    /// [`Destination::spawn`], calling `on_start` with where the stream begins once the start is
+    /// resolved: the cursor it resumed from, or (marked `inclusive`) the configured or current
+    /// binlog position when there was none. Resolving a configured start may need the source
+    /// (the end of the binlog, a timestamp), so it happens on the first connection, and the hook
+    /// runs there, before the first event is read. It never runs for a start by GTID without a
+    /// cursor until a later reconnect resumes from a cursor.
+    pub fn spawn_with_start(
+        name: &str,
+        config: DestinationConfig,
+        data_dir: PathBuf,
+        cursor: Option<Cursor>,
+        on_start: Option<StartHook>,
+    ) -> Result<DestinationHandle, DestinationError> {
         let prefix = format!("destinations.{name}");
         config.validate(&prefix)?;
         let convert_opts = config.convert_options(&prefix)?;
@@ -235,7 +244,6 @@ impl Destination {
         let budget_total = config.parser_buffer_bytes;
         let budget = Arc::new(Semaphore::new(budget_total));
         let (status_tx, status) = watch::channel(DestinationStatus::Starting);
-        let (start_tx, start) = watch::channel(None);
         let cancel = CancellationToken::new();
         let history_path = data_dir.join(name).join("schema-history.json");
         let sup = Supervisor {
@@ -244,7 +252,7 @@ impl Destination {
             convert_opts,
             history_path,
             tx,
-            start: start_tx,
+            on_start,
             budget: budget.clone(),
             status: status_tx,
             cancel: cancel.clone(),
@@ -256,7 +264,6 @@ impl Destination {
         Ok(DestinationHandle {
             name: name.to_string(),
             rx,
-            start,
             budget,
             budget_total,
             cancel,
@@ -272,8 +279,8 @@ struct Supervisor {
     convert_opts: crate::binlog::convert::ConvertOptions,
     history_path: PathBuf,
     tx: mpsc::Sender<Buffered>,
-    /// Where the first run started (see [`DestinationHandle::start_position`]).
-    start: watch::Sender<Option<EntryPosition>>,
+    /// Told where the stream begins, once (see [`Destination::spawn_with_start`]).
+    on_start: Option<StartHook>,
     /// Bytes of encoded entries the channel may hold; each entry holds its share until received.
     budget: Arc<Semaphore>,
     status: watch::Sender<DestinationStatus>,
@@ -427,13 +434,21 @@ impl Supervisor {
         .await
         .map_err(|e| self.src_err(e))?;
         if let Some(d) = &self.delivered {
-            if point.skip_through.as_ref().is_none_or(|s| s < d) {
+            // What this process delivered last is the latest thing to skip, unless the resolved
+            // start is already past it (a start in another binlog series is not: replaced too).
+            if point
+                .skip_through
+                .as_ref()
+                .is_none_or(|s| s.try_cmp(d) != Some(std::cmp::Ordering::Greater))
+            {
                 point.skip_through = Some(d.clone());
             }
         }
-        if self.start.borrow().is_none() {
+        if self.on_start.is_some() {
             if let Some(p) = start_position(self.cursor.as_ref(), &point) {
-                self.start.send_replace(Some(p));
+                if let Some(hook) = self.on_start.take() {
+                    hook(p);
+                }
             }
         }
         info!(start = ?point.request, skip_through = ?point.skip_through.as_ref().map(|p| p.to_string()), reason = point.reason, source_version = %info.version, "starting binlog dump");
@@ -486,7 +501,7 @@ impl Supervisor {
                 rows_counter.increment(entry.row_count() as u64);
                 let boundary = entry.is_boundary().then(|| Cursor {
                     position: entry.position.binlog.clone(),
-                    gtid: converter.gtid_state().map(|g| g.to_string()),
+                    gtid: converter.gtid_state().map(GtidSet::from),
                     inclusive: false,
                 });
                 let pos = entry.position.binlog.clone();

@@ -1,6 +1,7 @@
 //! A served destination: the parser ([`Destination`]) feeding the bounded [`Store`], the clients'
-//! subscriptions and cursors ([`MetaFile`]) flushed periodically and on stop, and the resume point
-//! (the minimum acked cursor of the clients) used when it starts.
+//! subscriptions and cursors ([`MetaFile`](crate::meta::MetaFile)) flushed periodically and on
+//! stop, and the resume point (the minimum acked cursor of the clients,
+//! [`resume_cursor`]) used when it starts.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,10 +11,12 @@ use tokio::sync::Mutex as AsyncMutex;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
-use crate::binlog::start::Cursor;
 use crate::config::DestinationConfig;
-use crate::destination::{Destination, DestinationError, DestinationHandle, DestinationStatus};
-use crate::meta::{ClientRecord, MetaBackend, MetaError};
+use crate::destination::{
+    Destination, DestinationError, DestinationHandle, DestinationStatus, StartHook,
+};
+use crate::meta::{MetaBackend, MetaError};
+use crate::position::resume_cursor;
 use crate::store::{Gate, Store, StoreConfig, StoredEntry};
 
 /// How an instance persists client state and whether it is fenced.
@@ -68,6 +71,13 @@ impl std::fmt::Debug for Instance {
 impl Instance {
     /// Restores subscriptions, starts the parser from the clients' minimum cursor (or the configured
     /// start) and the pump that moves entries into the store.
+    ///
+    /// The store learns where the stream begins (the cursor a client has before it acks) before
+    /// any entry reaches it: when resuming from a cursor, here, before the parser is spawned;
+    /// otherwise the configured start is resolved by the parser on its first connection to the
+    /// source (the end of the binlog and a timestamp need the source, which may be down now and
+    /// is retried there), and the parser seeds the store through a [`StartHook`] right then,
+    /// before it reads the first event.
     pub async fn start(
         name: &str,
         config: DestinationConfig,
@@ -116,34 +126,20 @@ impl Instance {
         }
         // Resume from the oldest acked cursor; a client without a cursor means "from the
         // configured start".
-        let resume = if clients.is_empty() || clients.iter().any(|c| c.cursor.is_none()) {
-            None
-        } else {
-            clients
-                .iter()
-                .filter_map(|c| c.cursor.clone())
-                // At the same position a start point (inclusive) is earlier than a delivered event.
-                .min_by(|a, b| (&a.binlog, !a.inclusive).cmp(&(&b.binlog, !b.inclusive)))
-        };
-        let cursor = resume.map(|p| Cursor {
-            position: p.binlog.clone(),
-            gtid: p.gtid.clone(),
-            inclusive: p.inclusive,
-        });
-        if let Some(c) = &cursor {
-            info!(destination = %name, cursor = %c.position, "resuming from the clients' minimum acked cursor");
-        }
-        let handle = Destination::spawn(name, config, data_dir, cursor)?;
+        let cursor = resume_cursor(clients.iter().map(|c| c.cursor.as_ref()));
         // A client that subscribes and acks nothing still has a cursor: where the stream began.
-        let mut started = handle.start_position();
-        let base_store = store.clone();
-        tokio::spawn(async move {
-            if let Ok(p) = started.wait_for(Option::is_some).await {
-                if let Some(p) = p.clone() {
-                    base_store.set_base(p);
-                }
+        let on_start: Option<StartHook> = match &cursor {
+            Some(c) => {
+                info!(destination = %name, cursor = %c.position, "resuming from the clients' minimum acked cursor");
+                store.set_base(c.stream_start());
+                None
             }
-        });
+            None => {
+                let seeded = store.clone();
+                Some(Box::new(move |start| seeded.set_base(start)))
+            }
+        };
+        let handle = Destination::spawn_with_start(name, config, data_dir, cursor, on_start)?;
         let status = handle.watch_status();
         let cancel = CancellationToken::new();
         let handle_result = Arc::new(AsyncMutex::new(None));
@@ -193,17 +189,7 @@ impl Instance {
 
     /// Writes subscriptions and cursors now.
     pub async fn flush(&self) -> Result<(), MetaError> {
-        let clients: Vec<ClientRecord> = self
-            .store
-            .clients()
-            .into_iter()
-            .map(|c| ClientRecord {
-                client_id: c.client_id,
-                filter: c.filter,
-                cursor: c.cursor,
-            })
-            .collect();
-        self.meta.save(&clients).await
+        self.meta.save(&self.store.clients()).await
     }
 
     /// Copies the schema history file to ZooKeeper (HA mode) when it changed since `last`.

@@ -8,6 +8,8 @@
 //! - [`binlog::file::BinlogFileReader`] + [`binlog::convert::Converter`]: the same decoding from
 //!   binlog files on disk.
 //! - [`config::ServerConfig`]: the TOML configuration, validated with errors that name the key.
+//! - [`position`]: every binlog position ([`BinlogPosition`], [`EntryPosition`], the stored
+//!   [`position::Cursor`]), the GTID set, the minimum-cursor rule and Canal's cursor JSON model.
 //!
 //! Neighbours: `canal-protocol` holds the wire and entry types; ZooKeeper HA wraps a destination
 //! and never sits in the data path.
@@ -20,7 +22,6 @@ pub mod config;
 pub mod destination;
 pub mod entry;
 pub mod filter;
-pub mod gtid;
 pub mod instance;
 pub mod meta;
 pub mod position;

@@ -6,12 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
-use canal_protocol::position::{
-    ClientIdentity, EntryPosition as CanalEntryPosition, FileMetaClientData, FileMetaData,
-    LogIdentity, LogPosition,
-};
+use canal_protocol::position::{ClientIdentity, FileMetaClientData, FileMetaData, LogPosition};
 
-use crate::position::{BinlogPosition, EntryPosition};
+use crate::position::EntryPosition;
+use crate::store::ClientInfo;
 
 /// A meta file that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -42,52 +40,6 @@ pub enum MetaError {
     NotActive(String),
 }
 
-/// One subscribed client as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClientRecord {
-    /// Client id.
-    pub client_id: i16,
-    /// Its filter ("" = none).
-    pub filter: String,
-    /// Its acked cursor.
-    pub cursor: Option<EntryPosition>,
-}
-
-/// Converts our position into Canal's cursor JSON model.
-pub fn to_log_position(p: &EntryPosition, source: &str) -> LogPosition {
-    let (host, port) = source
-        .rsplit_once(':')
-        .map(|(h, p)| (h.to_string(), p.parse().unwrap_or(3306)))
-        .unwrap_or_else(|| (source.to_string(), 3306));
-    LogPosition {
-        identity: LogIdentity::new(host, port),
-        position: CanalEntryPosition {
-            gtid: Some(p.gtid.clone().unwrap_or_default()),
-            included: false,
-            inclusive: p.inclusive,
-            journal_name: Some(p.binlog.file.clone()),
-            position: Some(p.binlog.offset as i64),
-            server_id: Some(p.server_id as i64),
-            timestamp: Some(p.timestamp_ms),
-        },
-    }
-}
-
-/// Converts Canal's cursor model into our position (`None` without a file name).
-pub fn from_log_position(lp: &LogPosition) -> Option<EntryPosition> {
-    let p = &lp.position;
-    let file = p.journal_name.clone().filter(|f| !f.is_empty())?;
-    let offset = p.position.unwrap_or(4).max(0) as u64;
-    Some(EntryPosition {
-        binlog: BinlogPosition::new(file, offset),
-        next_offset: offset,
-        server_id: p.server_id.unwrap_or(0).max(0) as u32,
-        timestamp_ms: p.timestamp.unwrap_or(0),
-        gtid: p.gtid.clone().filter(|g| !g.is_empty()),
-        inclusive: p.inclusive,
-    })
-}
-
 /// The meta file of one destination.
 #[derive(Debug, Clone)]
 pub struct MetaFile {
@@ -111,8 +63,8 @@ impl MetaFile {
         &self.path
     }
 
-    /// Reads the stored clients; a missing file means none.
-    pub fn load(&self) -> Result<Vec<ClientRecord>, MetaError> {
+    /// Reads the stored clients (with no outstanding batches); a missing file means none.
+    pub fn load(&self) -> Result<Vec<ClientInfo>, MetaError> {
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -131,16 +83,17 @@ impl MetaFile {
         Ok(meta
             .client_datas
             .into_iter()
-            .map(|c| ClientRecord {
+            .map(|c| ClientInfo {
                 client_id: c.client_identity.client_id,
                 filter: c.client_identity.filter.clone().unwrap_or_default(),
-                cursor: c.cursor.as_ref().and_then(from_log_position),
+                cursor: c.cursor.as_ref().and_then(EntryPosition::from_log_position),
+                outstanding_batches: 0,
             })
             .collect())
     }
 
     /// Writes `clients` atomically.
-    pub fn save(&self, clients: &[ClientRecord]) -> Result<(), MetaError> {
+    pub fn save(&self, clients: &[ClientInfo]) -> Result<(), MetaError> {
         let meta = FileMetaData {
             destination: self.destination.clone(),
             client_datas: clients
@@ -150,7 +103,7 @@ impl MetaFile {
                     id.filter = (!c.filter.is_empty()).then(|| c.filter.clone());
                     FileMetaClientData {
                         client_identity: id,
-                        cursor: c.cursor.as_ref().map(|p| to_log_position(p, &self.source)),
+                        cursor: c.cursor.as_ref().map(|p| p.to_log_position(&self.source)),
                     }
                 })
                 .collect(),
@@ -178,13 +131,14 @@ impl MetaFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::position::BinlogPosition;
 
     #[test]
     fn round_trip_in_canal_format() {
         let dir = tempfile::tempdir().unwrap();
         let m = MetaFile::new(dir.path(), "example", "127.0.0.1:3306");
         assert!(m.load().unwrap().is_empty());
-        let rec = ClientRecord {
+        let rec = ClientInfo {
             client_id: 1001,
             filter: r"shop\..*".into(),
             cursor: Some(EntryPosition {
@@ -195,6 +149,7 @@ mod tests {
                 gtid: None,
                 inclusive: false,
             }),
+            outstanding_batches: 0,
         };
         m.save(std::slice::from_ref(&rec)).unwrap();
         assert_eq!(m.load().unwrap(), vec![rec]);
@@ -254,7 +209,7 @@ impl ZkMeta {
     }
 
     /// Reads the subscribed clients.
-    pub async fn load(&self) -> Result<Vec<ClientRecord>, MetaError> {
+    pub async fn load(&self) -> Result<Vec<ClientInfo>, MetaError> {
         use zk_coord::paths;
         let dest_path = paths::destination(&self.destination);
         let children = match self.client.list_children(&dest_path).await {
@@ -272,7 +227,7 @@ impl ZkMeta {
                 Ok((data, _)) => {
                     let text = String::from_utf8_lossy(&data);
                     match LogPosition::from_cursor_json(&text) {
-                        Ok(lp) => from_log_position(&lp),
+                        Ok(lp) => EntryPosition::from_log_position(&lp),
                         Err(e) => {
                             return Err(MetaError::Zk(zk_coord::CoordError::BadData {
                                 path: cursor_path,
@@ -290,10 +245,11 @@ impl ZkMeta {
                 Err(zk_coord::ZkError::NoNode) => String::new(),
                 Err(e) => return Err(Self::op("get_data", &filter_path, e)),
             };
-            out.push(ClientRecord {
+            out.push(ClientInfo {
                 client_id,
                 filter,
                 cursor,
+                outstanding_batches: 0,
             });
         }
         out.sort_by_key(|c| c.client_id);
@@ -301,7 +257,7 @@ impl ZkMeta {
     }
 
     /// Writes the clients' filters and cursors, and removes clients no longer subscribed.
-    pub async fn save(&self, clients: &[ClientRecord]) -> Result<(), MetaError> {
+    pub async fn save(&self, clients: &[ClientInfo]) -> Result<(), MetaError> {
         use zk_coord::paths;
         if self.gate.as_ref().is_some_and(|g| !g()) {
             return Err(MetaError::NotActive(self.destination.clone()));
@@ -318,7 +274,7 @@ impl ZkMeta {
                 .await?;
             }
             if let Some(p) = &c.cursor {
-                let json = to_log_position(p, &self.source).to_cursor_json();
+                let json = p.to_log_position(&self.source).to_cursor_json();
                 zk_coord::put_persistent(
                     &self.client,
                     &paths::cursor(&self.destination, c.client_id),
@@ -356,7 +312,7 @@ pub enum MetaBackend {
 
 impl MetaBackend {
     /// Reads the stored clients.
-    pub async fn load(&self) -> Result<Vec<ClientRecord>, MetaError> {
+    pub async fn load(&self) -> Result<Vec<ClientInfo>, MetaError> {
         match self {
             MetaBackend::File(f) => f.load(),
             MetaBackend::Zk(z) => z.load().await,
@@ -364,7 +320,7 @@ impl MetaBackend {
     }
 
     /// Writes the clients.
-    pub async fn save(&self, clients: &[ClientRecord]) -> Result<(), MetaError> {
+    pub async fn save(&self, clients: &[ClientInfo]) -> Result<(), MetaError> {
         match self {
             MetaBackend::File(f) => f.save(clients),
             MetaBackend::Zk(z) => z.save(clients).await,

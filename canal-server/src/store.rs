@@ -313,7 +313,8 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// What a client's subscription looks like (for admin and persistence).
+/// A subscribed client: what the store reports (admin) and what the meta backends persist and
+/// restore (a restored client has no outstanding batch; that count is not persisted).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientInfo {
     /// Client id.
@@ -780,24 +781,6 @@ impl Store {
         drop(inner);
         self.data.notify_waiters();
         true
-    }
-
-    /// The minimum acked cursor over subscribed clients (the destination's resume point), or
-    /// `None` when some client has no cursor yet or nobody subscribed.
-    pub fn resume_point(&self) -> Option<EntryPosition> {
-        let inner = self.lock();
-        let mut min: Option<EntryPosition> = None;
-        for c in inner.clients.values() {
-            let cur = c.cursor.clone()?;
-            // At the same position a start point (inclusive) is earlier than a delivered event.
-            if min
-                .as_ref()
-                .is_none_or(|m| (&cur.binlog, !cur.inclusive) < (&m.binlog, !m.inclusive))
-            {
-                min = Some(cur);
-            }
-        }
-        min
     }
 }
 

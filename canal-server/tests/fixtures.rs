@@ -14,7 +14,7 @@ use canal_protocol::entry::{Column, EntryType, EventType, RowChange, RowData};
 use canal_server::binlog::convert::{ConvertError, ConvertOptions, Converter, NoSchema};
 use canal_server::binlog::event::EventError;
 use canal_server::binlog::file::{BinlogFileReader, FileError};
-use canal_server::gtid::{GtidState, MariaGtidList, MysqlGtidSet};
+use canal_server::position::gtid::{GtidState, MariaGtidList, MysqlGtidSet};
 use canal_server::value::{UtcOffset, ValueOptions};
 use canal_server::ParsedEntry;
 use mysql_common::binlog::events::EventData;
@@ -1811,7 +1811,7 @@ fn tagged_gtid_transaction() {
             match ev.event.read_data().unwrap() {
                 Some(EventData::GtidEvent(g)) => {
                     tagged = Some((
-                        canal_server::gtid::uuid_text(&g.sid()),
+                        canal_server::position::gtid::uuid_text(&g.sid()),
                         g.tag().map(|t| t.to_string()),
                         g.gno(),
                     ))

@@ -416,7 +416,7 @@ async fn ddl_mid_stream_then_restart_from_before_the_ddl_uses_old_columns() {
 
     // Restart from the cursor before the DDL: the source's information_schema now has (id, b) only,
     // but the schema history decodes row 2 with the three columns in force at its position.
-    let cursor = canal_server::binlog::start::Cursor {
+    let cursor = canal_server::position::Cursor {
         position: cursor_entry.position.binlog.clone(),
         gtid: None,
         inclusive: false,

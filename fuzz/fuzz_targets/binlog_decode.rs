@@ -14,7 +14,7 @@ use std::path::Path;
 
 use canal_server::binlog::convert::{ConvertOptions, Converter, NoSchema};
 use canal_server::binlog::file::{BinlogFileReader, BINLOG_MAGIC};
-use canal_server::gtid::{GtidState, MariaGtidList, MysqlGtidSet};
+use canal_server::position::gtid::{GtidState, MariaGtidList, MysqlGtidSet};
 use canal_server::value::ValueOptions;
 use libfuzzer_sys::fuzz_target;
 

@@ -22,8 +22,8 @@ use crate::binlog::event::{self, mariadb, EventError, MariaGtidEvent};
 use crate::binlog::rows::{Cell, RowDecoder, RowShape, RowsError};
 use crate::entry::{pair, ParsedEntry};
 use crate::filter::TableFilter;
-use crate::gtid::{uuid_text, GtidState, MariaGtid};
-use crate::position::{BinlogPosition, EntryPosition};
+use crate::position::gtid::{uuid_text, GtidState, MariaGtid};
+use crate::position::{BinlogPosition, EntryPosition, EventPos, GtidSet};
 use crate::schema::ddl::{self, DdlKind};
 use crate::schema::table::TableMeta;
 use crate::value::{ColumnDesc, ColumnFormat, Formatted, ValueOptions};
@@ -260,17 +260,6 @@ impl ColumnOut {
             tail,
         }
     }
-}
-
-/// Where an event sits: its file, start offset and the offset after it.
-#[derive(Debug, Clone)]
-pub struct EventPos {
-    /// Binlog file name.
-    pub file: String,
-    /// Start offset of the event.
-    pub offset: u64,
-    /// Offset just past the event.
-    pub next_offset: u64,
 }
 
 /// Turns binlog events into Canal entries; one per destination, fed in binlog order.
@@ -512,7 +501,7 @@ impl Converter {
                 .gtid
                 .as_ref()
                 .filter(|_| self.opts.gtid_mode)
-                .map(|g| g.to_string()),
+                .map(GtidSet::from),
             inclusive: false,
         }
     }

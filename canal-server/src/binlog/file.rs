@@ -13,9 +13,9 @@ use mysql_common::binlog::consts::{
 use mysql_common::binlog::events::{Event, TransactionPayloadEvent};
 use mysql_common::binlog::EventStreamReader;
 
-use crate::binlog::convert::EventPos;
 use crate::binlog::event::{self, EventError};
 use crate::binlog::source::RawEvent;
+use crate::position::EventPos;
 
 /// The four bytes every binlog file starts with.
 pub const BINLOG_MAGIC: [u8; 4] = [0xfe, b'b', b'i', b'n'];

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::convert::{ConvertOptions, Converter, NoSchema};
 use super::file::{BinlogFileReader, BINLOG_MAGIC};
-use crate::gtid::{GtidState, MariaGtidList, MysqlGtidSet};
+use crate::position::gtid::{GtidState, MariaGtidList, MysqlGtidSet};
 use crate::value::ValueOptions;
 
 fn inputs() -> Vec<PathBuf> {

@@ -9,10 +9,10 @@ use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, OptsBuilder};
 use mysql_common::binlog::consts::EventType;
 use mysql_common::binlog::events::{Event, EventData};
 
-use crate::binlog::convert::EventPos;
 use crate::binlog::event::{self, EventError};
-use crate::gtid::{MariaGtidList, MysqlGtidSet};
+use crate::position::gtid::{MariaGtidList, MysqlGtidSet};
 use crate::position::BinlogPosition;
+use crate::position::EventPos;
 
 /// How to reach the source and behave as its replica.
 #[derive(Debug, Clone)]

@@ -9,19 +9,8 @@ use crate::binlog::source::{
     self, Flavor, ReplicaStream, SourceConfig, SourceError, SourceInfo, StartRequest,
 };
 use crate::config::ConfiguredStart;
-use crate::gtid::{GtidState, MariaGtidList, MysqlGtidSet};
-use crate::position::BinlogPosition;
-
-/// A stored cursor: the last acked boundary of a destination.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cursor {
-    /// Start offset of the boundary event (Canal's cursor `position`), in its file.
-    pub position: BinlogPosition,
-    /// Executed GTID set at that boundary, when GTID mode is on.
-    pub gtid: Option<String>,
-    /// `position` is a start point nothing was delivered from yet: resume at it, skip nothing.
-    pub inclusive: bool,
-}
+use crate::position::gtid::{GtidState, MariaGtidList, MysqlGtidSet};
+use crate::position::{BinlogPosition, Cursor};
 
 /// The resolved start: what to request from the source and which events were already delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +66,12 @@ pub async fn resolve(
 ) -> Result<StartPoint, SourceError> {
     if let Some(c) = cursor {
         if gtid_mode {
-            if let Some(g) = c.gtid.as_deref().filter(|g| !g.is_empty()) {
+            if let Some(g) = c
+                .gtid
+                .as_ref()
+                .map(|g| g.as_str())
+                .filter(|g| !g.is_empty())
+            {
                 return Ok(StartPoint {
                     request: gtid_request(info.flavor, g, cfg)?,
                     skip_through: (!c.inclusive).then(|| c.position.clone()),
@@ -89,7 +83,10 @@ pub async fn resolve(
         return Ok(StartPoint {
             request: StartRequest::FilePos(c.position.clone()),
             skip_through: (!c.inclusive).then(|| c.position.clone()),
-            gtid: c.gtid.as_deref().and_then(|g| gtid_state(info.flavor, g)),
+            gtid: c
+                .gtid
+                .as_ref()
+                .and_then(|g| gtid_state(info.flavor, g.as_str())),
             reason: "stored cursor",
         });
     }

@@ -14,6 +14,10 @@
 //! so a replayed DDL never changes the history twice, and lookups for the replayed rows before
 //! the DDL still find the old definition.
 //!
+//! Positions are ordered with [`BinlogPosition::total_cmp`]: the seed position (empty file name)
+//! sorts before every binlog position, and a history that spans two binlog series (the source's
+//! log base name changed) stays sorted, by file name across series.
+//!
 //! # Persistence
 //!
 //! [`SchemaHistory::save`] writes JSON atomically (temporary file, fsync, rename, fsync of the
@@ -228,7 +232,7 @@ impl SchemaHistory {
                 Some(meta),
             );
         }
-        if !matches!(&self.seeded_at, Some(s) if *s >= at) {
+        if !matches!(&self.seeded_at, Some(s) if s.total_cmp(&at).is_ge()) {
             self.seeded_at = Some(at);
         }
     }
@@ -249,7 +253,7 @@ impl SchemaHistory {
     /// before `at` and not recreated since.
     pub fn table_at(&self, schema: &str, table: &str, at: &BinlogPosition) -> Option<&TableMeta> {
         let versions = self.tables.get(&(schema.to_string(), table.to_string()))?;
-        let n = versions.partition_point(|v| v.at <= *at);
+        let n = versions.partition_point(|v| v.at.total_cmp(at).is_le());
         versions.get(n.checked_sub(1)?)?.table.as_ref()
     }
 
@@ -335,7 +339,7 @@ impl SchemaHistory {
     pub fn compact_before(&mut self, pos: &BinlogPosition) -> usize {
         let mut removed = 0;
         self.tables.retain(|_, versions| {
-            let n = versions.partition_point(|v| v.at <= *pos);
+            let n = versions.partition_point(|v| v.at.total_cmp(pos).is_le());
             if n > 1 {
                 versions.drain(..n - 1);
                 removed += n - 1;
@@ -407,7 +411,7 @@ impl SchemaHistory {
                 return Err(corrupt(format!("{}.{} is listed twice", key.0, key.1)));
             }
             let mut versions = tv.versions;
-            versions.sort_by(|a, b| a.at.cmp(&b.at));
+            versions.sort_by(|a, b| a.at.total_cmp(&b.at));
             versions.dedup_by(|later, earlier| {
                 if later.at == earlier.at {
                     // keep the one written last
@@ -488,18 +492,20 @@ impl SchemaHistory {
     /// `Some(through)` when a DDL at `at` is a replay of history already recorded.
     fn covered(&self, at: &BinlogPosition) -> Option<BinlogPosition> {
         if let Some(t) = &self.applied_through {
-            if t >= at {
+            if t.total_cmp(at).is_ge() {
                 return Some(t.clone());
             }
         }
         match &self.seeded_at {
-            Some(s) if s > at => Some(self.applied_through.clone().unwrap_or_else(|| s.clone())),
+            Some(s) if s.total_cmp(at).is_gt() => {
+                Some(self.applied_through.clone().unwrap_or_else(|| s.clone()))
+            }
             _ => None,
         }
     }
 
     fn advance(&mut self, at: BinlogPosition) {
-        if !matches!(&self.applied_through, Some(t) if *t >= at) {
+        if !matches!(&self.applied_through, Some(t) if t.total_cmp(&at).is_ge()) {
             self.applied_through = Some(at);
         }
     }
@@ -519,7 +525,7 @@ impl SchemaHistory {
     /// Records a version and, when it is the table's latest, updates the catalog to match.
     fn put(&mut self, at: BinlogPosition, key: (String, String), table: Option<TableMeta>) {
         let versions = self.tables.entry(key.clone()).or_default();
-        let is_latest = !matches!(versions.last(), Some(v) if v.at > at);
+        let is_latest = !matches!(versions.last(), Some(v) if v.at.total_cmp(&at).is_gt());
         if is_latest {
             match &table {
                 Some(meta) => self.catalog.insert_table(meta.clone()),
@@ -550,7 +556,7 @@ fn sanitize(mut config: HistoryConfig) -> HistoryConfig {
 
 /// Inserts keeping position order; a version at an existing position replaces it.
 fn insert_version(versions: &mut Vec<Version>, v: Version) {
-    let i = versions.partition_point(|x| x.at < v.at);
+    let i = versions.partition_point(|x| x.at.total_cmp(&v.at).is_lt());
     match versions.get_mut(i) {
         Some(existing) if existing.at == v.at => *existing = v,
         _ => versions.insert(i, v),

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use canal_protocol::entry::{Column, EntryType, EventType};
-use canal_server::binlog::start::Cursor;
 use canal_server::config::DestinationConfig;
+use canal_server::position::Cursor;
 use canal_server::{Destination, DestinationHandle, ParsedEntry};
 use harness::MariaDb;
 

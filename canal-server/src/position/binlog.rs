@@ -1,4 +1,4 @@
-//! Binlog coordinates and the position every entry carries.
+//! A byte offset in a named binlog file, ordered only against positions of the same binlog series.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -6,9 +6,11 @@ use std::str::FromStr;
 
 /// A byte offset in a named binlog file (`mysql-bin.000003:4567`).
 ///
-/// Ordering compares the numeric suffix of the file name first, so `mysql-bin.000010` sorts after
-/// `mysql-bin.000009`; files with different base names compare by name (callers that care use
-/// [`BinlogPosition::try_cmp`]).
+/// Positions of one binlog series (same base name) are ordered by the numeric suffix of the file
+/// name, then by offset, so `mysql-bin.000010` sorts after `mysql-bin.000009`. Positions of
+/// different series (`mysql-bin.*` and `other.*`) are not ordered: `partial_cmp` returns `None`,
+/// so `<` and `<=` are false both ways. Code that must order them anyway (a stored list that
+/// has to stay sorted) says so by calling [`BinlogPosition::total_cmp`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct BinlogPosition {
     /// Binlog file name, without directory.
@@ -36,14 +38,32 @@ impl BinlogPosition {
         split_file(&self.file)
     }
 
-    /// Compares two positions, or `None` when their files have different base names.
+    /// Compares two positions, or `None` when their files have different base names. Equal
+    /// only for equal positions (two spellings of one file number, `x.03` and `x.3`, are told
+    /// apart by their text after the offset).
     pub fn try_cmp(&self, other: &Self) -> Option<Ordering> {
         let (a_base, a_n) = self.split_file();
         let (b_base, b_n) = other.split_file();
         if a_base != b_base {
             return None;
         }
-        Some(a_n.cmp(&b_n).then(self.offset.cmp(&other.offset)))
+        Some(
+            a_n.cmp(&b_n)
+                .then(self.offset.cmp(&other.offset))
+                .then_with(|| self.file.cmp(&other.file)),
+        )
+    }
+
+    /// A total order: [`BinlogPosition::try_cmp`] within a binlog series; across series, by
+    /// file name then offset. The fallback is stable but says nothing about which position was
+    /// written first: use it only where a collection must stay sorted (the schema history, the
+    /// clients' minimum cursor), never to decide what was delivered.
+    pub fn total_cmp(&self, other: &Self) -> Ordering {
+        self.try_cmp(other).unwrap_or_else(|| {
+            self.file
+                .cmp(&other.file)
+                .then(self.offset.cmp(&other.offset))
+        })
     }
 }
 
@@ -60,18 +80,9 @@ pub fn split_file(file: &str) -> (&str, Option<u64>) {
 }
 
 impl PartialOrd for BinlogPosition {
+    /// [`BinlogPosition::try_cmp`]: `None` across binlog series.
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for BinlogPosition {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.try_cmp(other).unwrap_or_else(|| {
-            self.file
-                .cmp(&other.file)
-                .then(self.offset.cmp(&other.offset))
-        })
+        self.try_cmp(other)
     }
 }
 
@@ -98,33 +109,6 @@ impl FromStr for BinlogPosition {
     }
 }
 
-/// Where an entry came from, as Canal's cursor records it (design.md "Positions").
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct EntryPosition {
-    /// File and start offset of the binlog event the entry was built from.
-    pub binlog: BinlogPosition,
-    /// Offset just past that event: where reading resumes after it.
-    pub next_offset: u64,
-    /// `server_id` from the event header.
-    pub server_id: u32,
-    /// Event timestamp in milliseconds (seconds × 1000).
-    pub timestamp_ms: i64,
-    /// Executed GTID set including this transaction, when GTID tracking is on.
-    pub gtid: Option<String>,
-    /// A start point rather than a delivered event: nothing at or after `binlog` has been
-    /// delivered, so resuming here must not skip the event at `binlog` (the implicit cursor of a
-    /// client that subscribed and has acked nothing yet).
-    #[serde(default)]
-    pub inclusive: bool,
-}
-
-impl EntryPosition {
-    /// The position to resume from so that this event is not read again.
-    pub fn resume_point(&self) -> BinlogPosition {
-        BinlogPosition::new(self.binlog.file.clone(), self.next_offset)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +123,14 @@ mod tests {
             a.try_cmp(&BinlogPosition::new("other.000001", 4)),
             None,
             "different base names do not compare"
+        );
+        let other = BinlogPosition::new("other.000001", 4);
+        assert_eq!(a.partial_cmp(&other), None, "so `<` and `>` are both false");
+        assert_eq!(a.total_cmp(&other), std::cmp::Ordering::Less, "by name");
+        assert_eq!(
+            BinlogPosition::new("", 0).total_cmp(&a),
+            std::cmp::Ordering::Less,
+            "the empty origin sorts first"
         );
     }
 

@@ -1,5 +1,6 @@
-//! GTID positions: MariaDB's `domain-server-seq` lists and MySQL's `uuid:interval` sets, as text
-//! (the form Canal writes into `Header.gtid` and cursors) and as values the parser updates.
+//! GTID positions: MariaDB's `domain-server-seq` lists and MySQL's `uuid:interval` sets, as the
+//! [`GtidSet`] text a position carries (the form Canal writes into `Header.gtid` and cursors) and
+//! as values the parser updates ([`GtidState`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -210,6 +211,46 @@ impl fmt::Display for GtidState {
             GtidState::Maria(l) => l.fmt(f),
             GtidState::Mysql(s) => s.fmt(f),
         }
+    }
+}
+
+/// An executed GTID set as it travels with a position: in an entry's position, a stored cursor
+/// and Canal's cursor JSON (`gtid`), e.g. `0-1-100` (MariaDB) or `uuid:1-5` (MySQL).
+///
+/// It keeps the text exactly as read or formatted, so a cursor written back is byte-identical, and
+/// because a stored cursor does not say which flavor its source is: it becomes a [`GtidState`]
+/// ([`MariaGtidList::parse`] / [`MysqlGtidSet::parse`]) when a stream starts and the flavor is
+/// known. The empty set is `""` (Canal writes `"gtid":""` outside GTID mode).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct GtidSet(String);
+
+impl GtidSet {
+    /// The set written as `text` (not checked: see the type's doc).
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// The text form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the text is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<&GtidState> for GtidSet {
+    fn from(state: &GtidState) -> Self {
+        Self(state.to_string())
+    }
+}
+
+impl fmt::Display for GtidSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
