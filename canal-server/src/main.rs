@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use canal_server::config::ServerConfig;
-use canal_server::instance::{Instance, InstanceOptions};
-use canal_server::meta::{MetaBackend, MetaFile};
+use canal_server::instance::InstanceBuilder;
 use canal_server::server::ha;
 use canal_server::server::{self, ServerContext};
 use clap::Parser;
@@ -110,20 +109,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None => {
             for (name, d) in &cfg.destinations {
                 metrics::gauge!("canal_instance", "destination" => name.clone(), "mode" => "spring").set(1.0);
-                let options = InstanceOptions {
-                    flush_period: flush,
-                    meta: MetaBackend::File(MetaFile::new(&cfg.server.data_dir, name, &d.address)),
-                    gate: None,
-                };
-                let inst = Instance::start(
-                    name,
-                    d.clone(),
-                    d.store(),
-                    cfg.server.data_dir.clone(),
-                    options,
-                )
-                .await
-                .with_context(|| format!("starting destination {name}"))?;
+                let inst = InstanceBuilder::new(name, d.clone(), &cfg.server.data_dir)
+                    .flush_period(flush)
+                    .start()
+                    .await
+                    .with_context(|| format!("starting destination {name}"))?;
                 ctx.set_role(name, "standalone", Some(address.clone()));
                 ctx.insert(inst);
             }

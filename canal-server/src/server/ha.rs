@@ -14,8 +14,7 @@ use zk_coord::election::{Election, ElectionSpec, Role};
 use zk_coord::{paths, RunningData, ZkConfig};
 
 use crate::config::DestinationConfig;
-use crate::instance::{Instance, InstanceOptions};
-use crate::meta::{MetaBackend, ZkMeta};
+use crate::instance::{Instance, InstanceBuilder};
 use crate::server::ServerContext;
 use crate::store::Gate;
 
@@ -124,25 +123,12 @@ async fn start_instance(
     gate: Gate,
 ) -> Result<Arc<Instance>, String> {
     let client = zk.connect().await.map_err(|e| e.to_string())?;
-    let meta = MetaBackend::Zk(ZkMeta::new(
-        client,
-        name,
-        &config.address,
-        Some(gate.clone()),
-    ));
-    Instance::start(
-        name,
-        config.clone(),
-        config.store(),
-        data_dir.to_path_buf(),
-        InstanceOptions {
-            flush_period: flush,
-            meta,
-            gate: Some(gate),
-        },
-    )
-    .await
-    .map_err(|e| e.to_string())
+    InstanceBuilder::new(name, config.clone(), data_dir)
+        .flush_period(flush)
+        .cursors_in_zookeeper(client, gate)
+        .start()
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Keeps `/otter/canal/cluster/{address}` registered (ephemeral, re-created on every new session)

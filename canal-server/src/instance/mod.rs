@@ -12,21 +12,25 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
 use crate::config::DestinationConfig;
-use crate::destination::{
-    Destination, DestinationError, DestinationHandle, DestinationStatus, StartHook,
-};
+use crate::destination::{Destination, DestinationError, DestinationStatus, StartHook};
 use crate::meta::{MetaBackend, MetaError};
 use crate::position::resume_cursor;
-use crate::store::{Gate, Store, StoreConfig, StoredEntry};
+use crate::store::{Gate, Store, StoreConfig};
 
-/// How an instance persists client state and whether it is fenced.
-pub struct InstanceOptions {
+mod builder;
+mod pump;
+
+pub use builder::InstanceBuilder;
+
+/// How an instance persists client state and whether it is fenced (what [`InstanceBuilder`]
+/// decided).
+struct InstanceOptions {
     /// Cursor flush period.
-    pub flush_period: Duration,
+    flush_period: Duration,
     /// Where subscriptions and cursors live.
-    pub meta: MetaBackend,
+    meta: MetaBackend,
     /// HA gate: hand out batches only while it says so.
-    pub gate: Option<Gate>,
+    gate: Option<Gate>,
 }
 
 /// Why an instance could not start.
@@ -78,7 +82,7 @@ impl Instance {
     /// source (the end of the binlog and a timestamp need the source, which may be down now and
     /// is retried there), and the parser seeds the store through a [`StartHook`] right then,
     /// before it reads the first event.
-    pub async fn start(
+    async fn start(
         name: &str,
         config: DestinationConfig,
         store_config: StoreConfig,
@@ -156,10 +160,11 @@ impl Instance {
         });
         let span = tracing::info_span!("instance", destination = %name);
         let pump = tokio::spawn(
-            pump(handle, store, cancel.clone(), handle_result).instrument(span.clone()),
+            pump::pump(handle, store, cancel.clone(), handle_result).instrument(span.clone()),
         );
-        let flusher =
-            tokio::spawn(flusher(Arc::downgrade(&inst), flush_period, cancel).instrument(span));
+        let flusher = tokio::spawn(
+            pump::flusher(Arc::downgrade(&inst), flush_period, cancel).instrument(span),
+        );
         if let Ok(mut t) = inst.tasks.try_lock() {
             t.push(pump);
             t.push(flusher);
@@ -241,104 +246,4 @@ impl Instance {
             warn!(destination = %self.name, error = %e, "destination had failed");
         }
     }
-}
-
-/// Most entries moved from the parser into the store at once.
-const PUMP_BATCH: usize = 256;
-
-async fn pump(
-    mut handle: DestinationHandle,
-    store: Store,
-    cancel: CancellationToken,
-    result: Arc<AsyncMutex<Option<Result<(), DestinationError>>>>,
-) {
-    let put_rows =
-        metrics::counter!("canal_instance_put_rows", "destination" => handle.name().to_string());
-    let put_seq = metrics::counter!("canal_instance_store_produce_seq", "destination" => handle.name().to_string());
-    let transactions = metrics::counter!("canal_instance_transactions", "destination" => handle.name().to_string());
-    let delay =
-        metrics::gauge!("canal_instance_put_delay", "destination" => handle.name().to_string());
-    // Entries move in runs: whatever the parser has queued (up to PUMP_BATCH) is classified and
-    // put under one store lock with one wake-up of the waiting gets.
-    let mut parsed = Vec::with_capacity(PUMP_BATCH);
-    let mut stored = std::collections::VecDeque::with_capacity(PUMP_BATCH);
-    loop {
-        let first = tokio::select! {
-            _ = cancel.cancelled() => break,
-            e = handle.recv() => match e {
-                Some(e) => e,
-                None => break,
-            },
-        };
-        parsed.push(first);
-        handle.try_recv_many(PUMP_BATCH, &mut parsed);
-        let mut rows = 0;
-        let mut ends = 0;
-        let mut newest = None;
-        for entry in parsed.drain(..) {
-            let s = StoredEntry::from_parsed(&entry);
-            if entry.entry_type() == canal_protocol::entry::EntryType::Transactionend {
-                ends += 1;
-            }
-            rows += s.rows;
-            newest = Some(s.execute_time);
-            stored.push_back(s);
-        }
-        transactions.increment(ends);
-        put_rows.increment(rows);
-        put_seq.increment(stored.len() as u64);
-        if let Some(t) = newest {
-            delay.set((now_ms() - t).max(0) as f64);
-        }
-        let put = tokio::select! {
-            _ = cancel.cancelled() => break,
-            r = store.put_many(&mut stored) => r,
-        };
-        if put.is_err() {
-            break;
-        }
-    }
-    let r = handle.stop().await;
-    if let Err(e) = &r {
-        warn!(error = %e, "destination stopped with an error");
-    }
-    *result.lock().await = Some(r);
-}
-
-async fn flusher(inst: std::sync::Weak<Instance>, period: Duration, cancel: CancellationToken) {
-    let mut last: Option<Vec<(i16, String, Option<String>)>> = None;
-    let mut history_stamp = None;
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(period) => {}
-        }
-        let Some(inst) = inst.upgrade() else { return };
-        let now: Vec<_> = inst
-            .store
-            .clients()
-            .into_iter()
-            .map(|c| {
-                (
-                    c.client_id,
-                    c.filter,
-                    c.cursor.map(|p| p.binlog.to_string()),
-                )
-            })
-            .collect();
-        if last.as_ref() != Some(&now) {
-            match inst.flush().await {
-                Ok(()) => last = Some(now),
-                Err(e) => warn!(error = %e, "cursor flush failed; retrying next period"),
-            }
-        }
-        inst.upload_history(&mut history_stamp).await;
-    }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
