@@ -265,13 +265,8 @@ impl DestinationConfig {
         if self.address.trim().is_empty() {
             return Err(cerr(k("address"), "must be host:port of the source"));
         }
-        if let Some((_, port)) = self.address.rsplit_once(':') {
-            if port.parse::<u16>().map_or(true, |p| p == 0) {
-                return Err(cerr(
-                    k("address"),
-                    format!("bad port in {:?}", self.address),
-                ));
-            }
+        if let Err(e) = canal_protocol::HostPort::mysql(&self.address) {
+            return Err(cerr(k("address"), e.to_string()));
         }
         if self.username.is_empty() {
             return Err(cerr(k("username"), "must not be empty"));

@@ -281,12 +281,8 @@ pub(crate) fn parse_running(path: &str, data: &[u8]) -> Option<String> {
 /// `host:port` as the Java client accepts it: exactly one `:` (so no IPv6),
 /// a non-empty host and a numeric port.
 pub(crate) fn is_host_port(text: &str) -> bool {
-    match text.split_once(':') {
-        Some((host, port)) => {
-            !host.is_empty() && !port.contains(':') && port.parse::<u16>().is_ok()
-        }
-        None => false,
-    }
+    text.parse::<canal_protocol::HostPort>()
+        .is_ok_and(|a| !a.host.contains(':') && !text.trim_start().starts_with('['))
 }
 
 #[cfg(test)]

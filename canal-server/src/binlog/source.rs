@@ -158,13 +158,9 @@ impl SourceError {
 }
 
 fn split_address(address: &str) -> (String, u16) {
-    match address.rsplit_once(':') {
-        Some((h, p)) => (
-            h.trim_matches(['[', ']']).to_string(),
-            p.parse().unwrap_or(3306),
-        ),
-        None => (address.to_string(), 3306),
-    }
+    canal_protocol::HostPort::mysql(address)
+        .map(|a| (a.host, a.port))
+        .unwrap_or_else(|_| (address.to_string(), 3306))
 }
 
 fn classify_driver(address: &str, e: mysql_async::Error) -> SourceError {

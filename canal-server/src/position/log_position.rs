@@ -10,13 +10,12 @@ use super::gtid::GtidSet;
 
 impl EntryPosition {
     /// Canal's cursor for this position read from the source at `source` (`host:port`; port
-    /// 3306 when missing or not a number). Writes `"gtid":""` when there is no GTID set, as
+    /// 3306 when missing; the whole text as the host when it is not `host:port`). Writes `"gtid":""` when there is no GTID set, as
     /// Canal does.
     pub fn to_log_position(&self, source: &str) -> LogPosition {
-        let (host, port) = source
-            .rsplit_once(':')
-            .map(|(h, p)| (h.to_string(), p.parse().unwrap_or(3306)))
-            .unwrap_or_else(|| (source.to_string(), 3306));
+        let (host, port) = canal_protocol::HostPort::mysql(source)
+            .map(|a| (a.host, a.port))
+            .unwrap_or_else(|_| (source.to_string(), 3306));
         LogPosition {
             identity: LogIdentity::new(host, port),
             position: CanalEntryPosition {
