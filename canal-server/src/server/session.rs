@@ -54,7 +54,7 @@ enum Segment {
 }
 
 /// Lays out the MESSAGES frame of `entries` exactly as
-/// [`canal_protocol::frame::encode_raw_messages`] writes it, but only copies the envelope,
+/// [`canal_protocol::encode_raw_messages`] writes it, but only copies the envelope,
 /// the length prefixes and small entries into `buf`; `segments` says in which order to write
 /// the ranges of `buf` and the large entries.
 fn plan_raw_messages(
@@ -574,7 +574,7 @@ mod tests {
         for batch_id in [0i64, 1, 300, i64::MAX] {
             for k in 0..=entries.len() {
                 let mut want = BytesMut::new();
-                canal_protocol::frame::encode_raw_messages(batch_id, &entries[..k], &mut want)
+                canal_protocol::encode_raw_messages(batch_id, &entries[..k], &mut want)
                     .unwrap();
                 let mut buf = BytesMut::new();
                 let mut segments = Vec::new();
