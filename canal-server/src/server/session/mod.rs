@@ -1,9 +1,9 @@
 //! One client connection speaking Canal's protocol: handshake, authentication, then
 //! Sub/Unsub/Get/ClientAck/ClientRollback.
 //!
-//! [`run`] drives the session: [`auth`] first, then one request at a time, each routed by its
-//! packet type to the file of its command ([`subscribe`], [`unsubscribe`], [`get`], [`ack`],
-//! [`rollback`]). The socket and its buffers belong to the [`connection`]; the bytes' layout to
+//! [`run`] drives the session: `auth` first, then one request at a time, each routed by its
+//! packet type to the file of its command (`subscribe`, `unsubscribe`, `get`, `ack`,
+//! `rollback`). The socket and its buffers belong to `connection`; the bytes' layout to
 //! canal-protocol.
 //!
 //! Differences from Canal, on purpose (reference §1.13): exactly one reply frame per request that
