@@ -192,7 +192,8 @@ pub fn write_frame(payload: &[u8], dst: &mut BytesMut) -> Result<(), FrameError>
     Ok(())
 }
 
-fn frame_prefix(len: usize) -> Result<[u8; LENGTH_PREFIX_LEN], FrameError> {
+/// The length prefix of a `len`-byte payload, or [`FrameError::TooLarge`].
+pub(crate) fn frame_prefix(len: usize) -> Result<[u8; LENGTH_PREFIX_LEN], FrameError> {
     let len32 = i32::try_from(len).map_err(|_| FrameError::TooLarge {
         len,
         max: PROTOCOL_MAX_FRAME_LEN,
@@ -284,56 +285,6 @@ pub fn encode_packet(packet: &Packet, dst: &mut BytesMut) -> Result<(), FrameErr
     packet
         .encode(dst)
         .expect("BytesMut grows on demand, so encoding cannot run out of space");
-    Ok(())
-}
-
-/// Appends a complete MESSAGES frame the way Canal assembles it by hand for
-/// raw entries: `Packet{type = MESSAGES, body = Messages{batch_id, entries}}`
-/// with **no** `version` field.
-///
-/// Each element of `entries` must already be a serialized `Entry`; nothing is
-/// re-encoded or copied more than once. The output decodes exactly like
-/// [`Packet::messages`]. A `batch_id` of 0 is omitted, as proto3 would.
-pub fn encode_raw_messages<E: AsRef<[u8]>>(
-    batch_id: i64,
-    entries: &[E],
-    dst: &mut BytesMut,
-) -> Result<(), FrameError> {
-    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
-
-    let mut body_len = 0usize;
-    if batch_id != 0 {
-        body_len += 1 + encoded_len_varint(batch_id as u64);
-    }
-    for entry in entries {
-        let len = entry.as_ref().len();
-        body_len += 1 + encoded_len_varint(len as u64) + len;
-    }
-    // field 3 (type) = MESSAGES, then field 5 (body) if non-empty.
-    let mut packet_len = 2;
-    if body_len > 0 {
-        packet_len += 1 + encoded_len_varint(body_len as u64) + body_len;
-    }
-    let prefix = frame_prefix(packet_len)?;
-
-    dst.reserve(LENGTH_PREFIX_LEN + packet_len);
-    dst.put_slice(&prefix);
-    encode_key(3, WireType::Varint, dst);
-    encode_varint(PacketType::Messages as u64, dst);
-    if body_len > 0 {
-        encode_key(5, WireType::LengthDelimited, dst);
-        encode_varint(body_len as u64, dst);
-        if batch_id != 0 {
-            encode_key(1, WireType::Varint, dst);
-            encode_varint(batch_id as u64, dst);
-        }
-        for entry in entries {
-            let entry = entry.as_ref();
-            encode_key(2, WireType::LengthDelimited, dst);
-            encode_varint(entry.len() as u64, dst);
-            dst.put_slice(entry);
-        }
-    }
     Ok(())
 }
 

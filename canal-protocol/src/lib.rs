@@ -3,7 +3,10 @@
 //!
 //! This crate is everything a Canal 1.1.x-compatible server or client needs to
 //! speak the protocol, without any socket code. The server (`canal-server`)
-//! and client (`canal-client`) crates build their connections on it.
+//! and client (`canal-client`) crates build their connections on it. It is
+//! also the one place that knows byte layouts: the hand-written protobuf
+//! encoders and MySQL's length-encoded integer live here too, so no other
+//! crate assembles or parses wire bytes by hand.
 //!
 //! # Modules
 //!
@@ -13,8 +16,14 @@
 //! * [`entry`]: types generated from `proto/EntryProtocol.proto` (proto2):
 //!   [`Entry`], `Header`, `RowChange`, `Column`, …
 //! * [`frame`]: the 4-byte big-endian length framing ([`FrameCodec`]), packet
-//!   decoding and validation ([`PacketCodec`], [`Packet::expect_body`]), and
-//!   Canal's hand-assembled raw MESSAGES frame ([`encode_raw_messages`]).
+//!   decoding and validation ([`PacketCodec`], [`Packet::expect_body`]).
+//! * [`raw_messages`]: Canal's hand-assembled MESSAGES frame around
+//!   already-serialized entries, whole ([`encode_raw_messages`]) or planned for
+//!   a vectored write that does not copy large entries ([`plan_raw_messages`]).
+//! * [`pb`]: protobuf field encoders, identical to prost's output, for hot
+//!   paths that write a message without building it (the raw MESSAGES frame,
+//!   the binlog converter's `RowChange`).
+//! * [`mysql`]: MySQL's length-encoded integer ([`mysql::read_lenenc`]).
 //! * [`scramble`]: MySQL 4.1 `scramble411` and the server-side check against
 //!   a stored `canal.passwd` ([`Authenticator`]).
 //! * [`addr`]: `host:port` text ([`HostPort`]), the one parser every crate uses.
@@ -59,7 +68,10 @@
 
 pub mod addr;
 pub mod frame;
+pub mod mysql;
+pub mod pb;
 pub mod position;
+pub mod raw_messages;
 pub mod scramble;
 
 /// Types generated from `proto/CanalProtocol.proto` (package
@@ -99,14 +111,15 @@ pub mod entry {
 pub use addr::{AddrError, HostPort};
 pub use entry::{Entry, EntryType, EventType};
 pub use frame::{
-    decode_packet, encode_packet, encode_raw_messages, write_frame, FrameCodec, FrameError,
-    PacketCodec, PacketError, DEFAULT_MAX_FRAME_LEN, EMPTY_BATCH_ID, PROTOCOL_VERSION,
+    decode_packet, encode_packet, write_frame, FrameCodec, FrameError, PacketCodec, PacketError,
+    DEFAULT_MAX_FRAME_LEN, EMPTY_BATCH_ID, PROTOCOL_VERSION,
 };
 pub use packet::{Compression, Packet, PacketType};
 pub use position::{
     ClientIdentity, EntryPosition, FileMetaClientData, FileMetaData, LogIdentity, LogPosition,
     PositionError, SourceAddress,
 };
+pub use raw_messages::{encode_raw_messages, plan_raw_messages, RawPart};
 pub use scramble::{
     scramble411, scramble411_hex, AuthError, Authenticator, StoredPassword, StoredPasswordError,
 };

@@ -26,7 +26,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use canal_protocol::entry::{Column, Entry, EntryType, EventType, Header, RowChange, RowData};
 use canal_protocol::packet::{ClientAck, ClientAuth, ClientRollback, Sub, Unsub};
-use canal_protocol::{decode_packet, encode_packet, Authenticator, FrameCodec, Packet, PacketType};
+use canal_protocol::{
+    decode_packet, encode_packet, write_frame, Authenticator, FrameCodec, Packet, PacketType,
+};
 use futures::StreamExt;
 use prost::Message as _;
 use tokio::io::AsyncWriteExt;
@@ -255,8 +257,9 @@ async fn session(
         let Ok(payload) = frame else {
             return Ok(());
         };
-        let mut wire = (payload.len() as u32).to_be_bytes().to_vec();
-        wire.extend_from_slice(&payload);
+        let mut wire = bytes::BytesMut::new();
+        write_frame(&payload, &mut wire).expect("a received frame fits in one");
+        let wire = wire.to_vec();
         let Ok(packet) = decode_packet(payload) else {
             return Ok(());
         };

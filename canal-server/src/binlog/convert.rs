@@ -11,6 +11,8 @@ use std::sync::Arc;
 use canal_protocol::entry::{
     Entry, EntryType, EventType, Header, RowChange, TransactionBegin, TransactionEnd, Type,
 };
+use canal_protocol::mysql::read_lenenc;
+use canal_protocol::pb;
 use mysql_common::binlog::consts::EventType as BinlogEventType;
 use mysql_common::binlog::events::{
     Event, EventData, OptionalMetaExtractor, OptionalMetadataField, RowsEventData, TableMapEvent,
@@ -1113,68 +1115,6 @@ impl ColumnOut {
     }
 }
 
-/// The few protobuf encodings a RowChange needs, identical to prost's for the same fields.
-mod pb {
-    use prost::encoding::encoded_len_varint;
-
-    /// prost's varint encoding, with the one-byte case (keys, flags, short lengths) inline.
-    #[inline]
-    fn encode_varint(v: u64, out: &mut Vec<u8>) {
-        if v < 0x80 {
-            out.push(v as u8);
-        } else {
-            prost::encoding::encode_varint(v, out);
-        }
-    }
-
-    /// Wire type of varints.
-    const VARINT: u32 = 0;
-    /// Wire type of length-delimited fields.
-    pub(super) const LEN: u32 = 2;
-
-    pub(super) fn key(field: u32, wire_type: u32, out: &mut Vec<u8>) {
-        encode_varint(u64::from(field << 3 | wire_type), out);
-    }
-
-    pub(super) fn varint(v: u64, out: &mut Vec<u8>) {
-        encode_varint(v, out);
-    }
-
-    pub(super) fn len_varint(v: u64) -> usize {
-        encoded_len_varint(v)
-    }
-
-    /// Length of a one-byte-key `int32` field (negative values take ten bytes, as in prost).
-    pub(super) fn int32_len(v: i32) -> usize {
-        1 + encoded_len_varint(i64::from(v) as u64)
-    }
-
-    pub(super) fn int32(field: u32, v: i32, out: &mut Vec<u8>) {
-        key(field, VARINT, out);
-        encode_varint(i64::from(v) as u64, out);
-    }
-
-    pub(super) fn int64(field: u32, v: i64, out: &mut Vec<u8>) {
-        key(field, VARINT, out);
-        encode_varint(v as u64, out);
-    }
-
-    pub(super) fn bool(field: u32, v: bool, out: &mut Vec<u8>) {
-        key(field, VARINT, out);
-        out.push(u8::from(v));
-    }
-
-    pub(super) fn bytes(field: u32, v: &[u8], out: &mut Vec<u8>) {
-        key(field, LEN, out);
-        encode_varint(v.len() as u64, out);
-        out.extend_from_slice(v);
-    }
-
-    pub(super) fn string(field: u32, v: &str, out: &mut Vec<u8>) {
-        bytes(field, v.as_bytes(), out);
-    }
-}
-
 /// What TABLE_MAP optional metadata (`binlog_row_metadata`) says about the columns.
 #[derive(Debug, Default)]
 struct BinlogColumnMeta {
@@ -1334,37 +1274,18 @@ fn is_converted_type(t: u8) -> bool {
 /// with a capacity overflow or asked for more memory than exists (found by fuzzing; this runs
 /// outside the decoder guard). Stops at the first malformed column.
 fn str_values(field: &impl mysql_common::proto::MySerialize) -> Vec<Vec<String>> {
-    fn lenenc(b: &mut &[u8]) -> Option<u64> {
-        let (&first, rest) = b.split_first()?;
-        let len = match first {
-            0..=0xfa => {
-                *b = rest;
-                return Some(first.into());
-            }
-            0xfc => 2,
-            0xfd => 3,
-            0xfe => 8,
-            _ => return None,
-        };
-        let bytes = rest.get(..len)?;
-        *b = &rest[len..];
-        Some(
-            bytes
-                .iter()
-                .rev()
-                .fold(0u64, |acc, &x| acc << 8 | u64::from(x)),
-        )
-    }
     let mut raw = Vec::new();
     field.serialize(&mut raw);
     let mut b = &raw[..];
     let mut columns = Vec::new();
     'columns: while !b.is_empty() {
-        let Some(count) = lenenc(&mut b) else { break };
+        let Some(count) = read_lenenc(&mut b) else {
+            break;
+        };
         // Every label takes at least its length byte, so `count` is bounded by the bytes left.
         let mut labels = Vec::new();
         for _ in 0..count {
-            let Some(len) = lenenc(&mut b) else {
+            let Some(len) = read_lenenc(&mut b) else {
                 break 'columns;
             };
             let Some(label) = usize::try_from(len).ok().and_then(|l| b.get(..l)) else {

@@ -7,6 +7,7 @@
 use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 
+use canal_protocol::mysql::read_lenenc;
 use mysql_common::binlog::consts::{
     BinlogChecksumAlg, BinlogVersion, EventType, TransactionPayloadCompressionType,
 };
@@ -333,31 +334,10 @@ fn inner_event_problem(rest: &[u8]) -> Option<String> {
 /// or NONE (255) (`unwrap()`), an unknown field's length past the end (`ParseBuf::skip`) or a
 /// truncated length-encoded integer (`eat_lenenc_int`). The walk is the decoder's own.
 fn payload_header_problem(body: &[u8]) -> Option<String> {
-    fn lenenc(b: &mut &[u8]) -> Option<u64> {
-        let (&first, rest) = b.split_first()?;
-        let len = match first {
-            0..=0xfa => {
-                *b = rest;
-                return Some(first.into());
-            }
-            0xfc => 2,
-            0xfd => 3,
-            0xfe => 8,
-            _ => return None,
-        };
-        let bytes = rest.get(..len)?;
-        *b = &rest[len..];
-        Some(
-            bytes
-                .iter()
-                .rev()
-                .fold(0u64, |acc, &x| acc << 8 | u64::from(x)),
-        )
-    }
     const BAD_INT: &str = "malformed length-encoded integer in the header";
     let mut b = body;
     while !b.is_empty() {
-        let Some(field) = lenenc(&mut b) else {
+        let Some(field) = read_lenenc(&mut b) else {
             return Some(BAD_INT.into());
         };
         match field {
@@ -365,7 +345,7 @@ fn payload_header_problem(body: &[u8]) -> Option<String> {
             0 => return None,
             // Payload size, compression type, uncompressed size: a length, then the value.
             1..=3 => {
-                let (Some(_), Some(value)) = (lenenc(&mut b), lenenc(&mut b)) else {
+                let (Some(_), Some(value)) = (read_lenenc(&mut b), read_lenenc(&mut b)) else {
                     return Some(BAD_INT.into());
                 };
                 if field == 2 && TransactionPayloadCompressionType::try_from(value).is_err() {
@@ -374,7 +354,7 @@ fn payload_header_problem(body: &[u8]) -> Option<String> {
             }
             f if f > 255 => return Some(format!("unknown header field type {f}")),
             // Another field is skipped by its length.
-            _ => match lenenc(&mut b) {
+            _ => match read_lenenc(&mut b) {
                 Some(len) if len <= b.len() as u64 => b = &b[len as usize..],
                 _ => return Some("header field runs past the end of the event".into()),
             },

@@ -6,6 +6,7 @@
 //! A PARTIAL_UPDATE_ROWS after image starts with `value_options` (length-encoded) and, when
 //! PARTIAL_JSON is set, one bit per JSON column telling whether its value is a JSON diff.
 
+use canal_protocol::mysql::{split_lenenc, LenencError};
 use mysql_common::binlog::events::{RowsEventData, TableMapEvent};
 use mysql_common::binlog::value::BinlogValue;
 use mysql_common::constants::ColumnType;
@@ -297,22 +298,16 @@ fn take<'a>(buf: &mut ParseBuf<'a>, n: usize, what: &'static str) -> Result<&'a 
     Ok(buf.eat(n))
 }
 
+/// [`canal_protocol::mysql::split_lenenc`] over a `ParseBuf`. A first byte of 0xfb or 0xff, which
+/// starts no integer, is read as its own value, as this decoder always has.
 fn read_lenenc(buf: &mut ParseBuf<'_>) -> Result<u64, RowsError> {
-    let first = *take(buf, 1, "length-encoded integer")?
-        .first()
-        .ok_or(RowsError::Truncated("length-encoded integer"))?;
-    let extra = match first {
-        0xfc => 2,
-        0xfd => 3,
-        0xfe => 8,
-        _ => return Ok(first as u64),
+    let (value, taken) = match split_lenenc(buf.0) {
+        Ok(read) => read,
+        Err(LenencError::Reserved(first)) => (u64::from(first), 1),
+        Err(LenencError::Truncated) => return Err(RowsError::Truncated("length-encoded integer")),
     };
-    let bytes = take(buf, extra, "length-encoded integer")?;
-    let mut v = 0u64;
-    for (i, b) in bytes.iter().enumerate() {
-        v |= (*b as u64) << (8 * i);
-    }
-    Ok(v)
+    buf.eat(taken);
+    Ok(value)
 }
 
 fn read_partial_bits(
