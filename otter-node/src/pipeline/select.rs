@@ -1,28 +1,69 @@
 //! Select: the mainstem election of a pipeline and, on the node holding it, the embedded canal
 //! destination feeding the process window; canal batches are acked in termin order.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
+use canal_protocol::entry::{Entry, EntryType, Header};
 use canal_server::config::DestinationConfig;
 use canal_server::instance::{Instance, InstanceOptions};
 use canal_server::meta::{MetaBackend, ZkMeta};
 use canal_server::store::{BatchMode, Gate, GetWait, StoreConfig};
+use prost::Message as _;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn, Instrument};
+use tracing::{info, warn, Instrument};
 use zk_coord::election::{Election, ElectionSpec, Role};
-use zookeeper_client::{Acls, Client, CreateMode};
+use zk_coord::otter_paths;
+use zookeeper_client::Client;
 
-use super::view::{self, PipelineView};
-use super::{pause, persistent, NodeOptions, Produced, Registry, Stage, StageData, Termin};
-use crate::load::Loader;
-use crate::model::{Channel, ChannelStatus, CompiledMapping};
-use crate::paths;
+use crate::model::{find_mapping, Channel, ChannelStatus, CompiledMapping};
+use crate::pipeline::load::target::check_targets;
+use crate::process::view::{self, PipelineView};
+use crate::process::{window, Process, Produced, Stage};
+use crate::runtime::error::RuntimeError;
+use crate::runtime::options::NodeOptions;
+use crate::runtime::registry::{Registry, StageData};
+use crate::runtime::retry::{retry_until_stopped, Progress, Task};
+
+/// The canal destination name of a pipeline's embedded Select.
+pub fn destination_name(pid: u32) -> String {
+    format!("otter-pipeline-{pid}")
+}
+
+/// What Select produced for one batch: the canal entries as serialized, and the same entries
+/// decoded when Select had to decode them already (to see whether the batch carries mapped
+/// rows), for Extract on this node to take instead of decoding them again.
+#[derive(Debug)]
+pub struct SelectedEntries {
+    raw: Vec<Bytes>,
+    decoded: Mutex<Option<Vec<Entry>>>,
+}
+
+impl SelectedEntries {
+    /// The entries `raw`, with their decoded form if there is one.
+    pub fn new(raw: Vec<Bytes>, decoded: Option<Vec<Entry>>) -> Self {
+        Self {
+            raw,
+            decoded: Mutex::new(decoded),
+        }
+    }
+
+    /// The serialized entries (what is pulled over HTTP, and what Extract decodes otherwise).
+    pub fn raw(&self) -> &[Bytes] {
+        &self.raw
+    }
+
+    /// Takes the decoded entries, if Select kept them and nobody took them yet.
+    pub fn take_decoded(&self) -> Option<Vec<Entry>> {
+        self.decoded.lock().ok()?.take()
+    }
+}
 
 /// Select side of one pipeline: compete for the mainstem; while holding it, run Select.
-pub(super) async fn run_select(
+pub(crate) async fn run_select(
     opts: NodeOptions,
     channel: Channel,
     status: watch::Receiver<ChannelStatus>,
@@ -35,7 +76,7 @@ pub(super) async fn run_select(
     let election = Election::spawn(
         opts.zk.clone(),
         ElectionSpec {
-            path: paths::mainstem(cid, pid),
+            path: otter_paths::mainstem(cid, pid),
             candidate_path: None,
             address: address.clone(),
             data: serde_json::to_vec(
@@ -102,22 +143,25 @@ async fn select_loop(
     stop: CancellationToken,
 ) {
     let (cid, pid) = (channel.id, channel.pipeline.id);
-    loop {
-        match select_once(&opts, &channel, &status, &registry, &view, &gate, &stop).await {
-            Ok(()) => break,
-            Err(e) => {
-                error!(error = %e, "Select failed; restarting from the acked cursor");
-                registry.forget_pipeline(pid);
-                if pause(&stop, Duration::from_secs(1)).await {
-                    break;
-                }
-            }
+    let task = Task {
+        pipeline: pid,
+        stage: "select",
+    };
+    let (o, c, st, r, v, g, s) = (&opts, &channel, &status, &registry, &view, &gate, &stop);
+    retry_until_stopped(task, &stop, |progress| async move {
+        let outcome = select_once(o, c, st, r, v, g, s, progress).await;
+        if outcome.is_err() {
+            // Restarting from the acked cursor: everything in flight is produced again.
+            r.forget_pipeline(pid);
         }
-    }
+        outcome
+    })
+    .await;
     registry.forget_pipeline(pid);
     info!(channel = cid, pipeline = pid, "Select stopped");
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn select_once(
     opts: &NodeOptions,
     channel: &Channel,
@@ -126,29 +170,17 @@ async fn select_once(
     view: &PipelineView,
     gate: &Gate,
     stop: &CancellationToken,
-) -> Result<(), String> {
+    progress: Progress,
+) -> Result<(), RuntimeError> {
     let p = &channel.pipeline;
     let (cid, pid) = (channel.id, p.id);
     let client_id = pid as i16;
-    let zk = opts.zk.connect().await.map_err(|e| e.to_string())?;
+    let zk = opts.zk.connect().await?;
     // A new mainstem redoes everything in flight from the acked cursor.
-    for dir in [paths::processes(cid, pid), paths::termins(cid, pid)] {
-        zk_coord::delete_recursive(&zk, &dir)
-            .await
-            .map_err(|e| e.to_string())?;
-        zk_coord::ensure_path(&zk, &dir)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    let mappings = CompiledMapping::compile(p).map_err(|e| e.to_string())?;
-    if let Err((e, definition)) = check_targets(p, &mappings).await {
-        if definition {
-            error!(error = %e, "the pipeline cannot run: fix the target table; checked again in 30 s");
-            pause(stop, Duration::from_secs(30)).await;
-        }
-        return Err(e);
-    }
-    let dest = paths::destination(pid);
+    window::reset(&zk, cid, pid).await?;
+    let mappings = CompiledMapping::compile(p)?;
+    check_targets(p, &mappings).await?;
+    let dest = destination_name(pid);
     let config = DestinationConfig {
         address: p.source.address.clone(),
         username: p.source.username.clone(),
@@ -173,7 +205,7 @@ async fn select_once(
         ddl_isolation: true,
         ..config.store()
     };
-    let meta_client = opts.zk.connect().await.map_err(|e| e.to_string())?;
+    let meta_client = opts.zk.connect().await?;
     let meta = MetaBackend::Zk(ZkMeta::new(
         meta_client,
         &dest,
@@ -191,16 +223,13 @@ async fn select_once(
             gate: Some(gate.clone()),
         },
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     let store = instance.store().clone();
     if !store.is_subscribed(client_id) {
-        store
-            .subscribe(client_id, "", None)
-            .map_err(|e| e.to_string())?;
+        store.subscribe(client_id, "", None)?;
     }
     let result = select_work(
-        opts, channel, status, registry, view, &zk, &store, &mappings, stop,
+        opts, channel, status, registry, view, &zk, &store, &mappings, stop, progress,
     )
     .await;
     instance.stop().await;
@@ -218,7 +247,8 @@ async fn select_work(
     store: &canal_server::store::Store,
     mappings: &[CompiledMapping],
     stop: &CancellationToken,
-) -> Result<(), String> {
+    progress: Progress,
+) -> Result<(), RuntimeError> {
     let p = &channel.pipeline;
     let (cid, pid) = (channel.id, p.id);
     let client_id = pid as i16;
@@ -241,23 +271,19 @@ async fn select_work(
             if inflight.keys().next() != Some(&id) {
                 break;
             }
-            let path = paths::termin(cid, pid, id);
-            let (data, _) = zk
-                .get_data(&path)
-                .await
-                .map_err(|e| format!("termin: {e}"))?;
-            let t: Termin =
-                serde_json::from_slice(&data).map_err(|e| format!("termin JSON: {e}"))?;
+            let t = window::read_termin(zk, cid, pid, id).await?;
             if t.ok {
                 let batch = inflight.remove(&id).unwrap_or(-1);
-                store.ack(client_id, batch).map_err(|e| e.to_string())?;
+                store.ack(client_id, batch)?;
                 registry.forget(pid, id);
-                zk.delete(&path, None)
-                    .await
-                    .map_err(|e| format!("termin delete: {e}"))?;
+                window::delete_termin(zk, cid, pid, id).await?;
+                progress.made();
             } else {
                 warn!(process = id, error = %t.error, "Load failed the batch: rolling back and redoing every batch in flight");
-                return Err(format!("load of process {id} failed: {}", t.error));
+                return Err(RuntimeError::LoadFailed {
+                    process: id,
+                    error: t.error,
+                });
             }
         }
         let started = *status.borrow_and_update() == ChannelStatus::Started;
@@ -294,114 +320,53 @@ async fn select_work(
                 continue;
             }
             b = store.get(client_id, p.batch_size as i32, wait) => b,
-        }
-        .map_err(|e| e.to_string())?;
+        }?;
         if batch.id == -1 {
             continue;
         }
-        if inflight.is_empty() && !carries_mapped_rows(&batch.entries, mappings) {
-            store.ack(client_id, batch.id).map_err(|e| e.to_string())?;
-            continue;
+        // With nothing in flight, a batch without mapped rows is acked at once; the entries
+        // decoded to see that go on to Extract.
+        let mut decoded = None;
+        if inflight.is_empty() {
+            match decode(&batch.entries) {
+                Ok(entries) if !carries_mapped_rows(&entries, mappings) => {
+                    store.ack(client_id, batch.id)?;
+                    continue;
+                }
+                Ok(entries) => decoded = Some(entries),
+                // An entry that does not decode: Extract reports it.
+                Err(_) => {}
+            }
         }
-        let seq_opts = CreateMode::PersistentSequential.with_acls(Acls::anyone_all());
-        let (_, seq) = zk
-            .create(&format!("{}/p", paths::processes(cid, pid)), &[], &seq_opts)
-            .await
-            .map_err(|e| format!("process node: {e}"))?;
-        let id = seq.into_i64() as u64;
-        let name = format!("p{seq}");
+        let process = Process::open(zk, cid, pid).await?;
+        let id = process.id;
         let n = batch.entries.len();
         registry.put(
             pid,
             id,
             Stage::Selected,
-            StageData::Entries(Arc::new(batch.entries)),
+            StageData::Entries(Arc::new(SelectedEntries::new(batch.entries, decoded))),
         );
-        let produced = Produced::new(opts, pid, id, Stage::Selected, n);
-        zk.create(
-            &format!(
-                "{}/{}",
-                paths::process(cid, pid, &name),
-                Stage::Selected.name()
-            ),
-            &serde_json::to_vec(&produced).unwrap_or_default(),
-            &persistent(),
-        )
-        .await
-        .map_err(|e| format!("selected node: {e}"))?;
+        let produced = Produced::new(opts.id, &opts.http_address, pid, id, Stage::Selected, n);
+        process.write_done(zk, Stage::Selected, &produced).await?;
         inflight.insert(id, batch.id);
         batches.increment(1);
     }
 }
 
-/// Whether a batch holds a row change or DDL of a mapped table (else, with nothing in flight
-/// before it, it is acked at once instead of going through the stages).
-fn carries_mapped_rows(entries: &[bytes::Bytes], mappings: &[CompiledMapping]) -> bool {
-    use canal_protocol::entry::{Entry, EntryType};
-    use prost::Message as _;
-    entries.iter().any(|b| match Entry::decode(b.clone()) {
-        Ok(e) if e.entry_type() == EntryType::Rowdata => {
-            let h = e.header.unwrap_or_default();
-            crate::model::find_mapping(mappings, h.schema_name(), h.table_name()).is_some()
-        }
-        Ok(_) => false,
-        Err(_) => true,
-    })
+/// Decodes the entries of a canal batch.
+fn decode(entries: &[Bytes]) -> Result<Vec<Entry>, prost::DecodeError> {
+    entries.iter().map(|b| Entry::decode(b.clone())).collect()
 }
 
-/// Every source table the mappings take has a target table with a primary key (checked before
-/// Select starts, so a wrong definition is a clear error at start rather than a stuck batch).
-async fn check_targets(
-    p: &crate::model::Pipeline,
-    mappings: &[CompiledMapping],
-) -> Result<(), (String, bool)> {
-    use mysql_async::prelude::Queryable;
-    let transient = |e: String| (e, false);
-    let (host, port) = p
-        .source
-        .address
-        .rsplit_once(':')
-        .and_then(|(h, port)| port.parse::<u16>().ok().map(|port| (h.to_string(), port)))
-        .ok_or_else(|| {
-            (
-                format!("source address {:?} is not host:port", p.source.address),
-                true,
-            )
-        })?;
-    let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(host)
-        .tcp_port(port)
-        .user(Some(p.source.username.clone()))
-        .pass(Some(p.source.password.clone()))
-        .prefer_socket(false);
-    let mut conn = mysql_async::Conn::new(opts)
-        .await
-        .map_err(|e| transient(format!("source {}: {e}", p.source.address)))?;
-    let tables: Vec<(String, String)> = conn
-        .query(
-            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
-             WHERE TABLE_TYPE = 'BASE TABLE'",
-        )
-        .await
-        .map_err(|e| transient(format!("source {}: listing tables: {e}", p.source.address)))?;
-    let _ = conn.disconnect().await;
-    let targets: Vec<(String, String)> = tables
-        .iter()
-        .filter_map(|(s, t)| crate::model::find_mapping(mappings, s, t).map(|m| m.target(s, t)))
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    if targets.is_empty() {
-        return Ok(());
-    }
-    let loader = Loader::new(&p.target).map_err(|e| (e.to_string(), true))?;
-    let r = loader.check_tables(&targets).await.map_err(|e| {
-        let definition = matches!(
-            e,
-            crate::load::LoadError::NoPrimaryKey { .. } | crate::load::LoadError::NoTable { .. }
-        );
-        (e.to_string(), definition)
-    });
-    loader.close().await;
-    r
+/// Whether a batch holds a row change or DDL of a mapped table (else, with nothing in flight
+/// before it, it is acked at once instead of going through the stages).
+fn carries_mapped_rows(entries: &[Entry], mappings: &[CompiledMapping]) -> bool {
+    let no_header = Header::default();
+    entries.iter().any(|e| {
+        e.entry_type() == EntryType::Rowdata && {
+            let h = e.header.as_ref().unwrap_or(&no_header);
+            find_mapping(mappings, h.schema_name(), h.table_name()).is_some()
+        }
+    })
 }

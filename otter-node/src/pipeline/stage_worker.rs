@@ -1,26 +1,30 @@
-//! Extract (on select nodes) and Transform (on load nodes): any eligible node claims a batch whose
-//! previous stage is done with an ephemeral lock child, pulls the data, works on it and writes the
-//! stage-done child. Batches of one pipeline go through these stages in parallel.
+//! The Extract (on select nodes) and Transform (on load nodes) workers of a pipeline: any eligible
+//! node claims a batch whose previous stage is done with an ephemeral lock child, pulls the data,
+//! works on it and writes the stage-done child. Batches of one pipeline go through these stages
+//! in parallel.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
-use zookeeper_client::{Acls, Client, CreateMode, MultiWriteError};
+use zookeeper_client::Client;
 
-use super::view::{self, PipelineView};
-use super::{
-    pause, persistent, pull, retry_until_stopped, sweep, worker_clients, NodeOptions, Produced,
-    Registry, Stage, StageData,
-};
-use crate::extract::{extract, transform};
 use crate::model::{Channel, CompiledMapping};
-use crate::paths;
+use crate::pipeline::extract::{extract, extract_decoded};
+use crate::pipeline::transform::transform;
+use crate::process::finish::Completed;
+use crate::process::view::{self, PipelineView};
+use crate::process::{Lock, Process, Produced, Stage};
+use crate::runtime::error::RuntimeError;
+use crate::runtime::options::NodeOptions;
+use crate::runtime::pull::pull;
+use crate::runtime::registry::{Registry, StageData};
+use crate::runtime::retry::{pause, retry_until_stopped, Progress, Task};
 
 /// Which stage a worker runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Work {
+pub(crate) enum Work {
     /// `selected` → `extracted`.
     Extract,
     /// `extracted` → `transformed`.
@@ -42,16 +46,23 @@ impl Work {
         }
     }
 
-    fn lock(self) -> &'static str {
+    fn lock(self) -> Lock {
         match self {
-            Work::Extract => "extract-lock",
-            Work::Transform => "transform-lock",
+            Work::Extract => Lock::Extract,
+            Work::Transform => Lock::Transform,
+        }
+    }
+
+    fn task_name(self) -> &'static str {
+        match self {
+            Work::Extract => "extract",
+            Work::Transform => "transform",
         }
     }
 }
 
 /// Runs one stage for one pipeline until `stop`.
-pub(super) async fn run_stage(
+pub(crate) async fn run_stage(
     work: Work,
     opts: NodeOptions,
     channel: Channel,
@@ -66,13 +77,18 @@ pub(super) async fn run_stage(
             return;
         }
     };
+    let task = Task {
+        pipeline: channel.pipeline.id,
+        stage: work.task_name(),
+    };
     let (o, c, m, r, v, s) = (&opts, &channel, &mappings[..], &registry, &view, &stop);
-    retry_until_stopped(work.output().name(), &stop, || {
-        stage_loop(work, o, c, m, r, v, s)
+    retry_until_stopped(task, &stop, |progress| {
+        stage_loop(work, o, c, m, r, v, s, progress)
     })
     .await;
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn stage_loop(
     work: Work,
     opts: &NodeOptions,
@@ -81,35 +97,36 @@ async fn stage_loop(
     registry: &Registry,
     view: &PipelineView,
     stop: &CancellationToken,
-) -> Result<(), String> {
+    progress: Progress,
+) -> Result<(), RuntimeError> {
     let (cid, pid) = (channel.id, channel.pipeline.id);
-    let (zk, http) = worker_clients(opts).await?;
-    let mut last_sweep = std::time::Instant::now();
+    let (zk, http) = opts.worker_clients().await?;
+    let mut last_sweep = Instant::now();
     let mut window = view.subscribe();
     let done = metrics::counter!(
         "otter_stage_batches_total",
         "pipeline" => pid.to_string(),
         "stage" => work.output().name()
     );
-    let (input, output, lock_name) = (work.input().name(), work.output().name(), work.lock());
+    let (input, output, lock) = (work.input(), work.output(), work.lock());
     loop {
         if stop.is_cancelled() {
             return Ok(());
         }
         let snap = window.borrow_and_update().clone();
-        sweep(registry, pid, &snap, &mut last_sweep);
+        registry.sweep(pid, &snap, &mut last_sweep);
         let mut claimed = None;
         for (id, p) in &snap.processes {
-            if !p.has(input) || p.has(output) || p.has(lock_name) {
+            if !p.has(input) || p.has(output) || p.has(lock) {
                 continue;
             }
-            let proc_path = paths::process(cid, pid, &p.name);
-            if try_lock(&zk, &format!("{proc_path}/{lock_name}"), opts.id).await? {
-                claimed = Some((*id, proc_path));
+            let process = Process::new(cid, pid, *id, p.name.clone());
+            if process.try_lock(&zk, lock, opts.id).await? {
+                claimed = Some(process);
                 break;
             }
         }
-        let Some((id, proc_path)) = claimed else {
+        let Some(process) = claimed else {
             // Nothing to claim: wait for the window to change (the 1 s is only a safety net).
             if view::changed(&mut window, stop, Duration::from_secs(1))
                 .await
@@ -119,9 +136,8 @@ async fn stage_loop(
             }
             continue;
         };
-        let lock = format!("{proc_path}/{lock_name}");
         let outcome = run_one(
-            work, opts, &zk, &http, registry, mappings, channel, id, &proc_path,
+            work, opts, &zk, &http, registry, mappings, channel, &process,
         )
         .await;
         let ok = outcome.is_ok();
@@ -129,37 +145,26 @@ async fn stage_loop(
         match outcome {
             Ok(_) => {
                 done.increment(1);
+                progress.made();
             }
             Err(e) => {
-                warn!(process = id, stage = output, error = %e, "stage failed; will retry");
+                warn!(process = process.id, stage = output.name(), error = %e, "stage failed; will retry");
                 if pause(stop, Duration::from_millis(200)).await {
-                    let _ = zk.delete(&lock, None).await;
+                    process.release(&zk, lock).await;
                     return Ok(());
                 }
             }
         }
         if !released {
-            let _ = zk.delete(&lock, None).await;
+            process.release(&zk, lock).await;
         }
         // Let the view catch up with what this worker just did before looking for work again.
         view::settle(&mut window, Duration::from_secs(2), |s| {
             s.processes
-                .get(&id)
-                .is_none_or(|p| !p.has(lock_name) && (p.has(output) || !ok))
+                .get(&process.id)
+                .is_none_or(|p| !p.has(lock) && (p.has(output) || !ok))
         })
         .await;
-    }
-}
-
-/// Creates the ephemeral lock; false when someone else holds it or the process is gone.
-async fn try_lock(zk: &Client, lock: &str, nid: u32) -> Result<bool, String> {
-    let eph = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
-    match zk.create(lock, nid.to_string().as_bytes(), &eph).await {
-        Ok(_) => Ok(true),
-        Err(zookeeper_client::Error::NodeExists) | Err(zookeeper_client::Error::NoNode) => {
-            Ok(false)
-        }
-        Err(e) => Err(format!("lock {lock}: {e}")),
     }
 }
 
@@ -174,15 +179,17 @@ async fn run_one(
     registry: &Registry,
     mappings: &[CompiledMapping],
     channel: &Channel,
-    id: u64,
-    proc_path: &str,
-) -> Result<bool, String> {
-    let pid = channel.pipeline.id;
-    let input = pull(opts, zk, http, registry, pid, id, work.input(), proc_path).await?;
+    process: &Process,
+) -> Result<bool, RuntimeError> {
+    let (pid, id) = (channel.pipeline.id, process.id);
+    let input = pull(opts, zk, http, registry, process, work.input()).await?;
+    let ddl_sync = channel.pipeline.ddl_sync;
     let batch = match (work, input) {
-        (Work::Extract, StageData::Entries(entries)) => {
-            extract(&entries, mappings, channel.pipeline.ddl_sync).map_err(|e| e.to_string())?
-        }
+        (Work::Extract, StageData::Entries(entries)) => match entries.take_decoded() {
+            // Select decoded them already (to see whether they carry mapped rows).
+            Some(decoded) => extract_decoded(decoded, mappings, ddl_sync)?,
+            None => extract(entries.raw(), mappings, ddl_sync)?,
+        },
         (Work::Transform, StageData::Batch(b)) => {
             // Extract's data is not needed once transformed: taking it saves a copy of every row.
             registry.forget_stage(pid, id, Stage::Extracted);
@@ -191,41 +198,25 @@ async fn run_one(
                 mappings,
             )
         }
-        _ => return Err(format!("unexpected data for {}", work.output().name())),
+        _ => return Err(RuntimeError::UnexpectedData(work.output().name())),
     };
     let rows = batch.rows.len();
     registry.put(pid, id, work.output(), StageData::Batch(Arc::new(batch)));
-    let produced = Produced::new(opts, pid, id, work.output(), rows);
-    // The stage-done child and the release of the lock in one transaction: one write (and one
-    // fsync on the ensemble) instead of two.
-    let output = format!("{proc_path}/{}", work.output().name());
-    let mut multi = zk.new_multi_writer();
-    multi
-        .add_create(
-            &output,
-            &serde_json::to_vec(&produced).unwrap_or_default(),
-            &persistent(),
-        )
-        .and_then(|()| multi.add_delete(&format!("{proc_path}/{}", work.lock()), None))
-        .map_err(|e| format!("{output}: {e}"))?;
-    match multi.commit().await {
-        Ok(_) => {
+    let produced = Produced::new(opts.id, &opts.http_address, pid, id, work.output(), rows);
+    match process
+        .complete(zk, work.output(), &produced, work.lock())
+        .await?
+    {
+        Completed::Written => {
             debug!(process = id, rows, stage = work.output().name(), "done");
             Ok(true)
         }
         // The process was discarded meanwhile (a new mainstem redoes it): nothing to do.
-        Err(MultiWriteError::OperationFailed {
-            index: 0,
-            source: zookeeper_client::Error::NoNode,
-        }) => {
+        Completed::Discarded => {
             registry.forget(pid, id);
             Ok(false)
         }
         // Done already (a lock taken over from a node that died after writing it).
-        Err(MultiWriteError::OperationFailed {
-            index: 0,
-            source: zookeeper_client::Error::NodeExists,
-        }) => Ok(false),
-        Err(e) => Err(format!("{output}: {e}")),
+        Completed::AlreadyDone => Ok(false),
     }
 }

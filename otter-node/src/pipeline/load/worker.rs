@@ -1,24 +1,24 @@
-//! Load: the oldest transformed process of a pipeline, strictly in order, claimed with an
-//! ephemeral lock; its termin tells Select to ack the canal batch.
+//! The Load stage of a pipeline: the oldest transformed process, strictly in order, claimed with
+//! an ephemeral lock; its termin tells Select to ack the canal batch.
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
-use zookeeper_client::{Acls, CreateMode};
 
-use super::view::{self, PipelineView};
-use super::{
-    finish_process, pause, pull, retry_until_stopped, sweep, watch_lock, worker_clients,
-    NodeOptions, Registry, Stage, StageData, Termin,
-};
-use crate::load::Loader;
 use crate::model::Channel;
-use crate::paths;
+use crate::pipeline::load::Loader;
+use crate::process::view::{self, PipelineView};
+use crate::process::{Lock, Process, Stage, Termin};
+use crate::runtime::error::RuntimeError;
+use crate::runtime::options::NodeOptions;
+use crate::runtime::pull::pull;
+use crate::runtime::registry::{Registry, StageData};
+use crate::runtime::retry::{pause, retry_until_stopped, Progress, Task};
 
 /// Load side of one pipeline: loads the oldest transformed process when nobody else does.
-pub(super) async fn run_load(
+pub(crate) async fn run_load(
     opts: NodeOptions,
     channel: Channel,
     registry: Registry,
@@ -32,8 +32,26 @@ pub(super) async fn run_load(
             return;
         }
     };
+    let task = Task {
+        pipeline: channel.pipeline.id,
+        stage: "load",
+    };
     let (o, c, r, l, v, s) = (&opts, &channel, &registry, &loader, &view, &stop);
-    retry_until_stopped("Load", &stop, || load_loop(o, c, r, l, v, s)).await;
+    retry_until_stopped(task, &stop, |progress| {
+        load_loop(o, c, r, l, v, s, progress)
+    })
+    .await;
+}
+
+/// A loaded process whose termin and removal are being written.
+type Finishing = (u64, tokio::task::JoinHandle<Result<(), RuntimeError>>);
+
+/// Waits for the pending finish, if any; its failure ends the loop (the process is loaded again).
+async fn complete(finishing: &mut Option<Finishing>) -> Result<(), RuntimeError> {
+    match finishing.take() {
+        Some((_, previous)) => previous.await?,
+        None => Ok(()),
+    }
 }
 
 async fn load_loop(
@@ -43,24 +61,25 @@ async fn load_loop(
     loader: &Loader,
     view: &PipelineView,
     stop: &CancellationToken,
-) -> Result<(), String> {
+    progress: Progress,
+) -> Result<(), RuntimeError> {
     let (cid, pid) = (channel.id, channel.pipeline.id);
-    let (zk, http) = worker_clients(opts).await?;
+    let (zk, http) = opts.worker_clients().await?;
     let mut checked: HashSet<(String, String)> = HashSet::new();
-    let mut last_sweep = std::time::Instant::now();
+    let mut last_sweep = Instant::now();
     let mut window = view.subscribe();
     let rows_total = metrics::counter!("otter_load_batches_total", "pipeline" => pid.to_string());
     // The loaded process whose termin and removal are still being written: the next process is
     // loaded meanwhile, so the target does not wait for ZooKeeper between batches. (Its commit is
     // done, so the order of the target's writes is kept; Select acks in termin order whatever
     // order the termins land in.)
-    let mut finishing: Option<(u64, tokio::task::JoinHandle<Result<(), String>>)> = None;
+    let mut finishing: Option<Finishing> = None;
     loop {
         if stop.is_cancelled() {
             return Ok(());
         }
         let snap = window.borrow_and_update().clone();
-        sweep(registry, pid, &snap, &mut last_sweep);
+        registry.sweep(pid, &snap, &mut last_sweep);
         // Strictly in order: only the oldest process (after the one being finished), once
         // transformed and unclaimed.
         let finishing_id = finishing.as_ref().map(|(id, _)| *id);
@@ -68,35 +87,18 @@ async fn load_loop(
             .processes
             .iter()
             .find(|(id, _)| Some(**id) != finishing_id)
-            .filter(|(_, p)| p.has(Stage::Transformed.name()) && !p.has("lock"))
-            .map(|(id, p)| (*id, paths::process(cid, pid, &p.name)));
-        let claimed = match head {
+            .filter(|(_, p)| p.has(Stage::Transformed) && !p.has(Lock::Load))
+            .map(|(id, p)| Process::new(cid, pid, *id, p.name.clone()));
+        let claimed = match &head {
             None => false,
-            Some((_, ref proc_path)) => {
-                let eph = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
-                match zk
-                    .create(
-                        &format!("{proc_path}/lock"),
-                        opts.id.to_string().as_bytes(),
-                        &eph,
-                    )
-                    .await
-                {
-                    Ok(_) => true,
-                    Err(zookeeper_client::Error::NodeExists)
-                    | Err(zookeeper_client::Error::NoNode) => false,
-                    Err(e) => return Err(format!("lock: {e}")),
-                }
-            }
+            Some(process) => process.try_lock(&zk, Lock::Load, opts.id).await?,
         };
-        let Some((id, proc_path)) = head.filter(|_| claimed) else {
+        let Some(process) = head.filter(|_| claimed) else {
             // Nothing to load yet: complete the pending finish first (its failure restarts the
             // loop, and the process is loaded again), then wait for the window to change (the
             // 1 s is only a safety net).
-            if let Some((_, previous)) = finishing.take() {
-                previous
-                    .await
-                    .map_err(|e| format!("finishing a process: {e}"))??;
+            if finishing.is_some() {
+                complete(&mut finishing).await?;
                 continue;
             }
             if view::changed(&mut window, stop, Duration::from_secs(1))
@@ -107,22 +109,12 @@ async fn load_loop(
             }
             continue;
         };
-        let data = match pull(
-            opts,
-            &zk,
-            &http,
-            registry,
-            pid,
-            id,
-            Stage::Transformed,
-            &proc_path,
-        )
-        .await
-        {
+        let id = process.id;
+        let data = match pull(opts, &zk, &http, registry, &process, Stage::Transformed).await {
             Ok(d) => d,
             Err(e) => {
                 warn!(process = id, error = %e, "cannot get the batch; retrying");
-                let _ = zk.delete(&format!("{proc_path}/lock"), None).await;
+                process.release(&zk, Lock::Load).await;
                 if pause(stop, Duration::from_millis(200)).await {
                     return Ok(());
                 }
@@ -130,7 +122,7 @@ async fn load_loop(
             }
         };
         let StageData::Batch(batch) = data else {
-            return Err(format!("process {id}: transformed data is not a batch"));
+            return Err(RuntimeError::UnexpectedData(Stage::Transformed.name()));
         };
         // Load consumes the rows: with the registry's reference gone the batch is not copied.
         // (Should this load be lost, the redo finds no data here and the stages run again.)
@@ -152,28 +144,19 @@ async fn load_loop(
                 .check_tables(&tables)
                 .await
                 .map(|()| checked.extend(tables))
-                .map_err(|e| e.to_string())
         };
         // The load stops (its transaction is not committed) as soon as this node no longer
         // holds the batch: the lock vanished with an expired session, or a new mainstem discarded
         // the process to redo it. Otherwise a stale batch could commit after a newer one.
         let held = stop.child_token();
-        let watcher = tokio::spawn(watch_lock(
-            zk.clone(),
-            format!("{proc_path}/lock"),
-            held.clone(),
-        ));
+        let watcher = process.watch_lock(zk.clone(), Lock::Load, held.clone());
         let outcome = match outcome {
-            Ok(()) => loader
-                .load(batch, &held)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
+            Ok(()) => loader.load(batch, &held).await.map(|_| ()),
             Err(e) => Err(e),
         };
         watcher.abort();
         if stop.is_cancelled() {
-            let _ = zk.delete(&format!("{proc_path}/lock"), None).await;
+            process.release(&zk, Lock::Load).await;
             return Ok(());
         }
         if held.is_cancelled() {
@@ -182,53 +165,31 @@ async fn load_loop(
                 "lost the batch while loading it; it is redone"
             );
             // If the lock is still ours (ZooKeeper was only slow to confirm), let anyone retake it.
-            let lock = format!("{proc_path}/lock");
-            if let Ok((data, stat)) = zk.get_data(&lock).await {
-                if data == opts.id.to_string().as_bytes() {
-                    let _ = zk.delete(&lock, Some(stat.version)).await;
-                }
-            }
+            process.release_if_held(&zk, Lock::Load, opts.id).await;
             continue;
         }
         let termin = match &outcome {
-            Ok(()) => Termin {
-                process: id,
-                ok: true,
-                error: String::new(),
-            },
+            Ok(()) => Termin::loaded(id),
             Err(e) => {
                 error!(process = id, error = %e, "Load failed");
-                Termin {
-                    process: id,
-                    ok: false,
-                    error: e.clone(),
-                }
+                Termin::failed(id, e.to_string())
             }
         };
-        if let Some((_, previous)) = finishing.take() {
-            previous
-                .await
-                .map_err(|e| format!("finishing a process: {e}"))??;
-        }
+        complete(&mut finishing).await?;
         let finish = {
-            let (zk, termin_path) = (zk.clone(), paths::termin(cid, pid, id));
-            let termin = serde_json::to_vec(&termin).unwrap_or_default();
-            tokio::spawn(
-                async move { finish_process(&zk, &termin_path, &termin, &proc_path).await },
-            )
+            let zk = zk.clone();
+            tokio::spawn(async move { process.finish(&zk, &termin).await })
         };
         if outcome.is_ok() {
             finishing = Some((id, finish));
+            rows_total.increment(1);
+            progress.made();
         } else {
             // A failed load: Select rolls back and redoes everything in flight once it sees this.
-            finish
-                .await
-                .map_err(|e| format!("finishing a process: {e}"))??;
-        }
-        if outcome.is_ok() {
-            rows_total.increment(1);
-        } else if pause(stop, Duration::from_secs(1)).await {
-            return Ok(());
+            finish.await??;
+            if pause(stop, Duration::from_secs(1)).await {
+                return Ok(());
+            }
         }
     }
 }
