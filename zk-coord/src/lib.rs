@@ -166,6 +166,30 @@ impl ZkConfig {
     }
 }
 
+impl ZkConfig {
+    /// Opens a new session like [`ZkConfig::connect`], trying again every second (each failure
+    /// logged) until one opens; `None` once `stop` is cancelled.
+    pub async fn connect_until_stopped(
+        &self,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Option<Client> {
+        loop {
+            let client = tokio::select! {
+                _ = stop.cancelled() => return None,
+                c = self.connect() => c,
+            };
+            match client {
+                Ok(c) => return Some(c),
+                Err(e) => tracing::warn!(error = %e, "cannot reach ZooKeeper; retrying"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return None,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+}
+
 /// `{"active":true,"address":"ip:port"}`: who runs a destination (Canal's ServerRunningData).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunningData {

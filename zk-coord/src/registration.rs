@@ -1,9 +1,6 @@
 //! Registration: an ephemeral znode that says a process is alive, kept across sessions.
 
-use std::time::Duration;
-
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
 use zookeeper_client::{Acls, CreateMode};
 
 use crate::ZkConfig;
@@ -21,24 +18,12 @@ pub struct Registration {
 
 /// Keeps `reg.path` registered until `stop`: an ephemeral node created on every new session (a
 /// node left by an earlier session of the same owner is replaced), deleted on `stop`. A session
-/// that cannot be opened is retried every second.
+/// that cannot be opened is retried every second ([`ZkConfig::connect_until_stopped`]).
 pub async fn keep_registered(zk: ZkConfig, reg: Registration, stop: CancellationToken) {
     let eph = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
     loop {
-        let client = tokio::select! {
-            _ = stop.cancelled() => return,
-            c = zk.connect() => c,
-        };
-        let client = match client {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(error = %e, path = %reg.path, "cannot register in ZooKeeper; retrying");
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-                continue;
-            }
+        let Some(client) = zk.connect_until_stopped(&stop).await else {
+            return;
         };
         let _ = crate::ensure_path(&client, &reg.parent).await;
         if let Err(zookeeper_client::Error::NodeExists) =

@@ -19,14 +19,14 @@ use zk_coord::election::{Election, ElectionSpec, Role};
 use zk_coord::otter_paths;
 use zookeeper_client::Client;
 
-use crate::model::{find_mapping, Channel, ChannelStatus, CompiledMapping};
+use crate::model::{find_mapping, ChannelStatus, CompiledMapping};
 use crate::pipeline::load::target::check_targets;
-use crate::process::view::{self, PipelineView};
+use crate::pipeline::StageContext;
+use crate::process::view;
 use crate::process::{window, Process, Produced, Stage};
 use crate::runtime::error::RuntimeError;
-use crate::runtime::options::NodeOptions;
-use crate::runtime::registry::{Registry, StageData};
-use crate::runtime::retry::{retry_until_stopped, Progress, Task};
+use crate::runtime::registry::StageData;
+use crate::runtime::retry::{retry_until_stopped, Progress};
 
 /// The canal destination name of a pipeline's embedded Select.
 pub fn destination_name(pid: u32) -> String {
@@ -63,15 +63,9 @@ impl SelectedEntries {
 }
 
 /// Select side of one pipeline: compete for the mainstem; while holding it, run Select.
-pub(crate) async fn run_select(
-    opts: NodeOptions,
-    channel: Channel,
-    status: watch::Receiver<ChannelStatus>,
-    registry: Registry,
-    view: PipelineView,
-    stop: CancellationToken,
-) {
-    let (cid, pid) = (channel.id, channel.pipeline.id);
+pub(crate) async fn run_select(ctx: StageContext, status: watch::Receiver<ChannelStatus>) {
+    let (opts, stop) = (&ctx.opts, &ctx.stop);
+    let (cid, pid) = (ctx.cid(), ctx.pid());
     let address = opts.http_address.clone();
     let election = Election::spawn(
         opts.zk.clone(),
@@ -100,16 +94,8 @@ pub(crate) async fn run_select(
                 };
                 let cancel = stop.child_token();
                 tokio::spawn(
-                    select_loop(
-                        opts.clone(),
-                        channel.clone(),
-                        status.clone(),
-                        registry.clone(),
-                        view.clone(),
-                        gate,
-                        cancel.clone(),
-                    )
-                    .in_current_span(),
+                    select_loop(ctx.with_stop(cancel.clone()), status.clone(), gate)
+                        .in_current_span(),
                 );
                 current = Some(cancel);
             }
@@ -133,47 +119,31 @@ pub(crate) async fn run_select(
 }
 
 /// Select, Extract and Transform while this node holds the mainstem.
-async fn select_loop(
-    opts: NodeOptions,
-    channel: Channel,
-    status: watch::Receiver<ChannelStatus>,
-    registry: Registry,
-    view: PipelineView,
-    gate: Gate,
-    stop: CancellationToken,
-) {
-    let (cid, pid) = (channel.id, channel.pipeline.id);
-    let task = Task {
-        pipeline: pid,
-        stage: "select",
-    };
-    let (o, c, st, r, v, g, s) = (&opts, &channel, &status, &registry, &view, &gate, &stop);
-    retry_until_stopped(task, &stop, |progress| async move {
-        let outcome = select_once(o, c, st, r, v, g, s, progress).await;
+async fn select_loop(ctx: StageContext, status: watch::Receiver<ChannelStatus>, gate: Gate) {
+    let (cid, pid) = (ctx.cid(), ctx.pid());
+    let (c, st, g) = (&ctx, &status, &gate);
+    retry_until_stopped(ctx.task("select"), &ctx.stop, |progress| async move {
+        let outcome = select_once(c, st, g, progress).await;
         if outcome.is_err() {
             // Restarting from the acked cursor: everything in flight is produced again.
-            r.forget_pipeline(pid);
+            c.registry.forget_pipeline(pid);
         }
         outcome
     })
     .await;
-    registry.forget_pipeline(pid);
+    ctx.registry.forget_pipeline(pid);
     info!(channel = cid, pipeline = pid, "Select stopped");
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn select_once(
-    opts: &NodeOptions,
-    channel: &Channel,
+    ctx: &StageContext,
     status: &watch::Receiver<ChannelStatus>,
-    registry: &Registry,
-    view: &PipelineView,
     gate: &Gate,
-    stop: &CancellationToken,
     progress: Progress,
 ) -> Result<(), RuntimeError> {
-    let p = &channel.pipeline;
-    let (cid, pid) = (channel.id, p.id);
+    let opts = &ctx.opts;
+    let p = &ctx.channel.pipeline;
+    let (cid, pid) = (ctx.cid(), ctx.pid());
     let client_id = pid as i16;
     let zk = opts.zk.connect().await?;
     // A new mainstem redoes everything in flight from the acked cursor.
@@ -228,29 +198,28 @@ async fn select_once(
     if !store.is_subscribed(client_id) {
         store.subscribe(client_id, "", None)?;
     }
-    let result = select_work(
-        opts, channel, status, registry, view, &zk, &store, &mappings, stop, progress,
-    )
-    .await;
+    let result = select_work(ctx, status, &zk, &store, &mappings, progress).await;
     instance.stop().await;
     result
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn select_work(
-    opts: &NodeOptions,
-    channel: &Channel,
+    ctx: &StageContext,
     status: &watch::Receiver<ChannelStatus>,
-    registry: &Registry,
-    view: &PipelineView,
     zk: &Client,
     store: &canal_server::store::Store,
     mappings: &[CompiledMapping],
-    stop: &CancellationToken,
     progress: Progress,
 ) -> Result<(), RuntimeError> {
-    let p = &channel.pipeline;
-    let (cid, pid) = (channel.id, p.id);
+    let StageContext {
+        opts,
+        registry,
+        view,
+        stop,
+        ..
+    } = ctx;
+    let p = &ctx.channel.pipeline;
+    let (cid, pid) = (ctx.cid(), ctx.pid());
     let client_id = pid as i16;
     let batches = metrics::counter!("otter_select_batches_total", "pipeline" => pid.to_string());
     let mut status = status.clone();

@@ -6,21 +6,20 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use zookeeper_client::Client;
 
-use crate::model::{Channel, CompiledMapping};
+use crate::model::CompiledMapping;
 use crate::pipeline::extract::{extract, extract_decoded};
 use crate::pipeline::transform::transform;
+use crate::pipeline::StageContext;
 use crate::process::finish::Completed;
-use crate::process::view::{self, PipelineView};
+use crate::process::view;
 use crate::process::{Lock, Process, Produced, Stage};
 use crate::runtime::error::RuntimeError;
-use crate::runtime::options::NodeOptions;
 use crate::runtime::pull::pull;
-use crate::runtime::registry::{Registry, StageData};
-use crate::runtime::retry::{pause, retry_until_stopped, Progress, Task};
+use crate::runtime::registry::StageData;
+use crate::runtime::retry::{pause, retry_until_stopped, Progress};
 
 /// Which stage a worker runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,45 +60,36 @@ impl Work {
     }
 }
 
-/// Runs one stage for one pipeline until `stop`.
-pub(crate) async fn run_stage(
-    work: Work,
-    opts: NodeOptions,
-    channel: Channel,
-    registry: Registry,
-    view: PipelineView,
-    stop: CancellationToken,
-) {
-    let mappings = match CompiledMapping::compile(&channel.pipeline) {
+/// Runs one stage for one pipeline until `ctx.stop`.
+pub(crate) async fn run_stage(work: Work, ctx: StageContext) {
+    let mappings = match CompiledMapping::compile(&ctx.channel.pipeline) {
         Ok(m) => m,
         Err(e) => {
             warn!(error = %e, "invalid mappings; the stage does not run");
             return;
         }
     };
-    let task = Task {
-        pipeline: channel.pipeline.id,
-        stage: work.task_name(),
-    };
-    let (o, c, m, r, v, s) = (&opts, &channel, &mappings[..], &registry, &view, &stop);
-    retry_until_stopped(task, &stop, |progress| {
-        stage_loop(work, o, c, m, r, v, s, progress)
+    let (c, m) = (&ctx, &mappings[..]);
+    retry_until_stopped(ctx.task(work.task_name()), &ctx.stop, |progress| {
+        stage_loop(work, c, m, progress)
     })
     .await;
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn stage_loop(
     work: Work,
-    opts: &NodeOptions,
-    channel: &Channel,
+    ctx: &StageContext,
     mappings: &[CompiledMapping],
-    registry: &Registry,
-    view: &PipelineView,
-    stop: &CancellationToken,
     progress: Progress,
 ) -> Result<(), RuntimeError> {
-    let (cid, pid) = (channel.id, channel.pipeline.id);
+    let StageContext {
+        opts,
+        registry,
+        view,
+        stop,
+        ..
+    } = ctx;
+    let (cid, pid) = (ctx.cid(), ctx.pid());
     let (zk, http) = opts.worker_clients().await?;
     let mut last_sweep = Instant::now();
     let mut window = view.subscribe();
@@ -136,10 +126,7 @@ async fn stage_loop(
             }
             continue;
         };
-        let outcome = run_one(
-            work, opts, &zk, &http, registry, mappings, channel, &process,
-        )
-        .await;
+        let outcome = run_one(work, ctx, &zk, &http, mappings, &process).await;
         let ok = outcome.is_ok();
         let released = matches!(outcome, Ok(true));
         match outcome {
@@ -170,20 +157,18 @@ async fn stage_loop(
 
 /// Runs one stage of one batch: pulls the input, works on it, writes the output. True when the
 /// lock went in the same transaction as the output (else the caller releases it).
-#[allow(clippy::too_many_arguments)]
 async fn run_one(
     work: Work,
-    opts: &NodeOptions,
+    ctx: &StageContext,
     zk: &Client,
     http: &reqwest::Client,
-    registry: &Registry,
     mappings: &[CompiledMapping],
-    channel: &Channel,
     process: &Process,
 ) -> Result<bool, RuntimeError> {
-    let (pid, id) = (channel.pipeline.id, process.id);
+    let (opts, registry) = (&ctx.opts, &ctx.registry);
+    let (pid, id) = (ctx.pid(), process.id);
     let input = pull(opts, zk, http, registry, process, work.input()).await?;
-    let ddl_sync = channel.pipeline.ddl_sync;
+    let ddl_sync = ctx.channel.pipeline.ddl_sync;
     let batch = match (work, input) {
         (Work::Extract, StageData::Entries(entries)) => match entries.take_decoded() {
             // Select decoded them already (to see whether they carry mapped rows).

@@ -207,19 +207,8 @@ async fn follow(
 ) {
     let base = paths::pipeline(cid, pid);
     while !stop.is_cancelled() {
-        let client = tokio::select! {
-            _ = stop.cancelled() => return,
-            c = zk.connect() => c,
-        };
-        let client = match client {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(error = %e, "view: cannot reach ZooKeeper; retrying");
-                if pause(&stop, Duration::from_secs(1)).await {
-                    return;
-                }
-                continue;
-            }
+        let Some(client) = zk.connect_until_stopped(&stop).await else {
+            return;
         };
         if let Err(e) = follow_session(&client, &base, cid, pid, &tx, &stop).await {
             warn!(error = %e, "view: lost the ZooKeeper session; following again");

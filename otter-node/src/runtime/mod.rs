@@ -55,15 +55,9 @@ pub async fn run_node(opts: NodeOptions, registry: Registry, stop: CancellationT
             break;
         }
         if client.is_none() {
-            match opts.zk.connect().await {
-                Ok(c) => client = Some(c),
-                Err(e) => {
-                    warn!(error = %e, "cannot reach ZooKeeper; retrying");
-                    if pause(&stop, Duration::from_secs(1)).await {
-                        break;
-                    }
-                    continue;
-                }
+            match opts.zk.connect_until_stopped(&stop).await {
+                Some(c) => client = Some(c),
+                None => break,
             }
         }
         let Some(c) = client.as_ref() else { continue };

@@ -9,6 +9,7 @@ use crate::model::{Channel, ChannelStatus};
 use crate::pipeline::load::worker::run_load;
 use crate::pipeline::select::run_select;
 use crate::pipeline::stage_worker::{run_stage, Work};
+use crate::pipeline::StageContext;
 use crate::process::view::PipelineView;
 use crate::runtime::options::NodeOptions;
 use crate::runtime::registry::Registry;
@@ -27,52 +28,24 @@ pub(crate) fn spawn_stages(
         let _span = tracing::info_span!("view", channel = cid, pipeline = p.id).entered();
         PipelineView::spawn(opts.zk.clone(), cid, p.id, cancel.clone())
     };
-    let spawn_stage = |work: Work, span: tracing::Span| {
-        tokio::spawn(
-            run_stage(
-                work,
-                opts.clone(),
-                ch.clone(),
-                registry.clone(),
-                view.clone(),
-                cancel.clone(),
-            )
-            .instrument(span),
-        );
+    let ctx = StageContext {
+        opts: opts.clone(),
+        channel: ch.clone(),
+        registry: registry.clone(),
+        view,
+        stop: cancel.clone(),
     };
+    let pid = p.id;
     if p.select_nodes.contains(&opts.id) {
-        let span = tracing::info_span!("select", channel = cid, pipeline = p.id);
-        tokio::spawn(
-            run_select(
-                opts.clone(),
-                ch.clone(),
-                status,
-                registry.clone(),
-                view.clone(),
-                cancel.clone(),
-            )
-            .instrument(span),
-        );
-        spawn_stage(
-            Work::Extract,
-            tracing::info_span!("extract", channel = cid, pipeline = p.id),
-        );
+        let span = tracing::info_span!("select", channel = cid, pipeline = pid);
+        tokio::spawn(run_select(ctx.clone(), status).instrument(span));
+        let span = tracing::info_span!("extract", channel = cid, pipeline = pid);
+        tokio::spawn(run_stage(Work::Extract, ctx.clone()).instrument(span));
     }
     if p.load_nodes.contains(&opts.id) {
-        spawn_stage(
-            Work::Transform,
-            tracing::info_span!("transform", channel = cid, pipeline = p.id),
-        );
-        let span = tracing::info_span!("load", channel = cid, pipeline = p.id);
-        tokio::spawn(
-            run_load(
-                opts.clone(),
-                ch.clone(),
-                registry.clone(),
-                view.clone(),
-                cancel.clone(),
-            )
-            .instrument(span),
-        );
+        let span = tracing::info_span!("transform", channel = cid, pipeline = pid);
+        tokio::spawn(run_stage(Work::Transform, ctx.clone()).instrument(span));
+        let span = tracing::info_span!("load", channel = cid, pipeline = pid);
+        tokio::spawn(run_load(ctx).instrument(span));
     }
 }

@@ -4,41 +4,29 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
-use crate::model::Channel;
 use crate::pipeline::load::Loader;
-use crate::process::view::{self, PipelineView};
+use crate::pipeline::StageContext;
+use crate::process::view;
 use crate::process::{Lock, Process, Stage, Termin};
 use crate::runtime::error::RuntimeError;
-use crate::runtime::options::NodeOptions;
 use crate::runtime::pull::pull;
-use crate::runtime::registry::{Registry, StageData};
-use crate::runtime::retry::{pause, retry_until_stopped, Progress, Task};
+use crate::runtime::registry::StageData;
+use crate::runtime::retry::{pause, retry_until_stopped, Progress};
 
 /// Load side of one pipeline: loads the oldest transformed process when nobody else does.
-pub(crate) async fn run_load(
-    opts: NodeOptions,
-    channel: Channel,
-    registry: Registry,
-    view: PipelineView,
-    stop: CancellationToken,
-) {
-    let loader = match Loader::new(&channel.pipeline.target) {
+pub(crate) async fn run_load(ctx: StageContext) {
+    let loader = match Loader::new(&ctx.channel.pipeline.target) {
         Ok(l) => l,
         Err(e) => {
             error!(error = %e, "cannot set up the target; Load does not run");
             return;
         }
     };
-    let task = Task {
-        pipeline: channel.pipeline.id,
-        stage: "load",
-    };
-    let (o, c, r, l, v, s) = (&opts, &channel, &registry, &loader, &view, &stop);
-    retry_until_stopped(task, &stop, |progress| {
-        load_loop(o, c, r, l, v, s, progress)
+    let (c, l) = (&ctx, &loader);
+    retry_until_stopped(ctx.task("load"), &ctx.stop, |progress| {
+        load_loop(c, l, progress)
     })
     .await;
 }
@@ -55,15 +43,18 @@ async fn complete(finishing: &mut Option<Finishing>) -> Result<(), RuntimeError>
 }
 
 async fn load_loop(
-    opts: &NodeOptions,
-    channel: &Channel,
-    registry: &Registry,
+    ctx: &StageContext,
     loader: &Loader,
-    view: &PipelineView,
-    stop: &CancellationToken,
     progress: Progress,
 ) -> Result<(), RuntimeError> {
-    let (cid, pid) = (channel.id, channel.pipeline.id);
+    let StageContext {
+        opts,
+        registry,
+        view,
+        stop,
+        ..
+    } = ctx;
+    let (cid, pid) = (ctx.cid(), ctx.pid());
     let (zk, http) = opts.worker_clients().await?;
     let mut checked: HashSet<(String, String)> = HashSet::new();
     let mut last_sweep = Instant::now();
