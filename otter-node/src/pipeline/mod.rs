@@ -1,6 +1,6 @@
 //! The stages of a pipeline, one module each: [`select`] (the mainstem's embedded canal
 //! destination feeding the process window), [`extract`] and [`transform`] (run by the
-//! [`stage_worker`]s), and [`load`] (into the target MySQL, strictly in process order).
+//! stage workers), and [`load`] (into the target MySQL, strictly in process order).
 //! Batches move between stages through the process window in ZooKeeper ([`crate::process`]).
 
 mod context;

@@ -211,13 +211,7 @@ async fn select_work(
     mappings: &[CompiledMapping],
     progress: Progress,
 ) -> Result<(), RuntimeError> {
-    let StageContext {
-        opts,
-        registry,
-        view,
-        stop,
-        ..
-    } = ctx;
+    let (opts, registry, view, stop) = (&ctx.opts, &ctx.registry, &ctx.view, &ctx.stop);
     let p = &ctx.channel.pipeline;
     let (cid, pid) = (ctx.cid(), ctx.pid());
     let client_id = pid as i16;

@@ -82,13 +82,7 @@ async fn stage_loop(
     mappings: &[CompiledMapping],
     progress: Progress,
 ) -> Result<(), RuntimeError> {
-    let StageContext {
-        opts,
-        registry,
-        view,
-        stop,
-        ..
-    } = ctx;
+    let (opts, registry, view, stop) = (&ctx.opts, &ctx.registry, &ctx.view, &ctx.stop);
     let (cid, pid) = (ctx.cid(), ctx.pid());
     let (zk, http) = opts.worker_clients().await?;
     let mut last_sweep = Instant::now();

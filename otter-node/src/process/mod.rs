@@ -13,7 +13,7 @@
 //! * [`lock`]: claiming a process for a stage, watching and releasing the claim.
 //! * [`finish`]: the termin and the removal of a loaded process.
 //! * [`window`]: opening processes, resetting the window, reading and deleting termins.
-//! * [`view`]: a node's live picture of a pipeline's window, from one recursive watch.
+//! * `view`: a node's live picture of a pipeline's window, from one recursive watch.
 
 pub mod child;
 pub mod finish;

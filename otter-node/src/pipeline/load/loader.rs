@@ -28,7 +28,7 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// What a [`Loader::load`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LoadStats {
-    /// Row changes written after [`merge`] (one per key and table).
+    /// Row changes written after [`merge()`] (one per key and table).
     pub rows: usize,
     /// Statements executed in the attempts that committed (DDL counts one).
     pub statements: usize,

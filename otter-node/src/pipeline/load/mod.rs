@@ -1,6 +1,6 @@
 //! Load: applies a batch to the target MySQL.
 //!
-//! A batch is first [merged](merge) so that every primary key is written once, then turned into
+//! A batch is first [merged](merge()) so that every primary key is written once, then turned into
 //! SQL: per table, `DELETE … WHERE key IN (…)` for removed rows and multi-row
 //! `INSERT … ON DUPLICATE KEY UPDATE` (upserts) for inserted and updated rows, in chunks bounded
 //! by rows and bytes. Tables are loaded in ascending weight; tables of one weight in parallel,
@@ -18,11 +18,11 @@
 //! rolls the table's transaction back and redoes it after a capped exponential backoff, until the
 //! load is cancelled.
 //!
-//! Modules, by job: [`merge`] (one write per key), [`literal`] (values as validated SQL literals),
+//! Modules, by job: [`merge`](mod@merge) (one write per key), [`literal`] (values as validated SQL literals),
 //! [`sql`] (the statements of each table, grouped by weight), [`loader`] (the pool that runs a
 //! batch's transactions with retries), [`target`] (the target tables a pipeline needs exist and
 //! have a primary key), [`error`] (why a load failed, and which driver errors a retry can fix) and
-//! [`worker`] (the Load stage of a pipeline: processes strictly in order, then their termins).
+//! `worker` (the Load stage of a pipeline: processes strictly in order, then their termins).
 
 pub mod error;
 pub mod literal;

@@ -107,21 +107,21 @@ fn tuple<'c>(
     Ok(t)
 }
 
-/// Appends `DELETE … WHERE key IN (…)` statements for `rows` (deletes) to `out`.
+/// Appends `DELETE … WHERE key IN (…)` statements for `rows` (deletes) of the table `name`
+/// (`schema.table`, for errors), quoted as `target`, to `out`.
 fn delete_statements(
-    schema: &str,
-    table: &str,
+    (name, target): (&str, &str),
     rows: &[&RowEvent],
     out: &mut Vec<String>,
 ) -> Result<(), LoadError> {
-    let name = format!("{schema}.{table}");
-    let target = qualified(schema, table, &name)?;
     // Group by the list of key column names (normally one group).
     let mut groups: Vec<(Vec<&str>, Vec<&RowEvent>)> = Vec::new();
     for row in rows {
         let keys: Vec<&str> = row.keys().map(|c| c.name.as_str()).collect();
         if keys.is_empty() {
-            return Err(LoadError::NoKey { table: name });
+            return Err(LoadError::NoKey {
+                table: name.to_string(),
+            });
         }
         match groups.iter_mut().find(|(k, _)| *k == keys) {
             Some((_, g)) => g.push(row),
@@ -138,7 +138,7 @@ fn delete_statements(
             if i > 0 {
                 prefix.push(',');
             }
-            push_ident(&mut prefix, k, &name)?;
+            push_ident(&mut prefix, k, name)?;
         }
         if composite {
             prefix.push(')');
@@ -146,22 +146,19 @@ fn delete_statements(
         prefix.push_str(" IN (");
         let mut chunker = Chunker::new(prefix, ")".into(), out);
         for row in group {
-            chunker.push(&tuple(row.keys(), composite, &name)?);
+            chunker.push(&tuple(row.keys(), composite, name)?);
         }
     }
     Ok(())
 }
 
-/// Appends `INSERT … ON DUPLICATE KEY UPDATE` statements for `rows` (inserts and updates) to
-/// `out`, one group per identical column list.
+/// Appends `INSERT … ON DUPLICATE KEY UPDATE` statements for `rows` (inserts and updates) of the
+/// table `name`, quoted as `target`, to `out`, one group per identical column list.
 fn upsert_statements(
-    schema: &str,
-    table: &str,
+    (name, target): (&str, &str),
     rows: &[&RowEvent],
     out: &mut Vec<String>,
 ) -> Result<(), LoadError> {
-    let name = format!("{schema}.{table}");
-    let target = qualified(schema, table, &name)?;
     // (column name, is key) lists, each with its rows.
     type Columns<'r> = Vec<(&'r str, bool)>;
     let mut groups: Vec<(Columns<'_>, Vec<&RowEvent>)> = Vec::new();
@@ -178,14 +175,16 @@ fn upsert_statements(
     }
     for (cols, group) in groups {
         if cols.is_empty() {
-            return Err(LoadError::NoKey { table: name });
+            return Err(LoadError::NoKey {
+                table: name.to_string(),
+            });
         }
         let mut prefix = format!("INSERT INTO {target} (");
         for (i, (c, _)) in cols.iter().enumerate() {
             if i > 0 {
                 prefix.push(',');
             }
-            push_ident(&mut prefix, c, &name)?;
+            push_ident(&mut prefix, c, name)?;
         }
         prefix.push_str(") VALUES ");
         // Non-key columns take the new values; a table of only key columns needs a no-op
@@ -200,12 +199,12 @@ fn upsert_statements(
                 suffix.push(',');
             }
             let mut q = String::new();
-            push_ident(&mut q, c, &name)?;
+            push_ident(&mut q, c, name)?;
             let _ = write!(suffix, "{q}=VALUES({q})");
         }
         let mut chunker = Chunker::new(prefix, suffix, out);
         for row in group {
-            chunker.push(&tuple(row.columns.iter(), true, &name)?);
+            chunker.push(&tuple(row.columns.iter(), true, name)?);
         }
     }
     Ok(())
@@ -244,10 +243,12 @@ pub(crate) fn plan(merged: &[RowEvent]) -> Result<Vec<(u32, Vec<TablePlan>)>, Lo
     let mut out: Vec<(u32, Vec<TablePlan>)> = Vec::new();
     for g in groups {
         let mut statements = Vec::new();
-        delete_statements(g.schema, g.table, &g.deletes, &mut statements)?;
-        upsert_statements(g.schema, g.table, &g.upserts, &mut statements)?;
+        let name = format!("{}.{}", g.schema, g.table);
+        let target = qualified(g.schema, g.table, &name)?;
+        delete_statements((&name, &target), &g.deletes, &mut statements)?;
+        upsert_statements((&name, &target), &g.upserts, &mut statements)?;
         let table = TablePlan {
-            name: format!("{}.{}", g.schema, g.table),
+            name,
             statements,
             rows: g.deletes.len() + g.upserts.len(),
         };

@@ -47,13 +47,7 @@ async fn load_loop(
     loader: &Loader,
     progress: Progress,
 ) -> Result<(), RuntimeError> {
-    let StageContext {
-        opts,
-        registry,
-        view,
-        stop,
-        ..
-    } = ctx;
+    let (opts, registry, view, stop) = (&ctx.opts, &ctx.registry, &ctx.view, &ctx.stop);
     let (cid, pid) = (ctx.cid(), ctx.pid());
     let (zk, http) = opts.worker_clients().await?;
     let mut checked: HashSet<(String, String)> = HashSet::new();
