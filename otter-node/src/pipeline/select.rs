@@ -80,18 +80,13 @@ pub(crate) async fn run_select(ctx: StageContext, status: watch::Receiver<Channe
         },
     );
     let mut roles = election.watch();
-    let lease = election.lease();
     let mut current: Option<CancellationToken> = None;
     loop {
         let role = roles.borrow_and_update().clone();
         match role {
             Role::Active if current.is_none() => {
                 info!("mainstem: running Select");
-                let gate: Gate = {
-                    let roles = roles.clone();
-                    let lease = lease.clone();
-                    Arc::new(move || *roles.borrow() == Role::Active && lease.is_valid())
-                };
+                let gate: Gate = election.serving_gate();
                 let cancel = stop.child_token();
                 tokio::spawn(
                     select_loop(ctx.with_stop(cancel.clone()), status.clone(), gate)
