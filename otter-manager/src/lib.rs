@@ -1,7 +1,7 @@
 //! otter-manager: configures, controls and monitors Otter channels, pipelines and nodes.
 //!
 //! Channels live in ZooKeeper as JSON (the [`Channel::to_json`] form) at
-//! `/otter/channel/{cid}` ([`channel_path`]); nodes watch them and follow their status. Live nodes
+//! `/otter/channel/{cid}` ([`zk_coord::otter_paths::channel`]); nodes watch them and follow their status. Live nodes
 //! register themselves as ephemeral `/otter/node/{nid}` znodes holding their address ([`nodes`]).
 //!
 //! Every write is a read-modify-write guarded by the znode version, so concurrent managers (or a
@@ -15,29 +15,14 @@ use std::fmt;
 use std::time::Duration;
 
 use otter_node::model::{Channel, ChannelStatus, ModelError};
+use zk_coord::otter_paths::{self, CHANNEL_ROOT, NODE_ROOT};
 pub use zk_coord::ZkError;
 use zk_coord::{CoordError, ZkConfig};
 use zookeeper_client::{Acls, Client, CreateMode};
 
-/// `/otter/channel`: one persistent child per channel.
-pub const CHANNEL_ROOT: &str = "/otter/channel";
-
-/// `/otter/node`: one ephemeral child per live node.
-pub const NODE_ROOT: &str = "/otter/node";
-
 /// How many times a read-modify-write is retried when another writer changed the znode between
 /// the read and the write.
 const MAX_ATTEMPTS: u32 = 50;
-
-/// `/otter/channel/{cid}`: the channel's JSON.
-pub fn channel_path(cid: u32) -> String {
-    format!("{CHANNEL_ROOT}/{cid}")
-}
-
-/// `/otter/node/{nid}`: a live node's address (ephemeral).
-pub fn node_path(nid: u32) -> String {
-    format!("{NODE_ROOT}/{nid}")
-}
 
 /// What [`apply`] did, with the status the channel has in ZooKeeper afterwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,7 +182,7 @@ pub async fn connect(config: &ZkConfig) -> Result<Client, ManagerError> {
 /// definition is already the same.
 pub async fn apply(zk: &Client, channel: &Channel) -> Result<ApplyOutcome, ManagerError> {
     channel.validate()?;
-    let path = channel_path(channel.id);
+    let path = otter_paths::channel(channel.id);
     let opts = CreateMode::Persistent.with_acls(Acls::anyone_all());
     for _ in 0..MAX_ATTEMPTS {
         match zk.get_data(&path).await {
@@ -264,7 +249,7 @@ fn stored_status(data: &[u8]) -> Option<ChannelStatus> {
 /// Sets a channel's status (read-modify-write guarded by the znode version, retried when another
 /// writer got in between). Fails with [`ManagerError::NoSuchChannel`] when the channel is missing.
 pub async fn set_status(zk: &Client, cid: u32, status: ChannelStatus) -> Result<(), ManagerError> {
-    let path = channel_path(cid);
+    let path = otter_paths::channel(cid);
     for _ in 0..MAX_ATTEMPTS {
         let (data, stat) = match zk.get_data(&path).await {
             Ok(r) => r,
@@ -307,7 +292,7 @@ fn parse_channel(path: &str, data: &[u8]) -> Result<Channel, ManagerError> {
 
 /// Reads one channel. Fails with [`ManagerError::NoSuchChannel`] when it is missing.
 pub async fn get(zk: &Client, cid: u32) -> Result<Channel, ManagerError> {
-    let path = channel_path(cid);
+    let path = otter_paths::channel(cid);
     match zk.get_data(&path).await {
         Ok((data, _)) => parse_channel(&path, &data),
         Err(ZkError::NoNode) => Err(ManagerError::NoSuchChannel(cid)),
@@ -356,7 +341,7 @@ pub async fn list(zk: &Client) -> Result<Vec<Channel>, ManagerError> {
 pub async fn nodes(zk: &Client) -> Result<Vec<(u32, String)>, ManagerError> {
     let mut out = Vec::new();
     for nid in numeric_children(zk, NODE_ROOT).await? {
-        let path = node_path(nid);
+        let path = otter_paths::node(nid);
         match zk.get_data(&path).await {
             Ok((data, _)) => out.push((nid, String::from_utf8_lossy(&data).trim().to_string())),
             Err(ZkError::NoNode) => {}
@@ -372,8 +357,8 @@ mod tests {
 
     #[test]
     fn paths_and_names() {
-        assert_eq!(channel_path(7), "/otter/channel/7");
-        assert_eq!(node_path(3), "/otter/node/3");
+        assert_eq!(otter_paths::channel(7), "/otter/channel/7");
+        assert_eq!(otter_paths::node(3), "/otter/node/3");
         assert_eq!(StatusDisplay(ChannelStatus::Paused).to_string(), "paused");
         assert_eq!(
             ManagerError::NoSuchChannel(7).to_string(),

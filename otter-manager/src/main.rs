@@ -134,7 +134,7 @@ async fn run(cli: Cli) -> Result<()> {
             let zk = connect(&cli).await?;
             let channels = otter_manager::list(&zk).await?;
             if channels.is_empty() {
-                eprintln!("no channels under {}", otter_manager::CHANNEL_ROOT);
+                eprintln!("no channels under {}", zk_coord::otter_paths::CHANNEL_ROOT);
             }
             for line in list_lines(&channels) {
                 println!("{line}");
@@ -144,7 +144,7 @@ async fn run(cli: Cli) -> Result<()> {
             let zk = connect(&cli).await?;
             let nodes = otter_manager::nodes(&zk).await?;
             if nodes.is_empty() {
-                eprintln!("no live nodes under {}", otter_manager::NODE_ROOT);
+                eprintln!("no live nodes under {}", zk_coord::otter_paths::NODE_ROOT);
             }
             let w = nodes
                 .iter()

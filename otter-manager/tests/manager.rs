@@ -69,7 +69,7 @@ fn failed(out: &Output) -> String {
 
 async fn stored_json(client: &zookeeper_client::Client, cid: u32) -> serde_json::Value {
     let (data, _) = client
-        .get_data(&otter_manager::channel_path(cid))
+        .get_data(&zk_coord::otter_paths::channel(cid))
         .await
         .unwrap();
     serde_json::from_slice(&data).unwrap()
@@ -77,7 +77,7 @@ async fn stored_json(client: &zookeeper_client::Client, cid: u32) -> serde_json:
 
 async fn stored_status(client: &zookeeper_client::Client, cid: u32) -> ChannelStatus {
     let (data, _) = client
-        .get_data(&otter_manager::channel_path(cid))
+        .get_data(&zk_coord::otter_paths::channel(cid))
         .await
         .unwrap();
     Channel::from_json(&data).unwrap().status
@@ -439,7 +439,7 @@ async fn library_keeps_status_and_survives_concurrent_writers() {
     zk_coord::ensure_path(&client, "/otter/node").await.unwrap();
     node_client
         .create(
-            &otter_manager::node_path(5),
+            &zk_coord::otter_paths::node(5),
             b"127.0.0.1:2088",
             &CreateMode::Ephemeral.with_acls(Acls::anyone_all()),
         )

@@ -454,11 +454,11 @@ async fn start_pipeline(
     c.status = ChannelStatus::Started;
     c.validate()?;
     let client = zk.client(Duration::from_secs(10)).await?;
-    zk_coord::put_persistent(&client, &otter_node::paths::channel(c.id), &c.to_json()).await?;
+    zk_coord::put_persistent(&client, &zk_coord::otter_paths::channel(c.id), &c.to_json()).await?;
     let mut node = Node::start(bin, dir, 1, zk, &format!("b{batch_size}"))?;
     // Running once the node holds the mainstem and the warm-up rows went through.
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mainstem = otter_node::paths::mainstem(c.id, c.pipeline.id);
+    let mainstem = zk_coord::otter_paths::mainstem(c.id, c.pipeline.id);
     while client.check_stat(&mainstem).await?.is_none() {
         if let Some(st) = node.process.try_exit_status() {
             bail!("otter-node exited with {st}: {}", node.log_tail());
@@ -1178,7 +1178,7 @@ fn stop_run(rt: &tokio::runtime::Runtime, zk: &ZooKeeper, mut run: Run, cid: u32
     run.node.process.terminate(Duration::from_secs(10))?;
     rt.block_on(async {
         let client = zk.client(Duration::from_secs(10)).await?;
-        let path = otter_node::paths::channel(cid);
+        let path = zk_coord::otter_paths::channel(cid);
         let (data, _) = client.get_data(&path).await?;
         let mut c = Channel::from_json(&data)?;
         c.status = ChannelStatus::Stopped;

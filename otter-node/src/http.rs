@@ -11,7 +11,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::{Registry, Stage};
+use crate::process::Stage;
+use crate::runtime::registry::Registry;
 
 #[derive(Clone)]
 struct AppState {

@@ -1,18 +1,21 @@
 //! otter-node: runs Select/Extract/Transform/Load stages of replication pipelines.
 //!
 //! * [`model`]: channel and pipeline definitions (TOML for `otter-manager apply`, JSON in ZooKeeper).
-//! * [`extract`]: Extract and Transform of Canal entries into [`batch::LoadBatch`]es.
-//! * [`ddl`]: table names in DDL statements rewritten to the mapped targets.
-//! * [`load`]: Load into the target MySQL (merge by key, upserts, ordered by weight, retries).
-//! * [`runtime`]: a node's scheduling through ZooKeeper (mainstem, process window, locks,
-//!   termins) and [`http`] for pulling batch data between nodes.
+//! * [`batch`]: what moves between the stages ([`batch::LoadBatch`]).
+//! * [`pipeline`]: the stages, one module each: [`pipeline::select`], [`pipeline::extract`],
+//!   [`pipeline::transform`] and [`pipeline::load`] (merge by key, SQL, the loader with retries,
+//!   target checks).
+//! * [`process`]: a batch's lifecycle in ZooKeeper (the process window, its typed children,
+//!   locks, [`process::Produced`] and [`process::Termin`]).
+//! * [`runtime`]: a node's scheduling ([`runtime::run_node`]: registration, channel watching, the
+//!   stage registry, pulls, retries) and [`http`] for serving batch data to other nodes.
+//!
+//! The znode layout is [`zk_coord::otter_paths`], shared with otter-manager.
 #![deny(missing_docs)]
 
 pub mod batch;
-pub mod ddl;
-pub mod extract;
 pub mod http;
-pub mod load;
 pub mod model;
-pub mod paths;
+pub mod pipeline;
+pub mod process;
 pub mod runtime;

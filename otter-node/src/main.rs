@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use otter_node::runtime::{run_node, NodeOptions, Registry};
+use otter_node::runtime::options::NodeOptions;
+use otter_node::runtime::registry::Registry;
+use otter_node::runtime::run_node;
 use tokio_util::sync::CancellationToken;
 use zk_coord::ZkConfig;
 

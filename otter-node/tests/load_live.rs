@@ -7,8 +7,8 @@ use std::time::Duration;
 use harness::MariaDb;
 use mysql_async::Value;
 use otter_node::batch::{ColumnValue, DdlEvent, LoadBatch, RowEvent, RowKind};
-use otter_node::load::{LoadError, Loader};
 use otter_node::model::TargetDb;
+use otter_node::pipeline::load::{LoadError, Loader};
 use tokio_util::sync::CancellationToken;
 
 const ITEMS: &str = "CREATE DATABASE shop;

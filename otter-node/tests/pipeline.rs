@@ -63,7 +63,7 @@ async fn channel(src: &MariaDb, dst: &MariaDb, select: &[u32], load: &[u32]) -> 
 
 async fn publish(zk: &ZooKeeper, c: &Channel) {
     let client = zk.client(Duration::from_secs(10)).await.unwrap();
-    zk_coord::put_persistent(&client, &otter_node::paths::channel(c.id), &c.to_json())
+    zk_coord::put_persistent(&client, &zk_coord::otter_paths::channel(c.id), &c.to_json())
         .await
         .unwrap();
 }
@@ -249,7 +249,7 @@ async fn select_and_load_on_different_nodes_survive_kill9_of_each() {
     wait_equal(&src, &dst, Duration::from_secs(180), &[&n1, &n2, &n3, &n4]).await;
     let client = zk.client(Duration::from_secs(10)).await.unwrap();
     let (data, _) = client
-        .get_data(&otter_node::paths::mainstem(c.id, c.pipeline.id))
+        .get_data(&zk_coord::otter_paths::mainstem(c.id, c.pipeline.id))
         .await
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&data).unwrap();

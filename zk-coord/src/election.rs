@@ -169,6 +169,13 @@ impl Election {
         *self.role.borrow() == Role::Active && self.lease.is_valid()
     }
 
+    /// [`Election::may_serve`] as a check to share (a store's hand-out gate): true while this
+    /// candidate is active and its lease is valid, for as long as the election runs.
+    pub fn serving_gate(&self) -> Arc<dyn Fn() -> bool + Send + Sync> {
+        let (role, lease) = (self.role.clone(), self.lease.clone());
+        Arc::new(move || *role.borrow() == Role::Active && lease.is_valid())
+    }
+
     /// Hands the node over voluntarily (it is deleted; this candidate then waits the grace delay
     /// like everyone else before contending again).
     pub async fn release(&self) {

@@ -2,6 +2,10 @@
 //!
 //! - [`ZkConfig`]: how to reach ZooKeeper (servers, session timeout, chroot, digest auth).
 //! - [`paths`]: Canal's znode layout (`/otter/canal/...`).
+//! - [`otter_paths`]: Otter's znode layout (`/otter/channel/...`, `/otter/node/...`), shared by
+//!   otter-node and otter-manager.
+//! - [`registration`]: an ephemeral znode saying a process is alive, kept across sessions
+//!   (canal-server's `/otter/canal/cluster/{address}`, otter-node's `/otter/node/{nid}`).
 //! - [`RunningData`] / [`ClientRunningData`]: Canal's JSON for running nodes.
 //! - [`election::Election`]: Canal's running-node election (ephemeral node, a grace delay for
 //!   everyone but the former owner, operator hand-over by writing `active:false`) with the fencing
@@ -10,7 +14,9 @@
 #![deny(missing_docs)]
 
 pub mod election;
+pub mod otter_paths;
 pub mod paths;
+pub mod registration;
 
 use std::time::Duration;
 
@@ -156,6 +162,30 @@ impl ZkConfig {
                 servers: self.servers.clone(),
                 source: ZkError::Timeout,
             }),
+        }
+    }
+}
+
+impl ZkConfig {
+    /// Opens a new session like [`ZkConfig::connect`], trying again every second (each failure
+    /// logged) until one opens; `None` once `stop` is cancelled.
+    pub async fn connect_until_stopped(
+        &self,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Option<Client> {
+        loop {
+            let client = tokio::select! {
+                _ = stop.cancelled() => return None,
+                c = self.connect() => c,
+            };
+            match client {
+                Ok(c) => return Some(c),
+                Err(e) => tracing::warn!(error = %e, "cannot reach ZooKeeper; retrying"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return None,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
         }
     }
 }

@@ -134,39 +134,10 @@ async fn start_instance(
 /// Keeps `/otter/canal/cluster/{address}` registered (ephemeral, re-created on every new session)
 /// until `shutdown`.
 pub async fn register_server(zk: ZkConfig, address: String, shutdown: CancellationToken) {
-    let path = paths::cluster_node(&address);
-    loop {
-        let client = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            c = zk.connect() => c,
-        };
-        let client = match client {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(error = %e, "cannot register in ZooKeeper; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-                continue;
-            }
-        };
-        let _ = zk_coord::ensure_path(&client, &paths::cluster()).await;
-        let opts =
-            zookeeper_client::CreateMode::Ephemeral.with_acls(zookeeper_client::Acls::anyone_all());
-        if let Err(zookeeper_client::Error::NodeExists) = client.create(&path, &[], &opts).await {
-            let _ = client.delete(&path, None).await;
-            let _ = client.create(&path, &[], &opts).await;
-        }
-        let mut state = client.state_watcher();
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => {
-                    let _ = client.delete(&path, None).await;
-                    return;
-                }
-                s = state.changed() => if s.is_terminated() { break },
-            }
-        }
-    }
+    let registration = zk_coord::registration::Registration {
+        parent: paths::cluster(),
+        path: paths::cluster_node(&address),
+        data: Vec::new(),
+    };
+    zk_coord::registration::keep_registered(zk, registration, shutdown).await
 }

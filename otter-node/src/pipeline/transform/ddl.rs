@@ -182,7 +182,7 @@ mod tests {
     use crate::model::Channel;
 
     fn mappings() -> Vec<CompiledMapping> {
-        let c = Channel::from_toml(include_str!("../../config/channel.toml")).unwrap();
+        let c = Channel::from_toml(include_str!("../../../../config/channel.toml")).unwrap();
         CompiledMapping::compile(&c.pipeline).unwrap()
     }
 

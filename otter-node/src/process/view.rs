@@ -18,10 +18,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
+use zk_coord::otter_paths as paths;
 use zk_coord::ZkConfig;
 use zookeeper_client::{AddWatchMode, Client, EventType, SessionState};
 
-use crate::paths;
+use crate::process::Child;
+use crate::runtime::error::RuntimeError;
+use crate::runtime::retry::pause;
 
 /// One process of the window and the names of its children (`selected`, `extract-lock`, …).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,8 +37,8 @@ pub(crate) struct ProcessNode {
 
 impl ProcessNode {
     /// Whether the child `c` exists.
-    pub fn has(&self, c: &str) -> bool {
-        self.children.contains(c)
+    pub fn has(&self, c: impl Into<Child>) -> bool {
+        self.children.contains(c.into().name())
     }
 }
 
@@ -204,23 +207,12 @@ async fn follow(
 ) {
     let base = paths::pipeline(cid, pid);
     while !stop.is_cancelled() {
-        let client = tokio::select! {
-            _ = stop.cancelled() => return,
-            c = zk.connect() => c,
-        };
-        let client = match client {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(error = %e, "view: cannot reach ZooKeeper; retrying");
-                if super::pause(&stop, Duration::from_secs(1)).await {
-                    return;
-                }
-                continue;
-            }
+        let Some(client) = zk.connect_until_stopped(&stop).await else {
+            return;
         };
         if let Err(e) = follow_session(&client, &base, cid, pid, &tx, &stop).await {
             warn!(error = %e, "view: lost the ZooKeeper session; following again");
-            if super::pause(&stop, Duration::from_millis(200)).await {
+            if pause(&stop, Duration::from_millis(200)).await {
                 return;
             }
         }
@@ -235,14 +227,14 @@ async fn follow_session(
     pid: u32,
     tx: &watch::Sender<Arc<Snapshot>>,
     stop: &CancellationToken,
-) -> Result<(), String> {
+) -> Result<(), RuntimeError> {
     let mut watcher = client
         .watch(base, AddWatchMode::PersistentRecursive)
         .await
-        .map_err(|e| format!("watch {base}: {e}"))?;
+        .map_err(RuntimeError::zk("watch", base))?;
     let mut snap = list(client, cid, pid)
         .await
-        .map_err(|e| format!("list {base}: {e}"))?;
+        .map_err(RuntimeError::zk("list", base))?;
     let publish = |snap: &Snapshot| {
         tx.send_if_modified(|cur| {
             if **cur == *snap {
@@ -277,7 +269,7 @@ async fn follow_session(
             EventType::Session => match event.session_state {
                 SessionState::SyncConnected | SessionState::ConnectedReadOnly => relist = true,
                 SessionState::Disconnected => {}
-                s if s.is_terminated() => return Err(format!("session {s:?}")),
+                s if s.is_terminated() => return Err(RuntimeError::SessionEnded(format!("{s:?}"))),
                 _ => {}
             },
             EventType::NodeCreated | EventType::NodeDeleted => {
@@ -304,7 +296,7 @@ async fn relist_now(
     pid: u32,
     snap: &mut Snapshot,
     relist: &mut bool,
-) -> Result<bool, String> {
+) -> Result<bool, RuntimeError> {
     use zookeeper_client::Error as E;
     match list(client, cid, pid).await {
         Ok(s) => {
@@ -314,7 +306,7 @@ async fn relist_now(
             Ok(true)
         }
         Err(e @ (E::NoHosts | E::SessionExpired | E::AuthFailed | E::ClientClosed)) => {
-            Err(format!("list: {e}"))
+            Err(RuntimeError::zk("list", paths::pipeline(cid, pid))(e))
         }
         Err(e) => {
             warn!(error = %e, "view: cannot list after reconnecting; retrying");
@@ -382,7 +374,11 @@ mod tests {
             assert_eq!(listing, truth, "listing after {k} events");
         }
         let p = &truth.processes[&1];
-        assert!(p.has("selected") && p.has("extracted") && !p.has("extract-lock"));
+        assert!(
+            p.has(crate::process::Stage::Selected)
+                && p.has(crate::process::Stage::Extracted)
+                && !p.has(crate::process::Lock::Extract)
+        );
     }
 
     #[test]

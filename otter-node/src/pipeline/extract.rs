@@ -1,9 +1,8 @@
-//! Extract and Transform: Canal entries of a Select batch → rows for Load.
+//! Extract (near the source): Canal entries of a Select batch → rows for Transform.
 //!
-//! [`extract`] (near the source) drops rows of tables outside the pipeline's mappings, applies
-//! each mapping's column view (key columns always stay) and, for an UPDATE that changed the
-//! primary key, keeps the old key values so Load can delete the old row. [`transform`] (near the
-//! target) renames schema/table to the target's.
+//! [`extract`] drops rows of tables outside the pipeline's mappings, applies each mapping's column
+//! view (key columns always stay) and, for an UPDATE that changed the primary key, keeps the old
+//! key values so Load can delete the old row. Names stay the source's.
 
 use bytes::Bytes;
 use canal_protocol::entry::{Column, Entry, EntryType, EventType, RowChange};
@@ -34,11 +33,32 @@ pub fn extract(
     mappings: &[CompiledMapping],
     ddl_sync: bool,
 ) -> Result<LoadBatch, ExtractError> {
+    extract_entries(
+        entries.iter().map(|b| Entry::decode(b.clone())),
+        mappings,
+        ddl_sync,
+    )
+}
+
+/// [`extract`] of entries decoded already (Select decodes a batch to see whether it carries
+/// mapped rows): each entry is decoded once.
+pub fn extract_decoded(
+    entries: Vec<Entry>,
+    mappings: &[CompiledMapping],
+    ddl_sync: bool,
+) -> Result<LoadBatch, ExtractError> {
+    extract_entries(entries.into_iter().map(Ok), mappings, ddl_sync)
+}
+
+fn extract_entries(
+    entries: impl Iterator<Item = Result<Entry, prost::DecodeError>>,
+    mappings: &[CompiledMapping],
+    ddl_sync: bool,
+) -> Result<LoadBatch, ExtractError> {
     let mut out = LoadBatch::default();
     let mut last: Option<(String, String, Option<CompiledMapping>)> = None;
-    for (index, bytes) in entries.iter().enumerate() {
-        let mut entry = Entry::decode(bytes.clone())
-            .map_err(|source| ExtractError::Decode { index, source })?;
+    for (index, entry) in entries.enumerate() {
+        let mut entry = entry.map_err(|source| ExtractError::Decode { index, source })?;
         if entry.entry_type() != EntryType::Rowdata {
             continue;
         }
@@ -127,27 +147,6 @@ pub fn extract(
     Ok(out)
 }
 
-/// Renames the rows (and DDL schema) of an extracted batch to the target's schema/table.
-pub fn transform(mut batch: LoadBatch, mappings: &[CompiledMapping]) -> LoadBatch {
-    for r in &mut batch.rows {
-        if let Some(m) = find_mapping(mappings, &r.schema, &r.table) {
-            let (s, t) = m.target(&r.schema, &r.table);
-            r.schema = s;
-            r.table = t;
-        }
-    }
-    if let Some(d) = &mut batch.ddl {
-        // The statement's table names, not only the batch's fields, go to the target's.
-        d.sql = crate::ddl::rewrite_tables(&d.sql, &d.schema, mappings);
-        if let Some(m) = find_mapping(mappings, &d.schema, &d.table) {
-            let (s, t) = m.target(&d.schema, &d.table);
-            d.schema = s;
-            d.table = t;
-        }
-    }
-    batch
-}
-
 fn value(c: Column) -> ColumnValue {
     let (sql_type, is_key, is_null) = (c.sql_type(), c.is_key(), c.is_null());
     ColumnValue {
@@ -166,6 +165,7 @@ fn value(c: Column) -> ColumnValue {
 mod tests {
     use super::*;
     use crate::model::Channel;
+    use crate::pipeline::transform::transform;
     use canal_protocol::entry::{Header, RowData};
 
     fn col(name: &str, v: &str, key: bool) -> Column {
@@ -203,7 +203,7 @@ mod tests {
 
     #[test]
     fn maps_views_and_keeps_old_keys() {
-        let c = Channel::from_toml(include_str!("../../config/channel.toml")).unwrap();
+        let c = Channel::from_toml(include_str!("../../../config/channel.toml")).unwrap();
         let m = CompiledMapping::compile(&c.pipeline).unwrap();
         let upd = RowData {
             before_columns: vec![

@@ -1,65 +1,73 @@
-//! Otter's znode layout.
+//! Otter's znode layout, shared by otter-node and otter-manager. Every function returns an
+//! absolute path (relative to the chroot, if any).
+
+/// `/otter/channel`: one persistent child per channel.
+pub const CHANNEL_ROOT: &str = "/otter/channel";
+
+/// `/otter/node`: one ephemeral child per live node.
+pub const NODE_ROOT: &str = "/otter/node";
 
 /// `/otter/node`: parent of the nodes' ephemeral registrations.
 pub fn nodes() -> String {
-    "/otter/node".into()
+    NODE_ROOT.into()
 }
 
 /// `/otter/node/{nid}`: ephemeral, holds the node's HTTP address.
 pub fn node(nid: u32) -> String {
-    format!("/otter/node/{nid}")
+    format!("{NODE_ROOT}/{nid}")
 }
 
 /// `/otter/channel`: parent of channel definitions.
 pub fn channels() -> String {
-    "/otter/channel".into()
+    CHANNEL_ROOT.into()
 }
 
 /// `/otter/channel/{cid}`: the channel JSON.
 pub fn channel(cid: u32) -> String {
-    format!("/otter/channel/{cid}")
+    format!("{CHANNEL_ROOT}/{cid}")
 }
 
 /// `/otter/channel/{cid}/{pid}`.
 pub fn pipeline(cid: u32, pid: u32) -> String {
-    format!("/otter/channel/{cid}/{pid}")
+    format!("{CHANNEL_ROOT}/{cid}/{pid}")
 }
 
 /// `/otter/channel/{cid}/{pid}/mainstem`: ephemeral, the node running Select.
 pub fn mainstem(cid: u32, pid: u32) -> String {
-    format!("/otter/channel/{cid}/{pid}/mainstem")
+    format!("{CHANNEL_ROOT}/{cid}/{pid}/mainstem")
 }
 
 /// `/otter/channel/{cid}/{pid}/process`: the window of batches in flight.
 pub fn processes(cid: u32, pid: u32) -> String {
-    format!("/otter/channel/{cid}/{pid}/process")
+    format!("{CHANNEL_ROOT}/{cid}/{pid}/process")
+}
+
+/// `/otter/channel/{cid}/{pid}/process/p`: the prefix of a new persistent-sequential process
+/// node (ZooKeeper appends the ten-digit sequence).
+pub fn process_prefix(cid: u32, pid: u32) -> String {
+    format!("{CHANNEL_ROOT}/{cid}/{pid}/process/p")
 }
 
 /// `/otter/channel/{cid}/{pid}/process/{name}`.
 pub fn process(cid: u32, pid: u32, name: &str) -> String {
-    format!("/otter/channel/{cid}/{pid}/process/{name}")
+    format!("{CHANNEL_ROOT}/{cid}/{pid}/process/{name}")
 }
 
 /// `/otter/channel/{cid}/{pid}/termin`: batches Load finished, for Select to ack in order.
 pub fn termins(cid: u32, pid: u32) -> String {
-    format!("/otter/channel/{cid}/{pid}/termin")
+    format!("{CHANNEL_ROOT}/{cid}/{pid}/termin")
 }
 
-/// `/otter/channel/{cid}/{pid}/termin/{id}`.
+/// `/otter/channel/{cid}/{pid}/termin/{id}` (the id on ten digits, like the process's sequence).
 pub fn termin(cid: u32, pid: u32, id: u64) -> String {
-    format!("/otter/channel/{cid}/{pid}/termin/{id:010}")
+    format!("{CHANNEL_ROOT}/{cid}/{pid}/termin/{id:010}")
 }
 
-/// The process id in a sequential node name (`p0000000042` → 42).
+/// The process id in a sequential node name (`p0000000042` → 42, `0000000007` → 7).
 pub fn process_id(name: &str) -> Option<u64> {
     name.trim_start_matches(|c: char| !c.is_ascii_digit())
         .parse()
         .ok()
-}
-
-/// The canal destination name of a pipeline's embedded Select.
-pub fn destination(pid: u32) -> String {
-    format!("otter-pipeline-{pid}")
 }
 
 #[cfg(test)]
@@ -73,5 +81,12 @@ mod tests {
             super::termin(1, 2, 42),
             "/otter/channel/1/2/termin/0000000042"
         );
+    }
+
+    #[test]
+    fn roots() {
+        assert_eq!(super::channel(7), "/otter/channel/7");
+        assert_eq!(super::node(3), "/otter/node/3");
+        assert_eq!(super::process_prefix(1, 2), "/otter/channel/1/2/process/p");
     }
 }

@@ -1,0 +1,361 @@
+//! The statements of a merged batch: per table, `DELETE … WHERE key IN (…)` then multi-row
+//! `INSERT … ON DUPLICATE KEY UPDATE`, in chunks bounded by rows and bytes; tables grouped by
+//! weight.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use crate::batch::{ColumnValue, RowEvent, RowKind};
+use crate::pipeline::load::literal::{push_ident, push_literal};
+use crate::pipeline::load::LoadError;
+
+/// Most rows in one `INSERT` or `DELETE` statement.
+pub const CHUNK_ROWS: usize = 500;
+/// Statements are cut before they grow past this many bytes (a single larger row is sent alone).
+pub const CHUNK_BYTES: usize = 1 << 20;
+
+/// One table's share of a batch: the statements of its transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TablePlan {
+    /// `schema.table`, for errors and logs.
+    pub(crate) name: String,
+    /// Deletes first, then upserts.
+    pub(crate) statements: Vec<String>,
+    /// Row changes the statements write.
+    pub(crate) rows: usize,
+}
+
+/// Collects rendered tuples into statements `prefix tuple,tuple… suffix` of at most
+/// [`CHUNK_ROWS`] tuples and about [`CHUNK_BYTES`] bytes.
+struct Chunker<'a> {
+    prefix: String,
+    suffix: String,
+    current: String,
+    count: usize,
+    out: &'a mut Vec<String>,
+}
+
+impl<'a> Chunker<'a> {
+    fn new(prefix: String, suffix: String, out: &'a mut Vec<String>) -> Self {
+        Chunker {
+            current: String::new(),
+            prefix,
+            suffix,
+            count: 0,
+            out,
+        }
+    }
+
+    fn push(&mut self, tuple: &str) {
+        if self.count > 0
+            && (self.count >= CHUNK_ROWS
+                || self.current.len() + 1 + tuple.len() + self.suffix.len() > CHUNK_BYTES)
+        {
+            self.flush();
+        }
+        if self.count == 0 {
+            self.current.push_str(&self.prefix);
+        } else {
+            self.current.push(',');
+        }
+        self.current.push_str(tuple);
+        self.count += 1;
+    }
+
+    fn flush(&mut self) {
+        if self.count > 0 {
+            self.current.push_str(&self.suffix);
+            self.out.push(std::mem::take(&mut self.current));
+            self.count = 0;
+        }
+    }
+}
+
+impl Drop for Chunker<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+fn qualified(schema: &str, table: &str, name: &str) -> Result<String, LoadError> {
+    let mut s = String::new();
+    push_ident(&mut s, schema, name)?;
+    s.push('.');
+    push_ident(&mut s, table, name)?;
+    Ok(s)
+}
+
+/// `(a,b)` of the columns' literals (`a` alone when `parens` is false).
+fn tuple<'c>(
+    cols: impl Iterator<Item = &'c ColumnValue>,
+    parens: bool,
+    name: &str,
+) -> Result<String, LoadError> {
+    let mut t = String::new();
+    if parens {
+        t.push('(');
+    }
+    for (i, c) in cols.enumerate() {
+        if i > 0 {
+            t.push(',');
+        }
+        push_literal(&mut t, c, name)?;
+    }
+    if parens {
+        t.push(')');
+    }
+    Ok(t)
+}
+
+/// Appends `DELETE … WHERE key IN (…)` statements for `rows` (deletes) of the table `name`
+/// (`schema.table`, for errors), quoted as `target`, to `out`.
+fn delete_statements(
+    (name, target): (&str, &str),
+    rows: &[&RowEvent],
+    out: &mut Vec<String>,
+) -> Result<(), LoadError> {
+    // Group by the list of key column names (normally one group).
+    let mut groups: Vec<(Vec<&str>, Vec<&RowEvent>)> = Vec::new();
+    for row in rows {
+        let keys: Vec<&str> = row.keys().map(|c| c.name.as_str()).collect();
+        if keys.is_empty() {
+            return Err(LoadError::NoKey {
+                table: name.to_string(),
+            });
+        }
+        match groups.iter_mut().find(|(k, _)| *k == keys) {
+            Some((_, g)) => g.push(row),
+            None => groups.push((keys, vec![row])),
+        }
+    }
+    for (keys, group) in groups {
+        let composite = keys.len() > 1;
+        let mut prefix = format!("DELETE FROM {target} WHERE ");
+        if composite {
+            prefix.push('(');
+        }
+        for (i, k) in keys.iter().enumerate() {
+            if i > 0 {
+                prefix.push(',');
+            }
+            push_ident(&mut prefix, k, name)?;
+        }
+        if composite {
+            prefix.push(')');
+        }
+        prefix.push_str(" IN (");
+        let mut chunker = Chunker::new(prefix, ")".into(), out);
+        for row in group {
+            chunker.push(&tuple(row.keys(), composite, name)?);
+        }
+    }
+    Ok(())
+}
+
+/// Appends `INSERT … ON DUPLICATE KEY UPDATE` statements for `rows` (inserts and updates) of the
+/// table `name`, quoted as `target`, to `out`, one group per identical column list.
+fn upsert_statements(
+    (name, target): (&str, &str),
+    rows: &[&RowEvent],
+    out: &mut Vec<String>,
+) -> Result<(), LoadError> {
+    // (column name, is key) lists, each with its rows.
+    type Columns<'r> = Vec<(&'r str, bool)>;
+    let mut groups: Vec<(Columns<'_>, Vec<&RowEvent>)> = Vec::new();
+    for row in rows {
+        let cols: Vec<(&str, bool)> = row
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.is_key))
+            .collect();
+        match groups.iter_mut().find(|(k, _)| *k == cols) {
+            Some((_, g)) => g.push(row),
+            None => groups.push((cols, vec![row])),
+        }
+    }
+    for (cols, group) in groups {
+        if cols.is_empty() {
+            return Err(LoadError::NoKey {
+                table: name.to_string(),
+            });
+        }
+        let mut prefix = format!("INSERT INTO {target} (");
+        for (i, (c, _)) in cols.iter().enumerate() {
+            if i > 0 {
+                prefix.push(',');
+            }
+            push_ident(&mut prefix, c, name)?;
+        }
+        prefix.push_str(") VALUES ");
+        // Non-key columns take the new values; a table of only key columns needs a no-op
+        // assignment to stay an upsert.
+        let mut assign: Vec<&str> = cols.iter().filter(|c| !c.1).map(|c| c.0).collect();
+        if assign.is_empty() {
+            assign.push(cols[0].0);
+        }
+        let mut suffix = String::from(" ON DUPLICATE KEY UPDATE ");
+        for (i, c) in assign.iter().enumerate() {
+            if i > 0 {
+                suffix.push(',');
+            }
+            let mut q = String::new();
+            push_ident(&mut q, c, name)?;
+            let _ = write!(suffix, "{q}=VALUES({q})");
+        }
+        let mut chunker = Chunker::new(prefix, suffix, out);
+        for row in group {
+            chunker.push(&tuple(row.columns.iter(), true, name)?);
+        }
+    }
+    Ok(())
+}
+
+/// Tables of merged rows grouped by weight (ascending), each with its statements.
+pub(crate) fn plan(merged: &[RowEvent]) -> Result<Vec<(u32, Vec<TablePlan>)>, LoadError> {
+    struct Group<'r> {
+        weight: u32,
+        schema: &'r str,
+        table: &'r str,
+        deletes: Vec<&'r RowEvent>,
+        upserts: Vec<&'r RowEvent>,
+    }
+    let mut groups: Vec<Group<'_>> = Vec::new();
+    let mut index: HashMap<(u32, &str, &str), usize> = HashMap::new();
+    for row in merged {
+        let k = (row.weight, row.schema.as_str(), row.table.as_str());
+        let i = *index.entry(k).or_insert_with(|| {
+            groups.push(Group {
+                weight: row.weight,
+                schema: &row.schema,
+                table: &row.table,
+                deletes: Vec::new(),
+                upserts: Vec::new(),
+            });
+            groups.len() - 1
+        });
+        match row.kind {
+            RowKind::Delete => groups[i].deletes.push(row),
+            RowKind::Insert | RowKind::Update => groups[i].upserts.push(row),
+        }
+    }
+    // Stable: tables of one weight keep their first-appearance order.
+    groups.sort_by_key(|g| g.weight);
+    let mut out: Vec<(u32, Vec<TablePlan>)> = Vec::new();
+    for g in groups {
+        let mut statements = Vec::new();
+        let name = format!("{}.{}", g.schema, g.table);
+        let target = qualified(g.schema, g.table, &name)?;
+        delete_statements((&name, &target), &g.deletes, &mut statements)?;
+        upsert_statements((&name, &target), &g.upserts, &mut statements)?;
+        let table = TablePlan {
+            name,
+            statements,
+            rows: g.deletes.len() + g.upserts.len(),
+        };
+        match out.last_mut() {
+            Some((w, tables)) if *w == g.weight => tables.push(table),
+            _ => out.push((g.weight, vec![table])),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::load::merge;
+    use crate::pipeline::load::test_rows::*;
+
+    #[test]
+    fn statements_for_a_table() {
+        let mut m = merge([
+            row(I, "1", &[("a", "x")]),
+            row(I, "2", &[("a", "it's")]),
+            row(D, "3", &[("a", "z")]),
+        ]);
+        let plans = plan(&m).unwrap();
+        assert_eq!(plans.len(), 1);
+        let t = &plans[0].1[0];
+        assert_eq!(t.rows, 3);
+        assert_eq!(
+            t.statements,
+            vec![
+                "DELETE FROM `s`.`t` WHERE `id` IN (3)".to_string(),
+                "INSERT INTO `s`.`t` (`id`,`a`) VALUES (1,'x'),(2,_utf8mb4 X'69742773') \
+                 ON DUPLICATE KEY UPDATE `a`=VALUES(`a`)"
+                    .to_string(),
+            ]
+        );
+        // Composite keys.
+        for r in &mut m {
+            r.columns.insert(1, col("k2", Some("9"), 4, true));
+        }
+        let plans = plan(&m).unwrap();
+        assert_eq!(
+            plans[0].1[0].statements[0],
+            "DELETE FROM `s`.`t` WHERE (`id`,`k2`) IN ((3,9))"
+        );
+    }
+
+    #[test]
+    fn only_key_columns_still_upsert() {
+        let r = RowEvent {
+            columns: vec![col("id", Some("1"), 4, true)],
+            ..row(I, "1", &[])
+        };
+        let plans = plan(&[r]).unwrap();
+        assert_eq!(
+            plans[0].1[0].statements,
+            vec!["INSERT INTO `s`.`t` (`id`) VALUES (1) ON DUPLICATE KEY UPDATE `id`=VALUES(`id`)"]
+        );
+    }
+
+    #[test]
+    fn chunks_by_rows_and_bytes() {
+        let rows: Vec<RowEvent> = (0..1201)
+            .map(|i| row(I, &i.to_string(), &[("a", "x")]))
+            .collect();
+        let plans = plan(&merge(rows.clone())).unwrap();
+        let st = &plans[0].1[0].statements;
+        assert_eq!(st.len(), 3);
+        assert_eq!(st[0].matches("),(").count(), 499);
+        assert_eq!(st[2].matches("),(").count(), 200);
+        let big = "y".repeat(300 * 1024);
+        let rows: Vec<RowEvent> = (0..7)
+            .map(|i| row(D, &i.to_string(), &[]))
+            .chain((0..7).map(|i| row(I, &(i + 10).to_string(), &[("a", big.as_str())])))
+            .collect();
+        let plans = plan(&rows).unwrap();
+        let st = &plans[0].1[0].statements;
+        // One delete; upserts of 3 rows (≈ 900 KiB), 3 and 1.
+        assert_eq!(st.len(), 4);
+        assert!(st.iter().all(|s| s.len() <= CHUNK_BYTES));
+        assert_eq!(st[1].matches("),(").count(), 2);
+    }
+
+    #[test]
+    fn tables_grouped_by_weight() {
+        let mut a = row(I, "1", &[]);
+        a.table = "a".into();
+        a.weight = 5;
+        let mut b = row(I, "1", &[]);
+        b.table = "b".into();
+        b.weight = 1;
+        let mut c = row(I, "1", &[]);
+        c.table = "c".into();
+        c.weight = 5;
+        let plans = plan(&merge([a, b, c])).unwrap();
+        let names: Vec<(u32, Vec<&str>)> = plans
+            .iter()
+            .map(|(w, t)| (*w, t.iter().map(|t| t.name.as_str()).collect()))
+            .collect();
+        assert_eq!(names, vec![(1, vec!["s.b"]), (5, vec!["s.a", "s.c"])]);
+    }
+
+    #[test]
+    fn bad_value_fails_the_plan() {
+        let mut r = row(I, "1", &[]);
+        r.columns[0].value = Some("1) OR (1".into());
+        assert!(matches!(plan(&[r]), Err(LoadError::BadValue { .. })));
+    }
+}

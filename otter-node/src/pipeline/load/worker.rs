@@ -1,0 +1,180 @@
+//! The Load stage of a pipeline: the oldest transformed process, strictly in order, claimed with
+//! an ephemeral lock; its termin tells Select to ack the canal batch.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use tracing::{error, warn};
+
+use crate::pipeline::load::Loader;
+use crate::pipeline::StageContext;
+use crate::process::view;
+use crate::process::{Lock, Process, Stage, Termin};
+use crate::runtime::error::RuntimeError;
+use crate::runtime::pull::pull;
+use crate::runtime::registry::StageData;
+use crate::runtime::retry::{pause, retry_until_stopped, Progress};
+
+/// Load side of one pipeline: loads the oldest transformed process when nobody else does.
+pub(crate) async fn run_load(ctx: StageContext) {
+    let loader = match Loader::new(&ctx.channel.pipeline.target) {
+        Ok(l) => l,
+        Err(e) => {
+            error!(error = %e, "cannot set up the target; Load does not run");
+            return;
+        }
+    };
+    let (c, l) = (&ctx, &loader);
+    retry_until_stopped(ctx.task("load"), &ctx.stop, |progress| {
+        load_loop(c, l, progress)
+    })
+    .await;
+}
+
+/// A loaded process whose termin and removal are being written.
+type Finishing = (u64, tokio::task::JoinHandle<Result<(), RuntimeError>>);
+
+/// Waits for the pending finish, if any; its failure ends the loop (the process is loaded again).
+async fn complete(finishing: &mut Option<Finishing>) -> Result<(), RuntimeError> {
+    match finishing.take() {
+        Some((_, previous)) => previous.await?,
+        None => Ok(()),
+    }
+}
+
+async fn load_loop(
+    ctx: &StageContext,
+    loader: &Loader,
+    progress: Progress,
+) -> Result<(), RuntimeError> {
+    let (opts, registry, view, stop) = (&ctx.opts, &ctx.registry, &ctx.view, &ctx.stop);
+    let (cid, pid) = (ctx.cid(), ctx.pid());
+    let (zk, http) = opts.worker_clients().await?;
+    let mut checked: HashSet<(String, String)> = HashSet::new();
+    let mut last_sweep = Instant::now();
+    let mut window = view.subscribe();
+    let rows_total = metrics::counter!("otter_load_batches_total", "pipeline" => pid.to_string());
+    // The loaded process whose termin and removal are still being written: the next process is
+    // loaded meanwhile, so the target does not wait for ZooKeeper between batches. (Its commit is
+    // done, so the order of the target's writes is kept; Select acks in termin order whatever
+    // order the termins land in.)
+    let mut finishing: Option<Finishing> = None;
+    loop {
+        if stop.is_cancelled() {
+            return Ok(());
+        }
+        let snap = window.borrow_and_update().clone();
+        registry.sweep(pid, &snap, &mut last_sweep);
+        // Strictly in order: only the oldest process (after the one being finished), once
+        // transformed and unclaimed.
+        let finishing_id = finishing.as_ref().map(|(id, _)| *id);
+        let head = snap
+            .processes
+            .iter()
+            .find(|(id, _)| Some(**id) != finishing_id)
+            .filter(|(_, p)| p.has(Stage::Transformed) && !p.has(Lock::Load))
+            .map(|(id, p)| Process::new(cid, pid, *id, p.name.clone()));
+        let claimed = match &head {
+            None => false,
+            Some(process) => process.try_lock(&zk, Lock::Load, opts.id).await?,
+        };
+        let Some(process) = head.filter(|_| claimed) else {
+            // Nothing to load yet: complete the pending finish first (its failure restarts the
+            // loop, and the process is loaded again), then wait for the window to change (the
+            // 1 s is only a safety net).
+            if finishing.is_some() {
+                complete(&mut finishing).await?;
+                continue;
+            }
+            if view::changed(&mut window, stop, Duration::from_secs(1))
+                .await
+                .is_none()
+            {
+                return Ok(());
+            }
+            continue;
+        };
+        let id = process.id;
+        let data = match pull(opts, &zk, &http, registry, &process, Stage::Transformed).await {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(process = id, error = %e, "cannot get the batch; retrying");
+                process.release(&zk, Lock::Load).await;
+                if pause(stop, Duration::from_millis(200)).await {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        let StageData::Batch(batch) = data else {
+            return Err(RuntimeError::UnexpectedData(Stage::Transformed.name()));
+        };
+        // Load consumes the rows: with the registry's reference gone the batch is not copied.
+        // (Should this load be lost, the redo finds no data here and the stages run again.)
+        registry.forget_stage(pid, id, Stage::Transformed);
+        let batch = std::sync::Arc::try_unwrap(batch).unwrap_or_else(|b| (*b).clone());
+        let tables: Vec<(String, String)> = batch
+            .rows
+            .iter()
+            .map(|r| (r.schema.as_str(), r.table.as_str()))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .map(|(s, t)| (s.to_string(), t.to_string()))
+            .filter(|t| !checked.contains(t))
+            .collect();
+        let outcome = if tables.is_empty() {
+            Ok(())
+        } else {
+            loader
+                .check_tables(&tables)
+                .await
+                .map(|()| checked.extend(tables))
+        };
+        // The load stops (its transaction is not committed) as soon as this node no longer
+        // holds the batch: the lock vanished with an expired session, or a new mainstem discarded
+        // the process to redo it. Otherwise a stale batch could commit after a newer one.
+        let held = stop.child_token();
+        let watcher = process.watch_lock(zk.clone(), Lock::Load, held.clone());
+        let outcome = match outcome {
+            Ok(()) => loader.load(batch, &held).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        watcher.abort();
+        if stop.is_cancelled() {
+            process.release(&zk, Lock::Load).await;
+            return Ok(());
+        }
+        if held.is_cancelled() {
+            warn!(
+                process = id,
+                "lost the batch while loading it; it is redone"
+            );
+            // If the lock is still ours (ZooKeeper was only slow to confirm), let anyone retake it.
+            process.release_if_held(&zk, Lock::Load, opts.id).await;
+            continue;
+        }
+        let termin = match &outcome {
+            Ok(()) => Termin::loaded(id),
+            Err(e) => {
+                error!(process = id, error = %e, "Load failed");
+                Termin::failed(id, e.to_string())
+            }
+        };
+        complete(&mut finishing).await?;
+        let finish = {
+            let zk = zk.clone();
+            tokio::spawn(async move { process.finish(&zk, &termin).await })
+        };
+        if outcome.is_ok() {
+            finishing = Some((id, finish));
+            rows_total.increment(1);
+            progress.made();
+        } else {
+            // A failed load: Select rolls back and redoes everything in flight once it sees this.
+            finish.await??;
+            if pause(stop, Duration::from_secs(1)).await {
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! Select: the mainstem election of a pipeline and, on the node holding it, the embedded canal
+//! destination feeding the process window; canal batches are acked in termin order.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use canal_protocol::entry::{Entry, EntryType, Header};
+use canal_server::config::DestinationConfig;
+use canal_server::instance::{Instance, InstanceOptions};
+use canal_server::meta::{MetaBackend, ZkMeta};
+use canal_server::store::{BatchMode, Gate, GetWait, StoreConfig};
+use prost::Message as _;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn, Instrument};
+use zk_coord::election::{Election, ElectionSpec, Role};
+use zk_coord::otter_paths;
+use zookeeper_client::Client;
+
+use crate::model::{find_mapping, ChannelStatus, CompiledMapping};
+use crate::pipeline::load::target::check_targets;
+use crate::pipeline::StageContext;
+use crate::process::view;
+use crate::process::{window, Process, Produced, Stage};
+use crate::runtime::error::RuntimeError;
+use crate::runtime::registry::StageData;
+use crate::runtime::retry::{retry_until_stopped, Progress};
+
+/// The canal destination name of a pipeline's embedded Select.
+pub fn destination_name(pid: u32) -> String {
+    format!("otter-pipeline-{pid}")
+}
+
+/// What Select produced for one batch: the canal entries as serialized, and the same entries
+/// decoded when Select had to decode them already (to see whether the batch carries mapped
+/// rows), for Extract on this node to take instead of decoding them again.
+#[derive(Debug)]
+pub struct SelectedEntries {
+    raw: Vec<Bytes>,
+    decoded: Mutex<Option<Vec<Entry>>>,
+}
+
+impl SelectedEntries {
+    /// The entries `raw`, with their decoded form if there is one.
+    pub fn new(raw: Vec<Bytes>, decoded: Option<Vec<Entry>>) -> Self {
+        Self {
+            raw,
+            decoded: Mutex::new(decoded),
+        }
+    }
+
+    /// The serialized entries (what is pulled over HTTP, and what Extract decodes otherwise).
+    pub fn raw(&self) -> &[Bytes] {
+        &self.raw
+    }
+
+    /// Takes the decoded entries, if Select kept them and nobody took them yet.
+    pub fn take_decoded(&self) -> Option<Vec<Entry>> {
+        self.decoded.lock().ok()?.take()
+    }
+}
+
+/// Select side of one pipeline: compete for the mainstem; while holding it, run Select.
+pub(crate) async fn run_select(ctx: StageContext, status: watch::Receiver<ChannelStatus>) {
+    let (opts, stop) = (&ctx.opts, &ctx.stop);
+    let (cid, pid) = (ctx.cid(), ctx.pid());
+    let address = opts.http_address.clone();
+    let election = Election::spawn(
+        opts.zk.clone(),
+        ElectionSpec {
+            path: otter_paths::mainstem(cid, pid),
+            candidate_path: None,
+            address: address.clone(),
+            data: serde_json::to_vec(
+                &serde_json::json!({"active": true, "address": address, "nid": opts.id}),
+            )
+            .unwrap_or_default(),
+        },
+    );
+    let mut roles = election.watch();
+    let mut current: Option<CancellationToken> = None;
+    loop {
+        let role = roles.borrow_and_update().clone();
+        match role {
+            Role::Active if current.is_none() => {
+                info!("mainstem: running Select");
+                let gate: Gate = election.serving_gate();
+                let cancel = stop.child_token();
+                tokio::spawn(
+                    select_loop(ctx.with_stop(cancel.clone()), status.clone(), gate)
+                        .in_current_span(),
+                );
+                current = Some(cancel);
+            }
+            Role::Active | Role::Paused => {}
+            _ => {
+                if let Some(c) = current.take() {
+                    warn!(role = ?role, "lost the mainstem: stopping Select");
+                    c.cancel();
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            r = roles.changed() => if r.is_err() { break },
+        }
+    }
+    if let Some(c) = current.take() {
+        c.cancel();
+    }
+    election.stop().await;
+}
+
+/// Select, Extract and Transform while this node holds the mainstem.
+async fn select_loop(ctx: StageContext, status: watch::Receiver<ChannelStatus>, gate: Gate) {
+    let (cid, pid) = (ctx.cid(), ctx.pid());
+    let (c, st, g) = (&ctx, &status, &gate);
+    retry_until_stopped(ctx.task("select"), &ctx.stop, |progress| async move {
+        let outcome = select_once(c, st, g, progress).await;
+        if outcome.is_err() {
+            // Restarting from the acked cursor: everything in flight is produced again.
+            c.registry.forget_pipeline(pid);
+        }
+        outcome
+    })
+    .await;
+    ctx.registry.forget_pipeline(pid);
+    info!(channel = cid, pipeline = pid, "Select stopped");
+}
+
+async fn select_once(
+    ctx: &StageContext,
+    status: &watch::Receiver<ChannelStatus>,
+    gate: &Gate,
+    progress: Progress,
+) -> Result<(), RuntimeError> {
+    let opts = &ctx.opts;
+    let p = &ctx.channel.pipeline;
+    let (cid, pid) = (ctx.cid(), ctx.pid());
+    let client_id = pid as i16;
+    let zk = opts.zk.connect().await?;
+    // A new mainstem redoes everything in flight from the acked cursor.
+    window::reset(&zk, cid, pid).await?;
+    let mappings = CompiledMapping::compile(p)?;
+    check_targets(p, &mappings).await?;
+    let dest = destination_name(pid);
+    let config = DestinationConfig {
+        address: p.source.address.clone(),
+        username: p.source.username.clone(),
+        password: p.source.password.clone(),
+        slave_id: p.source.slave_id,
+        journal_name: p.source.journal_name.clone(),
+        position: p.source.position,
+        gtid: p.source.gtid.clone(),
+        timestamp: p.source.timestamp,
+        filter: p
+            .tables
+            .iter()
+            .map(|t| t.source.clone())
+            .collect::<Vec<_>>()
+            .join(","),
+        black_filter: String::new(),
+        ddl_isolation: true,
+        ..DestinationConfig::default()
+    };
+    let store_config = StoreConfig {
+        batch_mode: BatchMode::Itemsize,
+        ddl_isolation: true,
+        ..config.store()
+    };
+    let meta_client = opts.zk.connect().await?;
+    let meta = MetaBackend::Zk(ZkMeta::new(
+        meta_client,
+        &dest,
+        &p.source.address,
+        Some(gate.clone()),
+    ));
+    let instance = Instance::start(
+        &dest,
+        config,
+        store_config,
+        opts.data_dir.clone(),
+        InstanceOptions {
+            flush_period: Duration::from_millis(500),
+            meta,
+            gate: Some(gate.clone()),
+        },
+    )
+    .await?;
+    let store = instance.store().clone();
+    if !store.is_subscribed(client_id) {
+        store.subscribe(client_id, "", None)?;
+    }
+    let result = select_work(ctx, status, &zk, &store, &mappings, progress).await;
+    instance.stop().await;
+    result
+}
+
+async fn select_work(
+    ctx: &StageContext,
+    status: &watch::Receiver<ChannelStatus>,
+    zk: &Client,
+    store: &canal_server::store::Store,
+    mappings: &[CompiledMapping],
+    progress: Progress,
+) -> Result<(), RuntimeError> {
+    let (opts, registry, view, stop) = (&ctx.opts, &ctx.registry, &ctx.view, &ctx.stop);
+    let p = &ctx.channel.pipeline;
+    let (cid, pid) = (ctx.cid(), ctx.pid());
+    let client_id = pid as i16;
+    let batches = metrics::counter!("otter_select_batches_total", "pipeline" => pid.to_string());
+    let mut status = status.clone();
+    let mut window = view.subscribe();
+    // process id → canal batch id, in flight.
+    let mut inflight: BTreeMap<u64, i64> = BTreeMap::new();
+    loop {
+        if stop.is_cancelled() {
+            return Ok(());
+        }
+        // Ack what Load finished, strictly in process order. (A termin of a process no longer in
+        // flight is one this loop already acked, still in a view that lags by a round trip.)
+        let termins = window.borrow_and_update().termins.clone();
+        for id in termins {
+            if !inflight.contains_key(&id) {
+                continue;
+            }
+            if inflight.keys().next() != Some(&id) {
+                break;
+            }
+            let t = window::read_termin(zk, cid, pid, id).await?;
+            if t.ok {
+                let batch = inflight.remove(&id).unwrap_or(-1);
+                store.ack(client_id, batch)?;
+                registry.forget(pid, id);
+                window::delete_termin(zk, cid, pid, id).await?;
+                progress.made();
+            } else {
+                warn!(process = id, error = %t.error, "Load failed the batch: rolling back and redoing every batch in flight");
+                return Err(RuntimeError::LoadFailed {
+                    process: id,
+                    error: t.error,
+                });
+            }
+        }
+        let started = *status.borrow_and_update() == ChannelStatus::Started;
+        if !started || inflight.len() >= p.parallelism as usize {
+            // Wait for a termin (the window moves) or a status change.
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                r = status.changed() => if r.is_err() {
+                    // The channel's definition is gone: its stop follows.
+                    stop.cancelled().await;
+                    return Ok(());
+                },
+                r = view::changed(&mut window, stop, Duration::from_secs(1)) => if r.is_none() { return Ok(()) },
+            }
+            continue;
+        }
+        // With nothing in flight a whole transaction goes at once (low delay); with batches in
+        // flight Select waits up to 10 ms for a full one (fewer, larger batches under load).
+        let wait = if inflight.is_empty() {
+            GetWait::UpOrTransaction(Duration::from_millis(100))
+        } else {
+            GetWait::Up(Duration::from_millis(10))
+        };
+        let head = inflight.keys().next().copied();
+        let batch = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            // The oldest batch's termin while waiting: ack it first (the store's get is
+            // cancel-safe).
+            r = async { window.wait_for(|s| head.is_some_and(|h| s.termins.contains(&h))).await.is_ok() }, if head.is_some() => {
+                if !r {
+                    stop.cancelled().await;
+                    return Ok(());
+                }
+                continue;
+            }
+            b = store.get(client_id, p.batch_size as i32, wait) => b,
+        }?;
+        if batch.id == -1 {
+            continue;
+        }
+        // With nothing in flight, a batch without mapped rows is acked at once; the entries
+        // decoded to see that go on to Extract.
+        let mut decoded = None;
+        if inflight.is_empty() {
+            match decode(&batch.entries) {
+                Ok(entries) if !carries_mapped_rows(&entries, mappings) => {
+                    store.ack(client_id, batch.id)?;
+                    continue;
+                }
+                Ok(entries) => decoded = Some(entries),
+                // An entry that does not decode: Extract reports it.
+                Err(_) => {}
+            }
+        }
+        let process = Process::open(zk, cid, pid).await?;
+        let id = process.id;
+        let n = batch.entries.len();
+        registry.put(
+            pid,
+            id,
+            Stage::Selected,
+            StageData::Entries(Arc::new(SelectedEntries::new(batch.entries, decoded))),
+        );
+        let produced = Produced::new(opts.id, &opts.http_address, pid, id, Stage::Selected, n);
+        process.write_done(zk, Stage::Selected, &produced).await?;
+        inflight.insert(id, batch.id);
+        batches.increment(1);
+    }
+}
+
+/// Decodes the entries of a canal batch.
+fn decode(entries: &[Bytes]) -> Result<Vec<Entry>, prost::DecodeError> {
+    entries.iter().map(|b| Entry::decode(b.clone())).collect()
+}
+
+/// Whether a batch holds a row change or DDL of a mapped table (else, with nothing in flight
+/// before it, it is acked at once instead of going through the stages).
+fn carries_mapped_rows(entries: &[Entry], mappings: &[CompiledMapping]) -> bool {
+    let no_header = Header::default();
+    entries.iter().any(|e| {
+        e.entry_type() == EntryType::Rowdata && {
+            let h = e.header.as_ref().unwrap_or(&no_header);
+            find_mapping(mappings, h.schema_name(), h.table_name()).is_some()
+        }
+    })
+}

@@ -1,0 +1,201 @@
+//! The Extract (on select nodes) and Transform (on load nodes) workers of a pipeline: any eligible
+//! node claims a batch whose previous stage is done with an ephemeral lock child, pulls the data,
+//! works on it and writes the stage-done child. Batches of one pipeline go through these stages
+//! in parallel.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, warn};
+use zookeeper_client::Client;
+
+use crate::model::CompiledMapping;
+use crate::pipeline::extract::{extract, extract_decoded};
+use crate::pipeline::transform::transform;
+use crate::pipeline::StageContext;
+use crate::process::finish::Completed;
+use crate::process::view;
+use crate::process::{Lock, Process, Produced, Stage};
+use crate::runtime::error::RuntimeError;
+use crate::runtime::pull::pull;
+use crate::runtime::registry::StageData;
+use crate::runtime::retry::{pause, retry_until_stopped, Progress};
+
+/// Which stage a worker runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Work {
+    /// `selected` → `extracted`.
+    Extract,
+    /// `extracted` → `transformed`.
+    Transform,
+}
+
+impl Work {
+    fn input(self) -> Stage {
+        match self {
+            Work::Extract => Stage::Selected,
+            Work::Transform => Stage::Extracted,
+        }
+    }
+
+    fn output(self) -> Stage {
+        match self {
+            Work::Extract => Stage::Extracted,
+            Work::Transform => Stage::Transformed,
+        }
+    }
+
+    fn lock(self) -> Lock {
+        match self {
+            Work::Extract => Lock::Extract,
+            Work::Transform => Lock::Transform,
+        }
+    }
+
+    fn task_name(self) -> &'static str {
+        match self {
+            Work::Extract => "extract",
+            Work::Transform => "transform",
+        }
+    }
+}
+
+/// Runs one stage for one pipeline until `ctx.stop`.
+pub(crate) async fn run_stage(work: Work, ctx: StageContext) {
+    let mappings = match CompiledMapping::compile(&ctx.channel.pipeline) {
+        Ok(m) => m,
+        Err(e) => {
+            warn!(error = %e, "invalid mappings; the stage does not run");
+            return;
+        }
+    };
+    let (c, m) = (&ctx, &mappings[..]);
+    retry_until_stopped(ctx.task(work.task_name()), &ctx.stop, |progress| {
+        stage_loop(work, c, m, progress)
+    })
+    .await;
+}
+
+async fn stage_loop(
+    work: Work,
+    ctx: &StageContext,
+    mappings: &[CompiledMapping],
+    progress: Progress,
+) -> Result<(), RuntimeError> {
+    let (opts, registry, view, stop) = (&ctx.opts, &ctx.registry, &ctx.view, &ctx.stop);
+    let (cid, pid) = (ctx.cid(), ctx.pid());
+    let (zk, http) = opts.worker_clients().await?;
+    let mut last_sweep = Instant::now();
+    let mut window = view.subscribe();
+    let done = metrics::counter!(
+        "otter_stage_batches_total",
+        "pipeline" => pid.to_string(),
+        "stage" => work.output().name()
+    );
+    let (input, output, lock) = (work.input(), work.output(), work.lock());
+    loop {
+        if stop.is_cancelled() {
+            return Ok(());
+        }
+        let snap = window.borrow_and_update().clone();
+        registry.sweep(pid, &snap, &mut last_sweep);
+        let mut claimed = None;
+        for (id, p) in &snap.processes {
+            if !p.has(input) || p.has(output) || p.has(lock) {
+                continue;
+            }
+            let process = Process::new(cid, pid, *id, p.name.clone());
+            if process.try_lock(&zk, lock, opts.id).await? {
+                claimed = Some(process);
+                break;
+            }
+        }
+        let Some(process) = claimed else {
+            // Nothing to claim: wait for the window to change (the 1 s is only a safety net).
+            if view::changed(&mut window, stop, Duration::from_secs(1))
+                .await
+                .is_none()
+            {
+                return Ok(());
+            }
+            continue;
+        };
+        let outcome = run_one(work, ctx, &zk, &http, mappings, &process).await;
+        let ok = outcome.is_ok();
+        let released = matches!(outcome, Ok(true));
+        match outcome {
+            Ok(_) => {
+                done.increment(1);
+                progress.made();
+            }
+            Err(e) => {
+                warn!(process = process.id, stage = output.name(), error = %e, "stage failed; will retry");
+                if pause(stop, Duration::from_millis(200)).await {
+                    process.release(&zk, lock).await;
+                    return Ok(());
+                }
+            }
+        }
+        if !released {
+            process.release(&zk, lock).await;
+        }
+        // Let the view catch up with what this worker just did before looking for work again.
+        view::settle(&mut window, Duration::from_secs(2), |s| {
+            s.processes
+                .get(&process.id)
+                .is_none_or(|p| !p.has(lock) && (p.has(output) || !ok))
+        })
+        .await;
+    }
+}
+
+/// Runs one stage of one batch: pulls the input, works on it, writes the output. True when the
+/// lock went in the same transaction as the output (else the caller releases it).
+async fn run_one(
+    work: Work,
+    ctx: &StageContext,
+    zk: &Client,
+    http: &reqwest::Client,
+    mappings: &[CompiledMapping],
+    process: &Process,
+) -> Result<bool, RuntimeError> {
+    let (opts, registry) = (&ctx.opts, &ctx.registry);
+    let (pid, id) = (ctx.pid(), process.id);
+    let input = pull(opts, zk, http, registry, process, work.input()).await?;
+    let ddl_sync = ctx.channel.pipeline.ddl_sync;
+    let batch = match (work, input) {
+        (Work::Extract, StageData::Entries(entries)) => match entries.take_decoded() {
+            // Select decoded them already (to see whether they carry mapped rows).
+            Some(decoded) => extract_decoded(decoded, mappings, ddl_sync)?,
+            None => extract(entries.raw(), mappings, ddl_sync)?,
+        },
+        (Work::Transform, StageData::Batch(b)) => {
+            // Extract's data is not needed once transformed: taking it saves a copy of every row.
+            registry.forget_stage(pid, id, Stage::Extracted);
+            transform(
+                Arc::try_unwrap(b).unwrap_or_else(|b| (*b).clone()),
+                mappings,
+            )
+        }
+        _ => return Err(RuntimeError::UnexpectedData(work.output().name())),
+    };
+    let rows = batch.rows.len();
+    registry.put(pid, id, work.output(), StageData::Batch(Arc::new(batch)));
+    let produced = Produced::new(opts.id, &opts.http_address, pid, id, work.output(), rows);
+    match process
+        .complete(zk, work.output(), &produced, work.lock())
+        .await?
+    {
+        Completed::Written => {
+            debug!(process = id, rows, stage = work.output().name(), "done");
+            Ok(true)
+        }
+        // The process was discarded meanwhile (a new mainstem redoes it): nothing to do.
+        Completed::Discarded => {
+            registry.forget(pid, id);
+            Ok(false)
+        }
+        // Done already (a lock taken over from a node that died after writing it).
+        Completed::AlreadyDone => Ok(false),
+    }
+}

@@ -1,0 +1,69 @@
+//! Claiming a process for a stage with an ephemeral [`Lock`] child, watching the claim while the
+//! stage works, and releasing it.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use zookeeper_client::{Acls, Client, CreateMode};
+
+use crate::process::{Lock, Process};
+use crate::runtime::error::RuntimeError;
+
+impl Process {
+    /// Creates the ephemeral `lock` child holding node id `nid`; false when someone else holds
+    /// it or the process is gone.
+    pub async fn try_lock(&self, zk: &Client, lock: Lock, nid: u32) -> Result<bool, RuntimeError> {
+        let path = self.child(lock);
+        let eph = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+        match zk.create(&path, nid.to_string().as_bytes(), &eph).await {
+            Ok(_) => Ok(true),
+            Err(zookeeper_client::Error::NodeExists) | Err(zookeeper_client::Error::NoNode) => {
+                Ok(false)
+            }
+            Err(e) => Err(RuntimeError::zk("create", path)(e)),
+        }
+    }
+
+    /// Deletes the `lock` child (best effort: a lock of a lost session is gone already).
+    pub async fn release(&self, zk: &Client, lock: Lock) {
+        let _ = zk.delete(&self.child(lock), None).await;
+    }
+
+    /// Deletes the `lock` child if node `nid` still holds it (ZooKeeper was only slow to confirm
+    /// it), so that anyone can take the process again.
+    pub async fn release_if_held(&self, zk: &Client, lock: Lock, nid: u32) {
+        let path = self.child(lock);
+        if let Ok((data, stat)) = zk.get_data(&path).await {
+            if data == nid.to_string().as_bytes() {
+                let _ = zk.delete(&path, Some(stat.version)).await;
+            }
+        }
+    }
+
+    /// Watches the `lock` child in a task: `held` is cancelled once it is gone or ZooKeeper
+    /// cannot confirm it within 2 s (checked every 250 ms). The task ends with `held`.
+    pub fn watch_lock(
+        &self,
+        zk: Client,
+        lock: Lock,
+        held: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(watch(zk, self.child(lock), held))
+    }
+}
+
+async fn watch(zk: Client, lock: String, held: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = held.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        match tokio::time::timeout(Duration::from_secs(2), zk.check_stat(&lock)).await {
+            Ok(Ok(Some(_))) => {}
+            _ => {
+                held.cancel();
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Getting the data a stage-done child points at: from this node's [`Registry`], else pulled
+//! over HTTP from the node that produced it.
+
+use zk_coord::otter_paths;
+use zookeeper_client::Client;
+
+use crate::process::{Process, Produced, Stage};
+use crate::runtime::error::RuntimeError;
+use crate::runtime::options::NodeOptions;
+use crate::runtime::registry::{Registry, StageData};
+
+/// The data `stage` produced for `process`. When the producing node is gone (not registered any
+/// more), its stage-done child is deleted so the stage is redone; the error says so.
+pub(crate) async fn pull(
+    opts: &NodeOptions,
+    zk: &Client,
+    http: &reqwest::Client,
+    registry: &Registry,
+    process: &Process,
+    stage: Stage,
+) -> Result<StageData, RuntimeError> {
+    let child = process.child(stage);
+    let (data, _) = zk
+        .get_data(&child)
+        .await
+        .map_err(RuntimeError::zk("get_data", child.clone()))?;
+    let produced: Produced =
+        serde_json::from_slice(&data).map_err(|source| RuntimeError::Json {
+            what: stage.name(),
+            source,
+        })?;
+    if produced.node == opts.id {
+        if let Some(d) = registry.get(process.pid, process.id, stage) {
+            return Ok(d);
+        }
+    }
+    match fetch(http, &produced.url).await {
+        Ok(d) => Ok(StageData::decode(stage, &d)?),
+        Err(source) => {
+            let gone = matches!(
+                zk.check_stat(&otter_paths::node(produced.node)).await,
+                Ok(None)
+            ) || produced.node == opts.id;
+            if gone && stage != Stage::Selected {
+                // Its data died with the node: the stage runs again.
+                let _ = zk.delete(&child, None).await;
+                return Err(RuntimeError::ProducerGone {
+                    node: produced.node,
+                    stage: stage.name(),
+                    source,
+                });
+            }
+            Err(RuntimeError::Pull {
+                url: produced.url,
+                source,
+            })
+        }
+    }
+}
+
+/// Why a GET of stage data failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// No response (connection refused, timeout, …) or the body was cut.
+    #[error("{0}")]
+    Request(#[from] reqwest::Error),
+    /// A response that is not a success (404 once the data is forgotten).
+    #[error("HTTP {0}")]
+    Status(reqwest::StatusCode),
+}
+
+/// GETs `url`.
+async fn fetch(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, FetchError> {
+    let r = http.get(url).send().await?;
+    if !r.status().is_success() {
+        return Err(FetchError::Status(r.status()));
+    }
+    Ok(r.bytes().await?.to_vec())
+}
