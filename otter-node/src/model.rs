@@ -278,10 +278,9 @@ impl Channel {
 }
 
 fn check_address(key: &str, a: &str) -> Result<(), ModelError> {
-    match a.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0) => Ok(()),
-        _ => Err(err(key, format!("{a:?} is not host:port"))),
-    }
+    a.parse::<canal_protocol::HostPort>()
+        .map(|_| ())
+        .map_err(|e| err(key, e.to_string()))
 }
 
 /// A compiled table mapping: which source tables it takes and where they go.

@@ -57,7 +57,6 @@ pub async fn run_destination(
         );
         ctx.set_releaser(&name, election.releaser());
         let mut roles = election.watch();
-        let lease = election.lease();
         let mut current: Option<Arc<Instance>> = None;
         loop {
             let role = roles.borrow_and_update().clone();
@@ -69,11 +68,7 @@ pub async fn run_destination(
             ctx.set_role(&name, role_text(&role), running);
             match role {
                 Role::Active if current.is_none() => {
-                    let gate: Gate = {
-                        let roles = roles.clone();
-                        let lease = lease.clone();
-                        Arc::new(move || *roles.borrow() == Role::Active && lease.is_valid())
-                    };
+                    let gate: Gate = election.serving_gate();
                     match start_instance(&name, &config, &zk, &data_dir, flush, gate).await {
                         Ok(inst) => {
                             info!("active: serving");

@@ -8,8 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use canal_protocol::entry::{Entry, EntryType, Header};
 use canal_server::config::DestinationConfig;
-use canal_server::instance::{Instance, InstanceOptions};
-use canal_server::meta::{MetaBackend, ZkMeta};
+use canal_server::instance::InstanceBuilder;
 use canal_server::store::{BatchMode, Gate, GetWait, StoreConfig};
 use prost::Message as _;
 use tokio::sync::watch;
@@ -146,7 +145,31 @@ async fn select_once(
     let mappings = CompiledMapping::compile(p)?;
     check_targets(p, &mappings).await?;
     let dest = destination_name(pid);
-    let config = DestinationConfig {
+    let config = embedded_destination(p);
+    let store_config = StoreConfig {
+        batch_mode: BatchMode::Itemsize,
+        ddl_isolation: true,
+        ..config.store()
+    };
+    let instance = InstanceBuilder::new(&dest, config, &opts.data_dir)
+        .store(store_config)
+        .flush_period(Duration::from_millis(500))
+        .cursors_in_zookeeper(opts.zk.connect().await?, gate.clone())
+        .start()
+        .await?;
+    let store = instance.store().clone();
+    if !store.is_subscribed(client_id) {
+        store.subscribe(client_id, "", None)?;
+    }
+    let result = select_work(ctx, status, &zk, &store, &mappings, progress).await;
+    instance.stop().await;
+    result
+}
+
+/// The canal destination Select embeds for pipeline `p`: its source, start and the source tables
+/// its mappings take, with DDL isolated in batches of its own (Load applies DDL serially).
+fn embedded_destination(p: &crate::model::Pipeline) -> DestinationConfig {
+    DestinationConfig {
         address: p.source.address.clone(),
         username: p.source.username.clone(),
         password: p.source.password.clone(),
@@ -164,38 +187,7 @@ async fn select_once(
         black_filter: String::new(),
         ddl_isolation: true,
         ..DestinationConfig::default()
-    };
-    let store_config = StoreConfig {
-        batch_mode: BatchMode::Itemsize,
-        ddl_isolation: true,
-        ..config.store()
-    };
-    let meta_client = opts.zk.connect().await?;
-    let meta = MetaBackend::Zk(ZkMeta::new(
-        meta_client,
-        &dest,
-        &p.source.address,
-        Some(gate.clone()),
-    ));
-    let instance = Instance::start(
-        &dest,
-        config,
-        store_config,
-        opts.data_dir.clone(),
-        InstanceOptions {
-            flush_period: Duration::from_millis(500),
-            meta,
-            gate: Some(gate.clone()),
-        },
-    )
-    .await?;
-    let store = instance.store().clone();
-    if !store.is_subscribed(client_id) {
-        store.subscribe(client_id, "", None)?;
     }
-    let result = select_work(ctx, status, &zk, &store, &mappings, progress).await;
-    instance.stop().await;
-    result
 }
 
 async fn select_work(

@@ -54,43 +54,12 @@ pub struct Loader {
 
 /// Splits `host:port` (`[v6]:port`; no port means 3306).
 fn parse_address(address: &str) -> Result<(String, u16), LoadError> {
-    let bad = |reason: &str| LoadError::Address {
-        address: address.to_string(),
-        reason: reason.to_string(),
-    };
-    let address = address.trim();
-    let (host, port) = if let Some(rest) = address.strip_prefix('[') {
-        let (host, after) = rest
-            .split_once(']')
-            .ok_or_else(|| bad("missing `]` after an IPv6 address"))?;
-        match after {
-            "" => (host, None),
-            p => (
-                host,
-                Some(
-                    p.strip_prefix(':')
-                        .ok_or_else(|| bad("expected `:port` after `]`"))?,
-                ),
-            ),
-        }
-    } else {
-        match address.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (address, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(bad("no host; expected `host:port`"));
-    }
-    let port = match port {
-        None => 3306,
-        Some(p) => p
-            .parse::<u16>()
-            .ok()
-            .filter(|&p| p != 0)
-            .ok_or_else(|| bad("the port is not a number in 1..=65535"))?,
-    };
-    Ok((host.to_string(), port))
+    canal_protocol::HostPort::mysql(address)
+        .map(|a| (a.host, a.port))
+        .map_err(|e| LoadError::Address {
+            address: address.to_string(),
+            reason: e.reason.to_string(),
+        })
 }
 
 impl Loader {

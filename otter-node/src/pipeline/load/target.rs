@@ -90,12 +90,9 @@ pub async fn check_targets(
     p: &Pipeline,
     mappings: &[CompiledMapping],
 ) -> Result<(), TargetCheckError> {
-    let (host, port) = p
-        .source
-        .address
-        .rsplit_once(':')
-        .and_then(|(h, port)| port.parse::<u16>().ok().map(|port| (h.to_string(), port)))
-        .ok_or_else(|| TargetCheckError::SourceAddress(p.source.address.clone()))?;
+    let canal_protocol::HostPort { host, port } =
+        canal_protocol::HostPort::mysql(&p.source.address)
+            .map_err(|_| TargetCheckError::SourceAddress(p.source.address.clone()))?;
     let source_error = |what: &'static str| {
         move |source| TargetCheckError::Source {
             address: p.source.address.clone(),
