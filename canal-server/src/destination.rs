@@ -451,7 +451,7 @@ impl Supervisor {
                 }
             }
         }
-        info!(start = ?point.request, skip_through = ?point.skip_through.as_ref().map(|p| p.to_string()), reason = point.reason, source_version = %info.version, "starting binlog dump");
+        info!(start = ?point.request, skip_through = ?point.skip_through.as_ref().map(|p| p.to_string()), reason = point.reason, source_version = %info.version, source_server_id = info.server_id, "starting binlog dump");
         let stream_conn = source::connect(&cfg).await.map_err(|e| self.src_err(e))?;
         let mut stream = ReplicaStream::open(stream_conn, &cfg, &info, &point.request)
             .await

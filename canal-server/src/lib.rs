@@ -1,18 +1,31 @@
 //! canal-server: impersonates a MySQL replica, decodes the ROW binlog into Canal entries, keeps them in
-//! a bounded store and serves them over Canal's TCP protocol.
+//! a bounded store and serves them over Canal's TCP protocol. The library is what the
+//! `canal-server` binary is made of and what otter-node embeds.
 //!
-//! Main types:
-//! - [`destination::Destination`] / [`destination::DestinationHandle`]: one source read as a replica,
-//!   yielding [`entry::ParsedEntry`] values in binlog order through a bounded channel. This is the
-//!   API otter-node embeds.
-//! - [`binlog::file::BinlogFileReader`] + [`binlog::convert::Converter`]: the same decoding from
-//!   binlog files on disk.
-//! - [`config::ServerConfig`]: the TOML configuration, validated with errors that name the key.
+//! # Public API
+//! - [`destination`]: [`Destination`] / [`DestinationHandle`], one source read as a replica,
+//!   yielding [`ParsedEntry`] values ([`entry`]) in binlog order through a bounded channel. This is
+//!   the API otter-node embeds.
+//! - [`instance`]: a served destination (parser → bounded [`store`] → cursors), started from its
+//!   configuration by the one [`instance::InstanceBuilder`] (standalone, HA, otter-node's Select).
+//! - [`store`]: the bounded multi-consumer store of encoded entries, each client's cursor and
+//!   filter, and the hand-out gate HA fences with.
 //! - [`position`]: every binlog position ([`BinlogPosition`], [`EntryPosition`], the stored
 //!   [`position::Cursor`]), the GTID set, the minimum-cursor rule and Canal's cursor JSON model.
+//! - [`binlog`]: reading the binlog; [`binlog::file::BinlogFileReader`] +
+//!   [`binlog::convert::Converter`] decode binlog files on disk as a destination decodes the stream.
+//! - [`schema`]: table definitions over time (DDL catalog, schema history); [`value`]: Canal's text
+//!   for every column type; [`filter`]: Canal's table filter regexes.
+//! - [`config`]: the TOML configuration, validated with errors that name the key.
+//! - [`server`]: the Canal TCP server, its sessions, the admin HTTP port and ZooKeeper HA, used by
+//!   the binary.
 //!
-//! Neighbours: `canal-protocol` holds the wire and entry types; ZooKeeper HA wraps a destination
-//! and never sits in the data path.
+//! Internal: `meta` (where cursors are persisted: `meta.dat` or ZooKeeper, chosen by the builder),
+//! the replica connection and start resolution inside [`binlog`], and the source's
+//! `information_schema` reader inside [`schema`].
+//!
+//! Neighbours: `canal-protocol` holds the wire bytes and entry types; `zk-coord` the ZooKeeper
+//! layout, election and registration. HA wraps a destination and never sits in the data path.
 #![deny(missing_docs)]
 // Errors carry the destination, position and table by value; they are built on cold paths only.
 #![allow(clippy::result_large_err)]
@@ -23,7 +36,7 @@ pub mod destination;
 pub mod entry;
 pub mod filter;
 pub mod instance;
-pub mod meta;
+pub(crate) mod meta;
 pub mod position;
 pub mod schema;
 pub mod server;

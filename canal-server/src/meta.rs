@@ -58,11 +58,6 @@ impl MetaFile {
         }
     }
 
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Reads the stored clients (with no outstanding batches); a missing file means none.
     pub fn load(&self) -> Result<Vec<ClientInfo>, MetaError> {
         let bytes = match std::fs::read(&self.path) {
@@ -153,10 +148,10 @@ mod tests {
         };
         m.save(std::slice::from_ref(&rec)).unwrap();
         assert_eq!(m.load().unwrap(), vec![rec]);
-        let text = std::fs::read_to_string(m.path()).unwrap();
+        let text = std::fs::read_to_string(&m.path).unwrap();
         assert!(text.contains(r#""postion":{"gtid":"","included":false,"journalName":"mysql-bin.000003","position":1234"#), "{text}");
         assert!(text.contains(r#""clientId":1001"#), "{text}");
-        std::fs::write(m.path(), b"{not json").unwrap();
+        std::fs::write(&m.path, b"{not json").unwrap();
         assert!(matches!(m.load(), Err(MetaError::Corrupt { .. })));
     }
 }

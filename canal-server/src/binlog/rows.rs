@@ -12,7 +12,9 @@ use mysql_common::binlog::value::BinlogValue;
 use mysql_common::constants::ColumnType;
 use mysql_common::io::ParseBuf;
 
-use crate::value::{decimal_bin_size, mysql_decimal_text};
+use crate::value::decimal_bin_size;
+#[cfg(test)]
+use crate::value::mysql_decimal_text;
 
 /// A rows event that cannot be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,7 @@ pub enum RowsError {
     },
 }
 
+#[cfg(test)]
 /// One decoded image: `(column index, value)` for each column present, in column order. SQL NULL
 /// is `BinlogValue::Value(Value::NULL)`.
 pub type Image = Vec<(usize, BinlogValue<'static>)>;
@@ -89,6 +92,7 @@ pub enum Cell<'a> {
     },
 }
 
+#[cfg(test)]
 impl Cell<'_> {
     /// The value mysql_common's row parser would have produced.
     pub fn into_value(self) -> BinlogValue<'static> {
@@ -120,6 +124,7 @@ impl Cell<'_> {
 }
 
 /// One row change: the before image (UPDATE, DELETE) and the after image (INSERT, UPDATE).
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub struct RowImages {
     /// Before image, if the event has one.
@@ -138,7 +143,9 @@ struct ColumnPlan<'a> {
 }
 
 /// Decodes every row of `ev` with the table map `tme`. `unsigned` says, per column, whether a
-/// numeric column is unsigned (from the schema or the SIGNEDNESS metadata).
+/// numeric column is unsigned (from the schema or the SIGNEDNESS metadata). The converter streams
+/// rows through [`RowDecoder`]; the tests compare this owned form with mysql_common's.
+#[cfg(test)]
 pub fn decode_rows(
     ev: &RowsEventData<'_>,
     tme: &TableMapEvent<'_>,

@@ -1,5 +1,5 @@
 //! A served destination: the parser ([`Destination`]) feeding the bounded [`Store`], the clients'
-//! subscriptions and cursors ([`MetaFile`](crate::meta::MetaFile)) flushed periodically and on
+//! subscriptions and cursors (`meta.dat` or ZooKeeper) flushed periodically and on
 //! stop, and the resume point (the minimum acked cursor of the clients,
 //! [`resume_cursor`]) used when it starts.
 

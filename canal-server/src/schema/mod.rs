@@ -5,9 +5,9 @@
 //!   that replays DDL onto table definitions with MariaDB's exact column type text.
 //! * [`history`]: [`history::SchemaHistory`], versions of every table keyed by binlog position
 //!   (Canal's "TSDB"), persisted as JSON and replay-safe across restarts.
-//! * [`source`]: definitions read from the source's `information_schema`.
+//! * `source` (internal): definitions read from the source's `information_schema`.
 
 pub mod ddl;
 pub mod history;
-pub mod source;
+pub(crate) mod source;
 pub mod table;

@@ -46,14 +46,6 @@ pub async fn load_table(
     Ok(build(rows).into_iter().next())
 }
 
-/// Default character set of every database outside the system schemas.
-pub async fn database_charsets(
-    conn: &mut Conn,
-) -> Result<Vec<(String, String)>, mysql_async::Error> {
-    conn.query("SELECT SCHEMA_NAME, DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA")
-        .await
-}
-
 /// Loads every base table outside the system schemas for which `accept(schema, table)` holds.
 pub async fn load_all(
     conn: &mut Conn,
