@@ -45,6 +45,28 @@ pub struct ServerConfig {
     pub zookeeper: Option<zk_coord::ZkConfig>,
 }
 
+/// The largest `server.max_frame_bytes` accepted (64 MiB).
+pub const MAX_FRAME_BYTES_LIMIT: usize = 64 << 20;
+
+/// Checks `[zookeeper]`: the coordination settings (`zk_coord`'s rules) and that every server in
+/// the connect string is `host:port`.
+fn validate_zookeeper(zk: &zk_coord::ZkConfig) -> Result<(), ConfigError> {
+    if let Err(e) = zk.validate() {
+        return Err(match e {
+            zk_coord::CoordError::Config { key, message } => {
+                cerr(format!("zookeeper.{key}"), message)
+            }
+            other => cerr("zookeeper", other.to_string()),
+        });
+    }
+    for server in zk.servers.split(',') {
+        if let Err(e) = server.parse::<canal_protocol::HostPort>() {
+            return Err(cerr("zookeeper.servers", e.to_string()));
+        }
+    }
+    Ok(())
+}
+
 /// `[server]`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -265,7 +287,8 @@ impl DestinationConfig {
         if self.address.trim().is_empty() {
             return Err(cerr(k("address"), "must be host:port of the source"));
         }
-        if let Err(e) = canal_protocol::HostPort::mysql(&self.address) {
+        // Canal's `canal.instance.master.address` always names the port.
+        if let Err(e) = self.address.parse::<canal_protocol::HostPort>() {
             return Err(cerr(k("address"), e.to_string()));
         }
         if self.username.is_empty() {
@@ -439,8 +462,30 @@ impl ServerConfig {
                 "server.user is set but server.passwd is empty: every password would be accepted",
             ));
         }
+        if self.server.ip.trim().parse::<std::net::IpAddr>().is_err() {
+            return Err(cerr(
+                "server.ip",
+                format!(
+                    "{:?} is not an IP address (e.g. 0.0.0.0 to listen everywhere, 127.0.0.1)",
+                    self.server.ip
+                ),
+            ));
+        }
         if self.server.max_frame_bytes < 1024 {
             return Err(cerr("server.max_frame_bytes", "must be at least 1024"));
+        }
+        if self.server.max_frame_bytes > MAX_FRAME_BYTES_LIMIT {
+            return Err(cerr(
+                "server.max_frame_bytes",
+                format!(
+                    "{} is more than {MAX_FRAME_BYTES_LIMIT}: client requests are small (a subscription \
+                     filter is the largest), and every connection may reserve this much",
+                    self.server.max_frame_bytes
+                ),
+            ));
+        }
+        if let Some(zk) = &self.zookeeper {
+            validate_zookeeper(zk)?;
         }
         if self.destinations.is_empty() {
             return Err(cerr(
@@ -468,6 +513,41 @@ impl ServerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--check` refuses values that parse as the right type but cannot work, naming the key.
+    #[test]
+    fn values_are_checked_not_only_types() {
+        let base = "[destinations.example]\naddress = \"127.0.0.1:3306\"\nusername = \"canal\"\nslave_id = 1001\n";
+        let cases = [
+            ("[server]\nip = \"not an ip\"\n", "server.ip"),
+            (
+                "[server]\nmax_frame_bytes = 4000000000\n",
+                "server.max_frame_bytes",
+            ),
+            ("[zookeeper]\nservers = \"\"\n", "zookeeper.servers"),
+            (
+                "[zookeeper]\nservers = \"zk1:2181,zk2\"\n",
+                "zookeeper.servers",
+            ),
+            (
+                "[zookeeper]\nsession_timeout_ms = 0\n",
+                "zookeeper.session_timeout_ms",
+            ),
+        ];
+        for (section, key) in cases {
+            let e = ServerConfig::from_toml(&format!("{section}{base}")).unwrap_err();
+            assert!(e.to_string().contains(key), "{section:?}: {e}");
+        }
+        let e = ServerConfig::from_toml(&base.replace("127.0.0.1:3306", "nohostport")).unwrap_err();
+        assert!(
+            e.to_string().contains("destinations.example.address"),
+            "{e}"
+        );
+        assert!(ServerConfig::from_toml(&format!(
+            "[server]\nip = \"0.0.0.0\"\n[zookeeper]\nservers = \"zk1:2181,[::1]:2182\"\n{base}"
+        ))
+        .is_ok());
+    }
 
     #[test]
     fn errors_name_the_key() {
