@@ -386,7 +386,10 @@ async fn hundreds_of_idle_connections_and_admin_endpoints() {
     // Its log goes to a file, not a terminal: plain text, no colour codes.
     let log = s.log();
     assert!(log.contains("INFO"), "{log}");
-    assert!(!log.contains('\u{1b}'), "ANSI escape codes in a log file:\n{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escape codes in a log file:\n{log}"
+    );
 }
 
 /// Canal resumes a destination from the clients' acked cursors, or, when a client has none, from

@@ -6,7 +6,8 @@
 //!
 //! Every write is a read-modify-write guarded by the znode version, so concurrent managers (or a
 //! manager racing a re-apply) never lose each other's changes:
-//! - [`apply`] stores a channel definition, keeping the status already stored;
+//! - [`apply`] stores a channel definition (refusing a pipeline id or, on the same source, a
+//!   slave id that another channel holds), keeping the status already stored;
 //! - [`set_status`] starts, pauses or stops a channel;
 //! - [`get`], [`list`] and [`nodes`] read.
 #![deny(missing_docs)]
@@ -91,7 +92,7 @@ pub enum ManagerError {
     NoSuchChannel(u32),
     /// The channel definition does not validate.
     #[error("invalid channel: {0}")]
-    Invalid(#[from] ModelError),
+    Invalid(ModelError),
     /// Connecting to ZooKeeper failed (or timed out).
     #[error("cannot connect to ZooKeeper {servers}: {error}")]
     Connect {
@@ -131,6 +132,13 @@ pub enum ManagerError {
     /// Another coordination failure (creating parents, invalid ZooKeeper settings).
     #[error(transparent)]
     Coord(CoordError),
+}
+
+/// Not `#[from]`: that would make the model error the source too, and `{:#}` would print it twice.
+impl From<ModelError> for ManagerError {
+    fn from(e: ModelError) -> Self {
+        ManagerError::Invalid(e)
+    }
 }
 
 impl From<CoordError> for ManagerError {
@@ -182,6 +190,7 @@ pub async fn connect(config: &ZkConfig) -> Result<Client, ManagerError> {
 /// definition is already the same.
 pub async fn apply(zk: &Client, channel: &Channel) -> Result<ApplyOutcome, ManagerError> {
     channel.validate()?;
+    channel.validate_among(&readable_channels(zk).await?)?;
     let path = otter_paths::channel(channel.id);
     let opts = CreateMode::Persistent.with_acls(Acls::anyone_all());
     for _ in 0..MAX_ATTEMPTS {
@@ -330,6 +339,23 @@ pub async fn list(zk: &Client) -> Result<Vec<Channel>, ManagerError> {
         match get(zk, cid).await {
             Ok(c) => out.push(c),
             Err(ManagerError::NoSuchChannel(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// The stored channels that can be read; an unreadable one is skipped with a warning (it must not
+/// block applying the others), as is one deleted while listing.
+async fn readable_channels(zk: &Client) -> Result<Vec<Channel>, ManagerError> {
+    let mut out = Vec::new();
+    for cid in numeric_children(zk, CHANNEL_ROOT).await? {
+        match get(zk, cid).await {
+            Ok(c) => out.push(c),
+            Err(ManagerError::NoSuchChannel(_)) => {}
+            Err(e @ ManagerError::BadData { .. }) => {
+                tracing::warn!(channel = cid, error = %e, "skipping an unreadable channel in the id checks")
+            }
             Err(e) => return Err(e),
         }
     }

@@ -174,7 +174,9 @@ async fn cli_applies_controls_and_shows_channels() {
             .replace(
                 "id = 1                      # the {pid}",
                 "id = 2 # the {pid}",
-            ),
+            )
+            // Another replica of the same source: its own server id.
+            .replace("slave_id = 3301", "slave_id = 3302"),
     )
     .unwrap();
     let out = ok(&manager(&servers, &["apply", "-f", second.to_str().unwrap()]).await);
@@ -419,6 +421,25 @@ async fn library_keeps_status_and_survives_concurrent_writers() {
     assert_eq!(listed[0].pipeline.batch_size, 777);
     assert_eq!(listed[0].status, ChannelStatus::Started);
 
+    // A second channel may not take the first one's pipeline id, nor its slave id on the same
+    // source; nothing is written when it is refused.
+    let mut second = channel.clone();
+    second.id = 2;
+    let e = otter_manager::apply(&client, &second).await.unwrap_err();
+    assert!(e.to_string().contains("pipeline.id"), "{e}");
+    second.pipeline.id = 2;
+    let e = otter_manager::apply(&client, &second).await.unwrap_err();
+    assert!(e.to_string().contains("pipeline.source.slave_id"), "{e}");
+    assert_eq!(otter_manager::list(&client).await.unwrap().len(), 1);
+    second.pipeline.source.slave_id += 1;
+    assert_eq!(
+        otter_manager::apply(&client, &second).await.unwrap(),
+        ApplyOutcome::Created {
+            status: ChannelStatus::Stopped
+        }
+    );
+    client.delete("/otter/channel/2", None).await.unwrap();
+
     // Children that are not channel ids are skipped; unreadable channel data is reported.
     zk_coord::ensure_path(&client, "/otter/channel/locks")
         .await
@@ -433,6 +454,13 @@ async fn library_keeps_status_and_survives_concurrent_writers() {
         .await
         .unwrap_err();
     assert!(matches!(e, ManagerError::BadData { .. }), "{e}");
+    // An unreadable channel does not block applying the others.
+    assert_eq!(
+        otter_manager::apply(&client, &last).await.unwrap(),
+        ApplyOutcome::Unchanged {
+            status: ChannelStatus::Started
+        }
+    );
 
     // A node whose session ends disappears from the list.
     let node_client = zk.client(Duration::from_secs(10)).await.unwrap();

@@ -245,6 +245,13 @@ impl Channel {
         if p.tables.is_empty() {
             return Err(err("pipeline.tables", "map at least one table"));
         }
+        let same_server = match (
+            p.source.address.parse::<canal_protocol::HostPort>(),
+            p.target.address.parse::<canal_protocol::HostPort>(),
+        ) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
         for (i, t) in p.tables.iter().enumerate() {
             let k = |f: &str| format!("pipeline.tables[{i}].{f}");
             let re = Regex::new(&format!("^(?:{})$", t.source))
@@ -255,7 +262,6 @@ impl Channel {
                     "must match schema.table, e.g. shop\\.user",
                 ));
             }
-            drop(re);
             for (f, v) in [
                 ("target_schema", &t.target_schema),
                 ("target_table", &t.target_table),
@@ -272,8 +278,82 @@ impl Channel {
                     "give include_columns or exclude_columns, not both",
                 ));
             }
+            if same_server && maps_onto_itself(&re, t) {
+                return Err(err(
+                    k("source"),
+                    "source and target are the same server and this mapping writes the tables it \
+                     reads: Load's rows would be selected again, forever; rename the target \
+                     (target_schema / target_table) to tables the source regex does not match",
+                ));
+            }
         }
         Ok(())
+    }
+}
+
+impl Channel {
+    /// Checks this channel against the other channels stored (`others`; a stored version of this
+    /// channel is skipped): a pipeline id belongs to one channel (it names the embedded destination
+    /// and its cursor in ZooKeeper, and Select's client id), and two pipelines reading one source
+    /// server use different `slave_id`s (the source drops a replica whose server id another one
+    /// registers).
+    pub fn validate_among(&self, others: &[Channel]) -> Result<(), ModelError> {
+        let p = &self.pipeline;
+        let source = p.source.address.parse::<canal_protocol::HostPort>().ok();
+        for o in others.iter().filter(|o| o.id != self.id) {
+            if o.pipeline.id == p.id {
+                return Err(err(
+                    "pipeline.id",
+                    format!(
+                        "pipeline {} already belongs to channel {} ({:?}); pipeline ids are unique \
+                         across channels",
+                        p.id, o.id, o.name
+                    ),
+                ));
+            }
+            let same_source = match (&source, o.pipeline.source.address.parse().ok()) {
+                (Some(a), Some(b)) => *a == b,
+                _ => o.pipeline.source.address == p.source.address,
+            };
+            if same_source && o.pipeline.source.slave_id == p.source.slave_id {
+                return Err(err(
+                    "pipeline.source.slave_id",
+                    format!(
+                        "{} is already the slave_id of channel {} ({:?}) on source {}; each \
+                         replica of one source needs its own server id",
+                        p.source.slave_id, o.id, o.name, p.source.address
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether mapping `t` (anchored source regex `re`) writes into a table it also reads, when source
+/// and target are one server: it keeps both names, or the target it names is taken by its own
+/// regex (a target that keeps the source's schema or table names is probed with the regex's own
+/// part when it is a plain name, else with any name).
+fn maps_onto_itself(re: &Regex, t: &TableMapping) -> bool {
+    // The regex's schema and table parts where they are plain names; any name otherwise.
+    let (schema_part, table_part) = t.source.split_once(r"\.").unwrap_or(("", ""));
+    let plain = |part: &str| {
+        !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let probe = |part: &'static str, p: &str| {
+        if plain(p) {
+            p.to_string()
+        } else {
+            part.to_string()
+        }
+    };
+    let source_schema = probe("x", schema_part);
+    let source_table = probe("x", table_part);
+    match (&t.target_schema, &t.target_table) {
+        (None, None) => true,
+        (Some(s), Some(tb)) => re.is_match(&format!("{s}.{tb}")),
+        (None, Some(tb)) => re.is_match(&format!("{source_schema}.{tb}")),
+        (Some(s), None) => re.is_match(&format!("{s}.{source_table}")),
     }
 }
 
@@ -386,6 +466,70 @@ mod tests {
         let bad = EXAMPLE.replacen("address = \"127.0.0.1:3306\"", "address = \"nowhere\"", 1);
         let e = Channel::from_toml(&bad).unwrap_err();
         assert_eq!(e.key, "pipeline.source.address", "{e}");
+    }
+
+    /// Source and target on one server: a mapping that writes what it reads is refused, naming it.
+    #[test]
+    fn a_mapping_onto_its_own_tables_is_refused() {
+        let one_server = EXAMPLE.replace("127.0.0.1:3307", "127.0.0.1:3306");
+        // The example renames every table to schema shop_dr, which the regexes do not take.
+        assert!(Channel::from_toml(&one_server).is_ok());
+        for (from, to) in [
+            (
+                "target_schema = \"shop_dr\"\ntarget_table = \"customer\"",
+                "",
+            ),
+            (
+                "target_schema = \"shop_dr\"\ntarget_table = \"customer\"",
+                "target_schema = \"shop\"",
+            ),
+            (
+                "target_schema = \"shop_dr\"\ntarget_table = \"customer\"",
+                "target_table = \"user\"",
+            ),
+            (
+                "target_schema = \"shop_dr\"\ntarget_table = \"customer\"",
+                "target_schema = \"shop\"\ntarget_table = \"user\"",
+            ),
+        ] {
+            let bad = one_server.replacen(from, to, 1);
+            assert_ne!(bad, one_server);
+            let e = Channel::from_toml(&bad).unwrap_err();
+            assert_eq!(e.key, "pipeline.tables[0].source", "{to:?}: {e}");
+            assert!(e.to_string().contains("same server"), "{e}");
+        }
+        // The same mappings between two servers are fine.
+        let two_servers = EXAMPLE.replacen(
+            "target_schema = \"shop_dr\"\ntarget_table = \"customer\"",
+            "",
+            1,
+        );
+        assert!(Channel::from_toml(&two_servers).is_ok());
+    }
+
+    /// Pipeline ids are unique across channels; slave ids among the channels of one source.
+    #[test]
+    fn ids_are_unique_across_channels() {
+        let c = Channel::from_toml(EXAMPLE).unwrap();
+        assert!(
+            c.validate_among(std::slice::from_ref(&c)).is_ok(),
+            "itself is skipped"
+        );
+        let mut other = c.clone();
+        other.id = c.id + 1;
+        other.pipeline.source.slave_id = c.pipeline.source.slave_id + 1;
+        let e = c.validate_among(std::slice::from_ref(&other)).unwrap_err();
+        assert_eq!(e.key, "pipeline.id", "{e}");
+        other.pipeline.id = c.pipeline.id + 1;
+        assert!(c.validate_among(std::slice::from_ref(&other)).is_ok());
+        other.pipeline.source.slave_id = c.pipeline.source.slave_id;
+        let e = c.validate_among(std::slice::from_ref(&other)).unwrap_err();
+        assert_eq!(e.key, "pipeline.source.slave_id", "{e}");
+        other.pipeline.source.address = "10.0.0.9:3306".into();
+        assert!(
+            c.validate_among(&[other]).is_ok(),
+            "another source may reuse the id"
+        );
     }
 
     #[test]
