@@ -17,6 +17,23 @@ use canal_client::sink::{run, RetryPolicy, RunOptions, Sink, SourceSpec, Stats};
 use canal_client::{CancellationToken, ConnectorOptions, ZkConfig};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `eprintln!` that never panics: a closed stderr (`2>&-`, a gone terminal) loses the message
+/// instead of turning an orderly exit into a panic (exit 101).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `eprint!` that never panics (see [`say!`]).
+macro_rules! say_more {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "canal-client",
@@ -159,14 +176,14 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("canal-client: cannot start the runtime: {e}");
+            say!("canal-client: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     match rt.block_on(run_command(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("canal-client: {e:#}");
+            say!("canal-client: {e:#}");
             ExitCode::from(2)
         }
     }
@@ -306,7 +323,7 @@ async fn stop_on_signal(stop: CancellationToken) {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
     }
-    eprintln!("canal-client: stopping after the current batch");
+    say!("canal-client: stopping after the current batch");
     stop.cancel();
 }
 
@@ -327,14 +344,14 @@ async fn progress_line(stats: Arc<Stats>, stop: CancellationToken) {
         } else {
             format!("{lag} ms")
         };
-        eprint!(
+        say_more!(
             "\r\x1b[Krows {rows}  batches {}  {} rows/s  lag {lag}",
             stats.batches.load(Ordering::Relaxed),
             rows - last
         );
         last = rows;
         if stopping {
-            eprintln!();
+            say!();
             return;
         }
     }

@@ -561,6 +561,30 @@ async fn redis_invalidate_deletes_old_and_new_keys_and_survives_redis_outage() {
     assert!(exists(&redis, "user:5").await);
 }
 
+/// A stderr nobody reads any more (a pipe whose reader exited, as in `canal-client … 2>&1 | head`)
+/// does not turn an error exit into a panic (exit code 101).
+#[test]
+fn closed_stderr_is_no_panic() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_canal-client"))
+        .args([
+            "webhook",
+            "--server",
+            "127.0.0.1:1",
+            "--url",
+            "localhost:80/x",
+        ])
+        .stderr(writer)
+        .output()
+        .unwrap();
+    let code = out.status.code();
+    assert!(
+        code.is_some() && code != Some(101) && code != Some(0),
+        "{out:?}"
+    );
+}
+
 #[test]
 fn bad_arguments_are_clear_errors() {
     let run = |args: &[&str]| {
