@@ -15,6 +15,7 @@ use canal_client::sink::redis::{parse_rules, Invalidation, RedisInvalidate, Redi
 use canal_client::sink::webhook::{DeadLetter, Webhook, WebhookOptions};
 use canal_client::sink::{run, RetryPolicy, RunOptions, Sink, SourceSpec, Stats};
 use canal_client::{CancellationToken, ConnectorOptions, ZkConfig};
+use canal_protocol::HostPort;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// `eprintln!` that never panics: a closed stderr (`2>&-`, a gone terminal) loses the message
@@ -263,6 +264,20 @@ async fn run_command(command: Command) -> Result<()> {
 
 /// Runs `sink` until Ctrl-C / SIGTERM.
 async fn consume<S: Sink>(args: SourceArgs, sink: &mut S) -> Result<()> {
+    // An address that cannot work is an error now, not a reconnect loop forever.
+    if let Some(server) = &args.server {
+        server
+            .parse::<HostPort>()
+            .with_context(|| format!("--server {server:?}"))?;
+    }
+    if let Some(zk) = &args.zk {
+        let servers = zk.split_once('/').map_or(zk.as_str(), |(s, _)| s);
+        for s in servers.split(',') {
+            s.parse::<HostPort>().with_context(|| {
+                format!("--zk {zk:?}: expected host:port[,host:port…][/chroot]")
+            })?;
+        }
+    }
     let source = match (&args.server, &args.zk) {
         (Some(server), None) => SourceSpec::Direct {
             server: server.clone(),

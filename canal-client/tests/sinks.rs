@@ -609,6 +609,9 @@ fn bad_arguments_are_clear_errors() {
             "must be http",
         ),
         ("tail", "--server"),
+        ("tail --server nohostport", "is not host:port"),
+        ("tail --server 127.0.0.1:99999", "1..=65535"),
+        ("tail --zk 127.0.0.1:2181,zk2/canal", "--zk"),
     ] {
         let args: Vec<&str> = args.split(' ').collect();
         let e = run(&args);
