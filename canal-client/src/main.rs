@@ -268,7 +268,7 @@ async fn consume<S: Sink>(args: SourceArgs, sink: &mut S) -> Result<()> {
     if let Some(server) = &args.server {
         server
             .parse::<HostPort>()
-            .with_context(|| format!("--server {server:?}"))?;
+            .context("--server")?;
     }
     if let Some(zk) = &args.zk {
         let servers = zk.split_once('/').map_or(zk.as_str(), |(s, _)| s);
