@@ -266,9 +266,7 @@ async fn run_command(command: Command) -> Result<()> {
 async fn consume<S: Sink>(args: SourceArgs, sink: &mut S) -> Result<()> {
     // An address that cannot work is an error now, not a reconnect loop forever.
     if let Some(server) = &args.server {
-        server
-            .parse::<HostPort>()
-            .context("--server")?;
+        server.parse::<HostPort>().context("--server")?;
     }
     if let Some(zk) = &args.zk {
         let servers = zk.split_once('/').map_or(zk.as_str(), |(s, _)| s);

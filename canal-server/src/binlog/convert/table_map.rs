@@ -12,7 +12,7 @@ impl Converter {
     ) -> Result<(), ConvertError> {
         let schema = tme.database_name().into_owned();
         let table = tme.table_name().into_owned();
-        let accepted = self.opts.filter.accepts(&schema, &table);
+        let mut accepted = self.opts.filter.accepts(&schema, &table);
         let n = tme.columns_count() as usize;
         let binlog_meta = BinlogColumnMeta::read(&tme);
         let cols: Vec<ColInfo> = if !accepted {
@@ -37,18 +37,8 @@ impl Converter {
             binlog_meta.columns(&tme, None)
         } else if self.opts.filter_table_error {
             tracing::warn!(%schema, %table, %at, "no table definition; skipping its rows (filter_table_error)");
-            self.tables.insert(
-                tme.table_id(),
-                MappedTable {
-                    tme,
-                    schema,
-                    table,
-                    accepted: false,
-                    cols: Arc::from(Vec::new()),
-                    outs: Vec::new(),
-                },
-            );
-            return Ok(());
+            accepted = false;
+            Vec::new()
         } else {
             return Err(ConvertError::NeedTable {
                 schema,
