@@ -93,7 +93,7 @@ start_server() { # start_server <name> -> sets <name>_pid, <name>_port, <name>_a
 say "starting canal-server A, then B (same config, same destination)"
 start_server a
 # A is alone, so it becomes active; wait until it streams from the current end of the binlog.
-wait_for "server A to run destination example" 60 health_has "$a_admin" '"status":"Running'
+wait_for "server A to run destination example" 60 health_has "$a_admin" '"status":"running"'
 start_server b
 wait_for "server B to stand by" 60 health_has "$b_admin" '"role":"standby"'
 echo "   A is active, B stands by:"
@@ -131,7 +131,7 @@ say "kill -9 of the active server A (pid $a_pid)"
 echo "   B takes over once A's ZooKeeper session expires (10 s) and the grace delay passes (5 s)."
 say "writing orders 21..40 meanwhile"
 write_rows 21 40
-wait_for "server B to run destination example" 60 health_has "$b_admin" '"status":"Running'
+wait_for "server B to run destination example" 60 health_has "$b_admin" '"status":"running"'
 echo "   B: $(health "$b_admin" | cut -c1-300)"
 wait_for "orders 21..40 at the client" 90 rows_at_least 40
 grep -E '"id":"(2[1-9]|3[0-9]|40)"' "$work/tail.out" | awk "NR<=3" | sed 's/^/   /'

@@ -148,6 +148,14 @@ pub struct DestinationConfig {
     pub store_max_entries: usize,
     /// Store bound in bytes of serialized entries.
     pub store_max_bytes: usize,
+    /// Most catch-up streams at once: a client that fell behind the shared store reads its own
+    /// replica stream from its cursor (server id `0x80000000 | (slave_id & 0xFFFFFF) << 6 | slot`)
+    /// until it reaches the shared store again. Each holds at most a store's bounds in memory.
+    /// 0 = lagging clients wait for the shared store (the store then never detaches them).
+    pub catch_up_streams: usize,
+    /// A catch-up stream whose client made no request for this long is stopped (the client
+    /// keeps its cursor and gets a new stream when it returns), ms.
+    pub catch_up_idle_ms: u64,
     /// `MEMSIZE` or `ITEMSIZE` (`canal.instance.memory.batch.mode`).
     pub batch_mode: crate::store::BatchMode,
     /// Bytes per fetch-size unit in MEMSIZE mode (`canal.instance.memory.buffer.memunit`).
@@ -188,6 +196,8 @@ impl Default for DestinationConfig {
             parser_buffer_bytes: 16 * 1024 * 1024,
             store_max_entries: 16384,
             store_max_bytes: 16 * 1024 * 1024,
+            catch_up_streams: 2,
+            catch_up_idle_ms: 60_000,
             batch_mode: crate::store::BatchMode::Memsize,
             mem_unit: 1024,
             ddl_isolation: false,
@@ -351,6 +361,15 @@ impl DestinationConfig {
                 k("parser_buffer_bytes"),
                 "must be between 1024 and 4294967295",
             ));
+        }
+        if self.catch_up_streams > 64 {
+            return Err(cerr(
+                k("catch_up_streams"),
+                "at most 64 (each is a replica connection to the source)",
+            ));
+        }
+        if self.catch_up_idle_ms == 0 {
+            return Err(cerr(k("catch_up_idle_ms"), "must be > 0"));
         }
         if self.store_max_entries == 0 {
             return Err(cerr(k("store_max_entries"), "must be > 0"));

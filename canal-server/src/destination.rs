@@ -90,7 +90,9 @@ pub enum DestinationStatus {
     /// Streaming; the position of the last event read.
     Running {
         /// Last event position.
-        position: String,
+        position: BinlogPosition,
+        /// Its time on the source, ms since the epoch (0 for events without one).
+        timestamp_ms: i64,
     },
     /// Waiting to reconnect after an error.
     Reconnecting {
@@ -237,6 +239,30 @@ impl Destination {
         cursor: Option<Cursor>,
         on_start: Option<StartHook>,
     ) -> Result<DestinationHandle, DestinationError> {
+        Self::spawn_inner(name, config, data_dir, cursor, on_start, true)
+    }
+
+    /// A second reader of destination `name` from `cursor` (a catch-up stream for one client):
+    /// it uses the destination's schema history but never writes it (table definitions it
+    /// loads stay in its memory), so it can run beside the destination. `config.slave_id` must
+    /// differ from every other replica's.
+    pub fn spawn_reader(
+        name: &str,
+        config: DestinationConfig,
+        data_dir: PathBuf,
+        cursor: Cursor,
+    ) -> Result<DestinationHandle, DestinationError> {
+        Self::spawn_inner(name, config, data_dir, Some(cursor), None, false)
+    }
+
+    fn spawn_inner(
+        name: &str,
+        config: DestinationConfig,
+        data_dir: PathBuf,
+        cursor: Option<Cursor>,
+        on_start: Option<StartHook>,
+        persist_history: bool,
+    ) -> Result<DestinationHandle, DestinationError> {
         let prefix = format!("destinations.{name}");
         config.validate(&prefix)?;
         let convert_opts = config.convert_options(&prefix)?;
@@ -251,6 +277,7 @@ impl Destination {
             config,
             convert_opts,
             history_path,
+            persist_history,
             tx,
             on_start,
             budget: budget.clone(),
@@ -278,6 +305,8 @@ struct Supervisor {
     config: DestinationConfig,
     convert_opts: crate::binlog::convert::ConvertOptions,
     history_path: PathBuf,
+    /// Whether schema changes are written to `history_path` (false for a second reader).
+    persist_history: bool,
     tx: mpsc::Sender<Buffered>,
     /// Told where the stream begins, once (see [`Destination::spawn_with_start`]).
     on_start: Option<StartHook>,
@@ -475,14 +504,25 @@ impl Supervisor {
             if ts > 0 {
                 delay_gauge.set((now_ms() - ts).max(0) as f64);
             }
-            self.status.send_if_modified(|s| {
-                let position = format!("{}:{}", raw.pos.file, raw.pos.offset);
-                match s {
-                    DestinationStatus::Running { position: p } if *p == position => false,
-                    _ => {
-                        *s = DestinationStatus::Running { position };
-                        true
+            // Per event: no allocation unless the binlog file changed.
+            self.status.send_if_modified(|s| match s {
+                DestinationStatus::Running {
+                    position,
+                    timestamp_ms,
+                } if position.file == raw.pos.file => {
+                    let moved = position.offset != raw.pos.offset;
+                    position.offset = raw.pos.offset;
+                    if ts > 0 {
+                        *timestamp_ms = ts;
                     }
+                    moved
+                }
+                _ => {
+                    *s = DestinationStatus::Running {
+                        position: BinlogPosition::new(raw.pos.file.clone(), raw.pos.offset),
+                        timestamp_ms: ts,
+                    };
+                    true
                 }
             });
             let entries = self
@@ -618,6 +658,9 @@ impl Supervisor {
 
     fn save_history(&self, schemas: &mut Schemas) -> Result<(), DestinationError> {
         schemas.dirty = false;
+        if !self.persist_history {
+            return Ok(());
+        }
         if let Some(dir) = self.history_path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| DestinationError::History {
                 destination: self.name.clone(),

@@ -153,7 +153,7 @@ impl CanalServer {
     pub async fn wait_streaming(&self) {
         for _ in 0..600 {
             if let Ok(body) = http_get(self.admin_port, "/health").await {
-                if body.contains("Running") {
+                if body.contains("\"status\":\"running\"") {
                     return;
                 }
             }
@@ -165,10 +165,18 @@ impl CanalServer {
 
 /// A tiny HTTP/1.0 GET on `127.0.0.1:port`; returns the whole response, headers included.
 pub async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    http_request(port, "GET", path).await
+}
+
+/// A tiny HTTP/1.0 request without a body (`POST`, `DELETE`, …) on `127.0.0.1:port`; returns the
+/// whole response, headers included.
+pub async fn http_request(port: u16, method: &str, path: &str) -> std::io::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .await?;
+    s.write_all(
+        format!("{method} {path} HTTP/1.0\r\nHost: x\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+    )
+    .await?;
     let mut out = String::new();
     s.read_to_string(&mut out).await?;
     Ok(out)

@@ -18,6 +18,7 @@ use crate::position::resume_cursor;
 use crate::store::{Gate, Store, StoreConfig};
 
 mod builder;
+mod catch_up;
 mod pump;
 
 pub use builder::InstanceBuilder;
@@ -56,7 +57,12 @@ pub struct Instance {
     store: Store,
     meta: MetaBackend,
     history_path: PathBuf,
-    status: tokio::sync::watch::Receiver<DestinationStatus>,
+    /// The parser's status (replaced when the parser starts over past purged cursors).
+    status: Arc<std::sync::Mutex<tokio::sync::watch::Receiver<DestinationStatus>>>,
+    /// Clients that fell behind the shared store, each on its own replica stream.
+    catch_ups: catch_up::CatchUps,
+    /// Tells the pump an operator reset a purged cursor (the parser may start again).
+    restart: Arc<tokio::sync::Notify>,
     cancel: CancellationToken,
     tasks: AsyncMutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Write cursors on every ack (flush period 0).
@@ -143,31 +149,51 @@ impl Instance {
                 Some(Box::new(move |start| seeded.set_base(start)))
             }
         };
-        let handle = Destination::spawn_with_start(name, config, data_dir, cursor, on_start)?;
-        let status = handle.watch_status();
+        let handle = Destination::spawn_with_start(
+            name,
+            config.clone(),
+            data_dir.clone(),
+            cursor,
+            on_start,
+        )?;
+        let status = Arc::new(std::sync::Mutex::new(handle.watch_status()));
         let cancel = CancellationToken::new();
         let handle_result = Arc::new(AsyncMutex::new(None));
+        let restart = Arc::new(tokio::sync::Notify::new());
         let inst = Arc::new(Self {
             name: name.to_string(),
             store: store.clone(),
             meta,
             history_path,
             flush_on_ack: flush_period.is_zero(),
-            status,
+            status: status.clone(),
+            catch_ups: catch_up::CatchUps::new(config.clone(), data_dir.clone()),
+            restart: restart.clone(),
             cancel: cancel.clone(),
             tasks: AsyncMutex::new(Vec::new()),
             handle_result: handle_result.clone(),
         });
         let span = tracing::info_span!("instance", destination = %name);
+        let parser = pump::Parser {
+            name: name.to_string(),
+            config,
+            data_dir,
+            handle: Some(handle),
+            status,
+            restart,
+        };
         let pump = tokio::spawn(
-            pump::pump(handle, store, cancel.clone(), handle_result).instrument(span.clone()),
+            pump::pump(parser, store, cancel.clone(), handle_result).instrument(span.clone()),
         );
         let flusher = tokio::spawn(
-            pump::flusher(Arc::downgrade(&inst), flush_period, cancel).instrument(span),
+            pump::flusher(Arc::downgrade(&inst), flush_period, cancel.clone())
+                .instrument(span.clone()),
         );
+        let tender = tokio::spawn(pump::tender(Arc::downgrade(&inst), cancel).instrument(span));
         if let Ok(mut t) = inst.tasks.try_lock() {
             t.push(pump);
             t.push(flusher);
+            t.push(tender);
         }
         Ok(inst)
     }
@@ -184,7 +210,56 @@ impl Instance {
 
     /// The parser's status.
     pub fn status(&self) -> DestinationStatus {
-        self.status.borrow().clone()
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .borrow()
+            .clone()
+    }
+
+    /// Per-client status: the store's view plus whether a catch-up stream runs for it.
+    pub fn client_status(&self) -> Vec<(crate::store::ClientStatus, bool)> {
+        let streams = self.catch_ups.running();
+        self.store
+            .client_status()
+            .into_iter()
+            .map(|c| {
+                let catching_up = streams.contains(&c.client_id);
+                (c, catching_up)
+            })
+            .collect()
+    }
+
+    /// Sets the cursor of `client_id` (an operator's reset, for example past a purged
+    /// binlog): it continues from `cursor` (a catch-up stream, then the shared store) and the
+    /// cursor is persisted now. A parser that waited because every client was purged starts
+    /// again.
+    pub async fn reset_client(
+        &self,
+        client_id: i16,
+        cursor: crate::position::EntryPosition,
+    ) -> Result<(), crate::store::StoreError> {
+        self.catch_ups.stop(client_id);
+        self.store.reset_cursor(client_id, cursor)?;
+        if let Err(e) = self.flush().await {
+            warn!(destination = %self.name, error = %e, "could not persist the reset cursor");
+        }
+        self.restart.notify_one();
+        Ok(())
+    }
+
+    /// Drops `client_id` for good (an abandoned consumer): unsubscribes it and removes its
+    /// stored cursor. False when it was not subscribed.
+    pub async fn drop_client(&self, client_id: i16) -> bool {
+        if !self.store.is_subscribed(client_id) {
+            return false;
+        }
+        self.unsubscribe(client_id);
+        if let Err(e) = self.flush().await {
+            warn!(destination = %self.name, error = %e, "could not persist the dropped client");
+        }
+        info!(destination = %self.name, client_id, "client dropped by an operator");
+        true
     }
 
     /// Whether cursors are written on every ack instead of periodically.
@@ -234,6 +309,7 @@ impl Instance {
     /// Stops the parser and the pump, closes the store and flushes cursors.
     pub async fn stop(&self) {
         self.cancel.cancel();
+        self.catch_ups.stop_all();
         self.store.close();
         let tasks: Vec<_> = self.tasks.lock().await.drain(..).collect();
         for t in tasks {

@@ -1,28 +1,114 @@
-//! The instance's two tasks: the pump that moves parsed entries into the store (with Canal's
-//! `canal_instance_*` metrics) and the flusher that writes cursors periodically.
+//! The instance's tasks: the pump that moves parsed entries into the store (with Canal's
+//! `canal_instance_*` metrics) and restarts the parser past clients whose cursors were purged,
+//! the flusher that writes cursors periodically, and the tender that stops idle catch-up
+//! streams and publishes per-client metrics.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Mutex as AsyncMutex;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::Instance;
-use crate::destination::{DestinationError, DestinationHandle};
-use crate::store::{Store, StoredEntry};
+use crate::binlog::source::SourceError;
+use crate::config::DestinationConfig;
+use crate::destination::{Destination, DestinationError, DestinationHandle, DestinationStatus};
+use crate::position::resume_cursor;
+use crate::store::{Lane, Store, StoredEntry};
 
 /// Most entries moved from the parser into the store at once.
 const PUMP_BATCH: usize = 256;
 
-/// Moves entries from the parser into the store until cancelled or the parser ends; stores the
-/// parser's result in `result`.
+/// What the pump needs to start the parser over.
+pub(super) struct Parser {
+    pub(super) name: String,
+    pub(super) config: DestinationConfig,
+    pub(super) data_dir: std::path::PathBuf,
+    pub(super) handle: Option<DestinationHandle>,
+    /// The instance's view of the parser's status (replaced when the parser starts over).
+    pub(super) status: Arc<std::sync::Mutex<watch::Receiver<DestinationStatus>>>,
+    /// Signalled when an operator reset a purged client's cursor.
+    pub(super) restart: Arc<Notify>,
+}
+
+/// Runs the parser into the store until cancelled or it fails for good. When the parser cannot
+/// start because the binlog it resumes from was purged, the clients behind the oldest binlog
+/// are marked purged (their GETs fail with how to recover) and the parser starts over from the
+/// others' minimum cursor; when every client is purged it waits for an operator's reset.
 pub(super) async fn pump(
-    mut handle: DestinationHandle,
+    mut parser: Parser,
     store: Store,
     cancel: CancellationToken,
     result: Arc<AsyncMutex<Option<Result<(), DestinationError>>>>,
 ) {
+    loop {
+        let Some(mut handle) = parser.handle.take() else {
+            return;
+        };
+        feed(&mut handle, &store, &cancel).await;
+        let r = handle.stop().await;
+        let first_available = match &r {
+            Err(DestinationError::Source {
+                source:
+                    SourceError::Purged {
+                        first_available, ..
+                    },
+                ..
+            }) if store.usage().0 == 0 && !cancel.is_cancelled() => first_available.clone(),
+            _ => {
+                if let Err(e) = &r {
+                    warn!(error = %e, "destination stopped with an error");
+                }
+                *result.lock().await = Some(r);
+                return;
+            }
+        };
+        let purged = store.mark_purged_behind(&first_available);
+        warn!(clients = ?purged, %first_available, "these clients' cursors were purged from the source; their requests fail until an operator resets or drops them");
+        let waiting_for_reset = store
+            .client_status()
+            .iter()
+            .all(|c| matches!(c.lane, Lane::Purged { .. }));
+        if waiting_for_reset {
+            *result.lock().await = Some(r);
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = parser.restart.notified() => {}
+            }
+            *result.lock().await = None;
+        }
+        let clients: Vec<_> = store
+            .client_status()
+            .into_iter()
+            .filter(|c| !matches!(c.lane, Lane::Purged { .. }))
+            .collect();
+        let cursor = resume_cursor(clients.iter().map(|c| c.cursor.as_ref()));
+        if let Some(c) = &cursor {
+            store.rebase(c.stream_start());
+        }
+        match Destination::spawn(
+            &parser.name,
+            parser.config.clone(),
+            parser.data_dir.clone(),
+            cursor,
+        ) {
+            Ok(h) => {
+                *parser.status.lock().unwrap_or_else(|p| p.into_inner()) = h.watch_status();
+                parser.handle = Some(h);
+            }
+            Err(e) => {
+                *result.lock().await = Some(Err(e));
+                return;
+            }
+        }
+    }
+}
+
+/// Moves entries from the parser into the store until cancelled, the store closes or the
+/// parser ends.
+async fn feed(handle: &mut DestinationHandle, store: &Store, cancel: &CancellationToken) {
     let put_rows =
         metrics::counter!("canal_instance_put_rows", "destination" => handle.name().to_string());
     let put_seq = metrics::counter!("canal_instance_store_produce_seq", "destination" => handle.name().to_string());
@@ -69,11 +155,6 @@ pub(super) async fn pump(
             break;
         }
     }
-    let r = handle.stop().await;
-    if let Err(e) = &r {
-        warn!(error = %e, "destination stopped with an error");
-    }
-    *result.lock().await = Some(r);
 }
 
 /// Writes cursors every `period` while they changed, and replicates the schema history.
@@ -117,4 +198,50 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Every second: stops catch-up streams whose client went quiet and publishes per-client
+/// metrics (`canal_instance_client_unacked_entries`, `canal_instance_client_catching_up`,
+/// `canal_instance_client_idle_seconds`, labelled by destination and client id).
+pub(super) async fn tender(inst: std::sync::Weak<Instance>, cancel: CancellationToken) {
+    let mut known: Vec<i16> = Vec::new();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let Some(inst) = inst.upgrade() else { return };
+        inst.catch_ups.stop_idle(&inst.name);
+        let streams = inst.catch_ups.running();
+        let now = std::time::SystemTime::now();
+        let status = inst.store.client_status();
+        for c in &status {
+            let labels = [
+                ("destination", inst.name.clone()),
+                ("client_id", c.client_id.to_string()),
+            ];
+            metrics::gauge!("canal_instance_client_unacked_entries", &labels)
+                .set(c.unacked_entries as f64);
+            metrics::gauge!("canal_instance_client_catching_up", &labels)
+                .set(f64::from(u8::from(streams.contains(&c.client_id))));
+            metrics::gauge!("canal_instance_client_idle_seconds", &labels).set(
+                now.duration_since(c.last_seen)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0),
+            );
+        }
+        // Dropped clients: their series go to zero rather than freezing at the last value.
+        for gone in known
+            .iter()
+            .filter(|id| !status.iter().any(|c| c.client_id == **id))
+        {
+            let labels = [
+                ("destination", inst.name.clone()),
+                ("client_id", gone.to_string()),
+            ];
+            metrics::gauge!("canal_instance_client_unacked_entries", &labels).set(0.0);
+            metrics::gauge!("canal_instance_client_catching_up", &labels).set(0.0);
+        }
+        known = status.iter().map(|c| c.client_id).collect();
+    }
 }

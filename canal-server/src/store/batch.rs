@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::client::ClientState;
+use super::lane::Lane;
 use super::ring::Inner;
 use super::{BatchMode, Store, StoreError};
 use crate::position::EntryPosition;
@@ -75,16 +76,48 @@ impl Store {
             let data = self.data.notified();
             tokio::pin!(data);
             data.as_mut().enable();
+            let outstanding_only;
             {
                 let mut inner = self.lock();
                 if inner.closed {
                     return Err(StoreError::Closed(self.name.to_string()));
                 }
+                let shared = {
+                    let c = inner
+                        .clients
+                        .get_mut(&client_id)
+                        .ok_or_else(|| self.not_subscribed(client_id))?;
+                    c.last_seen = std::time::SystemTime::now();
+                    match &c.lane {
+                        Lane::Shared => true,
+                        Lane::Detached { .. } if c.marks.is_empty() => {
+                            return Err(StoreError::Detached { client_id })
+                        }
+                        // Batches from the shared window are still out: nothing new until
+                        // they are acked or rolled back.
+                        Lane::Detached { .. } => false,
+                        Lane::Purged { .. } => return Err(self.purged_error(client_id, c)),
+                    }
+                };
+                let expired = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+                if !shared && (wait == GetWait::NonBlocking || expired) {
+                    return Ok(Batch::empty());
+                }
+                outstanding_only = !shared;
+            }
+            if outstanding_only {
+                let d = deadline
+                    .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_millis(100));
+                let _ = tokio::time::timeout_at(d, data).await;
+                continue;
+            }
+            {
+                let mut inner = self.lock();
+                let expired = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
                 let mut full = self.is_full_batch_available(&mut inner, client_id, fetch_size)?;
                 if !full && matches!(wait, GetWait::UpOrTransaction(_)) {
                     full = self.has_unread_transaction(&inner, client_id, fetch_size);
                 }
-                let expired = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
                 if !self.open() {
                     // Fenced or paused: hand out nothing, but let the wait run its course.
                     if wait == GetWait::NonBlocking || expired {
@@ -92,7 +125,7 @@ impl Store {
                     }
                 } else if full || wait == GetWait::NonBlocking || expired {
                     let batch = self.take_batch(&mut inner, client_id, fetch_size)?;
-                    let freed = inner.trim();
+                    let freed = inner.relieve();
                     drop(inner);
                     if freed {
                         self.space.notify_waiters();
@@ -276,6 +309,7 @@ impl Store {
                 .clients
                 .get_mut(&client_id)
                 .ok_or_else(|| self.not_subscribed(client_id))?;
+            c.last_seen = std::time::SystemTime::now();
             let first = oldest(c, "ack", client_id, batch_id)?;
             let mark = c.marks.pop_front().unwrap_or(first);
             c.acked_seq = c.acked_seq.max(mark.end_seq);
@@ -283,7 +317,7 @@ impl Store {
                 c.cursor = Some(p);
             }
             let result = (mark.rows, c.cursor.clone());
-            (result, inner.trim())
+            (result, inner.relieve())
         };
         if freed {
             self.space.notify_waiters();

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 
 use super::batch::Mark;
+use super::lane::Lane;
 use super::{Store, StoreError, StoredEntry};
 use crate::filter::TableFilter;
 use crate::position::{BinlogPosition, EntryPosition};
@@ -22,6 +23,10 @@ pub(super) struct ClientState {
     pub(super) cursor: Option<EntryPosition>,
     /// Entries at or before this position were acked before a restart: never deliver them.
     pub(super) skip_through: Option<BinlogPosition>,
+    /// Whether the shared window holds entries for this client (see `lane`).
+    pub(super) lane: Lane,
+    /// When the client last made a request (subscribe, get, ack, rollback).
+    pub(super) last_seen: std::time::SystemTime,
 }
 
 impl ClientState {
@@ -73,6 +78,7 @@ impl Store {
             Some(c) => {
                 c.filter = parsed;
                 c.filter_text = filter.to_string();
+                c.last_seen = std::time::SystemTime::now();
             }
             None => {
                 let skip_through = restored
@@ -91,6 +97,8 @@ impl Store {
                         next_batch_id: 1,
                         cursor: restored,
                         skip_through,
+                        lane: Lane::Shared,
+                        last_seen: std::time::SystemTime::now(),
                     },
                 );
             }
@@ -114,12 +122,21 @@ impl Store {
         inner.base = Some(start);
     }
 
+    /// Moves where the stream begins to `start` when the parser starts over (nothing was put
+    /// yet); ignored once entries are held.
+    pub fn rebase(&self, start: EntryPosition) {
+        let mut inner = self.lock();
+        if inner.entries.is_empty() {
+            inner.base = Some(start);
+        }
+    }
+
     /// Removes a client; entries only it still needed are freed.
     pub fn unsubscribe(&self, client_id: i16) {
         let freed = {
             let mut inner = self.lock();
             inner.clients.remove(&client_id);
-            inner.trim()
+            inner.relieve()
         };
         if freed {
             self.space.notify_waiters();

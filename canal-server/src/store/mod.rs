@@ -6,7 +6,9 @@
 //!   the parser). A single entry larger than the byte bound is still accepted when the store is
 //!   empty, so nothing can wedge.
 //! - Entries are serialized once, when put; every client receives the same `Bytes`.
-//! - An entry is freed only when every subscribed client has acked it.
+//! - An entry is freed only when every client on the shared lane has acked it; a client that
+//!   holds a full window while another is far ahead leaves the lane (`lane`) and is served from
+//!   a catch-up stream by the instance, so no client stalls another.
 //! - Per client (Canal's semantics, without Canal's shared pointers): batch ids start at 1; gets
 //!   without ack hand out successive batches; acks must be in order; rollback rewinds that client
 //!   to its last ack. A client's cursor moves only to the ack point of an acked batch (a transaction
@@ -16,12 +18,14 @@
 //!
 //! One file per job: `config` (bounds, batch mode, the gate), `stored_entry` (what is known
 //! about an entry without decoding it), `ring` (the bounded ring of entries and `put`), `client`
-//! (subscriptions, per-client filters and cursors) and `batch` (GET's batch assembly, ack and
+//! (subscriptions, per-client filters and cursors), `lane` (detaching laggards, rejoining,
+//! purged cursors) and `batch` (GET's batch assembly, ack and
 //! rollback). This file holds the [`Store`] handle and [`StoreError`].
 
 mod batch;
 mod client;
 mod config;
+mod lane;
 mod ring;
 mod stored_entry;
 #[cfg(test)]
@@ -34,6 +38,7 @@ use tokio::sync::Notify;
 pub use batch::{Batch, GetWait};
 pub use client::ClientInfo;
 pub use config::{BatchMode, Gate, StoreConfig};
+pub use lane::{CatchUpStart, ClientStatus, Lane};
 use ring::Inner;
 pub use stored_entry::StoredEntry;
 
@@ -76,6 +81,33 @@ pub enum StoreError {
     /// The destination stopped.
     #[error("destination {0} is stopped")]
     Closed(String),
+    /// The client fell behind the shared window: its entries come from its catch-up stream
+    /// (the instance routes the request there; a client never sees this).
+    #[error("client {client_id} fell behind the shared window and reads from a catch-up stream")]
+    Detached {
+        /// Client id.
+        client_id: i16,
+    },
+    /// The client's catch-up stream stopped with an error that needs an operator.
+    #[error("client {client_id}: its catch-up stream failed: {message}")]
+    CatchUpFailed {
+        /// Client id.
+        client_id: i16,
+        /// What failed.
+        message: String,
+    },
+    /// The client's cursor is behind the oldest binlog still on the source.
+    #[error("client {client_id} of {destination}: its cursor {cursor} is behind the oldest binlog still on the source ({first_available}); the rows in between are gone. Reset the cursor with the admin API: POST /destinations/{destination}/clients/{client_id}/reset?to=oldest (or to=FILE:OFFSET), or drop the client: DELETE /destinations/{destination}/clients/{client_id}")]
+    CursorPurged {
+        /// Destination name.
+        destination: String,
+        /// Client id.
+        client_id: i16,
+        /// Its cursor.
+        cursor: String,
+        /// The oldest binlog on the source.
+        first_available: String,
+    },
 }
 
 /// The store of one destination. Cheap to clone (an `Arc` inside).
@@ -108,6 +140,13 @@ impl Store {
             data: Arc::new(Notify::new()),
             space: Arc::new(Notify::new()),
         }
+    }
+
+    /// An empty store with the same name, bounds and gate (a client's catch-up store).
+    pub fn sibling(&self) -> Self {
+        let mut s = Self::new(&self.name, self.config.clone());
+        s.gate = self.gate.clone();
+        s
     }
 
     /// Only hand out batches while `gate` says so (fencing).

@@ -17,6 +17,8 @@ pub(super) struct Inner {
     pub(super) bytes: usize,
     pub(super) clients: BTreeMap<i16, ClientState>,
     pub(super) closed: bool,
+    /// A put is waiting for space: the shared window is full.
+    pub(super) put_waiting: bool,
     /// The cursor just before `entries[0]`: the destination's start, then the last freed ack
     /// point. A new client without a stored cursor gets it, so that it has a cursor to resume
     /// from before its first ack.
@@ -28,10 +30,16 @@ impl Inner {
         self.first_seq + self.entries.len() as u64
     }
 
-    /// Frees entries every client has acked (all of them when there is no client? no: keep them
-    /// for the first subscriber, bounded by the store size).
+    /// Frees entries every client on the shared lane has acked. With no such client nothing is
+    /// freed: entries wait for the first subscriber, bounded by the store size.
     pub(super) fn trim(&mut self) -> bool {
-        let Some(min_acked) = self.clients.values().map(|c| c.acked_seq).min() else {
+        let Some(min_acked) = self
+            .clients
+            .values()
+            .filter(|c| c.lane.is_shared())
+            .map(|c| c.acked_seq)
+            .min()
+        else {
             return false;
         };
         let mut freed = false;
@@ -77,6 +85,9 @@ impl Store {
                     let fits = inner.entries.is_empty()
                         || (inner.entries.len() < self.config.max_entries
                             && inner.bytes + entry.bytes.len() <= self.config.max_bytes);
+                    if !fits && inner.detach_laggards() && inner.trim() {
+                        continue;
+                    }
                     if !fits {
                         break;
                     }
@@ -85,6 +96,7 @@ impl Store {
                     inner.entries.push_back(Arc::new(entry));
                     added += 1;
                 }
+                inner.put_waiting = !entries.is_empty();
                 added
             };
             if added > 0 {

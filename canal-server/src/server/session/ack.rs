@@ -21,7 +21,6 @@ pub(super) async fn apply(session: &mut Session, packet: &Packet) -> Outcome {
         return Ok(Answer::new(ack.destination, Reply::None));
     }
     let (rows, _) = inst
-        .store()
         .ack(id, ack.batch_id)
         .map_err(|e| Refusal::new(ack.destination.as_str(), 400, e.to_string()))?;
     metrics::counter!("canal_instance_ack_rows", "destination" => ack.destination.clone())

@@ -19,10 +19,9 @@ pub(super) async fn apply(
     let get: Get = request_body(packet)?;
     let (inst, id) = session.identity(&get.destination, &get.client_id, "Get")?;
     let wait = get_wait(get.timeout, get.unit);
-    let store = inst.store().clone();
     let batch = tokio::select! {
         _ = shutdown.cancelled() => return Err(Refusal::new(get.destination, 400, "server is shutting down")),
-        b = store.get(id, get.fetch_size, wait) => b,
+        b = inst.get(id, get.fetch_size, wait) => b,
     }
     .map_err(|e| Refusal::new(get.destination.as_str(), 400, e.to_string()))?;
     if batch.id == -1 {
@@ -41,7 +40,7 @@ pub(super) async fn apply(
     if session.handed.len() == HANDED_KEPT {
         session.handed.pop_front();
     }
-    session.handed.push_back((store.clone(), id, batch.id));
+    session.handed.push_back((inst.clone(), id, batch.id));
     Ok(Answer::new(
         get.destination,
         Reply::Messages {

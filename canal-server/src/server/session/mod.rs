@@ -36,7 +36,6 @@ use tracing::{debug, info};
 use self::connection::{Connection, ReadError};
 use crate::instance::Instance;
 use crate::server::ServerContext;
-use crate::store::Store;
 
 pub use self::get::get_wait;
 
@@ -85,7 +84,7 @@ struct Session {
     /// A failed ack/rollback, reported as the reply to the next request.
     pending_error: Option<(i32, String)>,
     /// Batches this connection handed out (newest last, at most [`HANDED_KEPT`]).
-    handed: VecDeque<(Store, i16, i64)>,
+    handed: VecDeque<(Arc<Instance>, i16, i64)>,
 }
 
 /// How many handed-out batches a session remembers for [`Session`]'s drop.
@@ -97,8 +96,8 @@ impl Drop for Session {
     /// connection), and a reconnecting client may already have sent its `rollback(0)`, so without
     /// this they would stay handed out and the client would wait for rows that never come.
     fn drop(&mut self) {
-        for (store, client_id, batch_id) in self.handed.drain(..) {
-            if store.rollback_if_outstanding(client_id, batch_id) {
+        for (inst, client_id, batch_id) in self.handed.drain(..) {
+            if inst.rollback_if_outstanding(client_id, batch_id) {
                 info!(
                     client_id,
                     batch_id,

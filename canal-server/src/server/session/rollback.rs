@@ -13,8 +13,7 @@ pub(super) async fn apply(session: &mut Session, packet: &Packet) -> Outcome {
         // Clients send rollback(0) right after connecting, before they subscribe.
         return Ok(Answer::new(rb.destination, Reply::None));
     }
-    inst.store()
-        .rollback(id, rb.batch_id)
+    inst.rollback(id, rb.batch_id)
         .map_err(|e| Refusal::new(rb.destination.as_str(), 400, e.to_string()))?;
     Ok(Answer::new(rb.destination, Reply::None))
 }

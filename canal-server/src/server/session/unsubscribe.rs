@@ -9,7 +9,7 @@ use super::{request_body, Answer, Outcome, Reply, Session};
 pub(super) async fn apply(session: &mut Session, packet: &Packet) -> Outcome {
     let un: Unsub = request_body(packet)?;
     let (inst, id) = session.identity(&un.destination, &un.client_id, "Unsub")?;
-    inst.store().unsubscribe(id);
+    inst.unsubscribe(id);
     if let Err(e) = inst.flush().await {
         warn!(destination = %un.destination, error = %e, "could not persist the unsubscription");
     }
