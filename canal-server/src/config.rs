@@ -77,6 +77,12 @@ pub struct ServerSection {
     pub port: u16,
     /// Admin HTTP port: `/metrics`, `/health` (`canal.metrics.pull.port`).
     pub admin_port: u16,
+    /// IP the admin HTTP port binds (loopback unless told otherwise).
+    pub admin_ip: String,
+    /// Bearer token the admin POST/DELETE endpoints require (`Authorization: Bearer …`); empty =
+    /// they are accepted only while `admin_ip` is a loopback address. `CANAL_ADMIN_TOKEN` in the
+    /// environment overrides it.
+    pub admin_token: String,
     /// Where cursors and schema history live (`canal.file.data.dir`).
     pub data_dir: PathBuf,
     /// Client user (`canal.user`); empty = any user name.
@@ -95,6 +101,8 @@ impl Default for ServerSection {
             ip: "127.0.0.1".into(),
             port: 11111,
             admin_port: 11112,
+            admin_ip: "127.0.0.1".into(),
+            admin_token: String::new(),
             data_dir: PathBuf::from("data"),
             user: String::new(),
             passwd: String::new(),
@@ -488,6 +496,18 @@ impl ServerConfig {
                     "{:?} is not an IP address (e.g. 0.0.0.0 to listen everywhere, 127.0.0.1)",
                     self.server.ip
                 ),
+            ));
+        }
+        if self
+            .server
+            .admin_ip
+            .trim()
+            .parse::<std::net::IpAddr>()
+            .is_err()
+        {
+            return Err(cerr(
+                "server.admin_ip",
+                format!("{:?} is not an IP address", self.server.admin_ip),
             ));
         }
         if self.server.max_frame_bytes < 1024 {

@@ -99,9 +99,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind((cfg.server.ip.as_str(), cfg.server.port))
         .await
         .with_context(|| format!("binding {}:{}", cfg.server.ip, cfg.server.port))?;
-    let admin = tokio::net::TcpListener::bind((cfg.server.ip.as_str(), cfg.server.admin_port))
-        .await
-        .with_context(|| format!("binding admin {}:{}", cfg.server.ip, cfg.server.admin_port))?;
+    let admin =
+        tokio::net::TcpListener::bind((cfg.server.admin_ip.as_str(), cfg.server.admin_port))
+            .await
+            .with_context(|| {
+                format!(
+                    "binding admin {}:{}",
+                    cfg.server.admin_ip, cfg.server.admin_port
+                )
+            })?;
+    let admin_token = std::env::var("CANAL_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or_else(|| Some(cfg.server.admin_token.clone()).filter(|t| !t.is_empty()));
     let flush = Duration::from_millis(cfg.server.flush_period_ms);
     let ctx = Arc::new(ServerContext::new(auth, cfg.server.max_frame_bytes));
     let shutdown = CancellationToken::new();
@@ -152,6 +162,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         admin,
         ctx.clone(),
         prometheus,
+        admin_token,
         shutdown.clone(),
     ));
     wait_for_signal().await;

@@ -324,3 +324,37 @@ async fn health_is_503_when_no_server_can_serve() {
     assert_eq!(code, 503, "{h}");
     assert!(h["healthy"] == false, "{h}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_changes_need_the_token_when_one_is_set() {
+    harness::init_tracing();
+    let db = MariaDb::start().await.unwrap();
+    let s = ServerProc::start(server_bin(), &db, "admin_token = \"s3cret\"", "").await;
+    wait_streaming(&s).await;
+    drop(RawClient::subscribed(&s.addr(), "1003", "").await);
+    let path = "/destinations/example/clients/1003";
+    let r = http_request(s.admin_port, "DELETE", path).await.unwrap();
+    assert!(r.contains(" 401 "), "no token: {r}");
+    let r = http_request_with(
+        s.admin_port,
+        "DELETE",
+        path,
+        &[("Authorization", "Bearer nope")],
+    )
+    .await
+    .unwrap();
+    assert!(r.contains(" 401 "), "wrong token: {r}");
+    assert!(client(&s, 1003).await.is_some(), "nothing changed");
+    let r = http_request_with(
+        s.admin_port,
+        "DELETE",
+        path,
+        &[("Authorization", "Bearer s3cret")],
+    )
+    .await
+    .unwrap();
+    assert!(r.contains(" 200 "), "{r}");
+    assert!(client(&s, 1003).await.is_none());
+    let (code, _) = health(&s).await;
+    assert_eq!(code, 200, "reading needs no token");
+}

@@ -272,9 +272,25 @@ async fn password_checked_and_bad_frames_do_not_hurt_other_clients() {
     let ack = bad.auth("canal", Some("wrong")).await;
     assert_eq!(ack.error_code, Some(400));
     assert_eq!(ack.error_message, "auth failed for user:canal");
-    // The connection stays open and may retry.
-    let ack = bad.auth("canal", Some("123456")).await;
-    assert_eq!(ack.error_code.unwrap_or(0), 0);
+    // One attempt per connection, like MySQL: the server closes it.
+    use futures::StreamExt;
+    assert!(bad.framed.next().await.is_none(), "closed after a failure");
+    // Guessing from one address: each failure closes its connection and the next attempts
+    // wait longer; a right password is still accepted afterwards (a backoff, not a lockout).
+    for _ in 0..3 {
+        let mut guess = RawClient::connect(&s.addr()).await;
+        let ack = guess.auth("canal", Some("guess")).await;
+        assert_eq!(ack.error_message, "auth failed for user:canal");
+        assert!(guess.framed.next().await.is_none());
+    }
+    let metrics = http_get(s.admin_port, "/metrics").await.unwrap();
+    assert!(
+        metrics.contains("canal_server_auth_failures_total 4"),
+        "every failure counted"
+    );
+    let log = s.log();
+    assert!(log.contains("failures=4"), "the 4th failure is logged");
+    assert!(!log.contains("failures=3"), "the 3rd is not: {log}");
 
     let mut good = RawClient::connect(&s.addr()).await;
     assert_eq!(

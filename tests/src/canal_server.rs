@@ -171,10 +171,25 @@ pub async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
 /// A tiny HTTP/1.0 request without a body (`POST`, `DELETE`, …) on `127.0.0.1:port`; returns the
 /// whole response, headers included.
 pub async fn http_request(port: u16, method: &str, path: &str) -> std::io::Result<String> {
+    http_request_with(port, method, path, &[]).await
+}
+
+/// [`http_request`] with extra headers (`("Authorization", "Bearer …")`).
+pub async fn http_request_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     s.write_all(
-        format!("{method} {path} HTTP/1.0\r\nHost: x\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+        format!("{method} {path} HTTP/1.0\r\nHost: x\r\nContent-Length: 0\r\n{extra}\r\n")
+            .as_bytes(),
     )
     .await?;
     let mut out = String::new();

@@ -32,7 +32,7 @@ mod process;
 mod redis;
 mod zookeeper;
 
-pub use canal_server::{canal_server_bin, http_get, http_request, CanalServer};
+pub use canal_server::{canal_server_bin, http_get, http_request, http_request_with, CanalServer};
 pub use error::{HarnessError, Result};
 pub use fault_proxy::{FaultProxy, ProxyMode};
 pub use mariadb::{BinlogPosition, MariaDb, MariaDbOptions, ReplicationUser, RowMetadata};

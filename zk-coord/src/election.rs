@@ -129,7 +129,8 @@ impl Election {
         let (role_tx, role) = watch::channel(Role::Starting);
         let lease = Lease::default();
         let cancel = CancellationToken::new();
-        let (release, release_rx) = mpsc::channel(4);
+        // One hand-over per request: a request while one is pending is refused, not queued.
+        let (release, release_rx) = mpsc::channel(1);
         let runner = Runner {
             cfg,
             spec,
@@ -437,6 +438,8 @@ impl Runner {
     ) -> HoldEnd {
         let session = self.cfg.session_timeout();
         let renew_every = (session / 4).max(Duration::from_millis(50));
+        // A release asked for before this hold began (while standby) is not for this hold.
+        while self.release.try_recv().is_ok() {}
         'outer: loop {
             let (data, _stat, watcher) = match client.get_and_watch_data(&self.spec.path).await {
                 Ok(x) => x,

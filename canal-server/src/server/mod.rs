@@ -2,6 +2,7 @@
 //! of idle connections cost no threads) and runs a [`session`] per connection.
 
 pub mod admin;
+pub mod auth_throttle;
 pub mod ha;
 pub mod session;
 
@@ -27,6 +28,8 @@ pub struct ServerContext {
     releasers: std::sync::RwLock<BTreeMap<String, tokio::sync::mpsc::Sender<()>>>,
     /// Client authentication (`canal.user` / `canal.passwd`).
     pub auth: Authenticator,
+    /// Per-address backoff after failed authentications.
+    pub auth_throttle: auth_throttle::AuthThrottle,
     /// Largest inbound frame accepted.
     pub max_frame_len: usize,
 }
@@ -38,6 +41,7 @@ impl ServerContext {
             instances: Default::default(),
             roles: Default::default(),
             releasers: Default::default(),
+            auth_throttle: Default::default(),
             auth,
             max_frame_len,
         }
@@ -99,16 +103,41 @@ impl ServerContext {
             .insert(destination.to_string(), tx);
     }
 
-    /// Asks the election of `destination` to hand over; false when there is none.
-    pub fn release(&self, destination: &str) -> bool {
+    /// Asks the election of `destination` to hand over, once: only the active server can, and a
+    /// request while a hand-over is pending is refused rather than queued.
+    pub fn release(&self, destination: &str) -> Release {
         let tx = self
             .releasers
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(destination)
             .cloned();
-        tx.is_some_and(|t| t.try_send(()).is_ok())
+        let Some(tx) = tx else {
+            return Release::NoElection;
+        };
+        match self.roles().get(destination) {
+            Some((role, _)) if role == "active" => {}
+            Some((role, _)) => return Release::NotActive(role.clone()),
+            None => return Release::NotActive("unknown".into()),
+        }
+        match tx.try_send(()) {
+            Ok(()) => Release::Accepted,
+            Err(_) => Release::Pending,
+        }
     }
+}
+
+/// What a release request did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Release {
+    /// The active server hands the destination over.
+    Accepted,
+    /// A hand-over is already under way.
+    Pending,
+    /// This server does not run the destination (its role).
+    NotActive(String),
+    /// No HA election for this destination here.
+    NoElection,
 }
 
 /// Most connections served at once.

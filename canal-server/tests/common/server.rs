@@ -17,7 +17,7 @@ use tokio_util::codec::Framed;
 /// The canal-server process helper lives in the harness, so other crates' tests can use it too.
 /// (Not every test binary that includes this module uses both.)
 #[allow(unused_imports)]
-pub use harness::{http_get, http_request, CanalServer as ServerProc};
+pub use harness::{http_get, http_request, http_request_with, CanalServer as ServerProc};
 
 /// The binary cargo built for these tests; the first argument of `ServerProc::start`/`start_with`.
 pub fn server_bin() -> &'static Path {

@@ -58,8 +58,12 @@ fn locate(
 /// `DELETE /destinations/{name}/clients/{id}`.
 pub(super) async fn drop_client(
     State(s): State<AdminState>,
+    headers: axum::http::HeaderMap,
     Path((name, client_id)): Path<(String, String)>,
 ) -> impl IntoResponse {
+    if let Err(refused) = s.authorize(&headers) {
+        return refused;
+    }
     let (inst, id) = match locate(&s, &name, &client_id) {
         Ok(x) => x,
         Err(r) => return r,
@@ -77,9 +81,13 @@ pub(super) async fn drop_client(
 /// `POST /destinations/{name}/clients/{id}/reset?to=oldest|FILE:OFFSET`.
 pub(super) async fn reset(
     State(s): State<AdminState>,
+    headers: axum::http::HeaderMap,
     Path((name, client_id)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> impl IntoResponse {
+    if let Err(refused) = s.authorize(&headers) {
+        return refused;
+    }
     let (inst, id) = match locate(&s, &name, &client_id) {
         Ok(x) => x,
         Err(r) => return r,

@@ -22,6 +22,47 @@ use crate::server::ServerContext;
 struct AdminState {
     ctx: Arc<ServerContext>,
     prometheus: Option<PrometheusHandle>,
+    /// Bearer token the POST/DELETE endpoints require.
+    token: Option<Arc<str>>,
+    /// The listener is on a loopback address (without a token, changes are accepted only then).
+    loopback: bool,
+}
+
+impl AdminState {
+    /// Whether a request that changes something may proceed: with a token configured it must
+    /// carry `Authorization: Bearer <token>`; without one the admin port must be loopback-only.
+    fn authorize(&self, headers: &axum::http::HeaderMap) -> Result<(), (StatusCode, String)> {
+        match &self.token {
+            Some(token) => {
+                let given = headers
+                    .get(axum::http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .unwrap_or("");
+                // Compared in constant time: the token must not leak through timing.
+                let same = given.len() == token.len()
+                    && given
+                        .bytes()
+                        .zip(token.bytes())
+                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                        == 0;
+                if same {
+                    Ok(())
+                } else {
+                    metrics::counter!("canal_server_admin_refused_total").increment(1);
+                    Err((
+                        StatusCode::UNAUTHORIZED,
+                        "this endpoint needs Authorization: Bearer <server.admin_token>\n".into(),
+                    ))
+                }
+            }
+            None if self.loopback => Ok(()),
+            None => Err((
+                StatusCode::FORBIDDEN,
+                "set server.admin_token (or CANAL_ADMIN_TOKEN) to change anything through an admin port that is not loopback-only\n".into(),
+            )),
+        }
+    }
 }
 
 async fn metrics_text(State(s): State<AdminState>) -> impl IntoResponse {
@@ -36,25 +77,40 @@ async fn metrics_text(State(s): State<AdminState>) -> impl IntoResponse {
 
 async fn release(
     State(s): State<AdminState>,
+    headers: axum::http::HeaderMap,
     axum::extract::Path(name): axum::extract::Path<String>,
 ) -> impl IntoResponse {
-    if s.ctx.release(&name) {
-        (StatusCode::ACCEPTED, format!("releasing {name}\n"))
-    } else {
-        (
+    use crate::server::Release;
+    if let Err(refused) = s.authorize(&headers) {
+        return refused;
+    }
+    match s.ctx.release(&name) {
+        Release::Accepted => (StatusCode::ACCEPTED, format!("releasing {name}\n")),
+        Release::Pending => (
+            StatusCode::CONFLICT,
+            format!("{name}: a hand-over is already under way\n"),
+        ),
+        Release::NotActive(role) => (
+            StatusCode::CONFLICT,
+            format!("{name}: this server is {role}, not active; nothing to release\n"),
+        ),
+        Release::NoElection => (
             StatusCode::NOT_FOUND,
             format!("{name}: no HA election on this server\n"),
-        )
+        ),
     }
 }
 
-/// Serves the admin endpoints on `listener` until `shutdown`.
+/// Serves the admin endpoints on `listener` until `shutdown`. POST/DELETE endpoints need
+/// `token` as a bearer token when given, else a loopback listener.
 pub async fn serve(
     listener: TcpListener,
     ctx: Arc<ServerContext>,
     prometheus: Option<PrometheusHandle>,
+    token: Option<String>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let loopback = listener.local_addr()?.ip().is_loopback();
     let app = Router::new()
         .route("/health", get(health::health))
         .route(
@@ -67,7 +123,12 @@ pub async fn serve(
         )
         .route("/metrics", get(metrics_text))
         .route("/destinations/{name}/release", axum::routing::post(release))
-        .with_state(AdminState { ctx, prometheus });
+        .with_state(AdminState {
+            ctx,
+            prometheus,
+            token: token.map(Arc::from),
+            loopback,
+        });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
