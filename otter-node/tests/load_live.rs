@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use harness::MariaDb;
+use mysql_async::prelude::Queryable;
 use mysql_async::Value;
 use otter_node::batch::{ColumnValue, DdlEvent, LoadBatch, RowEvent, RowKind};
 use otter_node::model::TargetDb;
-use otter_node::pipeline::load::{LoadError, Loader};
+use otter_node::pipeline::load::{Fence, LoadError, Loader};
 use tokio_util::sync::CancellationToken;
 
 const ITEMS: &str = "CREATE DATABASE shop;
@@ -27,6 +28,12 @@ const ITEMS: &str = "CREATE DATABASE shop;
 const SELECT_ITEMS: &str =
     "SELECT tenant, id, ti, si, bi, dec_, dbl, b+0, d, t, dt, `na``me`, txt, \
      HEX(vb), HEX(bl), e, st FROM shop.items ORDER BY tenant, id";
+
+/// The fence of most tests: one pipeline, one holder.
+const FENCE: Fence = Fence {
+    pipeline: 1,
+    token: 1,
+};
 
 const WEIRD: &str = "O'Brien \\ \\' \"q\" `tick` 😀 é \0 nul\n\r\x1a ; -- end";
 
@@ -251,7 +258,7 @@ async fn loads_merges_and_replays() {
         .expect("tables are fine");
 
     let b1 = first_batch();
-    let stats = loader.load(b1.clone(), &stop).await.expect("load");
+    let stats = loader.load(b1.clone(), FENCE, &stop).await.expect("load");
     // items 1/1, 1/2, 1/4 and the deletes of 2/1 and 1/3; orders 1 (delete), 2, 3.
     assert_eq!(stats.rows, 8, "{stats:?}");
     assert_eq!(stats.retries, 0);
@@ -259,7 +266,7 @@ async fn loads_merges_and_replays() {
     assert_eq!(orders(&db).await, first_orders());
 
     // The same batch again changes nothing.
-    loader.load(b1.clone(), &stop).await.expect("replay");
+    loader.load(b1.clone(), FENCE, &stop).await.expect("replay");
     assert_eq!(dump(&db, SELECT_ITEMS).await, first_items());
     assert_eq!(orders(&db).await, first_orders());
 
@@ -284,7 +291,10 @@ async fn loads_merges_and_replays() {
     ];
     let want_orders = vec![(2, None), (3, Some("back\\slash".into()))];
     for _ in 0..2 {
-        loader.load(b2.clone(), &stop).await.expect("second batch");
+        loader
+            .load(b2.clone(), FENCE, &stop)
+            .await
+            .expect("second batch");
         assert_eq!(dump(&db, SELECT_ITEMS).await, want);
         assert_eq!(orders(&db).await, want_orders);
     }
@@ -294,14 +304,17 @@ async fn loads_merges_and_replays() {
     let mut bad = item(Insert, 9, 9, &vals_a());
     bad.columns[2].value = some("1); DROP TABLE shop.orders; --");
     let err = loader
-        .load(batch(vec![order(Insert, 9, Some("x")), bad]), &stop)
+        .load(batch(vec![order(Insert, 9, Some("x")), bad]), FENCE, &stop)
         .await
         .unwrap_err();
     assert!(matches!(err, LoadError::BadValue { .. }), "{err}");
     assert_eq!(orders(&db).await, want_orders);
     let mut unknown = order(Insert, 10, Some("x"));
     unknown.columns[1].name = "nope".into();
-    let err = loader.load(batch(vec![unknown]), &stop).await.unwrap_err();
+    let err = loader
+        .load(batch(vec![unknown]), FENCE, &stop)
+        .await
+        .unwrap_err();
     match &err {
         LoadError::Sql { table, sql, .. } => {
             assert_eq!(table, "shop.orders");
@@ -353,18 +366,20 @@ async fn check_tables_and_ddl() {
         let stats = loader
             .load(
                 ddl("shop", "ALTER TABLE orders ADD COLUMN extra INT"),
+                FENCE,
                 &stop,
             )
             .await
             .expect("alter");
         assert_eq!(stats.statements, 1);
         loader
-            .load(ddl("crm", "CREATE DATABASE crm"), &stop)
+            .load(ddl("crm", "CREATE DATABASE crm"), FENCE, &stop)
             .await
             .expect("create database");
         loader
             .load(
                 ddl("crm", "CREATE TABLE people (id INT PRIMARY KEY, name TEXT)"),
+                FENCE,
                 &stop,
             )
             .await
@@ -380,14 +395,14 @@ async fn check_tables_and_ddl() {
         .await
         .expect("created table has a key");
     let err = loader
-        .load(ddl("shop", "ALTER TABLE orders ADD COLUMN"), &stop)
+        .load(ddl("shop", "ALTER TABLE orders ADD COLUMN"), FENCE, &stop)
         .await
         .unwrap_err();
     assert!(matches!(err, LoadError::Sql { .. }), "{err}");
     let mut mixed = ddl("shop", "DROP TABLE orders");
     mixed.rows.push(order(RowKind::Insert, 1, None));
     assert!(matches!(
-        loader.load(mixed.clone(), &stop).await,
+        loader.load(mixed.clone(), FENCE, &stop).await,
         Err(LoadError::DdlWithRows { rows: 1 })
     ));
     loader.close().await;
@@ -407,7 +422,7 @@ async fn frozen_target_is_waited_for() {
     let load = tokio::spawn({
         let loader = loader.clone();
         let stop = stop.clone();
-        async move { loader.load(first_batch(), &stop).await }
+        async move { loader.load(first_batch(), FENCE, &stop).await }
     });
     tokio::time::sleep(Duration::from_secs(2)).await;
     db.resume().expect("SIGCONT");
@@ -428,7 +443,7 @@ async fn dead_target_is_retried_until_it_returns_or_stop() {
 
     let spawn_load = |stop: CancellationToken| {
         let loader = loader.clone();
-        tokio::spawn(async move { loader.load(first_batch(), &stop).await })
+        tokio::spawn(async move { loader.load(first_batch(), FENCE, &stop).await })
     };
     async fn retried_since(loader: &Loader, base: u64) {
         while loader.total_retries() <= base {
@@ -456,4 +471,138 @@ async fn dead_target_is_retried_until_it_returns_or_stop() {
     assert!(stats.retries >= 1, "{stats:?}");
     assert_eq!(dump(&db, SELECT_ITEMS).await, first_items());
     assert_eq!(orders(&db).await, first_orders());
+}
+
+async fn fence_rows(db: &MariaDb) -> Vec<(i64, i64)> {
+    db.query("SELECT pipeline_id, token FROM retl.retl_fence ORDER BY pipeline_id")
+        .await
+        .expect("retl.retl_fence")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_fencing_token_commits_nothing() {
+    let (db, loader) = target().await;
+    let loader = Arc::new(loader);
+    let stop = CancellationToken::new();
+    let fence = |pipeline, token| Fence { pipeline, token };
+    use RowKind::*;
+
+    // The first load creates retl.retl_fence and stores its token.
+    loader
+        .load(first_batch(), fence(1, 10), &stop)
+        .await
+        .expect("load");
+    assert_eq!(fence_rows(&db).await, [(1, 10)]);
+    assert_eq!(orders(&db).await, first_orders());
+
+    // An older token writes nothing, rows or DDL, and is not retried.
+    let stale = batch(vec![
+        order(Update, 2, Some("stale")),
+        order(Insert, 7, None),
+    ]);
+    let err = loader
+        .load(stale.clone(), fence(1, 9), &stop)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LoadError::Fenced {
+                pipeline: 1,
+                ours: 9,
+                newer: 10
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("fenced"), "{err}");
+    assert_eq!(orders(&db).await, first_orders());
+    let ddl = LoadBatch {
+        rows: Vec::new(),
+        ddl: Some(DdlEvent {
+            schema: "shop".into(),
+            table: "orders".into(),
+            sql: "ALTER TABLE orders ADD COLUMN stale INT".into(),
+            execute_time: 0,
+        }),
+    };
+    let err = loader
+        .load(ddl.clone(), fence(1, 9), &stop)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LoadError::Fenced { .. }), "{err}");
+    let cols: Vec<String> = db
+        .query("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA='shop' AND TABLE_NAME='orders' AND COLUMN_NAME='stale'")
+        .await
+        .unwrap();
+    assert!(cols.is_empty(), "{cols:?}");
+
+    // The same token loads again (a retry, another table of the batch); a newer one raises it;
+    // another pipeline has its own row.
+    loader
+        .load(first_batch(), fence(1, 10), &stop)
+        .await
+        .expect("same token");
+    loader
+        .load(
+            batch(vec![order(Insert, 7, Some("seven"))]),
+            fence(1, 12),
+            &stop,
+        )
+        .await
+        .expect("newer token");
+    loader
+        .load(batch(vec![order(Insert, 8, None)]), fence(2, 3), &stop)
+        .await
+        .expect("other pipeline");
+    assert_eq!(fence_rows(&db).await, [(1, 12), (2, 3)]);
+    assert_eq!(
+        loader
+            .load(stale, fence(1, 10), &stop)
+            .await
+            .map_err(|e| e.to_string()),
+        Err("pipeline 1: fenced: the target holds fencing token 12, newer than this load's 10; another node took the batch over".to_string())
+    );
+
+    // A newer holder's open transaction holds the row: a stale load waits for it, then sees the
+    // newer token and writes nothing.
+    let mut newer = db.conn().await.expect("conn");
+    newer
+        .query_drop(
+            "BEGIN; UPDATE retl.retl_fence SET token = 20 WHERE pipeline_id = 1; \
+             UPDATE shop.orders SET note = 'newer' WHERE id = 3",
+        )
+        .await
+        .expect("newer holder's transaction");
+    let load = tokio::spawn({
+        let loader = loader.clone();
+        let stop = stop.clone();
+        async move {
+            loader
+                .load(
+                    batch(vec![
+                        order(Update, 3, Some("stale")),
+                        order(Insert, 9, None),
+                    ]),
+                    fence(1, 12),
+                    &stop,
+                )
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    newer.query_drop("COMMIT").await.expect("commit");
+    let r = load.await.expect("task");
+    assert!(
+        matches!(r, Err(LoadError::Fenced { newer: 20, .. })),
+        "{r:?}"
+    );
+    let notes: Vec<(i64, Option<String>)> = db
+        .query("SELECT id, note FROM shop.orders WHERE id IN (3, 9) ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(notes, [(3, Some("newer".to_string()))]);
+    if let Ok(loader) = Arc::try_unwrap(loader) {
+        loader.close().await;
+    }
 }

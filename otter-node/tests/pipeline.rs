@@ -75,6 +75,10 @@ struct Node {
 
 impl Node {
     fn start(dir: &TestDir, id: u32, zk: &ZooKeeper) -> Node {
+        Self::start_with_env(dir, id, zk, &[])
+    }
+
+    fn start_with_env(dir: &TestDir, id: u32, zk: &ZooKeeper, env: &[(&str, &str)]) -> Node {
         let log = dir.path().join(format!("node-{id}.log"));
         let data = dir.path().join(format!("data-{id}"));
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_otter-node"));
@@ -94,7 +98,8 @@ impl Node {
             "--grace-ms",
             &GRACE_MS.to_string(),
         ])
-        .env("RUST_LOG", "info");
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied());
         Node {
             process: Some(ManagedProcess::start(format!("otter-node-{id}"), cmd, &log).unwrap()),
             log,
@@ -107,8 +112,47 @@ impl Node {
         }
     }
 
+    fn pause(&mut self) {
+        if let Some(p) = self.process.as_mut() {
+            p.pause().unwrap();
+        }
+    }
+
+    fn resume(&mut self) {
+        if let Some(p) = self.process.as_mut() {
+            p.resume().unwrap();
+        }
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the node's log contains `text` (at most `limit`; the logs of `all` on failure).
+    async fn wait_log(&self, text: &str, limit: Duration, all: &[&Node]) {
+        let t = Instant::now();
+        while !self.log().contains(text) {
+            if t.elapsed() > limit {
+                for n in all {
+                    eprintln!("---- {}\n{}", n.log.display(), n.log());
+                }
+                panic!(
+                    "{} never logged {text:?} within {limit:?}",
+                    self.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The `--http` address the node bound (from its "otter-node ready" line).
+    fn http(&self) -> Option<String> {
+        let log = self.log();
+        let line = log.lines().find(|l| l.contains("otter-node ready"))?;
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("http="))?;
+        Some(addr.to_string())
     }
 }
 
@@ -391,4 +435,150 @@ async fn ddl_sync_alters_the_mapped_target_tables() {
         .await
         .unwrap();
     assert!(schemas.is_empty(), "{schemas:?}");
+}
+
+/// The row version the target shows for `shop_dr.orders` id 1 (0 while the row is absent).
+async fn target_version(dst: &MariaDb) -> Option<i64> {
+    dst.query::<i64>("SELECT user_id FROM shop_dr.orders WHERE id = 1")
+        .await
+        .ok()
+        .map(|v| v.first().copied().unwrap_or(0))
+}
+
+/// Issue #17, "Fencing reaches the target": a load node frozen (SIGSTOP) after its last look at
+/// its lock, past its ZooKeeper session expiry, while another node redoes its batch and loads later
+/// ones, must not commit its stale batch when it wakes: the fencing token (the Load lock's czxid in
+/// `retl.retl_fence`) refuses it, and the target never shows an older version of a row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_node_frozen_past_its_session_is_fenced_at_the_target() {
+    harness::init_tracing();
+    let (src, dst) = (source().await, target().await);
+    let zk = ZooKeeper::start().await.unwrap();
+    let c = channel(&src, &dst, &[1], &[2, 3]).await;
+    publish(&zk, &c).await;
+    let dir = TestDir::new("otter-fenced").unwrap();
+    let n1 = Node::start(&dir, 1, &zk);
+    // Node 2 is the only load node at first; its first load stalls before its transactions,
+    // unwatched (test-only hook), as a node that froze right after it last saw its lock.
+    let mut n2 = Node::start_with_env(
+        &dir,
+        2,
+        &zk,
+        &[("OTTER_TEST_PAUSE_BEFORE_LOAD_MS", "15000")],
+    );
+    src.exec("INSERT INTO shop.orders VALUES (1, 1, 0, 'v')")
+        .await
+        .unwrap();
+    n2.wait_log(
+        "test hook: pausing before the load",
+        Duration::from_secs(120),
+        &[&n1, &n2],
+    )
+    .await;
+    n2.pause();
+
+    // Every version the target shows, from now on.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<i64>::new()));
+    let sampling = tokio_util::sync::CancellationToken::new();
+    let sampler = tokio::spawn({
+        let (seen, sampling) = (seen.clone(), sampling.clone());
+        let dst_addr = dst.addr();
+        async move {
+            let opts = mysql_async::OptsBuilder::default()
+                .ip_or_hostname(dst_addr.ip().to_string())
+                .tcp_port(dst_addr.port())
+                .user(Some("root"))
+                .prefer_socket(false);
+            let mut conn = mysql_async::Conn::new(opts).await.unwrap();
+            while !sampling.is_cancelled() {
+                use mysql_async::prelude::Queryable;
+                let Ok(v) = conn
+                    .query_first::<i64, _>("SELECT user_id FROM shop_dr.orders WHERE id = 1")
+                    .await
+                else {
+                    return;
+                };
+                seen.lock().unwrap().push(v.unwrap_or(0));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+
+    // Node 3 takes the batch over once node 2's session expired, and loads later versions.
+    let n3 = Node::start(&dir, 3, &zk);
+    for v in 2..=10 {
+        src.exec(&format!(
+            "UPDATE shop.orders SET user_id = {v} WHERE id = 1"
+        ))
+        .await
+        .unwrap();
+    }
+    let t = Instant::now();
+    while target_version(&dst).await != Some(10) {
+        if t.elapsed() > Duration::from_secs(180) {
+            for n in [&n1, &n2, &n3] {
+                eprintln!("---- {}\n{}", n.log.display(), n.log());
+            }
+            panic!("node 3 never loaded version 10");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Node 2 wakes up and goes on with its stale batch (version 1): the target refuses it.
+    let never_back = |seen: &[i64]| {
+        let mut shown = seen.to_vec();
+        shown.dedup();
+        assert!(
+            shown.windows(2).all(|w| w[0] <= w[1]),
+            "the target went back in time: it showed versions {shown:?}"
+        );
+    };
+    n2.resume();
+    let t = Instant::now();
+    while !n2.log().contains("load fenced") {
+        let now = seen.lock().unwrap().clone();
+        never_back(&now);
+        if t.elapsed() > Duration::from_secs(120) {
+            eprintln!("---- {}\n{}", n2.log.display(), n2.log());
+            panic!("node 2's stale load was not fenced");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let addr = n2.http().expect("node 2 logged its HTTP address");
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("otter_load_fenced_total{pipeline=\"1\"}") && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    // The pipeline goes on, with node 2 back as a load node.
+    src.exec("UPDATE shop.orders SET user_id = 11 WHERE id = 1")
+        .await
+        .unwrap();
+    let t = Instant::now();
+    while target_version(&dst).await != Some(11) {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "version 11 never arrived\n{}\n{}",
+            n2.log(),
+            n3.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sampling.cancel();
+    sampler.await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    never_back(&seen);
+    assert_eq!(seen.last(), Some(&11), "{seen:?}");
+    let fence: Vec<(i64, i64)> = dst
+        .query("SELECT pipeline_id, token FROM retl.retl_fence")
+        .await
+        .unwrap();
+    assert!(matches!(fence[..], [(1, token)] if token > 0), "{fence:?}");
 }

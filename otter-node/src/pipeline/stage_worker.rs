@@ -105,7 +105,7 @@ async fn stage_loop(
                 continue;
             }
             let process = Process::new(cid, pid, *id, p.name.clone());
-            if process.try_lock(&zk, lock, opts.id).await? {
+            if process.try_lock(&zk, lock, opts.id).await?.is_some() {
                 claimed = Some(process);
                 break;
             }

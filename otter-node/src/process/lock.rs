@@ -10,15 +10,34 @@ use crate::process::{Lock, Process};
 use crate::runtime::error::RuntimeError;
 
 impl Process {
-    /// Creates the ephemeral `lock` child holding node id `nid`; false when someone else holds
-    /// it or the process is gone.
-    pub async fn try_lock(&self, zk: &Client, lock: Lock, nid: u32) -> Result<bool, RuntimeError> {
+    /// Creates the ephemeral `lock` child holding node id `nid`. Returns the creation zxid
+    /// (`czxid`) of the new znode, or `None` when someone else holds it or the process is gone.
+    ///
+    /// The zxid is a fencing token: ZooKeeper's zxids only grow, so any claim made after this one
+    /// (of this process after the lock vanished, or of a later process) gets a strictly larger
+    /// token. Load writes it into the target with every transaction
+    /// ([`crate::pipeline::load::Fence`]).
+    pub async fn try_lock(
+        &self,
+        zk: &Client,
+        lock: Lock,
+        nid: u32,
+    ) -> Result<Option<i64>, RuntimeError> {
         let path = self.child(lock);
         let eph = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
         match zk.create(&path, nid.to_string().as_bytes(), &eph).await {
-            Ok(_) => Ok(true),
+            // A server before 3.5 answers `create` without a stat: read it (the znode must
+            // still be this session's, or the token would be someone else's).
+            Ok((stat, _)) if stat.czxid <= 0 => match zk.check_stat(&path).await {
+                Ok(Some(stat)) if stat.czxid > 0 && stat.ephemeral_owner == zk.session_id().0 => {
+                    Ok(Some(stat.czxid))
+                }
+                Ok(_) => Ok(None),
+                Err(e) => Err(RuntimeError::zk("exists", path)(e)),
+            },
+            Ok((stat, _)) => Ok(Some(stat.czxid)),
             Err(zookeeper_client::Error::NodeExists) | Err(zookeeper_client::Error::NoNode) => {
-                Ok(false)
+                Ok(None)
             }
             Err(e) => Err(RuntimeError::zk("create", path)(e)),
         }

@@ -68,6 +68,18 @@ pub enum LoadError {
         #[source]
         source: mysql_async::Error,
     },
+    /// The target's fencing token for the pipeline is newer than this load's: another node took
+    /// the batch over after this node lost its Load lock, and loaded since. The transaction was
+    /// rolled back; the batch is not retried by this node.
+    #[error("pipeline {pipeline}: fenced: the target holds fencing token {newer}, newer than this load's {ours}; another node took the batch over")]
+    Fenced {
+        /// The pipeline id.
+        pipeline: u32,
+        /// This load's token.
+        ours: i64,
+        /// The token the target holds.
+        newer: i64,
+    },
     /// The load was cancelled (its `stop` token) before it completed; the batch may be partly
     /// applied and is to be loaded again.
     #[error("load cancelled")]

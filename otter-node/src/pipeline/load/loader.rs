@@ -1,7 +1,8 @@
 //! The [`Loader`]: a bounded pool to the target that applies batches, table by table in weight
-//! order, each table in one transaction redone with backoff after a retryable failure.
+//! order, each table in one transaction redone with backoff after a retryable failure, every
+//! transaction [fenced](super::fence) by the Load lock's token.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
@@ -14,6 +15,7 @@ use crate::model::TargetDb;
 use crate::pipeline::load::error::{
     failure, is_retryable, server_code, sql_excerpt, Failure, DDL_ALREADY_APPLIED,
 };
+use crate::pipeline::load::fence::{self, Fence};
 use crate::pipeline::load::literal::push_ident;
 use crate::pipeline::load::sql::{plan, TablePlan};
 use crate::pipeline::load::{merge, LoadError};
@@ -32,7 +34,7 @@ pub struct LoadStats {
     pub rows: usize,
     /// Statements executed in the attempts that committed (DDL counts one).
     pub statements: usize,
-    /// Transactions (or DDL) redone after a retryable error.
+    /// Transactions (the fence raise, tables, or DDL) redone after a retryable error.
     pub retries: usize,
 }
 
@@ -50,6 +52,16 @@ pub struct Loader {
     pub(super) pool: Pool,
     opts: Opts,
     retries: AtomicU64,
+    /// Set once `retl.retl_fence` is known to exist.
+    fence_table: AtomicBool,
+}
+
+/// How one attempt at a transaction ended, short of an error.
+enum Attempt {
+    /// Committed.
+    Committed,
+    /// Rolled back: the target holds this newer fencing token.
+    Fenced(i64),
 }
 
 /// Splits `host:port` (`[v6]:port`; no port means 3306).
@@ -85,6 +97,7 @@ impl Loader {
             pool: Pool::new(opts.clone()),
             opts,
             retries: AtomicU64::new(0),
+            fence_table: AtomicBool::new(false),
         })
     }
 
@@ -104,9 +117,14 @@ impl Loader {
     /// weight (tables of one weight in parallel), each table in one transaction. Retryable
     /// failures are retried with backoff until `stop` is cancelled ([`LoadError::Cancelled`]).
     /// Loading the same batch again leaves the target as it is.
+    ///
+    /// Every transaction is fenced by `fence` (see [`super::fence`]): once the target holds a
+    /// larger token for the pipeline, nothing more of this batch commits and the load fails with
+    /// [`LoadError::Fenced`] (not retried). Creates `retl.retl_fence` on first use if missing.
     pub async fn load(
         &self,
         batch: LoadBatch,
+        fence: Fence,
         stop: &CancellationToken,
     ) -> Result<LoadStats, LoadError> {
         if stop.is_cancelled() {
@@ -118,16 +136,26 @@ impl Loader {
                     rows: batch.rows.len(),
                 });
             }
-            return self.load_ddl(ddl, stop).await;
+            let retries = self.raise_fence(fence, stop).await?;
+            let mut stats = self.load_ddl(ddl, stop).await?;
+            stats.retries += retries;
+            return Ok(stats);
         }
         let merged = merge(batch.rows);
         // Every statement is built before anything is written: a bad value fails the batch
         // without touching the target.
         let plan = plan(&merged)?;
-        let mut stats = LoadStats::default();
+        if plan.is_empty() {
+            return Ok(LoadStats::default());
+        }
+        let mut stats = LoadStats {
+            retries: self.raise_fence(fence, stop).await?,
+            ..LoadStats::default()
+        };
         for (_weight, tables) in &plan {
             let results =
-                futures::future::join_all(tables.iter().map(|t| self.load_table(t, stop))).await;
+                futures::future::join_all(tables.iter().map(|t| self.load_table(t, fence, stop)))
+                    .await;
             let mut first_error = None;
             for r in results {
                 match r {
@@ -149,17 +177,86 @@ impl Loader {
         Ok(stats)
     }
 
+    /// Creates `retl.retl_fence` unless it is known to exist, then raises the pipeline's token
+    /// to `fence`'s in a transaction of its own (see [`super::fence`]). Returns the retries it took.
+    async fn raise_fence(
+        &self,
+        fence: Fence,
+        stop: &CancellationToken,
+    ) -> Result<usize, LoadError> {
+        let what = "retl.retl_fence";
+        let sql_error = |f: Failure| LoadError::Sql {
+            table: what.to_string(),
+            sql: sql_excerpt(&f.sql),
+            source: f.error,
+        };
+        let mut retries = 0;
+        if !self.fence_table.load(Ordering::Relaxed) {
+            let (outcome, r) = self
+                .with_retries(what, stop, || self.create_fence_table())
+                .await?;
+            outcome.map_err(sql_error)?;
+            self.fence_table.store(true, Ordering::Relaxed);
+            retries += r;
+        }
+        let (outcome, r) = self
+            .with_retries(what, stop, || self.apply_raise(fence))
+            .await?;
+        match outcome.map_err(sql_error)? {
+            Attempt::Committed => Ok(retries + r),
+            Attempt::Fenced(newer) => Err(fenced(fence, newer)),
+        }
+    }
+
+    async fn create_fence_table(&self) -> Result<(), Failure> {
+        let mut conn = self.pool.get_conn().await.map_err(failure("(connect)"))?;
+        let exists: Option<u64> = conn
+            .query_first(fence::TABLE_EXISTS)
+            .await
+            .map_err(failure(fence::TABLE_EXISTS))?;
+        if exists.unwrap_or(0) == 0 {
+            for sql in [fence::CREATE_SCHEMA, fence::CREATE_TABLE] {
+                conn.query_drop(sql).await.map_err(failure(sql))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_raise(&self, fence: Fence) -> Result<Attempt, Failure> {
+        let mut conn = self.pool.get_conn().await.map_err(failure("(connect)"))?;
+        let mut tx = conn
+            .start_transaction(TxOpts::default())
+            .await
+            .map_err(failure("START TRANSACTION"))?;
+        match fence::raise(&mut tx, fence).await {
+            Ok(None) => {
+                tx.commit().await.map_err(failure("COMMIT"))?;
+                Ok(Attempt::Committed)
+            }
+            Ok(Some(newer)) => {
+                let _ = tx.rollback().await;
+                Ok(Attempt::Fenced(newer))
+            }
+            Err(f) => {
+                end_after(tx, &f).await;
+                Err(f)
+            }
+        }
+    }
+
     /// One table's transaction, redone after retryable failures.
     async fn load_table(
         &self,
         table: &TablePlan,
+        fence: Fence,
         stop: &CancellationToken,
     ) -> Result<LoadStats, LoadError> {
         let (outcome, retries) = self
-            .with_retries(&table.name, stop, || self.apply_table(table))
+            .with_retries(&table.name, stop, || self.apply_table(table, fence))
             .await?;
         match outcome {
-            Ok(()) => {
+            Ok(Attempt::Fenced(newer)) => Err(fenced(fence, newer)),
+            Ok(Attempt::Committed) => {
                 metrics::counter!("otter_load_rows_total").increment(table.rows as u64);
                 Ok(LoadStats {
                     rows: table.rows,
@@ -178,15 +275,15 @@ impl Loader {
     /// Runs `attempt` until it succeeds or fails with an error that is not retryable, waiting with
     /// a doubling backoff (`BACKOFF_MIN` to `BACKOFF_MAX`) after each retryable failure; cancelled
     /// when `stop` fires. Returns the last attempt's outcome and how many retries it took.
-    async fn with_retries<F, Fut>(
+    async fn with_retries<T, F, Fut>(
         &self,
         what: &str,
         stop: &CancellationToken,
         mut attempt: F,
-    ) -> Result<(Result<(), Failure>, usize), LoadError>
+    ) -> Result<(Result<T, Failure>, usize), LoadError>
     where
         F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<(), Failure>>,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
     {
         let mut retries = 0usize;
         let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
@@ -220,27 +317,37 @@ impl Loader {
         );
     }
 
-    /// One attempt: deletes then upserts in one transaction, committed.
-    async fn apply_table(&self, table: &TablePlan) -> Result<(), Failure> {
+    /// One attempt: the fence check first, then deletes and upserts, in one transaction,
+    /// committed; rolled back without writing when the target holds a newer token.
+    async fn apply_table(&self, table: &TablePlan, fence: Fence) -> Result<Attempt, Failure> {
         let mut conn = self.pool.get_conn().await.map_err(failure("(connect)"))?;
         let mut tx = conn
             .start_transaction(TxOpts::default())
             .await
             .map_err(failure("START TRANSACTION"))?;
-        for sql in &table.statements {
-            if let Err(error) = tx.query_drop(sql.as_str()).await {
-                if matches!(error, mysql_async::Error::Server(_)) {
-                    // The connection still works: end the transaction now. (A broken one is
-                    // dropped; the pool rolls back or discards it.)
-                    let _ = tx.rollback().await;
-                }
-                return Err(Failure {
-                    error,
-                    sql: sql.clone(),
-                });
+        match fence::check(&mut tx, fence).await {
+            Ok(None) => {}
+            Ok(Some(newer)) => {
+                let _ = tx.rollback().await;
+                return Ok(Attempt::Fenced(newer));
+            }
+            Err(f) => {
+                end_after(tx, &f).await;
+                return Err(f);
             }
         }
-        tx.commit().await.map_err(failure("COMMIT"))
+        for sql in &table.statements {
+            if let Err(error) = tx.query_drop(sql.as_str()).await {
+                let f = Failure {
+                    error,
+                    sql: sql.clone(),
+                };
+                end_after(tx, &f).await;
+                return Err(f);
+            }
+        }
+        tx.commit().await.map_err(failure("COMMIT"))?;
+        Ok(Attempt::Committed)
     }
 
     /// Runs a DDL statement in its schema, on a connection of its own, retried like a table.
@@ -308,6 +415,23 @@ impl Loader {
         .await;
         let _ = conn.disconnect().await;
         result
+    }
+}
+
+/// Ends `tx` after the failure `f`: rolled back now if the connection still works (a server
+/// error); a broken one is dropped, and the pool rolls it back or discards it.
+async fn end_after(tx: mysql_async::Transaction<'_>, f: &Failure) {
+    if matches!(f.error, mysql_async::Error::Server(_)) {
+        let _ = tx.rollback().await;
+    }
+}
+
+/// The error of a transaction refused for `fence`'s token.
+fn fenced(fence: Fence, newer: i64) -> LoadError {
+    LoadError::Fenced {
+        pipeline: fence.pipeline,
+        ours: fence.token,
+        newer,
     }
 }
 

@@ -14,28 +14,38 @@
 //! ever reaches the SQL text unvalidated or unencoded, whatever the target's `sql_mode`
 //! (`NO_BACKSLASH_ESCAPES`, `ANSI_QUOTES`).
 //!
+//! Every transaction is fenced: it first checks, under a row lock of `retl.retl_fence`, that the
+//! target holds no newer fencing token for the pipeline than the Load lock this node holds, and
+//! rolls back otherwise ([`LoadError::Fenced`]), so a node that lost its lock without noticing
+//! yet cannot overwrite what a newer holder loaded ([`fence`]).
+//!
 //! A retryable failure (lost or refused connection, deadlock, lock wait timeout, server shutdown)
 //! rolls the table's transaction back and redoes it after a capped exponential backoff, until the
 //! load is cancelled.
 //!
-//! Modules, by job: [`merge`](mod@merge) (one write per key), [`literal`] (values as validated SQL literals),
-//! [`sql`] (the statements of each table, grouped by weight), [`loader`] (the pool that runs a
-//! batch's transactions with retries), [`target`] (the target tables a pipeline needs exist and
-//! have a primary key), [`error`] (why a load failed, and which driver errors a retry can fix) and
-//! `worker` (the Load stage of a pipeline: processes strictly in order, then their termins).
+//! Modules, by job: [`merge`](mod@merge) (one write per key), [`literal`] (values as validated
+//! SQL literals), [`sql`] (the statements of each table, grouped by weight), [`fence`] (the
+//! fencing token in `retl.retl_fence`), [`loader`] (the pool that runs a batch's transactions with
+//! retries), [`target`] (the target tables a pipeline needs exist and have a primary key),
+//! [`error`] (why a load failed, and which driver errors a retry can fix), `worker` (the Load
+//! stage of a pipeline: processes strictly in order, then their termins) and `test_hook` (a
+//! test-only pause, off unless its environment variable is set).
 
 pub mod error;
+pub mod fence;
 pub mod literal;
 pub mod loader;
 pub mod merge;
 pub mod sql;
 pub mod target;
+pub(crate) mod test_hook;
 pub(crate) mod worker;
 
 #[cfg(test)]
 mod test_rows;
 
 pub use error::LoadError;
+pub use fence::{Fence, FENCE_SCHEMA, FENCE_TABLE};
 pub use loader::{LoadStats, Loader, BACKOFF_MAX, BACKOFF_MIN, MAX_CONNECTIONS};
 pub use merge::merge;
 pub use sql::{CHUNK_BYTES, CHUNK_ROWS};

@@ -1,12 +1,15 @@
 //! The Load stage of a pipeline: the oldest transformed process, strictly in order, claimed with
-//! an ephemeral lock; its termin tells Select to ack the canal batch.
+//! an ephemeral lock whose creation zxid fences the load's transactions at the target; its termin
+//! tells Select to ack the canal batch.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tracing::{error, warn};
 
-use crate::pipeline::load::Loader;
+use crate::pipeline::load::fence::note_fenced;
+use crate::pipeline::load::{test_hook, Fence, LoadError, Loader};
 use crate::pipeline::StageContext;
 use crate::process::view;
 use crate::process::{Lock, Process, Stage, Termin};
@@ -24,9 +27,19 @@ pub(crate) async fn run_load(ctx: StageContext) {
             return;
         }
     };
-    let (c, l) = (&ctx, &loader);
+    // Test-only; see `test_hook`. Taken by the first load.
+    let pause_ms = test_hook::pause_before_load().map_or(0, |d| d.as_millis() as u64);
+    if pause_ms > 0 {
+        warn!(
+            pause_ms,
+            "test hook {} is set: the first load pauses unwatched",
+            test_hook::PAUSE_BEFORE_LOAD
+        );
+    }
+    let test_pause = AtomicU64::new(pause_ms);
+    let (c, l, t) = (&ctx, &loader, &test_pause);
     retry_until_stopped(ctx.task("load"), &ctx.stop, |progress| {
-        load_loop(c, l, progress)
+        load_loop(c, l, t, progress)
     })
     .await;
 }
@@ -45,6 +58,7 @@ async fn complete(finishing: &mut Option<Finishing>) -> Result<(), RuntimeError>
 async fn load_loop(
     ctx: &StageContext,
     loader: &Loader,
+    test_pause: &AtomicU64,
     progress: Progress,
 ) -> Result<(), RuntimeError> {
     let (opts, registry, view, stop) = (&ctx.opts, &ctx.registry, &ctx.view, &ctx.stop);
@@ -74,11 +88,12 @@ async fn load_loop(
             .find(|(id, _)| Some(**id) != finishing_id)
             .filter(|(_, p)| p.has(Stage::Transformed) && !p.has(Lock::Load))
             .map(|(id, p)| Process::new(cid, pid, *id, p.name.clone()));
-        let claimed = match &head {
-            None => false,
+        // The lock's creation zxid is the fencing token of this load's transactions.
+        let token = match &head {
+            None => None,
             Some(process) => process.try_lock(&zk, Lock::Load, opts.id).await?,
         };
-        let Some(process) = head.filter(|_| claimed) else {
+        let (Some(process), Some(token)) = (head, token) else {
             // Nothing to load yet: complete the pending finish first (its failure restarts the
             // loop, and the process is loaded again), then wait for the window to change (the
             // 1 s is only a safety net).
@@ -130,16 +145,33 @@ async fn load_loop(
                 .await
                 .map(|()| checked.extend(tables))
         };
-        // The load stops (its transaction is not committed) as soon as this node no longer
-        // holds the batch: the lock vanished with an expired session, or a new mainstem discarded
-        // the process to redo it. Otherwise a stale batch could commit after a newer one.
+        // Test-only (off unless set; see `test_hook`): the first load stalls here, unwatched.
+        let pause_ms = test_pause.swap(0, Ordering::Relaxed);
+        if pause_ms > 0 {
+            warn!(process = id, pause_ms, "test hook: pausing before the load");
+            if pause(stop, Duration::from_millis(pause_ms)).await {
+                process.release(&zk, Lock::Load).await;
+                return Ok(());
+            }
+        }
+        // The load stops (its transaction is not committed) as soon as this node sees that it no
+        // longer holds the batch: the lock vanished with an expired session, or a new mainstem
+        // discarded the process to redo it. Seeing it takes a poll; what the poll misses (a node
+        // paused past its session expiry) the fencing token refuses at the target.
         let held = stop.child_token();
-        let watcher = process.watch_lock(zk.clone(), Lock::Load, held.clone());
+        let watcher =
+            (pause_ms == 0).then(|| process.watch_lock(zk.clone(), Lock::Load, held.clone()));
+        let fence = Fence {
+            pipeline: pid,
+            token,
+        };
         let outcome = match outcome {
-            Ok(()) => loader.load(batch, &held).await.map(|_| ()),
+            Ok(()) => loader.load(batch, fence, &held).await.map(|_| ()),
             Err(e) => Err(e),
         };
-        watcher.abort();
+        if let Some(w) = watcher {
+            w.abort();
+        }
         if stop.is_cancelled() {
             process.release(&zk, Lock::Load).await;
             return Ok(());
@@ -150,6 +182,12 @@ async fn load_loop(
                 "lost the batch while loading it; it is redone"
             );
             // If the lock is still ours (ZooKeeper was only slow to confirm), let anyone retake it.
+            process.release_if_held(&zk, Lock::Load, opts.id).await;
+            continue;
+        }
+        if let Err(LoadError::Fenced { ours, newer, .. }) = &outcome {
+            // Another node holds the batch now (and loaded since): give it up, write no termin.
+            note_fenced(pid, id, *ours, *newer);
             process.release_if_held(&zk, Lock::Load, opts.id).await;
             continue;
         }
