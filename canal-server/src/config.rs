@@ -448,6 +448,7 @@ impl DestinationConfig {
             filter_query_dcl: self.filter_query_dcl,
             filter_query_ddl: self.filter_query_ddl,
             filter_table_error: self.filter_table_error,
+            require_row_format: true,
             ..ConvertOptions::default()
         })
     }

@@ -618,6 +618,9 @@ impl Supervisor {
                     self.reload_table(schemas, conn, &schema, &table, &at)
                         .await?;
                 }
+                Err(ConvertError::StatementFormat { at, change }) => {
+                    return Err(self.statement_format(conn, at, change).await)
+                }
                 Err(source) => {
                     return Err(DestinationError::Convert {
                         destination: self.name.clone(),
@@ -626,6 +629,38 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// The error for a data change that arrived as a statement: the same operator-level error as
+    /// a source that is not on `binlog_format=ROW` at connect, with the event that showed it.
+    async fn statement_format(
+        &self,
+        conn: &mut mysql_async::Conn,
+        at: BinlogPosition,
+        change: String,
+    ) -> DestinationError {
+        use mysql_async::prelude::Queryable;
+        // What the source says now; a session may have changed only its own format.
+        let global: Option<String> = conn
+            .query_first("SELECT @@global.binlog_format")
+            .await
+            .ok()
+            .flatten();
+        let actual = global
+            .filter(|f| !f.eq_ignore_ascii_case("ROW"))
+            .unwrap_or_else(|| "STATEMENT or MIXED (in a session)".into());
+        self.src_err(SourceError::Setting {
+            address: self.config.address.clone(),
+            variable: "binlog_format",
+            actual,
+            wanted: "ROW".into(),
+            seen: Some(source::SeenInStream {
+                at,
+                what: format!(
+                    "{change} was written as a statement, so its rows are not in the binlog"
+                ),
+            }),
+        })
     }
 
     async fn reload_table(

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use canal_protocol::position::{ClientIdentity, FileMetaClientData, FileMetaData, LogPosition};
 
+use zk_coord::fence::Fencing;
+
 use crate::position::EntryPosition;
 use crate::store::ClientInfo;
 
@@ -159,11 +161,16 @@ mod tests {
 /// Cursors and subscriptions in ZooKeeper, in Canal's layout: `/otter/canal/destinations/{dest}/
 /// {clientId}` (exists while subscribed), `…/{clientId}/filter`, `…/{clientId}/cursor` (LogPosition
 /// JSON with `@type`).
+///
+/// Each [`ZkMeta::save`] is one ZooKeeper multi. With a [`Fencing`] (HA) the multi begins with the
+/// running node's version checks, so a server that lost the destination writes nothing, even when
+/// it has not noticed yet; the gate is only the cheap early answer.
 pub struct ZkMeta {
     client: zk_coord::Client,
     destination: String,
     source: String,
     gate: Option<crate::store::Gate>,
+    fencing: Option<Fencing>,
 }
 
 impl std::fmt::Debug for ZkMeta {
@@ -173,6 +180,29 @@ impl std::fmt::Debug for ZkMeta {
             .finish()
     }
 }
+
+/// One write of a save, in the order the multi applies them.
+#[derive(Debug, PartialEq, Eq)]
+enum Write {
+    /// A persistent node that did not exist.
+    Create(String, Vec<u8>),
+    /// New data for a node read at `version` (a concurrent change fails the multi).
+    Set(String, Vec<u8>, i32),
+    /// A node of a client no longer subscribed.
+    Delete(String),
+}
+
+/// What ZooKeeper holds for one client id, as read before a save.
+#[derive(Debug, Default)]
+struct Stored {
+    filter: Option<(Vec<u8>, i32)>,
+    cursor: Option<(Vec<u8>, i32)>,
+    children: Vec<String>,
+}
+
+/// How many times a save reads and tries again when another writer changed a node between its
+/// read and its multi.
+const SAVE_ATTEMPTS: usize = 3;
 
 impl ZkMeta {
     /// Meta of `destination` through `client`; writes happen only while `gate` allows.
@@ -187,7 +217,15 @@ impl ZkMeta {
             destination: destination.to_string(),
             source: source.to_string(),
             gate,
+            fencing: None,
         }
+    }
+
+    /// Every save checks `fencing` in the same multi: once the ownership it was bound to ended,
+    /// saves fail with [`MetaError::NotActive`] and write nothing.
+    pub fn fenced(mut self, fencing: Fencing) -> Self {
+        self.fencing = Some(fencing);
+        self
     }
 
     /// The ZooKeeper client (for other per-destination nodes such as the schema history).
@@ -251,48 +289,180 @@ impl ZkMeta {
         Ok(out)
     }
 
-    /// Writes the clients' filters and cursors, and removes clients no longer subscribed.
+    /// Writes the clients' filters and cursors that changed, and removes clients no longer
+    /// subscribed, as one multi: all of it or nothing. Fenced, a multi the fence rejects (another
+    /// server holds the destination now) is [`MetaError::NotActive`].
     pub async fn save(&self, clients: &[ClientInfo]) -> Result<(), MetaError> {
-        use zk_coord::paths;
+        let not_active = || MetaError::NotActive(self.destination.clone());
         if self.gate.as_ref().is_some_and(|g| !g()) {
-            return Err(MetaError::NotActive(self.destination.clone()));
+            return Err(not_active());
         }
+        let fence = match &self.fencing {
+            Some(f) => Some(f.current().ok_or_else(not_active)?),
+            None => None,
+        };
+        let dest_path = zk_coord::paths::destination(&self.destination);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let stored = self.read_stored().await?;
+            let writes = self.plan(clients, &stored);
+            if writes.is_empty() {
+                return Ok(());
+            }
+            let mut writer = self.client.new_multi_writer();
+            if let Some(f) = &fence {
+                f.add_checks(&mut writer)
+                    .map_err(|e| Self::op("multi", &dest_path, e))?;
+            }
+            let opts = zookeeper_client::CreateMode::Persistent
+                .with_acls(zookeeper_client::Acls::anyone_all());
+            for w in &writes {
+                let added = match w {
+                    Write::Create(path, data) => writer.add_create(path, data, &opts),
+                    Write::Set(path, data, version) => {
+                        writer.add_set_data(path, data, Some(*version))
+                    }
+                    Write::Delete(path) => writer.add_delete(path, None),
+                };
+                added.map_err(|e| Self::op("multi", &dest_path, e))?;
+            }
+            let err = match writer.commit().await {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            if fence.as_ref().is_some_and(|f| f.rejected(&err)) {
+                return Err(not_active());
+            }
+            let raced = matches!(
+                &err,
+                zookeeper_client::MultiWriteError::OperationFailed {
+                    source: zk_coord::ZkError::NodeExists
+                        | zk_coord::ZkError::NoNode
+                        | zk_coord::ZkError::NotEmpty
+                        | zk_coord::ZkError::BadVersion,
+                    ..
+                }
+            );
+            if !raced || attempt >= SAVE_ATTEMPTS {
+                return Err(Self::op("multi", &dest_path, err.into()));
+            }
+            tracing::debug!(destination = %self.destination, error = %err, "cursor nodes changed meanwhile; reading them again");
+        }
+    }
+
+    /// Reads, in one multi-read, what ZooKeeper holds for every client id under the destination
+    /// (creating the destination's node when it is missing).
+    async fn read_stored(&self) -> Result<std::collections::BTreeMap<i16, Stored>, MetaError> {
+        use zk_coord::paths;
+        use zookeeper_client::MultiReadResult;
+        let dest_path = paths::destination(&self.destination);
+        let children = match self.client.list_children(&dest_path).await {
+            Ok(c) => c,
+            Err(zk_coord::ZkError::NoNode) => {
+                zk_coord::ensure_path(&self.client, &dest_path).await?;
+                Vec::new()
+            }
+            Err(e) => return Err(Self::op("list_children", &dest_path, e)),
+        };
+        let ids: Vec<i16> = children.iter().filter_map(|c| c.parse().ok()).collect();
+        let mut reader = self.client.new_multi_reader();
+        for &id in &ids {
+            let added = reader
+                .add_get_data(&paths::filter(&self.destination, id))
+                .and_then(|()| reader.add_get_data(&paths::cursor(&self.destination, id)))
+                .and_then(|()| reader.add_get_children(&paths::client(&self.destination, id)));
+            added.map_err(|e| Self::op("multi_read", &dest_path, e))?;
+        }
+        let results = reader
+            .commit()
+            .await
+            .map_err(|e| Self::op("multi_read", &dest_path, e))?;
+        let data = |r: Option<MultiReadResult>| match r {
+            Some(MultiReadResult::Data { data, stat }) => Some((data, stat.version)),
+            _ => None,
+        };
+        let mut results = results.into_iter();
+        let mut out = std::collections::BTreeMap::new();
+        for id in ids {
+            let filter = data(results.next());
+            let cursor = data(results.next());
+            let children = match results.next() {
+                Some(MultiReadResult::Children { children }) => children,
+                _ => Vec::new(),
+            };
+            out.insert(
+                id,
+                Stored {
+                    filter,
+                    cursor,
+                    children,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// The writes that bring `stored` to `clients`: a client node, filter or cursor that is
+    /// missing is created, one whose data differs is set, an unchanged one is left alone (an empty
+    /// filter is not written, as in Canal); the nodes of clients no longer subscribed are deleted,
+    /// children first.
+    fn plan(
+        &self,
+        clients: &[ClientInfo],
+        stored: &std::collections::BTreeMap<i16, Stored>,
+    ) -> Vec<Write> {
+        use zk_coord::paths;
+        let put =
+            |writes: &mut Vec<Write>, path: String, data: Vec<u8>, old: Option<&(Vec<u8>, i32)>| {
+                match old {
+                    None => writes.push(Write::Create(path, data)),
+                    Some((old, version)) if *old != data => {
+                        writes.push(Write::Set(path, data, *version))
+                    }
+                    Some(_) => {}
+                }
+            };
+        let mut writes = Vec::new();
         for c in clients {
-            zk_coord::ensure_path(&self.client, &paths::client(&self.destination, c.client_id))
-                .await?;
+            let old = stored.get(&c.client_id);
+            if old.is_none() {
+                writes.push(Write::Create(
+                    paths::client(&self.destination, c.client_id),
+                    Vec::new(),
+                ));
+            }
             if !c.filter.is_empty() {
-                zk_coord::put_persistent(
-                    &self.client,
-                    &paths::filter(&self.destination, c.client_id),
-                    c.filter.as_bytes(),
-                )
-                .await?;
+                let path = paths::filter(&self.destination, c.client_id);
+                put(
+                    &mut writes,
+                    path,
+                    c.filter.as_bytes().to_vec(),
+                    old.and_then(|o| o.filter.as_ref()),
+                );
             }
             if let Some(p) = &c.cursor {
                 let json = p.to_log_position(&self.source).to_cursor_json();
-                zk_coord::put_persistent(
-                    &self.client,
-                    &paths::cursor(&self.destination, c.client_id),
-                    json.as_bytes(),
-                )
-                .await?;
+                let path = paths::cursor(&self.destination, c.client_id);
+                put(
+                    &mut writes,
+                    path,
+                    json.into_bytes(),
+                    old.and_then(|o| o.cursor.as_ref()),
+                );
             }
         }
-        let dest_path = paths::destination(&self.destination);
-        if let Ok(children) = self.client.list_children(&dest_path).await {
-            for child in children {
-                if let Ok(id) = child.parse::<i16>() {
-                    if !clients.iter().any(|c| c.client_id == id) {
-                        zk_coord::delete_recursive(
-                            &self.client,
-                            &paths::client(&self.destination, id),
-                        )
-                        .await?;
-                    }
-                }
+        for (id, old) in stored {
+            if clients.iter().any(|c| c.client_id == *id) {
+                continue;
             }
+            let path = paths::client(&self.destination, *id);
+            for child in &old.children {
+                writes.push(Write::Delete(format!("{path}/{child}")));
+            }
+            writes.push(Write::Delete(path));
         }
-        Ok(())
+        writes
     }
 }
 
@@ -320,5 +490,163 @@ impl MetaBackend {
             MetaBackend::File(f) => f.save(clients),
             MetaBackend::Zk(z) => z.save(clients).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod zk_tests {
+    use std::time::Duration;
+
+    use harness::ZooKeeper;
+    use zk_coord::election::{Election, ElectionSpec, Role};
+    use zk_coord::fence::Fencing;
+    use zk_coord::{paths, RunningData, ZkConfig};
+
+    use super::*;
+    use crate::position::BinlogPosition;
+
+    const DEST: &str = "fenced";
+
+    fn cfg(zk: &ZooKeeper) -> ZkConfig {
+        ZkConfig {
+            servers: zk.connect_string(),
+            session_timeout_ms: 2_000,
+            connect_timeout_ms: 2_000,
+            grace_ms: 200,
+            ..Default::default()
+        }
+    }
+
+    fn spec(address: &str) -> ElectionSpec {
+        ElectionSpec {
+            path: paths::running(DEST),
+            candidate_path: None,
+            address: address.into(),
+            data: zk_coord::to_canal_json(&RunningData {
+                active: true,
+                address: address.into(),
+            }),
+        }
+    }
+
+    async fn active(e: &Election) -> Fencing {
+        let mut roles = e.watch();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            roles.wait_for(|r| *r == Role::Active),
+        )
+        .await
+        .expect("election won")
+        .unwrap();
+        e.fencing().expect("an active owner has a fencing")
+    }
+
+    fn client_at(offset: u64) -> ClientInfo {
+        ClientInfo {
+            client_id: 1001,
+            filter: r"shop\..*".into(),
+            cursor: Some(EntryPosition {
+                binlog: BinlogPosition::new("mysql-bin.000001", offset),
+                next_offset: offset + 10,
+                server_id: 1,
+                timestamp_ms: 1_700_000_000_000,
+                gtid: None,
+                inclusive: false,
+            }),
+            outstanding_batches: 0,
+        }
+    }
+
+    async fn stored_offset(meta: &ZkMeta) -> Option<u64> {
+        let clients = meta.load().await.unwrap();
+        clients[0].cursor.as_ref().map(|c| c.binlog.offset)
+    }
+
+    /// Issue #17: a server whose running node was deleted and created again by another server's
+    /// session must not overwrite the new owner's cursors, even before it notices (its gate still
+    /// open). The new node has the same data version (0) as the old one; the parent's version,
+    /// bumped by every win, is what rejects the stale write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replaced_owner_cannot_write_cursors() {
+        harness::init_tracing();
+        let zk = ZooKeeper::start().await.unwrap();
+        let a = Election::spawn(cfg(&zk), spec("10.0.0.1:11111"));
+        let a_fencing = active(&a).await;
+        let a_fence = a_fencing.current().unwrap();
+        assert!(a_fence.token.is_some());
+        // What A's writer holds while it has not noticed anything: A's fence, an open gate.
+        let (_keep, stale) = Fencing::fixed(a_fence.clone());
+        let open: crate::store::Gate = std::sync::Arc::new(|| true);
+        let meta_a = ZkMeta::new(
+            cfg(&zk).connect().await.unwrap(),
+            DEST,
+            "127.0.0.1:3306",
+            Some(open.clone()),
+        )
+        .fenced(stale);
+        meta_a.save(&[client_at(100)]).await.unwrap();
+        assert_eq!(stored_offset(&meta_a).await, Some(100));
+
+        // A's node goes away (here: A stops) and B's session creates it again.
+        a.stop().await;
+        let b = Election::spawn(cfg(&zk), spec("10.0.0.2:11111"));
+        let b_fencing = active(&b).await;
+        let b_fence = b_fencing.current().unwrap();
+        assert_eq!(
+            b_fence.running_version, a_fence.running_version,
+            "a re-created node restarts at the same version"
+        );
+        assert_ne!(b_fence.running_czxid, a_fence.running_czxid);
+        assert_eq!(a_fencing.current(), None, "A's own ownership ended");
+        let meta_b = ZkMeta::new(
+            cfg(&zk).connect().await.unwrap(),
+            DEST,
+            "127.0.0.1:3306",
+            Some(open),
+        )
+        .fenced(b_fencing);
+        meta_b.save(&[client_at(200)]).await.unwrap();
+
+        // The stale writer is refused by ZooKeeper and writes nothing.
+        let err = meta_a.save(&[client_at(150)]).await.unwrap_err();
+        assert!(
+            matches!(err, MetaError::NotActive(ref d) if d == DEST),
+            "{err}"
+        );
+        let err = meta_a.save(&[]).await.unwrap_err();
+        assert!(
+            matches!(err, MetaError::NotActive(_)),
+            "no delete either: {err}"
+        );
+        assert_eq!(stored_offset(&meta_b).await, Some(200));
+
+        // B keeps writing; an unchanged save writes nothing.
+        meta_b.save(&[client_at(300)]).await.unwrap();
+        let check = zk.client(Duration::from_secs(5)).await.unwrap();
+        let cursor = paths::cursor(DEST, 1001);
+        let (_, before) = check.get_data(&cursor).await.unwrap();
+        meta_b.save(&[client_at(300)]).await.unwrap();
+        let (_, after) = check.get_data(&cursor).await.unwrap();
+        assert_eq!(before.version, after.version);
+        assert_eq!(stored_offset(&meta_b).await, Some(300));
+
+        // A client no longer subscribed disappears with its children, in the same multi.
+        check
+            .create(
+                &paths::client_running(DEST, 1001),
+                b"{}",
+                &zookeeper_client::CreateMode::Ephemeral
+                    .with_acls(zookeeper_client::Acls::anyone_all()),
+            )
+            .await
+            .unwrap();
+        meta_b.save(&[]).await.unwrap();
+        assert!(meta_b.load().await.unwrap().is_empty());
+        assert!(check
+            .check_stat(&paths::client(DEST, 1001))
+            .await
+            .unwrap()
+            .is_none());
+        b.stop().await;
     }
 }

@@ -285,3 +285,138 @@ async fn parser_buffer_is_bounded_in_bytes_and_loses_nothing() {
     assert!(counts.values().all(|&n| n == 1), "{counts:?}");
     h.stop().await.unwrap();
 }
+
+/// Row ids (column `id`) of the s.t INSERT row images in `es`.
+fn t_insert_ids(es: &[canal_server::ParsedEntry]) -> Vec<i64> {
+    dml_rows(es)
+        .into_iter()
+        .filter(|(ty, table, _, _)| {
+            *ty == canal_protocol::entry::EventType::Insert && table == "s.t"
+        })
+        .map(|(_, _, _, after)| after[0].1.as_deref().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// Waits until the destination failed, drains what it had delivered before, and returns those
+/// entries with the error text of its status.
+async fn failed(
+    h: &mut canal_server::DestinationHandle,
+) -> (Vec<canal_server::ParsedEntry>, String) {
+    let mut rest = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match tokio::time::timeout_at(deadline, h.recv()).await {
+            Ok(Some(e)) => rest.push(e),
+            Ok(None) => break,
+            Err(_) => panic!(
+                "destination still {:?}; got {:#?}",
+                h.status(),
+                summary(&rest)
+            ),
+        }
+    }
+    match h.status() {
+        DestinationStatus::Failed { error } => (rest, error),
+        other => panic!("destination ended {other:?}, not Failed"),
+    }
+}
+
+/// The `file:offset` the error names after `at `.
+fn error_position(msg: &str) -> canal_server::BinlogPosition {
+    let at = msg.find(": at ").expect("names a position") + 5;
+    let text: String = msg[at..].chars().take_while(|c| *c != ',').collect();
+    text.parse().unwrap_or_else(|_| panic!("{text:?} in {msg}"))
+}
+
+/// Issue #17: `SET GLOBAL binlog_format` away from ROW while a destination runs. The data changes
+/// then arrive as QUERY events that row consumers would skip; the destination must stop with the
+/// same operator error as at connect, naming the position. What ROW format itself writes as text
+/// (DCL, SAVEPOINT, XA, temporary tables, CREATE … SELECT) must not stop it; under MIXED a
+/// non-deterministic statement still arrives as rows, a deterministic one as a statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binlog_format_switched_while_running_stops_the_destination() {
+    harness::init_tracing();
+    let db = MariaDb::start().await.unwrap();
+    db.exec("CREATE DATABASE s; CREATE TABLE s.t (id BIGINT PRIMARY KEY, v VARCHAR(40))")
+        .await
+        .unwrap();
+
+    // STATEMENT.
+    let (_g, dir) = data_dir();
+    let mut h = start("fmt", dest_config(&db), &dir, None);
+    wait_running(&h).await;
+    db.exec("INSERT INTO s.t VALUES (1, 'row'), (2, 'row')")
+        .await
+        .unwrap();
+    db.exec("CREATE USER 'u1'@'%' IDENTIFIED BY 'p'; GRANT SELECT ON s.* TO 'u1'@'%'")
+        .await
+        .unwrap();
+    db.exec("BEGIN; INSERT INTO s.t VALUES (3, 'row'); SAVEPOINT a; INSERT INTO s.t VALUES (4, 'undone'); ROLLBACK TO SAVEPOINT a; COMMIT")
+        .await
+        .unwrap();
+    db.exec("CREATE TEMPORARY TABLE s.tmp (id INT); INSERT INTO s.tmp VALUES (1); UPDATE s.tmp SET id = 2; DROP TEMPORARY TABLE s.tmp")
+        .await
+        .unwrap();
+    db.exec("XA START 'x1'; INSERT INTO s.t VALUES (5, 'xa'); XA END 'x1'; XA PREPARE 'x1'; XA COMMIT 'x1'")
+        .await
+        .unwrap();
+    db.exec("CREATE TABLE s.copy SELECT * FROM s.t")
+        .await
+        .unwrap();
+    db.exec("INSERT INTO s.t VALUES (6, 'row')").await.unwrap();
+    let es = collect_until(&mut h, |es| t_insert_ids(es).contains(&6)).await;
+    assert_eq!(t_insert_ids(&es), vec![1, 2, 3, 5, 6]);
+
+    db.exec("SET GLOBAL binlog_format = 'STATEMENT'")
+        .await
+        .unwrap();
+    let before = db.master_status().await.unwrap();
+    // A new connection: the session takes the global format when it connects.
+    db.exec("INSERT INTO s.t VALUES (7, 'statement')")
+        .await
+        .unwrap();
+    let (rest, msg) = failed(&mut h).await;
+    assert!(
+        msg.contains("destination fmt")
+            && msg.contains("binlog_format=STATEMENT")
+            && msg.contains("set binlog_format=ROW")
+            && msg.contains("INSERT on s.t was written as a statement"),
+        "{msg}"
+    );
+    let at = error_position(&msg);
+    assert!(
+        at.file == before.file && at.offset >= before.position,
+        "{at} is the statement's event, after {before:?}: {msg}"
+    );
+    assert!(
+        t_insert_ids(&rest).is_empty() && rest.iter().all(|e| e.position.binlog < at),
+        "nothing of or after the statement was delivered: {:#?}",
+        summary(&rest)
+    );
+    let err = h.stop().await.expect_err("failed").to_string();
+    assert_eq!(err, msg);
+
+    // MIXED.
+    db.exec("SET GLOBAL binlog_format = 'ROW'").await.unwrap();
+    let (_g2, dir2) = data_dir();
+    let mut h = start("mixed", dest_config(&db), &dir2, None);
+    wait_running(&h).await;
+    db.exec("SET GLOBAL binlog_format = 'MIXED'").await.unwrap();
+    db.exec("INSERT INTO s.t VALUES (8, UUID())").await.unwrap();
+    let es = collect_until(&mut h, |es| t_insert_ids(es).contains(&8)).await;
+    assert_eq!(t_insert_ids(&es), vec![8], "non-deterministic: still rows");
+    db.exec("INSERT INTO s.t VALUES (9, 'mixed')")
+        .await
+        .unwrap();
+    let (rest, msg) = failed(&mut h).await;
+    assert!(
+        msg.contains("destination mixed")
+            && msg.contains("binlog_format=MIXED")
+            && msg.contains("set binlog_format=ROW")
+            && msg.contains("INSERT on s.t"),
+        "{msg}"
+    );
+    assert!(t_insert_ids(&rest).is_empty(), "{:#?}", summary(&rest));
+    let _ = h.stop().await;
+    db.exec("SET GLOBAL binlog_format = 'ROW'").await.unwrap();
+}

@@ -12,6 +12,11 @@
 //! last successful round trip plus the session timeout, which is before the server can expire the
 //! session, and a standby only contends a grace delay after that. So a process that was frozen
 //! (SIGSTOP, a long pause) stops serving the moment it wakes, before it even notices why.
+//!
+//! Role and lease narrow the window; they cannot close it for a write already on its way. So a
+//! win is one multi (create the running node, bump its parent's data version) and the owner
+//! publishes a [`Fence`] ([`Election::fencing`]): writes made as one multi behind its checks fail
+//! as a whole once another candidate has won, whatever this process believes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -22,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, EventType, SessionState};
 
+use crate::fence::{Fence, Fencing};
 use crate::{ensure_path, ZkConfig};
 
 /// What this candidate is doing.
@@ -98,6 +104,7 @@ enum HoldEnd {
 pub struct Election {
     role: watch::Receiver<Role>,
     lease: Lease,
+    fence: watch::Receiver<Option<Fence>>,
     cancel: CancellationToken,
     release: mpsc::Sender<()>,
     task: tokio::task::JoinHandle<()>,
@@ -128,6 +135,7 @@ impl Election {
     pub fn spawn(cfg: ZkConfig, spec: ElectionSpec) -> Self {
         let (role_tx, role) = watch::channel(Role::Starting);
         let lease = Lease::default();
+        let (fence_tx, fence) = watch::channel(None);
         let cancel = CancellationToken::new();
         // One hand-over per request: a request while one is pending is refused, not queued.
         let (release, release_rx) = mpsc::channel(1);
@@ -136,6 +144,7 @@ impl Election {
             spec,
             role: role_tx,
             lease: lease.clone(),
+            fence: fence_tx,
             cancel: cancel.clone(),
             release: release_rx,
             former_owner: false,
@@ -144,6 +153,7 @@ impl Election {
         Self {
             role,
             lease,
+            fence,
             cancel,
             release,
             task,
@@ -177,6 +187,13 @@ impl Election {
         Arc::new(move || *role.borrow() == Role::Active && lease.is_valid())
     }
 
+    /// The ownership this candidate holds now, for writes that must fail once it ended (see
+    /// [`Fence`]); `None` while it holds none. It is published before the role turns
+    /// [`Role::Active`] and withdrawn before the role leaves it.
+    pub fn fencing(&self) -> Option<Fencing> {
+        Fencing::bind(self.fence.clone())
+    }
+
     /// Hands the node over voluntarily (it is deleted; this candidate then waits the grace delay
     /// like everyone else before contending again).
     pub async fn release(&self) {
@@ -201,6 +218,8 @@ struct Runner {
     spec: ElectionSpec,
     role: watch::Sender<Role>,
     lease: Lease,
+    /// The fence of the current ownership (`None` while not owning).
+    fence: watch::Sender<Option<Fence>>,
     cancel: CancellationToken,
     release: mpsc::Receiver<()>,
     /// This candidate held the node last and did not release it voluntarily.
@@ -313,12 +332,15 @@ impl Runner {
                 return HoldEnd::SessionLost;
             }
             let sent = now_ns();
-            match client.create(&self.spec.path, &self.spec.data, &opts).await {
-                Ok(_) => {
+            match self.take_node(client, &opts).await {
+                Ok(fence) => {
                     self.lease.extend_from(sent, self.cfg.session_timeout());
                     self.former_owner = true;
+                    self.fence.send_replace(Some(fence));
                     self.set_role(Role::Active);
-                    match self.hold(client, &mut state).await {
+                    let end = self.hold(client, &mut state).await;
+                    self.fence.send_replace(None);
+                    match end {
                         HoldEnd::Stop => return HoldEnd::Stop,
                         HoldEnd::Released => {
                             self.lease.revoke();
@@ -358,6 +380,61 @@ impl Runner {
                     }
                 }
             }
+        }
+    }
+
+    /// Creates the running node and bumps its parent's data version in one multi, then confirms
+    /// the node is this session's: the fence of the ownership just won. `NodeExists` when someone
+    /// else holds it, `NoNode` when a parent is missing (or the node vanished at once).
+    async fn take_node(
+        &self,
+        client: &Client,
+        opts: &zookeeper_client::CreateOptions<'_>,
+    ) -> Result<Fence, ZkError> {
+        let path = &self.spec.path;
+        let parent = path
+            .rsplit_once('/')
+            .map(|(p, _)| p)
+            .filter(|p| !p.is_empty());
+        let token = match parent {
+            None => {
+                client.create(path, &self.spec.data, opts).await?;
+                None
+            }
+            Some(parent) => loop {
+                let (parent_data, parent_stat) = client.get_data(parent).await?;
+                let mut writer = client.new_multi_writer();
+                writer.add_create(path, &self.spec.data, opts)?;
+                writer.add_set_data(parent, &parent_data, Some(parent_stat.version))?;
+                match writer.commit().await {
+                    Ok(results) => match results.get(1) {
+                        Some(zookeeper_client::MultiWriteResult::SetData { stat }) => {
+                            break Some((parent.to_string(), stat.version))
+                        }
+                        _ => {
+                            return Err(ZkError::UnexpectedError(
+                                "multi answered without the parent's stat".into(),
+                            ))
+                        }
+                    },
+                    // The parent's data changed between the read and the multi: read again.
+                    Err(zookeeper_client::MultiWriteError::OperationFailed {
+                        index: 1,
+                        source: ZkError::BadVersion,
+                    }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            },
+        };
+        match client.check_stat(path).await? {
+            Some(stat) if stat.ephemeral_owner == client.session_id().0 => Ok(Fence {
+                running_path: path.clone(),
+                running_czxid: stat.czxid,
+                running_version: stat.version,
+                token,
+            }),
+            Some(_) => Err(ZkError::NodeExists),
+            None => Err(ZkError::NoNode),
         }
     }
 
@@ -441,7 +518,7 @@ impl Runner {
         // A release asked for before this hold began (while standby) is not for this hold.
         while self.release.try_recv().is_ok() {}
         'outer: loop {
-            let (data, _stat, watcher) = match client.get_and_watch_data(&self.spec.path).await {
+            let (data, stat, watcher) = match client.get_and_watch_data(&self.spec.path).await {
                 Ok(x) => x,
                 Err(ZkError::NoNode) => return HoldEnd::Deleted,
                 Err(_) => {
@@ -460,6 +537,23 @@ impl Runner {
                 info!(path = %self.spec.path, "running node set to active:false; handing over");
                 return HoldEnd::Released;
             }
+            // Still ours and active, but its data was written (same owner): the fence follows
+            // the version this holder has seen; another creation is another ownership.
+            let same_node = self
+                .fence
+                .borrow()
+                .as_ref()
+                .is_some_and(|f| f.running_czxid == stat.czxid);
+            if !same_node {
+                return HoldEnd::Deleted;
+            }
+            self.fence.send_if_modified(|f| match f {
+                Some(f) if f.running_version != stat.version => {
+                    f.running_version = stat.version;
+                    true
+                }
+                _ => false,
+            });
             let mut watcher = Box::pin(watcher.changed());
             let mut disconnected_since: Option<tokio::time::Instant> = None;
             let mut renew = tokio::time::interval(renew_every);

@@ -11,9 +11,12 @@
 //!   everyone but the former owner, operator hand-over by writing `active:false`) with the fencing
 //!   Canal lacks: the role drops to [`election::Role::Paused`] the moment the connection is lost and to
 //!   [`election::Role::Fenced`] once the session is (or must be assumed) expired.
+//! - [`fence::Fence`] / [`fence::Fencing`]: the version checks an owner puts first in each multi it
+//!   commits, so its writes fail as a whole once another candidate has won.
 #![deny(missing_docs)]
 
 pub mod election;
+pub mod fence;
 pub mod otter_paths;
 pub mod paths;
 pub mod registration;

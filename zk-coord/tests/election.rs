@@ -129,3 +129,61 @@ async fn losing_zookeeper_pauses_then_fences_and_a_former_owner_retakes_at_once(
     assert!(a.may_serve());
     a.stop().await;
 }
+
+/// Every win bumps the running node's parent's data version (keeping its data), so a fence taken
+/// in one ownership is rejected in the next even though the re-created running node is at the
+/// same version again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_win_is_a_new_fence() {
+    harness::init_tracing();
+    let zk = ZooKeeper::start().await.unwrap();
+    let client = zk.client(Duration::from_secs(5)).await.unwrap();
+    zk_coord::ensure_path(&client, "/otter/canal/destinations/example")
+        .await
+        .unwrap();
+    client
+        .set_data("/otter/canal/destinations/example", b"keep", None)
+        .await
+        .unwrap();
+    let a = Election::spawn(cfg(&zk, 100), spec("10.0.0.1:11111"));
+    wait_role(&a, |r| *r == Role::Active).await;
+    let first = a.fencing().unwrap().current().unwrap();
+    a.stop().await;
+    let b = Election::spawn(cfg(&zk, 100), spec("10.0.0.2:11111"));
+    wait_role(&b, |r| *r == Role::Active).await;
+    let second = b.fencing().unwrap().current().unwrap();
+    let (data, stat) = client
+        .get_data("/otter/canal/destinations/example")
+        .await
+        .unwrap();
+    assert_eq!(data, b"keep");
+    assert_eq!(second.token.as_ref().unwrap().1, stat.version);
+    assert!(second.token.as_ref().unwrap().1 > first.token.as_ref().unwrap().1);
+    assert_eq!(first.running_version, second.running_version);
+
+    let mut stale = client.new_multi_writer();
+    first.add_checks(&mut stale).unwrap();
+    stale
+        .add_create(
+            "/x",
+            b"",
+            &zookeeper_client::CreateMode::Persistent
+                .with_acls(zookeeper_client::Acls::anyone_all()),
+        )
+        .unwrap();
+    let err = stale.commit().await.unwrap_err();
+    assert!(first.rejected(&err), "{err}");
+    assert!(client.check_stat("/x").await.unwrap().is_none());
+    let mut current = client.new_multi_writer();
+    second.add_checks(&mut current).unwrap();
+    current
+        .add_create(
+            "/x",
+            b"",
+            &zookeeper_client::CreateMode::Persistent
+                .with_acls(zookeeper_client::Acls::anyone_all()),
+        )
+        .unwrap();
+    current.commit().await.unwrap();
+    b.stop().await;
+}

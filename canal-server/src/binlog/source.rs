@@ -88,8 +88,9 @@ pub enum SourceError {
         /// Server message.
         message: String,
     },
-    /// A source setting that makes row capture impossible.
-    #[error("source {address} has {variable}={actual}; set {variable}={wanted} (in my.cnf and with SET GLOBAL)")]
+    /// A source setting that makes row capture impossible, found when connecting or, when it
+    /// changed while the destination ran, in the stream.
+    #[error("source {address} has {variable}={actual}{}; set {variable}={wanted} (in my.cnf and with SET GLOBAL)", seen_suffix(.seen))]
     Setting {
         /// The source address.
         address: String,
@@ -99,6 +100,8 @@ pub enum SourceError {
         actual: String,
         /// What to set.
         wanted: String,
+        /// Where the stream showed it (`None`: seen when connecting).
+        seen: Option<SeenInStream>,
     },
     /// The requested position is no longer on the source.
     #[error("binlog position {requested} is not on the source any more (purged?); the oldest binlog there is {first_available}. Start from a newer position or re-snapshot")]
@@ -144,6 +147,26 @@ pub enum SourceError {
         #[source]
         source: EventError,
     },
+}
+
+/// The event that showed a bad setting while streaming.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenInStream {
+    /// Position of the event.
+    pub at: BinlogPosition,
+    /// What it showed (`an INSERT on shop.t was written as a statement, so its rows are not in
+    /// the binlog`).
+    pub what: String,
+}
+
+fn seen_suffix(seen: &Option<SeenInStream>) -> String {
+    seen.as_ref().map(|s| format!(": {s}")).unwrap_or_default()
+}
+
+impl std::fmt::Display for SeenInStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "at {}, {}", self.at, self.what)
+    }
 }
 
 impl SourceError {
@@ -230,6 +253,7 @@ pub async fn check_source(conn: &mut Conn, cfg: &SourceConfig) -> Result<SourceI
         variable,
         actual: actual.unwrap_or_else(|| "(unset)".into()),
         wanted: wanted.to_string(),
+        seen: None,
     };
     if !matches!(log_bin.as_deref(), Some("1") | Some("ON")) {
         return Err(setting("log_bin", log_bin, "ON"));
@@ -300,6 +324,7 @@ pub async fn master_status(conn: &mut Conn, address: &str) -> Result<BinlogPosit
         variable: "log_bin",
         actual: "OFF".into(),
         wanted: "ON".into(),
+        seen: None,
     })?;
     let file: Option<String> = row.get(0);
     let pos: Option<u64> = row.get(1);
@@ -411,6 +436,7 @@ impl ReplicaStream {
                         variable: "gtid",
                         actual: list.to_string(),
                         wanted: "a MySQL GTID set (uuid:1-n) for this MySQL source".into(),
+                        seen: None,
                     });
                 }
                 conn.query_drop(format!("SET @slave_connect_state = '{list}'"))

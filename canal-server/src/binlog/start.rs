@@ -45,6 +45,7 @@ fn gtid_request(
             Flavor::MariaDb => "a MariaDB GTID position such as 0-1-100".into(),
             Flavor::MySql => "a MySQL GTID set such as uuid:1-100".into(),
         },
+        seen: None,
     };
     match flavor {
         Flavor::MariaDb => MariaGtidList::parse(text)

@@ -19,6 +19,7 @@ enum Cursors {
     ZooKeeper {
         client: zk_coord::Client,
         gate: Gate,
+        fencing: Option<zk_coord::fence::Fencing>,
     },
 }
 
@@ -63,7 +64,20 @@ impl InstanceBuilder {
     /// Cursors (and the schema history) in ZooKeeper through `client`; batches are handed out and
     /// cursors written only while `gate` says this process holds the destination.
     pub fn cursors_in_zookeeper(mut self, client: zk_coord::Client, gate: Gate) -> Self {
-        self.cursors = Cursors::ZooKeeper { client, gate };
+        self.cursors = Cursors::ZooKeeper {
+            client,
+            gate,
+            fencing: None,
+        };
+        self
+    }
+
+    /// With cursors in ZooKeeper: every cursor write is one multi checking `fencing`, so it fails
+    /// and writes nothing once the ownership `fencing` was bound to has ended.
+    pub fn fenced_by(mut self, fencing: zk_coord::fence::Fencing) -> Self {
+        if let Cursors::ZooKeeper { fencing: f, .. } = &mut self.cursors {
+            *f = Some(fencing);
+        }
         self
     }
 
@@ -83,15 +97,17 @@ impl InstanceBuilder {
                 MetaBackend::File(MetaFile::new(&data_dir, &name, &config.address)),
                 None,
             ),
-            Cursors::ZooKeeper { client, gate } => (
-                MetaBackend::Zk(ZkMeta::new(
-                    client,
-                    &name,
-                    &config.address,
-                    Some(gate.clone()),
-                )),
-                Some(gate),
-            ),
+            Cursors::ZooKeeper {
+                client,
+                gate,
+                fencing,
+            } => {
+                let mut meta = ZkMeta::new(client, &name, &config.address, Some(gate.clone()));
+                if let Some(f) = fencing {
+                    meta = meta.fenced(f);
+                }
+                (MetaBackend::Zk(meta), Some(gate))
+            }
         };
         let options = InstanceOptions {
             flush_period,

@@ -87,6 +87,12 @@ pub struct ConvertOptions {
     /// Without a schema and without FULL metadata, name columns `@1`, `@2`, … instead of failing
     /// (local binlog files of unknown origin). Off for live sources.
     pub schemaless: bool,
+    /// A data change on an accepted user table that arrives as SQL text (a QUERY event) means the
+    /// source stopped writing rows (`binlog_format` switched to STATEMENT or MIXED while running):
+    /// fail with [`ConvertError::StatementFormat`] instead of emitting a statement entry that row
+    /// consumers skip. On for live sources (checked for ROW at connect); off for binlog files,
+    /// which may be statement-format on purpose.
+    pub require_row_format: bool,
 }
 
 impl Default for ConvertOptions {
@@ -101,6 +107,7 @@ impl Default for ConvertOptions {
             filter_table_error: false,
             mariadb_begin: true,
             schemaless: false,
+            require_row_format: false,
         }
     }
 }
@@ -173,6 +180,15 @@ pub enum ConvertError {
         #[source]
         source: crate::value::ValueError,
     },
+    /// A data change arrived as a statement, so its rows are not in the binlog: the source does
+    /// not write `binlog_format=ROW` any more (see [`ConvertOptions::require_row_format`]).
+    #[error("{change} at {at} was written to the binlog as a statement, not as rows")]
+    StatementFormat {
+        /// Position of the QUERY event.
+        at: BinlogPosition,
+        /// What it changes (`INSERT on shop.t`).
+        change: String,
+    },
     /// The schema history rejected a DDL statement.
     #[error("DDL at {at} could not be applied to the schema history: {reason} (sql: {sql})")]
     Ddl {
@@ -242,7 +258,13 @@ pub struct Converter {
     pending_begin: Option<ParsedEntry>,
     empty_dropped: usize,
     last_empty_passed_ms: i64,
+    /// Temporary tables seen created, per (thread id, schema, table): a statement on one of them
+    /// is no sign of a lost row (bounded by [`MAX_TEMPORARY_TABLES`]).
+    temporary: std::collections::HashSet<(i64, String, String)>,
 }
+
+/// At most this many temporary tables are remembered; statements on others count as data changes.
+const MAX_TEMPORARY_TABLES: usize = 4096;
 
 /// Canal lets one empty transaction through after this much event time…
 const EMPTY_TXN_PASS_MS: i64 = 5_000;
@@ -261,6 +283,7 @@ impl Converter {
             pending_begin: None,
             empty_dropped: 0,
             last_empty_passed_ms: i64::MIN,
+            temporary: std::collections::HashSet::new(),
         }
     }
 

@@ -99,6 +99,9 @@ impl Converter {
             };
             return Ok(self.on_end(ev, pos, end));
         }
+        if self.opts.require_row_format {
+            self.check_row_format(at, sql, db, thread_id)?;
+        }
         // DDL or statement DML. Apply to the schema history first (even when filtered out).
         let stmts = ddl::classify(sql, db);
         let touches_schema = stmts.iter().any(|s| s.kind.changes_schema());
@@ -162,6 +165,61 @@ impl Converter {
         self.rows_in_txn = 0;
         Ok(vec![e])
     }
+}
+
+impl Converter {
+    /// Fails when `sql` is a data change on an accepted user table: the source logged it as a
+    /// statement, so its rows are missing. Not data changes here: transaction control, DDL, DCL
+    /// (which ROW format also writes as text), the server's own emptying of a MEMORY table,
+    /// statements on system schemas and on temporary tables created in the stream.
+    fn check_row_format(
+        &mut self,
+        at: &BinlogPosition,
+        sql: &str,
+        db: &str,
+        thread_id: i64,
+    ) -> Result<(), ConvertError> {
+        if let Some(change) = ddl::temporary_tables(sql, db) {
+            match change {
+                ddl::TemporaryTables::Created(s, t) => {
+                    if self.temporary.len() < MAX_TEMPORARY_TABLES {
+                        self.temporary.insert((thread_id, s, t));
+                    }
+                }
+                ddl::TemporaryTables::Dropped(names) => {
+                    for (s, t) in names {
+                        self.temporary.remove(&(thread_id, s, t));
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let Some(change) = ddl::data_change(sql, db) else {
+            return Ok(());
+        };
+        let schema = change.schema.as_deref().unwrap_or("");
+        if change.server_generated || is_system_schema(schema) {
+            return Ok(());
+        }
+        if let Some(table) = &change.table {
+            let key = (thread_id, schema.to_string(), table.clone());
+            if self.temporary.contains(&key) || !self.opts.filter.accepts(schema, table) {
+                return Ok(());
+            }
+        }
+        // A multi-table statement may touch an accepted table: it counts.
+        Err(ConvertError::StatementFormat {
+            at: at.clone(),
+            change: change.describe(),
+        })
+    }
+}
+
+/// The server's own schemas: statements there are no user data.
+fn is_system_schema(schema: &str) -> bool {
+    ["mysql", "sys", "performance_schema", "information_schema"]
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(schema))
 }
 
 /// `rest` (with its leading space) when `sql` starts with `kw` case-insensitively as a word.

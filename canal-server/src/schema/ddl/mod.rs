@@ -48,6 +48,8 @@
 //!   `parse/alter.rs`, `parse/dml.rs`, column definitions in `parse/column.rs`, the token cursor
 //!   in `parse/cursor.rs`).
 //! * `classify`: the statement model → Canal entry kind, schema and table ([`classify()`]).
+//! * `data_change`: whether a QUERY event's text is a data change written as a statement
+//!   ([`data_change()`]), and the temporary tables it creates or drops ([`temporary_tables()`]).
 //! * `catalog`: [`Catalog`] state, [`Catalog::apply`] (`catalog/apply.rs`) and `ALTER TABLE`
 //!   (`catalog/alter.rs`).
 //! * `column_type`: a column definition → MariaDB's `COLUMN_TYPE` text and column metadata;
@@ -57,6 +59,7 @@ mod catalog;
 mod charset;
 mod classify;
 mod column_type;
+mod data_change;
 mod lex;
 mod parse;
 mod stmt;
@@ -65,3 +68,4 @@ mod tests;
 
 pub use self::catalog::{Catalog, DdlError, TableChange};
 pub use self::classify::{classify, DdlKind, DdlStatement};
+pub use self::data_change::{data_change, temporary_tables, DataChange, TemporaryTables};

@@ -22,7 +22,7 @@ use self::dml::{dml_by_tokens, parse_dml};
 use super::charset::{CharsetName, CharsetSpec};
 use super::classify::DdlKind;
 use super::lex::{is_kw, kw_upper, split_top};
-use super::stmt::Stmt;
+use super::stmt::{QName, Stmt};
 
 /// Leading words of statements Canal parses but reports nothing for.
 const IGNORED_LEADERS: &[&str] = &[
@@ -135,6 +135,52 @@ pub(super) fn parse_statement(toks: &[Token]) -> Stmt {
         None
     };
     stmt.unwrap_or_else(|| oracle(toks))
+}
+
+/// A statement that changes table data: its verb (`INSERT`, `REPLACE`, `UPDATE`, `DELETE`,
+/// `LOAD DATA`) and target table (`None` for multi-table statements or when it cannot be read),
+/// looking through MariaDB's `SET STATEMENT … FOR`. `None` for every other statement.
+pub(super) fn parse_data_change(toks: &[Token]) -> Option<(&'static str, Option<QName>)> {
+    let c = Cur::new(toks);
+    if c.is("SET") && c.is_at(1, "STATEMENT") {
+        let mut depth = 0usize;
+        for (i, t) in toks.iter().enumerate() {
+            match t {
+                Token::LParen => depth += 1,
+                Token::RParen => depth = depth.saturating_sub(1),
+                t if depth == 0 && is_kw(Some(t), "FOR") => {
+                    let inner = toks.get(i + 1..).unwrap_or(&[]);
+                    if is_kw(inner.first(), "SET") {
+                        return None;
+                    }
+                    return parse_data_change(inner);
+                }
+                _ => {}
+            }
+        }
+        return None;
+    }
+    let table = |stmt: Stmt| match stmt {
+        Stmt::Dml { table, .. } => table,
+        _ => None,
+    };
+    let word = kw_upper(c.peek())?;
+    match word.as_str() {
+        "INSERT" => Some(("INSERT", table(dml_by_tokens(toks, DdlKind::Insert)))),
+        // REPLACE [LOW_PRIORITY | DELAYED] [INTO] tbl: INSERT's shape.
+        "REPLACE" => Some(("REPLACE", table(dml_by_tokens(toks, DdlKind::Insert)))),
+        "UPDATE" => Some(("UPDATE", table(parse_dml(toks, DdlKind::Update)))),
+        "DELETE" => Some(("DELETE", table(parse_dml(toks, DdlKind::Delete)))),
+        "LOAD" if c.is_at(1, "DATA") || c.is_at(1, "XML") => {
+            // LOAD DATA … INFILE 'f' [REPLACE | IGNORE] INTO TABLE tbl …
+            let at = toks
+                .windows(2)
+                .position(|w| is_kw(w.first(), "INTO") && is_kw(w.get(1), "TABLE"));
+            let target = at.and_then(|i| Cur::new(toks.get(i + 2..).unwrap_or(&[])).qname());
+            Some(("LOAD DATA", target))
+        }
+        _ => None,
+    }
 }
 
 /// For statements this module does not recognise: if sqlparser's full parser accepts them they
