@@ -170,13 +170,40 @@ pub enum ClientError {
     InvalidBatchId(i64),
 }
 
+/// How many times in a row a server may answer that it has no such destination
+/// ([`ClientError::is_unknown_destination`]) before the destination counts as unknown for good:
+/// `canal-client` (direct mode) and the [`ClusterConnector`](crate::ClusterConnector) (from the
+/// server the running node names) then stop with [`UnknownDestination`]. Canal servers give the
+/// same answer for a destination they are still starting, so one answer is not proof.
+pub const UNKNOWN_DESTINATION_ANSWERS: u32 = 3;
+
+/// A server answered [`UNKNOWN_DESTINATION_ANSWERS`] times in a row that it has no such
+/// destination (Canal's `destination:{name} should start first`): a typo or a destination no
+/// server is configured with. Not retryable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("destination {destination:?} is unknown to the canal server {server} ({attempts} answers in a row: {message})")]
+pub struct UnknownDestination {
+    /// The destination asked for.
+    pub destination: String,
+    /// The server that answered.
+    pub server: String,
+    /// How many answers in a row said so.
+    pub attempts: u32,
+    /// The server's last answer.
+    pub message: String,
+}
+
 impl ClientError {
     /// True when reconnecting and repeating the work may succeed: network
-    /// failures, timeouts, a closed or interrupted connection, and server
-    /// error 400 (Canal's code for transient states such as "destination
-    /// should start first" or a stale batch id). False for bad credentials,
-    /// malformed replies, protocol violations, 401/402 (the request itself is
-    /// wrong) and invalid arguments: repeating them gives the same result.
+    /// failures, timeouts, a closed or interrupted connection, server error
+    /// 400 to GET, ack and rollback (Canal's code for transient states such
+    /// as a stale batch id), and error 400 to SUBSCRIPTION/UNSUBSCRIPTION
+    /// only when the server says it does not serve the destination now
+    /// ([`ClientError::is_destination_not_served`]: a standby, a server still
+    /// starting). False for bad credentials, malformed replies, protocol
+    /// violations, 401/402, any other refusal of a subscription (a filter the
+    /// server rejects, a malformed client id) and invalid arguments:
+    /// repeating them gives the same result.
     pub fn is_retryable(&self) -> bool {
         match self {
             ClientError::Io { .. }
@@ -184,6 +211,11 @@ impl ClientError {
             | ClientError::ConnectionClosed { .. }
             | ClientError::Interrupted
             | ClientError::NotConnected => true,
+            ClientError::Server {
+                op: Op::Subscribe | Op::Unsubscribe,
+                code,
+                ..
+            } => *code == 0 || self.is_destination_not_served(),
             ClientError::Server { code, .. } => *code == 400 || *code == 0,
             ClientError::Frame { .. }
             | ClientError::Decode { .. }
@@ -198,6 +230,24 @@ impl ClientError {
     /// [`ClientError::NotConnected`] there was none to close).
     pub fn closed_connection(&self) -> bool {
         !matches!(self, ClientError::InvalidBatchId(_))
+    }
+
+    /// The server says it does not serve the destination, now: Canal's
+    /// `destination:{name} should start first` (see
+    /// [`ClientError::is_unknown_destination`]) or canal-server's
+    /// `destination:{name} is not active on this server` (a standby; the
+    /// destination runs elsewhere).
+    pub fn is_destination_not_served(&self) -> bool {
+        self.is_unknown_destination()
+            || matches!(self, ClientError::Server { message, .. } if message.contains("is not active on this server"))
+    }
+
+    /// Canal's `destination:{name} should start first`: the server does not
+    /// run the destination and knows nothing of it being elsewhere. Unknown
+    /// there, or (Canal in HA, a server starting up) not started yet, so
+    /// retryable as such; see [`UNKNOWN_DESTINATION_ANSWERS`].
+    pub fn is_unknown_destination(&self) -> bool {
+        matches!(self, ClientError::Server { code: 400, message, .. } if message.contains("should start first"))
     }
 
     /// The server's error code, for [`ClientError::Auth`] and
@@ -280,6 +330,11 @@ pub enum ClusterError {
     /// `connect()` was not called, or `disconnect()` was.
     #[error("cluster connector not started (call connect first)")]
     NotConnected,
+    /// The server the running node names answered
+    /// [`UNKNOWN_DESTINATION_ANSWERS`] times in a row that it has no such
+    /// destination. Not retryable.
+    #[error(transparent)]
+    UnknownDestination(UnknownDestination),
 }
 
 impl ClusterError {
@@ -295,7 +350,8 @@ impl ClusterError {
             ClusterError::Config(_)
             | ClusterError::GaveUp { .. }
             | ClusterError::BatchRolledBack { .. }
-            | ClusterError::NotConnected => false,
+            | ClusterError::NotConnected
+            | ClusterError::UnknownDestination(_) => false,
         }
     }
 
@@ -335,6 +391,20 @@ mod tests {
         .is_retryable());
         assert!(!ClientError::InvalidBatchId(0).closed_connection());
         assert_eq!(server(401).server_code(), Some(401));
+        let subscribe = |message: &str| ClientError::Server {
+            op: Op::Subscribe,
+            code: 400,
+            message: message.into(),
+        };
+        let bad_filter = subscribe(r#"invalid table filter "shop\.(": regex parse error"#);
+        assert!(!bad_filter.is_retryable(), "the request itself is wrong");
+        let unknown = subscribe("destination:nope should start first");
+        assert!(unknown.is_retryable() && unknown.is_unknown_destination());
+        let standby = subscribe(
+            "destination:example is not active on this server (standby); it runs on 10.0.0.1:11111",
+        );
+        assert!(standby.is_retryable() && standby.is_destination_not_served());
+        assert!(!standby.is_unknown_destination());
         assert_eq!(
             server(400).to_string(),
             "get: server error 400: ",

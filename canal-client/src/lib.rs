@@ -110,7 +110,9 @@ pub use connector::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_SO_TIMEOUT,
 };
 pub use consume::{ConsumeError, ConsumeOptions, HandlerErrorPolicy, EMPTY_POLL_PAUSE};
-pub use error::{ClientError, ClusterError, Op, ProtocolError};
+pub use error::{
+    ClientError, ClusterError, Op, ProtocolError, UnknownDestination, UNKNOWN_DESTINATION_ANSWERS,
+};
 pub use flat::{flat_message, flat_messages, FlatMessage, FlatRow};
 /// Re-exported for [`SimpleConnector::consume`]'s shutdown signal.
 pub use tokio_util::sync::CancellationToken;

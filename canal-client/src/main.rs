@@ -184,10 +184,27 @@ fn main() -> ExitCode {
     match rt.block_on(run_command(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            say!("canal-client: {e:#}");
+            say!("canal-client: {}", error_text(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, `: `-separated, leaving out a cause whose text the message already
+/// holds (library errors often print their source inside their own text).
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 async fn run_command(command: Command) -> Result<()> {

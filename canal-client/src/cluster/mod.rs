@@ -19,7 +19,9 @@ use zk_coord::election::{Election, ElectionSpec, Lease, Role};
 use zk_coord::{paths, ClientRunningData, ZkConfig};
 
 use crate::connector::{ConnectorOptions, Message, SimpleConnector};
-use crate::error::{ClientError, ClusterError, Op};
+use crate::error::{
+    ClientError, ClusterError, Op, UnknownDestination, UNKNOWN_DESTINATION_ANSWERS,
+};
 use locator::{Locator, LocatorState};
 use retry::{Backoff, Retry};
 
@@ -92,8 +94,8 @@ struct Batch {
 ///   through them on failure, from a random start). `active` in the running
 ///   node is not checked, as in the Java client.
 /// * **Transparent recovery.** On a retryable failure (connection closed,
-///   timeout, i/o, server error 400 such as "not active on this server", no
-///   server registered, ZooKeeper unreadable) the connection is dropped, and
+///   timeout, i/o, server error 400 to GET or such as "not active on this
+///   server", no server registered, ZooKeeper unreadable) the connection is dropped, and
 ///   after a pause (capped exponential backoff, [`ClusterOptions`], each
 ///   retry logged) the address is resolved again and a new connection is
 ///   opened: authenticate, SUBSCRIPTION with the last filter (if
@@ -101,7 +103,11 @@ struct Batch {
 ///   batches fetched but not acked are delivered again and acked ones are
 ///   not. Calls retry until their deadline and then fail with
 ///   [`ClusterError::GaveUp`]; non-retryable failures (bad credentials,
-///   401/402, malformed replies) are returned at once.
+///   401/402, a subscription the server refuses such as a bad filter,
+///   malformed replies) are returned at once, and so is a destination the
+///   running server keeps saying it does not have
+///   ([`ClusterError::UnknownDestination`], after
+///   [`UNKNOWN_DESTINATION_ANSWERS`] answers in a row).
 /// * **Following the running node.** When the running node names another
 ///   server, the connector moves there before its next request, also
 ///   interrupting a GET in flight.
@@ -174,6 +180,9 @@ pub struct ClusterConnector {
     next_batch_id: i64,
     /// Which cluster member to try next when there is no running node.
     fallback_turn: usize,
+    /// Answers in a row from the running server that it has no such
+    /// destination (see [`ClusterConnector::judge`]).
+    unknown_answers: u32,
 }
 
 impl fmt::Debug for ClusterConnector {
@@ -223,6 +232,7 @@ impl ClusterConnector {
             batches: VecDeque::new(),
             next_batch_id: 1,
             fallback_turn: random_start(),
+            unknown_answers: 0,
         }
     }
 
@@ -443,9 +453,14 @@ impl ClusterConnector {
                 _ => conn.unsubscribe().await,
             };
             match sent {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.unknown_answers = 0;
+                    return Ok(());
+                }
                 Err(err) => {
-                    self.recover(&mut retry, err.into(), &never).await?;
+                    let address = conn.address().to_owned();
+                    let err = self.judge(err, &address);
+                    self.recover(&mut retry, err, &never).await?;
                 }
             }
         }
@@ -753,7 +768,10 @@ impl ClusterConnector {
         .await;
         if let Err(err) = opened {
             self.fallback_turn = self.fallback_turn.wrapping_add(1);
-            return Err(err.into());
+            return Err(self.judge(err, &address));
+        }
+        if subscription.is_some() {
+            self.unknown_answers = 0;
         }
         self.generation += 1;
         self.batches.clear();
@@ -922,15 +940,53 @@ impl ClusterConnector {
                     .drop_connection("GET interrupted: running server moved or consumer role lost"),
                 Some(Ok(message)) => {
                     retry.reset();
+                    self.unknown_answers = 0;
                     return Ok(Some(self.register(message)));
                 }
                 Some(Err(err)) => {
-                    if !self.recover(retry, err.into(), cancel).await? {
+                    let err = self.judge(err, &address);
+                    if !self.recover(retry, err, cancel).await? {
                         return Ok(None);
                     }
                 }
             }
         }
+    }
+
+    /// A failure of a request to `server`. Canal answers `should start first`
+    /// both for a destination it does not have and for one it is still
+    /// starting, so only answers from the server the running node names
+    /// count (a cluster member tried without a running node may well be a
+    /// standby), and only [`UNKNOWN_DESTINATION_ANSWERS`] of them in a row
+    /// (each logged) make the destination unknown for good:
+    /// [`ClusterError::UnknownDestination`].
+    fn judge(&mut self, err: ClientError, server: &str) -> ClusterError {
+        if !err.is_unknown_destination() || self.running_address().as_deref() != Some(server) {
+            return err.into();
+        }
+        self.unknown_answers += 1;
+        let message = match &err {
+            ClientError::Server { message, .. } => message.clone(),
+            other => other.to_string(),
+        };
+        if self.unknown_answers >= UNKNOWN_DESTINATION_ANSWERS {
+            warn!(destination = %self.destination, %server, answers = self.unknown_answers, %message, "canal cluster: the running server does not have the destination; giving up");
+            return ClusterError::UnknownDestination(UnknownDestination {
+                destination: self.destination.clone(),
+                server: server.to_owned(),
+                attempts: self.unknown_answers,
+                message,
+            });
+        }
+        warn!(
+            destination = %self.destination,
+            %server,
+            answer = self.unknown_answers,
+            of = UNKNOWN_DESTINATION_ANSWERS,
+            %message,
+            "canal cluster: the running server says it does not have the destination"
+        );
+        err.into()
     }
 
     /// Gives a fetched batch the connector's own id and remembers it.

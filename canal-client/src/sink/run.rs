@@ -19,7 +19,7 @@ use crate::cluster::retry::Backoff;
 use crate::flat::{flat_messages, now_ms};
 use crate::{
     ClientError, ClusterConnector, ClusterError, ClusterOptions, ConnectorOptions, Message,
-    SimpleConnector, ZkConfig,
+    SimpleConnector, UnknownDestination, ZkConfig, UNKNOWN_DESTINATION_ANSWERS,
 };
 
 /// Where batches come from.
@@ -103,6 +103,9 @@ pub enum RunError {
     /// The cluster connector gave up (ZooKeeper config, authentication…).
     #[error("canal cluster: {0}")]
     Cluster(#[from] ClusterError),
+    /// Direct mode: the server kept answering that it has no such destination.
+    #[error(transparent)]
+    UnknownDestination(#[from] UnknownDestination),
     /// The sink failed in a way retrying cannot fix; the batch was not acked.
     #[error("sink {sink}: {message}")]
     Sink {
@@ -154,6 +157,8 @@ pub async fn run<S: Sink>(
     let lag_gauge = metrics::gauge!("canal_client_lag_ms", &labels);
     let mut backoff = Backoff::new(options.initial_backoff, options.max_backoff);
     let mut connected = false;
+    // Direct mode: answers in a row that the server has no such destination.
+    let mut unknown_answers = 0u32;
     loop {
         if stop.is_cancelled() {
             break;
@@ -162,10 +167,16 @@ pub async fn run<S: Sink>(
             match open(&mut conn, &options, &stop).await {
                 Ok(true) => {
                     connected = true;
+                    unknown_answers = 0;
                     backoff.reset();
                 }
                 Ok(false) => break,
                 Err(e) if retryable(&e) => {
+                    if let Some(unknown) =
+                        unknown_destination(&conn, &options, &e, &mut unknown_answers)
+                    {
+                        return Err(unknown.into());
+                    }
                     let delay = backoff.next_delay();
                     warn!(destination = %options.destination, error = %e, retry_in_ms = delay.as_millis() as u64, "cannot consume yet; retrying");
                     tokio::select! {
@@ -258,11 +269,40 @@ pub async fn run<S: Sink>(
     Ok(())
 }
 
+/// Direct mode: counts answers in a row that the server has no such destination (Canal's
+/// `should start first`, also given while a destination is still starting); the
+/// [`UNKNOWN_DESTINATION_ANSWERS`]-th makes it unknown for good. Each answer is logged. (Cluster
+/// mode: the [`ClusterConnector`] decides.)
+fn unknown_destination(
+    conn: &Conn,
+    options: &RunOptions,
+    err: &RunError,
+    answers: &mut u32,
+) -> Option<UnknownDestination> {
+    let (Conn::Direct(_, server), RunError::Client(client)) = (conn, err) else {
+        return None;
+    };
+    let ClientError::Server { message, .. } = client else {
+        return None;
+    };
+    if !client.is_unknown_destination() {
+        return None;
+    }
+    *answers += 1;
+    warn!(destination = %options.destination, %server, answer = *answers, of = UNKNOWN_DESTINATION_ANSWERS, %message, "the server says it does not have the destination");
+    (*answers >= UNKNOWN_DESTINATION_ANSWERS).then(|| UnknownDestination {
+        destination: options.destination.clone(),
+        server: server.clone(),
+        attempts: *answers,
+        message: message.clone(),
+    })
+}
+
 fn retryable(e: &RunError) -> bool {
     match e {
         RunError::Client(c) => c.is_retryable(),
         RunError::Cluster(c) => c.is_retryable(),
-        RunError::Sink { .. } => false,
+        RunError::Sink { .. } | RunError::UnknownDestination(_) => false,
     }
 }
 
