@@ -171,6 +171,9 @@ pub struct ZkMeta {
     source: String,
     gate: Option<crate::store::Gate>,
     fencing: Option<Fencing>,
+    /// Client ids whose nodes this server read or wrote: one of them missing at the next save
+    /// was deleted by an operator (Canal's way of dropping a client), not yet written.
+    known: std::sync::Mutex<std::collections::BTreeSet<i16>>,
 }
 
 impl std::fmt::Debug for ZkMeta {
@@ -218,7 +221,12 @@ impl ZkMeta {
             source: source.to_string(),
             gate,
             fencing: None,
+            known: Default::default(),
         }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<i16>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Every save checks `fencing` in the same multi: once the ownership it was bound to ended,
@@ -286,13 +294,18 @@ impl ZkMeta {
             });
         }
         out.sort_by_key(|c| c.client_id);
+        *self.known() = out.iter().map(|c| c.client_id).collect();
         Ok(out)
     }
 
     /// Writes the clients' filters and cursors that changed, and removes clients no longer
     /// subscribed, as one multi: all of it or nothing. Fenced, a multi the fence rejects (another
     /// server holds the destination now) is [`MetaError::NotActive`].
-    pub async fn save(&self, clients: &[ClientInfo]) -> Result<(), MetaError> {
+    ///
+    /// A client whose node this server knew and that is gone now was dropped by an operator
+    /// (deleting `/otter/canal/destinations/{dest}/{clientId}`): it is not written back, and its
+    /// id is returned so the caller unsubscribes it.
+    pub async fn save(&self, clients: &[ClientInfo]) -> Result<Vec<i16>, MetaError> {
         let not_active = || MetaError::NotActive(self.destination.clone());
         if self.gate.as_ref().is_some_and(|g| !g()) {
             return Err(not_active());
@@ -306,9 +319,26 @@ impl ZkMeta {
         loop {
             attempt += 1;
             let stored = self.read_stored().await?;
-            let writes = self.plan(clients, &stored);
+            let dropped: Vec<i16> = {
+                let known = self.known();
+                clients
+                    .iter()
+                    .map(|c| c.client_id)
+                    .filter(|id| known.contains(id) && !stored.contains_key(id))
+                    .collect()
+            };
+            let kept: Vec<ClientInfo> = clients
+                .iter()
+                .filter(|c| !dropped.contains(&c.client_id))
+                .cloned()
+                .collect();
+            let remember = |kept: &[ClientInfo]| {
+                *self.known() = kept.iter().map(|c| c.client_id).collect();
+            };
+            let writes = self.plan(&kept, &stored);
             if writes.is_empty() {
-                return Ok(());
+                remember(&kept);
+                return Ok(dropped);
             }
             let mut writer = self.client.new_multi_writer();
             if let Some(f) = &fence {
@@ -328,7 +358,10 @@ impl ZkMeta {
                 added.map_err(|e| Self::op("multi", &dest_path, e))?;
             }
             let err = match writer.commit().await {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    remember(&kept);
+                    return Ok(dropped);
+                }
                 Err(e) => e,
             };
             if fence.as_ref().is_some_and(|f| f.rejected(&err)) {
@@ -484,10 +517,11 @@ impl MetaBackend {
         }
     }
 
-    /// Writes the clients.
-    pub async fn save(&self, clients: &[ClientInfo]) -> Result<(), MetaError> {
+    /// Writes the clients; returns the ids an operator dropped meanwhile (ZooKeeper only: their
+    /// nodes were deleted), which were not written back.
+    pub async fn save(&self, clients: &[ClientInfo]) -> Result<Vec<i16>, MetaError> {
         match self {
-            MetaBackend::File(f) => f.save(clients),
+            MetaBackend::File(f) => f.save(clients).map(|()| Vec::new()),
             MetaBackend::Zk(z) => z.save(clients).await,
         }
     }

@@ -325,6 +325,74 @@ async fn health_is_503_when_no_server_can_serve() {
     assert!(h["healthy"] == false, "{h}");
 }
 
+/// Deletes a znode and its children.
+async fn zk_delete_tree(zk: &zookeeper_client::Client, path: &str) {
+    for child in zk.list_children(path).await.unwrap_or_default() {
+        let _ = zk.delete(&format!("{path}/{child}"), None).await;
+    }
+    zk.delete(path, None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_are_dropped_through_zookeeper_or_the_admin_api() {
+    harness::init_tracing();
+    let db = MariaDb::start().await.unwrap();
+    let zk = ZooKeeper::start().await.unwrap();
+    let s = ServerProc::start_with(
+        server_bin(),
+        &db,
+        "",
+        "",
+        &format!(
+            "[zookeeper]\nservers = \"{}\"\nsession_timeout_ms = 4000\nconnect_timeout_ms = 1000\ngrace_ms = 1000\n",
+            zk.connect_string()
+        ),
+    )
+    .await;
+    wait_streaming(&s).await;
+    let zc = zk.client(Duration::from_secs(10)).await.unwrap();
+    let node = |id: i64| format!("/otter/canal/destinations/example/{id}");
+    drop(RawClient::subscribed(&s.addr(), "1001", "").await);
+    drop(RawClient::subscribed(&s.addr(), "1002", "").await);
+    for id in [1001, 1002] {
+        let mut exists = false;
+        for _ in 0..100 {
+            exists = zc.check_stat(&node(id)).await.unwrap().is_some();
+            if exists {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(exists, "client {id} is in ZooKeeper, Canal layout");
+    }
+    // Canal's way: the operator deletes the client's znode; the server drops the client and
+    // does not write it back.
+    zk_delete_tree(&zc, &node(1002)).await;
+    let mut gone = false;
+    for _ in 0..200 {
+        if client(&s, 1002).await.is_none() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "1002 dropped after its znode was deleted");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        zc.check_stat(&node(1002)).await.unwrap().is_none(),
+        "not written back"
+    );
+    // Through the admin API: the znode goes too.
+    let r = http_request(s.admin_port, "DELETE", "/destinations/example/clients/1001")
+        .await
+        .unwrap();
+    assert!(r.contains(" 200 "), "{r}");
+    assert!(
+        zc.check_stat(&node(1001)).await.unwrap().is_none(),
+        "znode removed"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_changes_need_the_token_when_one_is_set() {
     harness::init_tracing();

@@ -269,7 +269,12 @@ impl Instance {
 
     /// Writes subscriptions and cursors now.
     pub async fn flush(&self) -> Result<(), MetaError> {
-        self.meta.save(&self.store.clients()).await
+        let dropped = self.meta.save(&self.store.clients()).await?;
+        for id in dropped {
+            info!(destination = %self.name, client_id = id, "the client's znode was deleted in ZooKeeper: client dropped");
+            self.unsubscribe(id);
+        }
+        Ok(())
     }
 
     /// Copies the schema history file to ZooKeeper (HA mode) when it changed since `last`.

@@ -18,6 +18,9 @@ use crate::destination::{Destination, DestinationError, DestinationHandle, Desti
 use crate::position::resume_cursor;
 use crate::store::{Lane, Store, StoredEntry};
 
+/// Cursors are saved at least this often even when unchanged.
+const RESAVE: Duration = Duration::from_secs(5);
+
 /// Most entries moved from the parser into the store at once.
 const PUMP_BATCH: usize = 256;
 
@@ -165,6 +168,13 @@ pub(super) async fn flusher(
 ) {
     let mut last: Option<Vec<(i16, String, Option<String>)>> = None;
     let mut history_stamp = None;
+    // With a zero period acks write cursors themselves; this task still ticks for the rest.
+    let period = if period.is_zero() {
+        Duration::from_secs(1)
+    } else {
+        period
+    };
+    let mut flushed = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -183,7 +193,10 @@ pub(super) async fn flusher(
                 )
             })
             .collect();
-        if last.as_ref() != Some(&now) {
+        // Unchanged cursors are still saved now and then: a save notices clients an operator
+        // dropped by deleting their znode (it writes nothing when nothing changed).
+        if last.as_ref() != Some(&now) || flushed.elapsed() >= RESAVE {
+            flushed = tokio::time::Instant::now();
             match inst.flush().await {
                 Ok(()) => last = Some(now),
                 Err(e) => warn!(error = %e, "cursor flush failed; retrying next period"),
