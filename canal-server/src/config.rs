@@ -159,7 +159,7 @@ pub struct DestinationConfig {
     /// Most catch-up streams at once: a client that fell behind the shared store reads its own
     /// replica stream from its cursor (server id `0x80000000 | (slave_id & 0xFFFFFF) << 6 | slot`)
     /// until it reaches the shared store again. Each holds at most a store's bounds in memory.
-    /// 0 = lagging clients wait for the shared store (the store then never detaches them).
+    /// 0 = no catch-up: a lagging client holds the store (and the others) back, as in Canal.
     pub catch_up_streams: usize,
     /// A catch-up stream whose client made no request for this long is stopped (the client
     /// keeps its cursor and gets a new stream when it returns), ms.
@@ -434,6 +434,7 @@ impl DestinationConfig {
             batch_mode: self.batch_mode,
             mem_unit: self.mem_unit,
             ddl_isolation: self.ddl_isolation,
+            detach_laggards: self.catch_up_streams > 0,
         }
     }
 

@@ -125,7 +125,7 @@ impl Store {
                     }
                 } else if full || wait == GetWait::NonBlocking || expired {
                     let batch = self.take_batch(&mut inner, client_id, fetch_size)?;
-                    let freed = inner.relieve();
+                    let freed = inner.relieve(self.config.detach_laggards);
                     drop(inner);
                     if freed {
                         self.space.notify_waiters();
@@ -317,7 +317,7 @@ impl Store {
                 c.cursor = Some(p);
             }
             let result = (mark.rows, c.cursor.clone());
-            (result, inner.relieve())
+            (result, inner.relieve(self.config.detach_laggards))
         };
         if freed {
             self.space.notify_waiters();

@@ -136,7 +136,7 @@ impl Store {
         let freed = {
             let mut inner = self.lock();
             inner.clients.remove(&client_id);
-            inner.relieve()
+            inner.relieve(self.config.detach_laggards)
         };
         if freed {
             self.space.notify_waiters();

@@ -26,6 +26,9 @@ pub struct StoreConfig {
     pub mem_unit: usize,
     /// DDL alone in its batch (`canal.instance.get.ddl.isolation`).
     pub ddl_isolation: bool,
+    /// A client that holds a full store while another is far ahead leaves the shared window (to
+    /// be served from a catch-up stream); false keeps plain back-pressure for everyone.
+    pub detach_laggards: bool,
 }
 
 impl Default for StoreConfig {
@@ -36,6 +39,7 @@ impl Default for StoreConfig {
             batch_mode: BatchMode::Memsize,
             mem_unit: 1024,
             ddl_isolation: false,
+            detach_laggards: true,
         }
     }
 }

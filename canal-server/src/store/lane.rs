@@ -66,9 +66,9 @@ pub struct ClientStatus {
 impl Inner {
     /// Frees what every shared client acked; when a put waits on a full window, first detaches
     /// the clients that hold it back (see the module doc). True when something was freed.
-    pub(super) fn relieve(&mut self) -> bool {
+    pub(super) fn relieve(&mut self, detach: bool) -> bool {
         let mut freed = self.trim();
-        if self.put_waiting && self.detach_laggards() {
+        if detach && self.put_waiting && self.detach_laggards() {
             freed |= self.trim();
         }
         freed
@@ -198,7 +198,7 @@ impl Store {
                 first_available: first_available.to_string(),
             };
             c.marks.clear();
-            inner.relieve()
+            inner.relieve(self.config.detach_laggards)
         };
         if freed {
             self.space.notify_waiters();
@@ -242,7 +242,7 @@ impl Store {
             c.lane = Lane::Detached {
                 since: SystemTime::now(),
             };
-            inner.relieve()
+            inner.relieve(self.config.detach_laggards)
         };
         if freed {
             self.space.notify_waiters();
@@ -325,7 +325,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::test_util::{entry, items};
-    use crate::store::GetWait;
+    use crate::store::{GetWait, StoreConfig};
 
     async fn fill(s: &Store, from: u64, n: u64) {
         for i in from..from + n {
@@ -358,6 +358,32 @@ mod tests {
         );
         let start = s.catch_up_start(1).unwrap();
         assert_eq!(start.cursor.binlog.offset, 0, "from its own cursor");
+    }
+
+    #[tokio::test]
+    async fn without_catch_up_a_laggard_holds_everyone_back() {
+        let s = Store::new(
+            "d",
+            StoreConfig {
+                detach_laggards: false,
+                ..items(4)
+            },
+        );
+        s.subscribe(1, "", None).unwrap();
+        s.subscribe(2, "", None).unwrap();
+        s.set_base(entry(0, true, "", 1).position);
+        fill(&s, 1, 4).await;
+        let b = s.get(2, 4, GetWait::NonBlocking).await.unwrap();
+        s.ack(2, b.id).unwrap();
+        let s2 = s.clone();
+        let mut put = tokio::spawn(async move { fill(&s2, 5, 1).await });
+        tokio::task::yield_now().await;
+        assert!(
+            futures::poll!(&mut put).is_pending(),
+            "Canal's back-pressure"
+        );
+        assert_eq!(s.lane(1), Some(Lane::Shared));
+        put.abort();
     }
 
     #[tokio::test]

@@ -85,7 +85,11 @@ impl Store {
                     let fits = inner.entries.is_empty()
                         || (inner.entries.len() < self.config.max_entries
                             && inner.bytes + entry.bytes.len() <= self.config.max_bytes);
-                    if !fits && inner.detach_laggards() && inner.trim() {
+                    if !fits
+                        && self.config.detach_laggards
+                        && inner.detach_laggards()
+                        && inner.trim()
+                    {
                         continue;
                     }
                     if !fits {
