@@ -93,6 +93,10 @@ pub struct ServerSection {
     pub flush_period_ms: u64,
     /// Largest frame accepted from a client, bytes.
     pub max_frame_bytes: usize,
+    /// Most client connections at once; beyond it a connection gets an error frame instead of
+    /// the handshake and is closed. A quarter of them (at least 1) may be waiting to
+    /// authenticate, so connections that never authenticate cannot lock clients out.
+    pub max_connections: usize,
 }
 
 impl Default for ServerSection {
@@ -108,6 +112,7 @@ impl Default for ServerSection {
             passwd: String::new(),
             flush_period_ms: 1000,
             max_frame_bytes: 1 << 20,
+            max_connections: 1000,
         }
     }
 }
@@ -511,6 +516,9 @@ impl ServerConfig {
                 "server.admin_ip",
                 format!("{:?} is not an IP address", self.server.admin_ip),
             ));
+        }
+        if self.server.max_connections == 0 || self.server.max_connections > 100_000 {
+            return Err(cerr("server.max_connections", "must be 1..=100000"));
         }
         if self.server.max_frame_bytes < 1024 {
             return Err(cerr("server.max_frame_bytes", "must be at least 1024"));

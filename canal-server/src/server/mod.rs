@@ -32,12 +32,21 @@ pub struct ServerContext {
     pub auth_throttle: auth_throttle::AuthThrottle,
     /// Largest inbound frame accepted.
     pub max_frame_len: usize,
+    /// Connections served at once (`server.max_connections`).
+    pub connections: Arc<Semaphore>,
+    /// Connections still authenticating (a quarter of the connections, at least 1).
+    pub unauthenticated: Arc<Semaphore>,
+    /// `server.max_connections`.
+    pub max_connections: usize,
 }
 
 impl ServerContext {
     /// A context with no destination served yet.
-    pub fn new(auth: Authenticator, max_frame_len: usize) -> Self {
+    pub fn new(auth: Authenticator, max_frame_len: usize, max_connections: usize) -> Self {
         Self {
+            connections: Arc::new(Semaphore::new(max_connections)),
+            unauthenticated: Arc::new(Semaphore::new((max_connections / 4).max(1))),
+            max_connections,
             instances: Default::default(),
             roles: Default::default(),
             releasers: Default::default(),
@@ -140,22 +149,13 @@ pub enum Release {
     NoElection,
 }
 
-/// Most connections served at once.
-pub const MAX_CONNECTIONS: usize = 10_000;
-
 /// Accepts connections on `listener` until `shutdown` fires. Accept errors are retried with a
-/// doubling backoff (up to 1 s) so a burst of `EMFILE` does not spin.
+/// doubling backoff (up to 1 s) so a burst of `EMFILE` does not spin. Every connection is
+/// accepted; beyond `server.max_connections` it gets an error frame and is closed at once
+/// (instead of waiting unanswered in the listen backlog).
 pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>, shutdown: CancellationToken) {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut backoff = Duration::from_millis(5);
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
             a = listener.accept() => a,
@@ -173,13 +173,13 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>, shutdown: Can
             }
         };
         metrics::counter!("canal_server_connections_total").increment(1);
+        let permit = ctx.connections.clone().try_acquire_owned().ok();
         let ctx = ctx.clone();
         let shutdown = shutdown.clone();
         let span = tracing::debug_span!("session", %peer);
         tokio::spawn(
             async move {
-                session::run(stream, peer, ctx, shutdown).await;
-                drop(permit);
+                session::run(stream, peer, ctx, shutdown, permit).await;
             }
             .instrument(span),
         );

@@ -45,9 +45,37 @@ pub async fn run(
     peer: SocketAddr,
     ctx: Arc<ServerContext>,
     shutdown: CancellationToken,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) {
     let mut conn = Connection::new(stream, ctx.max_frame_len);
-    let Some(idle) = auth::authenticate(&mut conn, &ctx, peer, &shutdown).await else {
+    // A connection over the limits gets an error frame where the handshake would be (as MySQL
+    // answers "Too many connections") and is closed.
+    let refuse = |what: &str| {
+        format!(
+            "too many {what} (server.max_connections = {}); try again later",
+            ctx.max_connections
+        )
+    };
+    let Some(_permit) = permit else {
+        metrics::counter!("canal_server_connections_refused_total").increment(1);
+        let _ = conn
+            .write_packet(&Packet::ack_error(400, refuse("connections")))
+            .await;
+        return;
+    };
+    let Ok(authenticating) = ctx.unauthenticated.clone().try_acquire_owned() else {
+        metrics::counter!("canal_server_connections_refused_total").increment(1);
+        let _ = conn
+            .write_packet(&Packet::ack_error(
+                400,
+                refuse("connections waiting to authenticate"),
+            ))
+            .await;
+        return;
+    };
+    let authenticated = auth::authenticate(&mut conn, &ctx, peer, &shutdown).await;
+    drop(authenticating);
+    let Some(idle) = authenticated else {
         return;
     };
     let mut session = Session {
