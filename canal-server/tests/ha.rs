@@ -399,3 +399,48 @@ async fn losing_one_member_of_a_zookeeper_ensemble_moves_nothing() {
     assert!(again.is_empty(), "no interruption replay: {again:?}");
     assert_eq!(second.delivered.len(), 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_release_requests_cause_one_hand_over() {
+    harness::init_tracing();
+    let db = source().await;
+    let zk = ZooKeeper::start().await.unwrap();
+    let zkc = zk.client(Duration::from_secs(10)).await.unwrap();
+    let a = ha_server(&db, &zk.connect_string()).await;
+    let (first, _) = wait_running(&zkc, Some(&a.addr()), Duration::from_secs(30)).await;
+    let b = ha_server(&db, &zk.connect_string()).await;
+    // B is a standby: it has nothing to release.
+    let r = http_request(b.admin_port, "POST", "/destinations/example/release")
+        .await
+        .unwrap();
+    assert!(r.contains(" 409 "), "a standby cannot release: {r}");
+    // Twenty requests at once to the active server: one is accepted, the rest refused.
+    let mut accepted = 0;
+    for _ in 0..20 {
+        let r = http_request(a.admin_port, "POST", "/destinations/example/release")
+            .await
+            .unwrap();
+        if r.contains(" 202 ") {
+            accepted += 1;
+        } else {
+            assert!(r.contains(" 409 "), "{r}");
+        }
+    }
+    assert_eq!(accepted, 1, "one hand-over per request, never a queue");
+    let (second, _) = wait_running(&zkc, Some(&b.addr()), Duration::from_secs(30)).await;
+    assert_ne!(first, second);
+    // The destination stays on B: sample the running node for longer than a grace period
+    // plus a session; it never moves back.
+    let mut owners = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        if let Some(addr) = running_address(&zkc).await {
+            owners.insert(addr);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        owners.into_iter().collect::<Vec<_>>(),
+        vec![b.addr()],
+        "no ping-pong after the burst"
+    );
+}

@@ -24,6 +24,8 @@ pub struct ServerContext {
     instances: std::sync::RwLock<BTreeMap<String, Arc<Instance>>>,
     /// Per destination: the role text and the running address, for errors and /health.
     roles: std::sync::RwLock<BTreeMap<String, (String, Option<String>)>>,
+    /// Destinations with an accepted release whose hand-over has not happened yet.
+    releasing: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Voluntary hand-over triggers (HA mode), for the admin endpoint.
     releasers: std::sync::RwLock<BTreeMap<String, tokio::sync::mpsc::Sender<()>>>,
     /// Client authentication (`canal.user` / `canal.passwd`).
@@ -50,6 +52,7 @@ impl ServerContext {
             instances: Default::default(),
             roles: Default::default(),
             releasers: Default::default(),
+            releasing: Default::default(),
             auth_throttle: Default::default(),
             auth,
             max_frame_len,
@@ -93,6 +96,13 @@ impl ServerContext {
 
     /// Records this server's role for `destination` and who runs it.
     pub fn set_role(&self, destination: &str, role: &str, running: Option<String>) {
+        if role != "active" {
+            // The hand-over a release asked for happened (or the node was lost anyway).
+            self.releasing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(destination);
+        }
         self.roles
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -129,8 +139,15 @@ impl ServerContext {
             Some((role, _)) => return Release::NotActive(role.clone()),
             None => return Release::NotActive("unknown".into()),
         }
+        let mut releasing = self.releasing.lock().unwrap_or_else(|p| p.into_inner());
+        if releasing.contains(destination) {
+            return Release::Pending;
+        }
         match tx.try_send(()) {
-            Ok(()) => Release::Accepted,
+            Ok(()) => {
+                releasing.insert(destination.to_string());
+                Release::Accepted
+            }
             Err(_) => Release::Pending,
         }
     }
