@@ -266,7 +266,7 @@ async fn short_sigstop_keeps_the_active_long_sigstop_fences_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_stop_hands_over_after_grace_without_duplicates() {
+async fn graceful_stop_hands_over_without_the_grace_or_duplicates() {
     harness::init_tracing();
     let db = source().await;
     let zk = ZooKeeper::start().await.unwrap();
@@ -284,6 +284,10 @@ async fn graceful_stop_hands_over_after_grace_without_duplicates() {
     let _ = wait_running(&zc, Some(&b.addr()), Duration::from_secs(60)).await;
     let took = stopped.elapsed();
     println!("FAILOVER graceful {took:?}");
+    assert!(
+        took < Duration::from_millis(GRACE_MS) + Duration::from_secs(30),
+        "sanity: {took:?}"
+    );
     write_load(db.port(), 30, 60, Duration::ZERO).await;
     let second = consume_following(&zc2, 30, Duration::from_secs(60)).await;
     let again: Vec<_> = second
@@ -443,4 +447,43 @@ async fn repeated_release_requests_cause_one_hand_over() {
         vec![b.addr()],
         "no ping-pong after the burst"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_does_not_wait_the_grace_but_a_crash_does() {
+    harness::init_tracing();
+    let db = source().await;
+    let zk = ZooKeeper::start().await.unwrap();
+    let zkc = zk.client(Duration::from_secs(10)).await.unwrap();
+    // A 30 s grace: long enough that a hand-over inside it cannot be the grace running out.
+    let section = format!(
+        "[zookeeper]\nservers = \"{}\"\nsession_timeout_ms = {SESSION_MS}\nconnect_timeout_ms = 1000\ngrace_ms = 30000\n",
+        zk.connect_string()
+    );
+    let start = || ServerProc::start_with(server_bin(), &db, "flush_period_ms = 0\n", "", &section);
+    let mut a = start().await;
+    wait_running(&zkc, Some(&a.addr()), Duration::from_secs(30)).await;
+    let b = start().await;
+    let r = http_request(a.admin_port, "POST", "/destinations/example/release")
+        .await
+        .unwrap();
+    assert!(r.contains(" 202 "), "{r}");
+    let (_, released_in) = wait_running(&zkc, Some(&b.addr()), Duration::from_secs(60)).await;
+    println!("HANDOVER release took {released_in:?}");
+    assert!(
+        released_in < Duration::from_secs(15),
+        "a release hands over without the 30 s grace: {released_in:?}"
+    );
+    // A crash of B: A must wait out the grace before it takes the destination back.
+    let mut b = b;
+    b.kill9();
+    let crashed = Instant::now();
+    wait_running(&zkc, Some(&a.addr()), Duration::from_secs(90)).await;
+    let took = crashed.elapsed();
+    println!("HANDOVER crash took {took:?}");
+    assert!(
+        took >= Duration::from_secs(30),
+        "a crash waits the grace: {took:?}"
+    );
+    a.stop();
 }

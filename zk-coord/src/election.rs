@@ -4,6 +4,10 @@
 //! creates it owns the work. When it disappears, the former owner may re-take it at once; every
 //! other candidate waits the grace delay first, so a short "fake death" does not move the work.
 //! Writing `"active":false` with the owner's address into the node makes the owner release it.
+//! A release is not a death: the owner marks its node `"active":false` before deleting it, and a
+//! standby that saw that contends at once (a hand-over in well under a second instead of the
+//! grace delay); the releasing owner stays out of the contest for a few seconds, then watches the
+//! new owner like any standby.
 //!
 //! Fencing (Canal has none): the owner's [`Role`] drops to [`Role::Paused`] as soon as the
 //! connection is lost, and to [`Role::Fenced`] when the session expires or has been disconnected
@@ -115,6 +119,21 @@ impl std::fmt::Debug for Election {
         f.debug_struct("Election")
             .field("role", &*self.role.borrow())
             .finish()
+    }
+}
+
+/// How long an owner that released its node stays out of the contest (at most the grace and
+/// half a session).
+const RELEASE_BACKOFF: Duration = Duration::from_secs(3);
+
+/// `data` (the running node's JSON) with `"active":false`: the node of an owner handing over.
+fn released_data(data: &[u8]) -> Vec<u8> {
+    match serde_json::from_slice::<serde_json::Value>(data) {
+        Ok(serde_json::Value::Object(mut m)) => {
+            m.insert("active".into(), serde_json::Value::Bool(false));
+            serde_json::to_vec(&m).unwrap_or_else(|_| data.to_vec())
+        }
+        _ => data.to_vec(),
     }
 }
 
@@ -283,6 +302,11 @@ impl Runner {
             if owner.as_deref() == Some(&self.spec.address)
                 && stat.ephemeral_owner == client.session_id().0
             {
+                // A stop is a hand-over, not a death: standbys need not wait the grace.
+                let released = released_data(&self.spec.data);
+                let _ = client
+                    .set_data(&self.spec.path, &released, Some(stat.version))
+                    .await;
                 let _ = client.delete(&self.spec.path, None).await;
             }
         }
@@ -322,7 +346,16 @@ impl Runner {
         let opts = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
         loop {
             if let Some(t) = release_wait.take() {
-                let until = t + self.cfg.grace();
+                // After a release, give the standbys (who contend at once) the first chance, but
+                // not the whole grace: past this the node is watched like any other, so a later
+                // crash of the new owner is waited out from when it happens.
+                // Shorter than a session, so the node of a new owner that crashes cannot vanish
+                // (its session expires first) before this candidate watches it again.
+                let until = t + self
+                    .cfg
+                    .grace()
+                    .min(RELEASE_BACKOFF)
+                    .min(self.cfg.session_timeout() / 2);
                 tokio::select! {
                     _ = self.cancel.cancelled() => return HoldEnd::Stop,
                     _ = tokio::time::sleep_until(until.into()) => {}
@@ -344,6 +377,11 @@ impl Runner {
                         HoldEnd::Stop => return HoldEnd::Stop,
                         HoldEnd::Released => {
                             self.lease.revoke();
+                            // Mark the node released before deleting it: a standby that saw
+                            // `"active":false` takes over at once instead of waiting the grace
+                            // delay meant for a crash.
+                            let released = released_data(&self.spec.data);
+                            let _ = client.set_data(&self.spec.path, &released, None).await;
                             let _ = client.delete(&self.spec.path, None).await;
                             self.former_owner = false;
                             self.set_role(Role::Standby { owner: None });
@@ -460,7 +498,7 @@ impl Runner {
                     continue;
                 }
             };
-            let (owner, _) = node_owner(&data);
+            let (owner, active) = node_owner(&data);
             if owner.as_deref() == Some(&self.spec.address) {
                 if stat.ephemeral_owner == client.session_id().0 {
                     // Ours in this session (a create that timed out but succeeded).
@@ -482,7 +520,11 @@ impl Runner {
                     ev = &mut changed => {
                         match ev.event_type {
                             EventType::NodeDeleted => {
-                                if !self.former_owner {
+                                // A node last seen `"active":false` was handed over on purpose
+                                // (a release): no fake death to wait out.
+                                if !active {
+                                    info!(path = %self.spec.path, "running node released; contending at once");
+                                } else if !self.former_owner {
                                     debug!(grace_ms = self.cfg.grace_ms, "running node gone; waiting the grace delay");
                                     tokio::select! {
                                         _ = self.cancel.cancelled() => return Some(HoldEnd::Stop),
