@@ -124,6 +124,15 @@ struct SourceArgs {
     /// ZooKeeper session timeout, ms.
     #[arg(long, default_value_t = 10_000)]
     zk_session_timeout_ms: u64,
+    /// ZooKeeper digest credentials `user:password`, or (kept out of `ps`) `env:NAME` or
+    /// `file:PATH` (mode 0600) holding them: needed when the servers use digest auth.
+    #[arg(
+        long,
+        env = "CANAL_ZK_DIGEST",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    zk_digest: String,
     /// Canal destination.
     #[arg(long, default_value = "example")]
     destination: String,
@@ -301,6 +310,7 @@ async fn consume<S: Sink>(args: SourceArgs, sink: &mut S) -> Result<()> {
             zk: ZkConfig {
                 servers: zk.clone(),
                 session_timeout_ms: args.zk_session_timeout_ms,
+                digest: args.zk_digest.clone(),
                 ..Default::default()
             },
         },

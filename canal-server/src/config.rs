@@ -125,7 +125,8 @@ pub struct DestinationConfig {
     pub address: String,
     /// Replication account (`canal.instance.dbUsername`).
     pub username: String,
-    /// Its password (`canal.instance.dbPassword`).
+    /// Its password (`canal.instance.dbPassword`), or `env:NAME` / `file:PATH` naming where it is
+    /// ([`zk_coord::secret`]).
     pub password: String,
     /// `server_id` used towards the source (`canal.instance.mysql.slaveId`); must be unique.
     pub slave_id: u32,
@@ -317,6 +318,8 @@ impl DestinationConfig {
         if self.username.is_empty() {
             return Err(cerr(k("username"), "must not be empty"));
         }
+        zk_coord::secret::resolve(&self.password)
+            .map_err(|e| cerr(k("password"), e.to_string()))?;
         if self.slave_id == 0 {
             return Err(cerr(
                 k("slave_id"),

@@ -68,6 +68,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    // It holds passwords and says where rows come from: nobody else may rewrite it.
+    zk_coord::secret::check_config_file(&args.config)?;
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("reading {}", args.config.display()))?;
     let mut cfg =
@@ -82,6 +84,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         cfg.server.data_dir = d;
     }
     cfg.validate()?;
+    if cfg.zookeeper.as_ref().is_some_and(|z| z.digest.is_empty()) {
+        tracing::warn!(
+            "[zookeeper] has no digest: the znodes this server creates (cursors, schema history) \
+             are writable by anyone who can reach ZooKeeper"
+        );
+    }
     if args.check {
         println!(
             "{}: ok ({} destinations)",

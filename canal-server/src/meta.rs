@@ -345,11 +345,13 @@ impl ZkMeta {
                 f.add_checks(&mut writer)
                     .map_err(|e| Self::op("multi", &dest_path, e))?;
             }
-            let opts = zookeeper_client::CreateMode::Persistent
-                .with_acls(zookeeper_client::Acls::anyone_all());
             for w in &writes {
                 let added = match w {
-                    Write::Create(path, data) => writer.add_create(path, data, &opts),
+                    Write::Create(path, data) => {
+                        let opts = zookeeper_client::CreateMode::Persistent
+                            .with_acls(zk_coord::acl::for_path(&self.client, path));
+                        writer.add_create(path, data, &opts)
+                    }
                     Write::Set(path, data, version) => {
                         writer.add_set_data(path, data, Some(*version))
                     }

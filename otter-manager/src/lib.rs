@@ -19,7 +19,7 @@ use otter_node::model::{Channel, ChannelStatus, ModelError};
 use zk_coord::otter_paths::{self, CHANNEL_ROOT, NODE_ROOT};
 pub use zk_coord::ZkError;
 use zk_coord::{CoordError, ZkConfig};
-use zookeeper_client::{Acls, Client, CreateMode};
+use zookeeper_client::{Client, CreateMode};
 
 /// How many times a read-modify-write is retried when another writer changed the znode between
 /// the read and the write.
@@ -102,7 +102,7 @@ pub enum ManagerError {
         error: String,
     },
     /// A ZooKeeper operation failed.
-    #[error("ZooKeeper {op} {path}: {error}")]
+    #[error("ZooKeeper {op} {path}: {error}{}", zk_coord::no_auth_hint(.error))]
     Zk {
         /// The operation.
         op: &'static str,
@@ -190,9 +190,10 @@ pub async fn connect(config: &ZkConfig) -> Result<Client, ManagerError> {
 /// definition is already the same.
 pub async fn apply(zk: &Client, channel: &Channel) -> Result<ApplyOutcome, ManagerError> {
     channel.validate()?;
+    channel.check_no_literal_secrets()?;
     channel.validate_among(&readable_channels(zk).await?)?;
     let path = otter_paths::channel(channel.id);
-    let opts = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    let opts = CreateMode::Persistent.with_acls(zk_coord::acl::private(zk));
     for _ in 0..MAX_ATTEMPTS {
         match zk.get_data(&path).await {
             Err(ZkError::NoNode) => {

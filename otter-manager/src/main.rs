@@ -34,6 +34,18 @@ struct Cli {
     /// How long to try to reach ZooKeeper before giving up, ms.
     #[arg(long, global = true, default_value_t = 5_000, value_name = "MS")]
     zk_connect_timeout_ms: u64,
+    /// ZooKeeper digest credentials `user:password`, or (kept out of `ps`) `env:NAME` or `file:PATH`
+    /// (mode 0600) holding them.
+    /// With them every znode otter creates is closed to other identities.
+    #[arg(
+        long,
+        global = true,
+        env = "OTTER_ZK_DIGEST",
+        hide_env_values = true,
+        default_value = "",
+        value_name = "REF"
+    )]
+    zk_digest: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -70,6 +82,10 @@ enum Command {
     List,
     /// One line per live node: id and address.
     Nodes,
+    /// Give every znode under /otter (canal's and otter's) the ACLs of the security model: all
+    /// for the --zk-digest identity, read for everyone on running and cluster nodes only. For a
+    /// tree created before digest auth was turned on.
+    Secure,
 }
 
 fn main() -> ExitCode {
@@ -106,14 +122,20 @@ async fn connect(cli: &Cli) -> Result<zookeeper_client::Client> {
         servers: cli.zk.clone(),
         session_timeout_ms: cli.zk_session_timeout_ms,
         connect_timeout_ms: cli.zk_connect_timeout_ms,
+        digest: cli.zk_digest.clone(),
         ..ZkConfig::default()
     };
+    if config.digest.is_empty() {
+        tracing::warn!("no --zk-digest: the znodes written are readable and writable by anyone who can reach ZooKeeper");
+    }
     Ok(otter_manager::connect(&config).await?)
 }
 
 async fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Apply { file } => {
+            // A channel file says where rows go: nobody else may rewrite it.
+            zk_coord::secret::check_config_file(file)?;
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let channel =
@@ -154,6 +176,11 @@ async fn run(cli: Cli) -> Result<()> {
             for (nid, addr) in nodes {
                 println!("{nid:<w$}  {addr}");
             }
+        }
+        Command::Secure => {
+            let zk = connect(&cli).await?;
+            let n = zk_coord::acl::secure_tree(&zk, "/otter").await?;
+            println!("{n} znodes under /otter secured");
         }
     }
     Ok(())

@@ -484,3 +484,102 @@ async fn library_keeps_status_and_survives_concurrent_writers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// With `--zk-digest`: the stored channel names where the nodes find passwords and holds none, a
+/// file holding a password is refused naming the key, a stranger can neither read nor change the
+/// channel, and `secure` closes a tree written before digest was turned on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_keeps_channels_private_and_passwords_out_of_zookeeper() {
+    init_tracing();
+    let zk = ZooKeeper::start().await.unwrap();
+    let servers = zk.connect_string();
+    let dir = TestDir::new("manager-digest").unwrap();
+    let digest = dir.path().join("zk-digest");
+    std::fs::write(&digest, "otter:pw-for-zk\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&digest, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let digest_arg = format!("file:{}", digest.display());
+
+    // A literal password is refused, naming the key; nothing is stored.
+    let literal = dir.path().join("literal.toml");
+    std::fs::write(
+        &literal,
+        example_text().replace(
+            "password = \"env:OTTER_SOURCE_PASSWORD\"",
+            "password = \"hunter2\"",
+        ),
+    )
+    .unwrap();
+    let lit = literal.to_str().unwrap();
+    let err = failed(&manager(&servers, &["--zk-digest", &digest_arg, "apply", "-f", lit]).await);
+    assert!(err.contains("pipeline.source.password"), "{err}");
+    assert!(err.contains("env:NAME"), "{err}");
+
+    // The example names an environment variable: stored as such.
+    let example = example_path();
+    let ex = example.to_str().unwrap();
+    ok(&manager(&servers, &["--zk-digest", &digest_arg, "apply", "-f", ex]).await);
+    let owner = zk_coord::ZkConfig {
+        servers: servers.clone(),
+        digest: digest_arg.clone(),
+        ..Default::default()
+    }
+    .connect()
+    .await
+    .unwrap();
+    let (data, _) = owner.get_data("/otter/channel/1").await.unwrap();
+    let text = String::from_utf8(data).unwrap();
+    assert!(
+        text.contains("\"password\":\"env:OTTER_SOURCE_PASSWORD\""),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"));
+
+    // A stranger reads nothing and changes nothing.
+    let stranger = zookeeper_client::Client::connect(&servers).await.unwrap();
+    for path in ["/otter", "/otter/channel", "/otter/channel/1"] {
+        assert_eq!(
+            stranger.get_data(path).await.unwrap_err(),
+            zookeeper_client::Error::NoAuth,
+            "{path}"
+        );
+        assert_eq!(
+            stranger.set_data(path, b"{}", None).await.unwrap_err(),
+            zookeeper_client::Error::NoAuth,
+            "{path}"
+        );
+    }
+    let no_digest = failed(&manager(&servers, &["show", "1"]).await);
+    assert!(
+        no_digest.contains("NoAuth")
+            || no_digest.contains("no auth")
+            || no_digest.contains("not authorized"),
+        "{no_digest}"
+    );
+
+    // A tree written without digest is open until `secure` closes it.
+    let open = stranger
+        .create(
+            "/otter/node-legacy",
+            b"",
+            &CreateMode::Persistent.with_acls(Acls::anyone_all()),
+        )
+        .await;
+    assert_eq!(
+        open.unwrap_err(),
+        zookeeper_client::Error::NoAuth,
+        "/otter is closed"
+    );
+    let legacy = ZooKeeper::start().await.unwrap();
+    let lservers = legacy.connect_string();
+    ok(&manager(&lservers, &["apply", "-f", ex]).await);
+    let lstranger = zookeeper_client::Client::connect(&lservers).await.unwrap();
+    assert!(lstranger.get_data("/otter/channel/1").await.is_ok());
+    let out = ok(&manager(&lservers, &["--zk-digest", &digest_arg, "secure"]).await);
+    assert!(out.contains("znodes under /otter secured"), "{out}");
+    assert_eq!(
+        lstranger.get_data("/otter/channel/1").await.unwrap_err(),
+        zookeeper_client::Error::NoAuth
+    );
+    ok(&manager(&lservers, &["--zk-digest", &digest_arg, "show", "1"]).await);
+}

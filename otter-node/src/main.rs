@@ -32,6 +32,16 @@ struct Args {
     /// ZooKeeper session timeout, ms.
     #[arg(long, default_value_t = 10_000)]
     zk_session_timeout_ms: u64,
+    /// ZooKeeper digest credentials `user:password`, or (kept out of `ps`) `env:NAME` or
+    /// `file:PATH` (mode 0600) holding them. With them every znode the node creates is closed to
+    /// other identities.
+    #[arg(
+        long,
+        env = "OTTER_ZK_DIGEST",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    zk_digest: String,
     /// A standby waits this long after the mainstem node vanished before taking over, ms.
     #[arg(long, default_value_t = 5_000)]
     grace_ms: u64,
@@ -90,9 +100,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         servers: args.zk.clone(),
         session_timeout_ms: args.zk_session_timeout_ms,
         grace_ms: args.grace_ms,
+        digest: args.zk_digest.clone(),
         ..Default::default()
     };
     zk.validate().context("ZooKeeper settings")?;
+    if zk.digest.is_empty() {
+        tracing::warn!("no --zk-digest: the znodes this node creates are writable by anyone who can reach ZooKeeper");
+    }
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .ok();

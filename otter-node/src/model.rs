@@ -82,7 +82,9 @@ pub struct SourceDb {
     pub address: String,
     /// Replication account (REPLICATION SLAVE, REPLICATION CLIENT, SELECT).
     pub username: String,
-    /// Its password.
+    /// Where each node finds its password: `env:NAME` or `file:PATH` (mode 0600), resolved on the
+    /// node ([`zk_coord::secret`]); `""` for none. `otter-manager apply` refuses the password
+    /// itself, which would be stored in ZooKeeper.
     #[serde(default)]
     pub password: String,
     /// Replica server id, unique among the source's replicas.
@@ -109,7 +111,7 @@ pub struct TargetDb {
     pub address: String,
     /// An account that may write the target tables.
     pub username: String,
-    /// Its password.
+    /// Where each node finds its password: `env:NAME`, `file:PATH` or `""`, as for the source.
     #[serde(default)]
     pub password: String,
 }
@@ -199,6 +201,26 @@ impl Channel {
     /// The JSON form stored in ZooKeeper.
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Refuses a definition that holds a password itself rather than naming where the nodes find
+    /// it (`env:NAME` / `file:PATH`): what `otter-manager apply` stores, anyone who may read
+    /// ZooKeeper could read.
+    pub fn check_no_literal_secrets(&self) -> Result<(), ModelError> {
+        for (key, setting) in [
+            ("pipeline.source.password", &self.pipeline.source.password),
+            ("pipeline.target.password", &self.pipeline.target.password),
+        ] {
+            if zk_coord::secret::SecretRef::parse(setting).is_literal() {
+                return Err(err(
+                    key,
+                    "holds the password itself, which would be stored in ZooKeeper; write \
+                     \"env:NAME\" or \"file:PATH\" (mode 0600) and give each node that \
+                     variable or file",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Checks everything a node needs before it starts the pipeline.

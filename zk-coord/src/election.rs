@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
-use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, EventType, SessionState};
+use zookeeper_client::{Client, CreateMode, Error as ZkError, EventType, SessionState};
 
 use crate::fence::{Fence, Fencing};
 use crate::{ensure_path, ZkConfig};
@@ -322,7 +322,7 @@ impl Runner {
         if let Some((parent, _)) = c.rsplit_once('/') {
             let _ = ensure_path(client, parent).await;
         }
-        let opts = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+        let opts = CreateMode::Ephemeral.with_acls(crate::acl::for_path(client, c));
         match client.create(c, &[], &opts).await {
             Ok(_) => {}
             Err(ZkError::NodeExists) => {
@@ -343,7 +343,8 @@ impl Runner {
                 warn!(error = %e, "could not create the running node's parent");
             }
         }
-        let opts = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+        let opts = CreateMode::Ephemeral.with_acls(crate::acl::for_path(client, &self.spec.path));
+        let mut refused_logged = false;
         loop {
             if let Some(t) = release_wait.take() {
                 // After a release, give the standbys (who contend at once) the first chance, but
@@ -411,10 +412,21 @@ impl Runner {
                     if state.peek_state().is_terminated() {
                         return HoldEnd::SessionLost;
                     }
-                    debug!(error = %e, "create running node failed; retrying");
+                    // Refused by an ACL: only an operator can fix it, so say so (once per
+                    // session) and ask again slowly.
+                    let wait = if e == ZkError::NoAuth {
+                        if !refused_logged {
+                            refused_logged = true;
+                            warn!(path = %self.spec.path, "ZooKeeper refused to create the running node{}", crate::no_auth_hint(&e));
+                        }
+                        Duration::from_secs(5)
+                    } else {
+                        debug!(error = %e, "create running node failed; retrying");
+                        Duration::from_millis(200)
+                    };
                     tokio::select! {
                         _ = self.cancel.cancelled() => return HoldEnd::Stop,
-                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                        _ = tokio::time::sleep(wait) => {}
                     }
                 }
             }

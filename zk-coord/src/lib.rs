@@ -15,11 +15,13 @@
 //!   commits, so its writes fail as a whole once another candidate has won.
 #![deny(missing_docs)]
 
+pub mod acl;
 pub mod election;
 pub mod fence;
 pub mod otter_paths;
 pub mod paths;
 pub mod registration;
+pub mod secret;
 
 use std::time::Duration;
 
@@ -39,7 +41,9 @@ pub struct ZkConfig {
     pub connect_timeout_ms: u64,
     /// Optional chroot, e.g. `/prod`.
     pub chroot: String,
-    /// Optional digest auth `user:password`.
+    /// Optional digest auth `user:password`, or `env:NAME` / `file:PATH` naming where it is
+    /// ([`secret`]). With it, every znode this process creates is closed to unauthenticated
+    /// sessions except the running and cluster nodes, which they may read ([`acl`]).
     pub digest: String,
     /// Grace delay before a standby contends for a running node that disappeared, ms.
     pub grace_ms: u64,
@@ -71,7 +75,7 @@ pub enum CoordError {
         source: ZkError,
     },
     /// A znode operation failed.
-    #[error("ZooKeeper {op} {path}: {source}")]
+    #[error("ZooKeeper {op} {path}: {source}{}", no_auth_hint(.source))]
     Op {
         /// The operation.
         op: &'static str,
@@ -97,6 +101,17 @@ pub enum CoordError {
         /// What is wrong.
         message: String,
     },
+}
+
+/// What to do about a `NoAuth` answer: it means this session's credentials are not the ones the
+/// znode was created with.
+pub fn no_auth_hint(e: &ZkError) -> &'static str {
+    if *e == ZkError::NoAuth {
+        " (this process's ZooKeeper `digest` credentials are missing or differ from the ones that \
+         created the znode)"
+    } else {
+        ""
+    }
 }
 
 impl ZkConfig {
@@ -131,13 +146,26 @@ impl ZkConfig {
                 message: format!("{:?} must start with '/' and not end with one", self.chroot),
             });
         }
-        if !self.digest.is_empty() && !self.digest.contains(':') {
-            return Err(CoordError::Config {
+        self.digest_credentials()?;
+        Ok(())
+    }
+
+    /// The digest credentials `user:password`, resolved from `digest` (None when not set).
+    pub fn digest_credentials(&self) -> Result<Option<String>, CoordError> {
+        if self.digest.is_empty() {
+            return Ok(None);
+        }
+        let d = secret::resolve(&self.digest).map_err(|e| CoordError::Config {
+            key: "digest",
+            message: e.to_string(),
+        })?;
+        match d.split_once(':') {
+            Some((user, _)) if !user.is_empty() => Ok(Some(d)),
+            _ => Err(CoordError::Config {
                 key: "digest",
                 message: "must be user:password".into(),
-            });
+            }),
         }
-        Ok(())
     }
 
     /// Opens a new session.
@@ -147,8 +175,9 @@ impl ZkConfig {
         let mut connector = Client::connector()
             .with_session_timeout(self.session_timeout())
             .with_connection_timeout(Duration::from_millis(self.connect_timeout_ms));
-        if !self.digest.is_empty() {
-            connector = connector.with_auth("digest", self.digest.as_bytes());
+        let digest = self.digest_credentials()?;
+        if let Some(d) = &digest {
+            connector = connector.with_auth("digest", d.as_bytes());
         }
         let connect = connector.connect(&servers);
         match tokio::time::timeout(
@@ -157,7 +186,13 @@ impl ZkConfig {
         )
         .await
         {
-            Ok(r) => r.map_err(|source| CoordError::Connect {
+            Ok(Ok(client)) => {
+                if digest.is_some() {
+                    acl::mark_authenticated(&client);
+                }
+                Ok(client)
+            }
+            Ok(Err(source)) => Err(CoordError::Connect {
                 servers: self.servers.clone(),
                 source,
             }),
@@ -222,12 +257,11 @@ pub fn to_canal_json<T: Serialize>(v: &T) -> Vec<u8> {
 
 /// Creates every missing ancestor and the node itself as persistent (idempotent).
 pub async fn ensure_path(client: &Client, path: &str) -> Result<(), CoordError> {
-    let opts =
-        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
     let mut cur = String::new();
     for part in path.split('/').filter(|p| !p.is_empty()) {
         cur.push('/');
         cur.push_str(part);
+        let opts = zookeeper_client::CreateMode::Persistent.with_acls(acl::for_path(client, &cur));
         match client.create(&cur, &[], &opts).await {
             Ok(_) | Err(ZkError::NodeExists) => {}
             Err(source) => {
@@ -252,8 +286,8 @@ pub async fn put_persistent(client: &Client, path: &str, data: &[u8]) -> Result<
                     ensure_path(client, parent).await?;
                 }
             }
-            let opts = zookeeper_client::CreateMode::Persistent
-                .with_acls(zookeeper_client::Acls::anyone_all());
+            let opts =
+                zookeeper_client::CreateMode::Persistent.with_acls(acl::for_path(client, path));
             match client.create(path, data, &opts).await {
                 Ok(_) => Ok(()),
                 Err(ZkError::NodeExists) => client

@@ -1,7 +1,7 @@
 //! Registration: an ephemeral znode that says a process is alive, kept across sessions.
 
 use tokio_util::sync::CancellationToken;
-use zookeeper_client::{Acls, CreateMode};
+use zookeeper_client::CreateMode;
 
 use crate::ZkConfig;
 
@@ -20,11 +20,11 @@ pub struct Registration {
 /// node left by an earlier session of the same owner is replaced), deleted on `stop`. A session
 /// that cannot be opened is retried every second ([`ZkConfig::connect_until_stopped`]).
 pub async fn keep_registered(zk: ZkConfig, reg: Registration, stop: CancellationToken) {
-    let eph = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
     loop {
         let Some(client) = zk.connect_until_stopped(&stop).await else {
             return;
         };
+        let eph = CreateMode::Ephemeral.with_acls(crate::acl::for_path(&client, &reg.path));
         let _ = crate::ensure_path(&client, &reg.parent).await;
         if let Err(zookeeper_client::Error::NodeExists) =
             client.create(&reg.path, &reg.data, &eph).await

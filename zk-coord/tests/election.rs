@@ -39,13 +39,14 @@ async fn wait_role(e: &Election, want: impl Fn(&Role) -> bool) -> Role {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_active_standby_takes_over_after_grace_and_operator_handover() {
+async fn a_graceful_stop_or_operator_hand_over_moves_the_node_without_the_grace() {
     harness::init_tracing();
     let zk = ZooKeeper::start().await.unwrap();
     let a = Election::spawn(cfg(&zk, 1500), spec("10.0.0.1:11111"));
     wait_role(&a, |r| *r == Role::Active).await;
     assert!(a.may_serve());
-    let b = Election::spawn(cfg(&zk, 1500), spec("10.0.0.2:11111"));
+    // B's grace is longer than `wait_role` waits: only a hand-over that skips it passes.
+    let b = Election::spawn(cfg(&zk, 120_000), spec("10.0.0.2:11111"));
     let r = wait_role(&b, |r| matches!(r, Role::Standby { .. })).await;
     assert_eq!(
         r,
@@ -70,14 +71,10 @@ async fn one_active_standby_takes_over_after_grace_and_operator_handover() {
         .unwrap();
     assert_eq!(cluster.len(), 2);
 
-    // Graceful stop of A: the node is deleted; B takes over only after its grace delay.
-    let stopped = std::time::Instant::now();
+    // Graceful stop of A: it marks the node `"active":false` and deletes it; B takes over at
+    // once (the grace delay is for crashes).
     a.stop().await;
     wait_role(&b, |r| *r == Role::Active).await;
-    assert!(
-        stopped.elapsed() >= Duration::from_millis(1500),
-        "standby waited the grace delay"
-    );
 
     // Operator hand-over: write active:false with the owner's address.
     let c = Election::spawn(cfg(&zk, 300), spec("10.0.0.3:11111"));

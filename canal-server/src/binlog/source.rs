@@ -80,6 +80,15 @@ pub enum SourceError {
         #[source]
         source: mysql_async::Error,
     },
+    /// The password setting (`env:NAME` / `file:PATH`) cannot be resolved on this machine.
+    #[error("password for source {address}: {source}")]
+    Secret {
+        /// The source address.
+        address: String,
+        /// Why.
+        #[source]
+        source: zk_coord::secret::SecretError,
+    },
     /// Wrong user or password, or missing privileges.
     #[error("source {address} refused the replication account: {message}")]
     Access {
@@ -175,7 +184,10 @@ impl SourceError {
     pub fn is_retryable(&self) -> bool {
         !matches!(
             self,
-            SourceError::Access { .. } | SourceError::Setting { .. } | SourceError::Purged { .. }
+            SourceError::Access { .. }
+                | SourceError::Secret { .. }
+                | SourceError::Setting { .. }
+                | SourceError::Purged { .. }
         )
     }
 }
@@ -205,11 +217,16 @@ fn classify_driver(address: &str, e: mysql_async::Error) -> SourceError {
 /// Opens a plain SQL connection to the source with the replication account.
 pub async fn connect(cfg: &SourceConfig) -> Result<Conn, SourceError> {
     let (host, port) = split_address(&cfg.address);
+    let password =
+        zk_coord::secret::resolve(&cfg.password).map_err(|source| SourceError::Secret {
+            address: cfg.address.clone(),
+            source,
+        })?;
     let opts = OptsBuilder::default()
         .ip_or_hostname(host)
         .tcp_port(port)
         .user(Some(cfg.username.clone()))
-        .pass(Some(cfg.password.clone()))
+        .pass(Some(password))
         .prefer_socket(false)
         .tcp_keepalive(Some(Duration::from_secs(10)))
         .tcp_nodelay(true);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use zookeeper_client::{Acls, Client, CreateMode, MultiWriteError};
+use zookeeper_client::{Client, CreateMode, MultiWriteError};
 
 use crate::process::{Child, Lock, Process, Produced, Stage, Termin};
 use crate::runtime::error::RuntimeError;
@@ -20,8 +20,8 @@ pub enum Completed {
     AlreadyDone,
 }
 
-fn persistent() -> zookeeper_client::CreateOptions<'static> {
-    CreateMode::Persistent.with_acls(Acls::anyone_all())
+fn persistent(zk: &Client) -> zookeeper_client::CreateOptions<'static> {
+    CreateMode::Persistent.with_acls(zk_coord::acl::private(zk))
 }
 
 impl Process {
@@ -33,7 +33,7 @@ impl Process {
         produced: &Produced,
     ) -> Result<(), RuntimeError> {
         let path = self.child(stage);
-        zk.create(&path, &produced.to_json(), &persistent())
+        zk.create(&path, &produced.to_json(), &persistent(zk))
             .await
             .map(|_| ())
             .map_err(RuntimeError::zk("create", path))
@@ -55,7 +55,7 @@ impl Process {
         };
         let mut multi = zk.new_multi_writer();
         multi
-            .add_create(&output, &produced.to_json(), &persistent())
+            .add_create(&output, &produced.to_json(), &persistent(zk))
             .and_then(|()| multi.add_delete(&self.child(lock), None))
             .map_err(RuntimeError::zk("multi", output.clone()))?;
         match multi.commit().await {
@@ -81,7 +81,7 @@ impl Process {
         if let Ok(children) = zk.list_children(&proc_path).await {
             let mut multi = zk.new_multi_writer();
             let staged = multi
-                .add_create(&termin_path, &termin, &persistent())
+                .add_create(&termin_path, &termin, &persistent(zk))
                 .and_then(|()| {
                     children
                         .iter()
@@ -92,7 +92,7 @@ impl Process {
                 return Ok(());
             }
         }
-        match zk.create(&termin_path, &termin, &persistent()).await {
+        match zk.create(&termin_path, &termin, &persistent(zk)).await {
             Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
             Err(e) => return Err(RuntimeError::zk("create", termin_path)(e)),
         }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use zookeeper_client::{Acls, Client, CreateMode};
+use zookeeper_client::{Client, CreateMode};
 
 use crate::process::{Lock, Process};
 use crate::runtime::error::RuntimeError;
@@ -24,7 +24,7 @@ impl Process {
         nid: u32,
     ) -> Result<Option<i64>, RuntimeError> {
         let path = self.child(lock);
-        let eph = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+        let eph = CreateMode::Ephemeral.with_acls(zk_coord::acl::private(zk));
         match zk.create(&path, nid.to_string().as_bytes(), &eph).await {
             // A server before 3.5 answers `create` without a stat: read it (the znode must
             // still be this session's, or the token would be someone else's).

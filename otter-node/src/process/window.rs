@@ -2,7 +2,7 @@
 //! flight when a new mainstem starts, and the termins Select reads and deletes.
 
 use zk_coord::otter_paths;
-use zookeeper_client::{Acls, Client, CreateMode};
+use zookeeper_client::{Client, CreateMode};
 
 use crate::process::{Process, Termin};
 use crate::runtime::error::RuntimeError;
@@ -24,7 +24,7 @@ impl Process {
     /// Opens a new process at the end of the window (a persistent-sequential `p{seq}` node).
     pub async fn open(zk: &Client, cid: u32, pid: u32) -> Result<Process, RuntimeError> {
         let prefix = otter_paths::process_prefix(cid, pid);
-        let seq_opts = CreateMode::PersistentSequential.with_acls(Acls::anyone_all());
+        let seq_opts = CreateMode::PersistentSequential.with_acls(zk_coord::acl::private(zk));
         let (_, seq) = zk
             .create(&prefix, &[], &seq_opts)
             .await

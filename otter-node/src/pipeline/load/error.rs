@@ -3,6 +3,15 @@
 /// Why a load (or a table check) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The target password setting (`env:NAME` / `file:PATH`) cannot be resolved on this node.
+    #[error("target {address} password: {source}")]
+    Secret {
+        /// The target address.
+        address: String,
+        /// Why.
+        #[source]
+        source: zk_coord::secret::SecretError,
+    },
     /// The target address is not `host:port`.
     #[error("target address `{address}`: {reason}")]
     Address {
@@ -92,7 +101,10 @@ impl LoadError {
     pub fn is_definition(&self) -> bool {
         matches!(
             self,
-            LoadError::NoTable { .. } | LoadError::NoPrimaryKey { .. } | LoadError::Address { .. }
+            LoadError::NoTable { .. }
+                | LoadError::NoPrimaryKey { .. }
+                | LoadError::Address { .. }
+                | LoadError::Secret { .. }
         )
     }
 }

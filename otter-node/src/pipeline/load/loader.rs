@@ -83,7 +83,12 @@ impl Loader {
         let pool_opts = PoolOpts::default()
             .with_constraints(constraints)
             .with_inactive_connection_ttl(Duration::from_secs(60));
-        let password = (!target.password.is_empty()).then(|| target.password.clone());
+        let password =
+            zk_coord::secret::resolve(&target.password).map_err(|source| LoadError::Secret {
+                address: target.address.clone(),
+                source,
+            })?;
+        let password = (!password.is_empty()).then_some(password);
         let opts: Opts = OptsBuilder::default()
             .ip_or_hostname(host)
             .tcp_port(port)

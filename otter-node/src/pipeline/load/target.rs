@@ -26,6 +26,15 @@ pub enum TargetCheckError {
         #[source]
         source: mysql_async::Error,
     },
+    /// The source password setting cannot be resolved on this node.
+    #[error("source {address} password: {source}")]
+    SourceSecret {
+        /// The source address.
+        address: String,
+        /// Why.
+        #[source]
+        source: zk_coord::secret::SecretError,
+    },
     /// A target table is missing or has no primary key, or the target cannot be checked.
     #[error(transparent)]
     Target(#[from] LoadError),
@@ -36,7 +45,7 @@ impl TargetCheckError {
     /// checking again cannot help, an operator has to fix it.
     pub fn is_definition(&self) -> bool {
         match self {
-            Self::SourceAddress(_) => true,
+            Self::SourceAddress(_) | Self::SourceSecret { .. } => true,
             Self::Source { .. } => false,
             Self::Target(e) => e.is_definition(),
         }
@@ -100,11 +109,17 @@ pub async fn check_targets(
             source,
         }
     };
+    let password = zk_coord::secret::resolve(&p.source.password).map_err(|source| {
+        TargetCheckError::SourceSecret {
+            address: p.source.address.clone(),
+            source,
+        }
+    })?;
     let opts = mysql_async::OptsBuilder::default()
         .ip_or_hostname(host)
         .tcp_port(port)
         .user(Some(p.source.username.clone()))
-        .pass(Some(p.source.password.clone()))
+        .pass(Some(password))
         .prefer_socket(false);
     let mut conn = mysql_async::Conn::new(opts)
         .await
