@@ -82,6 +82,20 @@ enum Command {
     List,
     /// One line per live node: id and address.
     Nodes,
+    /// Create the `retl` schema and otter's tables (retl_fence, retl_mark) on a site's MySQL, with
+    /// an account that may create them; the load accounts then need SELECT, INSERT, UPDATE on
+    /// `retl`.*. Needs no ZooKeeper.
+    PrepareSite {
+        /// The MySQL server, host:port.
+        #[arg(long)]
+        address: String,
+        /// An account with CREATE privileges.
+        #[arg(long, default_value = "root")]
+        username: String,
+        /// Its password: `env:NAME`, `file:PATH` (mode 0600) or the password itself.
+        #[arg(long, default_value = "")]
+        password: String,
+    },
     /// Give every znode under /otter (canal's and otter's) the ACLs of the security model: all
     /// for the --zk-digest identity, read for everyone on running and cluster nodes only. For a
     /// tree created before digest auth was turned on.
@@ -176,6 +190,24 @@ async fn run(cli: Cli) -> Result<()> {
             for (nid, addr) in nodes {
                 println!("{nid:<w$}  {addr}");
             }
+        }
+        Command::PrepareSite {
+            address,
+            username,
+            password,
+        } => {
+            let account = otter_node::model::TargetDb {
+                address: address.clone(),
+                username: username.clone(),
+                password: password.clone(),
+                site: String::new(),
+            };
+            let ran = otter_node::pipeline::load::prepare_site(&account).await?;
+            println!(
+                "{address}: retl ready ({} statements); grant the load accounts {}",
+                ran.len(),
+                otter_node::pipeline::load::site::LOAD_GRANTS
+            );
         }
         Command::Secure => {
             let zk = connect(&cli).await?;

@@ -583,3 +583,40 @@ async fn digest_keeps_channels_private_and_passwords_out_of_zookeeper() {
     );
     ok(&manager(&lservers, &["--zk-digest", &digest_arg, "show", "1"]).await);
 }
+
+/// `prepare-site` creates retl and its tables with an account allowed to, and names the missing
+/// privilege for one that is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepare_site_creates_retl_or_names_the_missing_privilege() {
+    init_tracing();
+    let db = harness::MariaDb::start().await.unwrap();
+    db.exec("CREATE USER 'weak'@'%' IDENTIFIED BY 'w'; CREATE USER 'weak'@'localhost' IDENTIFIED BY 'w'")
+        .await
+        .unwrap();
+    let addr = db.addr().to_string();
+    let weak = failed(
+        &manager(
+            "127.0.0.1:1",
+            &[
+                "prepare-site",
+                "--address",
+                &addr,
+                "--username",
+                "weak",
+                "--password",
+                "w",
+            ],
+        )
+        .await,
+    );
+    assert!(weak.contains("needs CREATE on `retl`"), "{weak}");
+    let out = ok(&manager("127.0.0.1:1", &["prepare-site", "--address", &addr]).await);
+    assert!(out.contains("retl ready"), "{out}");
+    let tables: Vec<String> = db
+        .query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'retl' ORDER BY 1")
+        .await
+        .unwrap();
+    assert_eq!(tables, ["retl_fence", "retl_mark"]);
+    // Idempotent.
+    ok(&manager("127.0.0.1:1", &["prepare-site", "--address", &addr]).await);
+}

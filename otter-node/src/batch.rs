@@ -67,6 +67,17 @@ pub struct DdlEvent {
     pub execute_time: i64,
 }
 
+/// From `rows[from]` on (up to the next run), the changes were first written at `origin`; `None`
+/// is the pipeline's own source site. Load marks each transaction with its origin
+/// ([`crate::pipeline::loopback`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginRun {
+    /// The first row of the run (0 for a DDL batch).
+    pub from: usize,
+    /// The site, when not the pipeline's source.
+    pub origin: Option<String>,
+}
+
 /// The data of one process (batch) after Transform: what Load applies.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadBatch {
@@ -74,4 +85,62 @@ pub struct LoadBatch {
     pub rows: Vec<RowEvent>,
     /// DDL, alone in its batch (`rows` is then empty).
     pub ddl: Option<DdlEvent>,
+    /// Where the changes were first written, when not all at the pipeline's source (empty: all
+    /// there). Runs in order of `from`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub origins: Vec<OriginRun>,
+}
+
+impl LoadBatch {
+    /// Notes that the rows pushed from now on were first written at `origin`.
+    pub fn set_origin(&mut self, origin: Option<&str>) {
+        let current = self.origins.last().and_then(|r| r.origin.as_deref());
+        if current == origin {
+            return;
+        }
+        let from = self.rows.len();
+        if self.origins.last().is_some_and(|r| r.from == from) {
+            self.origins.pop();
+            if self.origins.last().and_then(|r| r.origin.as_deref()) == origin {
+                return;
+            }
+        }
+        self.origins.push(OriginRun {
+            from,
+            origin: origin.map(str::to_string),
+        });
+    }
+
+    /// The rows split into runs of one origin, in order: `(origin, rows)`.
+    pub fn origin_runs(
+        rows: Vec<RowEvent>,
+        origins: &[OriginRun],
+    ) -> Vec<(Option<String>, Vec<RowEvent>)> {
+        let mut out: Vec<(Option<String>, Vec<RowEvent>)> = Vec::new();
+        let mut bounds = origins.iter().peekable();
+        let mut current: Option<String> = None;
+        for (i, row) in rows.into_iter().enumerate() {
+            while let Some(r) = bounds.peek() {
+                if r.from > i {
+                    break;
+                }
+                current = r.origin.clone();
+                bounds.next();
+            }
+            match out.last_mut() {
+                Some((o, rows)) if *o == current => rows.push(row),
+                _ => out.push((current.clone(), vec![row])),
+            }
+        }
+        out
+    }
+
+    /// The origin of the batch's DDL (the run starting at 0).
+    pub fn ddl_origin(&self) -> Option<&str> {
+        self.origins
+            .iter()
+            .take_while(|r| r.from == 0)
+            .last()
+            .and_then(|r| r.origin.as_deref())
+    }
 }

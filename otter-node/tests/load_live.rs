@@ -205,13 +205,17 @@ async fn target() -> (MariaDb, Loader) {
         address: db.addr().to_string(),
         username: "root".into(),
         password: String::new(),
+        site: String::new(),
     })
     .expect("loader");
     (db, loader)
 }
 
 fn batch(rows: Vec<RowEvent>) -> LoadBatch {
-    LoadBatch { rows, ddl: None }
+    LoadBatch {
+        rows,
+        ..Default::default()
+    }
 }
 
 /// Items and orders; the first batch of most tests.
@@ -360,6 +364,7 @@ async fn check_tables_and_ddl() {
             sql: sql.into(),
             execute_time: 0,
         }),
+        ..Default::default()
     };
     // Replayed DDL is applied once and then skipped.
     for _ in 0..2 {
@@ -525,6 +530,7 @@ async fn a_stale_fencing_token_commits_nothing() {
             sql: "ALTER TABLE orders ADD COLUMN stale INT".into(),
             execute_time: 0,
         }),
+        ..Default::default()
     };
     let err = loader
         .load(ddl.clone(), fence(1, 9), &stop)

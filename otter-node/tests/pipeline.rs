@@ -4,11 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use harness::{ManagedProcess, MariaDb, TestDir, ZooKeeper};
-use otter_node::model::{Channel, ChannelStatus};
+mod common;
 
-const GRACE_MS: u64 = 2_000;
-const SESSION_MS: u64 = 2_000;
+use common::Node;
+use harness::{MariaDb, TestDir, ZooKeeper};
+use otter_node::model::{Channel, ChannelStatus};
 
 async fn source() -> MariaDb {
     let db = MariaDb::start().await.unwrap();
@@ -66,94 +66,6 @@ async fn publish(zk: &ZooKeeper, c: &Channel) {
     zk_coord::put_persistent(&client, &zk_coord::otter_paths::channel(c.id), &c.to_json())
         .await
         .unwrap();
-}
-
-struct Node {
-    process: Option<ManagedProcess>,
-    log: std::path::PathBuf,
-}
-
-impl Node {
-    fn start(dir: &TestDir, id: u32, zk: &ZooKeeper) -> Node {
-        Self::start_with_env(dir, id, zk, &[])
-    }
-
-    fn start_with_env(dir: &TestDir, id: u32, zk: &ZooKeeper, env: &[(&str, &str)]) -> Node {
-        let log = dir.path().join(format!("node-{id}.log"));
-        let data = dir.path().join(format!("data-{id}"));
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_otter-node"));
-        cmd.args([
-            "--id",
-            &id.to_string(),
-            "--zk",
-            &zk.connect_string(),
-            "--http",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(&data)
-        .args([
-            "--zk-session-timeout-ms",
-            &SESSION_MS.to_string(),
-            "--grace-ms",
-            &GRACE_MS.to_string(),
-        ])
-        .env("RUST_LOG", "info")
-        .envs(env.iter().copied());
-        Node {
-            process: Some(ManagedProcess::start(format!("otter-node-{id}"), cmd, &log).unwrap()),
-            log,
-        }
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut p) = self.process.take() {
-            p.kill9().unwrap();
-        }
-    }
-
-    fn pause(&mut self) {
-        if let Some(p) = self.process.as_mut() {
-            p.pause().unwrap();
-        }
-    }
-
-    fn resume(&mut self) {
-        if let Some(p) = self.process.as_mut() {
-            p.resume().unwrap();
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the node's log contains `text` (at most `limit`; the logs of `all` on failure).
-    async fn wait_log(&self, text: &str, limit: Duration, all: &[&Node]) {
-        let t = Instant::now();
-        while !self.log().contains(text) {
-            if t.elapsed() > limit {
-                for n in all {
-                    eprintln!("---- {}\n{}", n.log.display(), n.log());
-                }
-                panic!(
-                    "{} never logged {text:?} within {limit:?}",
-                    self.log.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// The `--http` address the node bound (from its "otter-node ready" line).
-    fn http(&self) -> Option<String> {
-        let log = self.log();
-        let line = log.lines().find(|l| l.contains("otter-node ready"))?;
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("http="))?;
-        Some(addr.to_string())
-    }
 }
 
 /// A few hundred changes over every mapped table: inserts, updates, deletes, a primary-key change,

@@ -33,6 +33,10 @@ pub struct Batch {
     pub id: i64,
     /// Serialized entries.
     pub entries: Vec<Bytes>,
+    /// For each entry of `entries`: whether it ends a transaction (Canal's ack point: a
+    /// TRANSACTIONEND, a TRANSACTIONBEGIN without GTID, or a DDL), so an embedding consumer can
+    /// tell transactions apart without decoding.
+    pub ack_points: Vec<bool>,
     /// Rows in the batch (sum of `rowsCount`).
     pub rows: u64,
     /// `executeTime` of the newest entry.
@@ -45,6 +49,7 @@ impl Batch {
         Self {
             id: -1,
             entries: Vec::new(),
+            ack_points: Vec::new(),
             rows: 0,
             last_execute_time: None,
         }
@@ -241,6 +246,7 @@ impl Store {
         let limit = fetch_size.max(0) as usize * self.config.mem_unit;
         let mut seq = c.read_seq;
         let mut out = Vec::new();
+        let mut ack_points = Vec::new();
         let mut total = 0usize;
         let mut count = 0usize;
         let mut ack_point = None;
@@ -267,6 +273,7 @@ impl Store {
             seq += 1;
             if !(skipped || hidden) {
                 out.push(e.bytes.clone());
+                ack_points.push(e.ack_point);
                 rows += e.rows;
                 last_exec = Some(e.execute_time);
             }
@@ -291,6 +298,7 @@ impl Store {
         Ok(Batch {
             id,
             entries: out,
+            ack_points,
             rows,
             last_execute_time: last_exec,
         })

@@ -10,6 +10,7 @@ use prost::Message as _;
 
 use crate::batch::{ColumnValue, DdlEvent, LoadBatch, RowEvent, RowKind};
 use crate::model::{find_mapping, CompiledMapping};
+use crate::pipeline::loopback::{MarkRow, MARK_TABLE, RETL_SCHEMA};
 
 /// Why a batch could not be extracted.
 #[derive(Debug, thiserror::Error)]
@@ -28,15 +29,21 @@ pub enum ExtractError {
 ///
 /// DDL of mapped tables becomes [`LoadBatch::ddl`] when `ddl_sync` is on (Select's store keeps
 /// DDL alone in its batch); otherwise DDL is dropped.
+///
+/// `source_site` is the pipeline's source site: a transaction whose `retl_mark` row names another
+/// origin (it was loaded here from elsewhere, and Select kept it) gets that origin in
+/// [`LoadBatch::origins`], and a DDL's mark comment is taken off and its origin kept likewise.
 pub fn extract(
     entries: &[Bytes],
     mappings: &[CompiledMapping],
     ddl_sync: bool,
+    source_site: &str,
 ) -> Result<LoadBatch, ExtractError> {
     extract_entries(
         entries.iter().map(|b| Entry::decode(b.clone())),
         mappings,
         ddl_sync,
+        source_site,
     )
 }
 
@@ -46,20 +53,30 @@ pub fn extract_decoded(
     entries: Vec<Entry>,
     mappings: &[CompiledMapping],
     ddl_sync: bool,
+    source_site: &str,
 ) -> Result<LoadBatch, ExtractError> {
-    extract_entries(entries.into_iter().map(Ok), mappings, ddl_sync)
+    extract_entries(entries.into_iter().map(Ok), mappings, ddl_sync, source_site)
+}
+
+/// The origin a mark names, when it is not `source_site`.
+fn foreign(mark: &MarkRow, source_site: &str) -> Option<String> {
+    (!mark.origin.is_empty() && mark.origin != source_site).then(|| mark.origin.clone())
 }
 
 fn extract_entries(
     entries: impl Iterator<Item = Result<Entry, prost::DecodeError>>,
     mappings: &[CompiledMapping],
     ddl_sync: bool,
+    source_site: &str,
 ) -> Result<LoadBatch, ExtractError> {
     let mut out = LoadBatch::default();
     let mut last: Option<(String, String, Option<CompiledMapping>)> = None;
     for (index, entry) in entries.enumerate() {
         let mut entry = entry.map_err(|source| ExtractError::Decode { index, source })?;
         if entry.entry_type() != EntryType::Rowdata {
+            if entry.entry_type() == EntryType::Transactionend {
+                out.set_origin(None);
+            }
             continue;
         }
         let header = entry.header.take().unwrap_or_default();
@@ -67,15 +84,36 @@ fn extract_entries(
             .map_err(|source| ExtractError::Decode { index, source })?;
         let schema = header.schema_name();
         let table = header.table_name();
+        if schema.eq_ignore_ascii_case(RETL_SCHEMA) && table.eq_ignore_ascii_case(MARK_TABLE) {
+            // The transaction's mark: Select kept the transaction; note where it came from.
+            if let Some(row) = change.row_datas.first().filter(|_| !change.is_ddl()) {
+                let cols = if row.after_columns.is_empty() {
+                    &row.before_columns
+                } else {
+                    &row.after_columns
+                };
+                let origin = foreign(&MarkRow::from_columns(cols), source_site);
+                out.set_origin(origin.as_deref());
+            }
+            continue;
+        }
         if change.is_ddl() {
             if ddl_sync
                 && !change.sql().is_empty()
                 && find_mapping(mappings, schema, table).is_some()
             {
+                let mut sql = change.sql();
+                if let Some(mark) = MarkRow::from_ddl(sql) {
+                    out.set_origin(foreign(&mark, source_site).as_deref());
+                    sql = sql
+                        .trim_start()
+                        .split_once("*/")
+                        .map_or(sql, |(_, s)| s.trim_start());
+                }
                 out.ddl = Some(DdlEvent {
                     schema: schema.to_string(),
                     table: table.to_string(),
-                    sql: change.sql().to_string(),
+                    sql: sql.to_string(),
                     execute_time: header.execute_time(),
                 });
             }
@@ -229,6 +267,7 @@ mod tests {
             ],
             &m,
             false,
+            "src",
         )
         .unwrap();
         assert_eq!(b.rows.len(), 1, "unmapped table dropped");

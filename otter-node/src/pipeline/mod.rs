@@ -2,10 +2,12 @@
 //! destination feeding the process window), [`extract`] and [`transform`] (run by the
 //! stage workers), and [`load`] (into the target MySQL, strictly in process order).
 //! Batches move between stages through the process window in ZooKeeper ([`crate::process`]).
+//! [`loopback`] is how two-way and multi-site sync never echo: Load marks, Select drops.
 
 mod context;
 pub mod extract;
 pub mod load;
+pub mod loopback;
 pub mod select;
 pub(crate) mod stage_worker;
 pub mod transform;

@@ -20,6 +20,7 @@ use zookeeper_client::Client;
 
 use crate::model::{find_mapping, ChannelStatus, CompiledMapping};
 use crate::pipeline::load::target::check_targets;
+use crate::pipeline::loopback::{Judge, LoopFilter};
 use crate::pipeline::StageContext;
 use crate::process::view;
 use crate::process::{window, Process, Produced, Stage};
@@ -143,7 +144,7 @@ async fn select_once(
     // A new mainstem redoes everything in flight from the acked cursor.
     window::reset(&zk, cid, pid).await?;
     let mappings = CompiledMapping::compile(p)?;
-    check_targets(p, &mappings).await?;
+    check_targets(p, &mappings, ctx.channel.reverse.is_some()).await?;
     let dest = destination_name(pid);
     let config = embedded_destination(p);
     let store_config = StoreConfig {
@@ -161,7 +162,13 @@ async fn select_once(
     if !store.is_subscribed(client_id) {
         store.subscribe(client_id, "", None)?;
     }
-    let result = select_work(ctx, status, &zk, &store, &mappings, progress).await;
+    // A new filter: Select's cursor rests on a transaction end, so judging starts fresh.
+    let filter = LoopFilter::new(Judge {
+        channel: cid,
+        source_site: p.source_site().to_string(),
+        target_site: p.target_site().to_string(),
+    });
+    let result = select_work(ctx, status, &zk, &store, &mappings, filter, progress).await;
     instance.stop().await;
     result
 }
@@ -178,10 +185,12 @@ fn embedded_destination(p: &crate::model::Pipeline) -> DestinationConfig {
         position: p.source.position,
         gtid: p.source.gtid.clone(),
         timestamp: p.source.timestamp,
+        // The mark table too: its rows say which transactions Load wrote ([`loopback`]).
         filter: p
             .tables
             .iter()
             .map(|t| t.source.clone())
+            .chain(std::iter::once(r"retl\.retl_mark".to_string()))
             .collect::<Vec<_>>()
             .join(","),
         black_filter: String::new(),
@@ -196,6 +205,7 @@ async fn select_work(
     zk: &Client,
     store: &canal_server::store::Store,
     mappings: &[CompiledMapping],
+    mut filter: LoopFilter,
     progress: Progress,
 ) -> Result<(), RuntimeError> {
     let (opts, registry, view, stop) = (&ctx.opts, &ctx.registry, &ctx.view, &ctx.stop);
@@ -274,11 +284,18 @@ async fn select_work(
         if batch.id == -1 {
             continue;
         }
+        // Transactions another pipeline's Load wrote, going back where they came from, are
+        // dropped whole.
+        let kept = filter.filter(batch.entries, &batch.ack_points);
+        for reason in &kept.dropped {
+            metrics::counter!("otter_select_loop_dropped_total", "pipeline" => pid.to_string(), "reason" => reason.label()).increment(1);
+        }
+        let entries = kept.entries;
         // With nothing in flight, a batch without mapped rows is acked at once; the entries
         // decoded to see that go on to Extract.
         let mut decoded = None;
         if inflight.is_empty() {
-            match decode(&batch.entries) {
+            match decode(&entries) {
                 Ok(entries) if !carries_mapped_rows(&entries, mappings) => {
                     store.ack(client_id, batch.id)?;
                     continue;
@@ -290,12 +307,12 @@ async fn select_work(
         }
         let process = Process::open(zk, cid, pid).await?;
         let id = process.id;
-        let n = batch.entries.len();
+        let n = entries.len();
         registry.put(
             pid,
             id,
             Stage::Selected,
-            StageData::Entries(Arc::new(SelectedEntries::new(batch.entries, decoded))),
+            StageData::Entries(Arc::new(SelectedEntries::new(entries, decoded))),
         );
         let produced = Produced::new(opts.id, &opts.http_address, pid, id, Stage::Selected, n);
         process.write_done(zk, Stage::Selected, &produced).await?;

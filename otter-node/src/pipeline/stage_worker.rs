@@ -163,11 +163,12 @@ async fn run_one(
     let (pid, id) = (ctx.pid(), process.id);
     let input = pull(opts, zk, http, registry, process, work.input()).await?;
     let ddl_sync = ctx.channel.pipeline.ddl_sync;
+    let source_site = ctx.channel.pipeline.source_site();
     let batch = match (work, input) {
         (Work::Extract, StageData::Entries(entries)) => match entries.take_decoded() {
             // Select decoded them already (to see whether they carry mapped rows).
-            Some(decoded) => extract_decoded(decoded, mappings, ddl_sync)?,
-            None => extract(entries.raw(), mappings, ddl_sync)?,
+            Some(decoded) => extract_decoded(decoded, mappings, ddl_sync, source_site)?,
+            None => extract(entries.raw(), mappings, ddl_sync, source_site)?,
         },
         (Work::Transform, StageData::Batch(b)) => {
             // Extract's data is not needed once transformed: taking it saves a copy of every row.

@@ -94,9 +94,11 @@ pub async fn run_node(opts: NodeOptions, registry: Registry, stop: CancellationT
             }
             let cancel = stop.child_token();
             let (status_tx, status_rx) = watch::channel(ch.status);
-            spawn_stages(&opts, &ch, status_rx, &registry, &cancel);
-            let p = &ch.pipeline;
-            info!(channel = cid, pipeline = p.id, status = ?ch.status, "running the pipeline's stages of this node");
+            // A two-way channel runs both directions, each seeing the other as `reverse`.
+            for dir in ch.directions() {
+                spawn_stages(&opts, &dir, status_rx.clone(), &registry, &cancel);
+                info!(channel = cid, pipeline = dir.pipeline.id, status = ?ch.status, "running the pipeline's stages of this node");
+            }
             running.insert(cid, (raw, status_tx, cancel));
         }
         if pause(&stop, Duration::from_millis(300)).await {

@@ -1,6 +1,7 @@
 //! The [`Loader`]: a bounded pool to the target that applies batches, table by table in weight
 //! order, each table in one transaction redone with backoff after a retryable failure, every
-//! transaction [fenced](super::fence) by the Load lock's token.
+//! transaction [fenced](super::fence) by the Load lock's token and
+//! [marked](crate::pipeline::loopback) with its channel and origin so no pipeline syncs it back.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -19,6 +20,7 @@ use crate::pipeline::load::fence::{self, Fence};
 use crate::pipeline::load::literal::push_ident;
 use crate::pipeline::load::sql::{plan, TablePlan};
 use crate::pipeline::load::{merge, LoadError};
+use crate::pipeline::loopback::{self, mark_slot};
 use crate::runtime::retry::Backoff;
 
 /// Most connections the [`Loader`] opens to the target (tables of one weight beyond this wait).
@@ -46,14 +48,26 @@ impl LoadStats {
     }
 }
 
+/// What a [`Loader`] marks its transactions with ([`crate::pipeline::loopback`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MarkSpec {
+    /// The channel of the pipeline (0: none).
+    pub channel: u32,
+    /// The pipeline (chooses the `retl_mark` rows it writes).
+    pub pipeline: u32,
+    /// The origin of changes that carry none: the pipeline's source site.
+    pub source_site: String,
+}
+
 /// Writes batches into the target database through a bounded connection pool.
 #[derive(Debug)]
 pub struct Loader {
     pub(super) pool: Pool,
     opts: Opts,
     retries: AtomicU64,
-    /// Set once `retl.retl_fence` is known to exist.
+    /// Set once `retl.retl_fence` and `retl.retl_mark` are known to exist.
     fence_table: AtomicBool,
+    mark: MarkSpec,
 }
 
 /// How one attempt at a transaction ended, short of an error.
@@ -103,7 +117,13 @@ impl Loader {
             opts,
             retries: AtomicU64::new(0),
             fence_table: AtomicBool::new(false),
+            mark: MarkSpec::default(),
         })
+    }
+
+    /// The same loader marking each transaction for `mark`'s channel and source site.
+    pub fn marking(self, mark: MarkSpec) -> Self {
+        Self { mark, ..self }
     }
 
     /// Retries (of table transactions and DDL) since the loader was created, over all loads.
@@ -142,25 +162,54 @@ impl Loader {
                 });
             }
             let retries = self.raise_fence(fence, stop).await?;
-            let mut stats = self.load_ddl(ddl, stop).await?;
+            let origin = batch.ddl_origin().unwrap_or(&self.mark.source_site);
+            let mut stats = self.load_ddl(ddl, origin, stop).await?;
             stats.retries += retries;
             return Ok(stats);
         }
-        let merged = merge(batch.rows);
-        // Every statement is built before anything is written: a bad value fails the batch
-        // without touching the target.
-        let plan = plan(&merged)?;
-        if plan.is_empty() {
+        // Rows of one origin share transactions (each carries one mark); in two-site sync there
+        // is one run. Every statement is built before anything is written: a bad value fails the
+        // batch without touching the target.
+        let mut plans = Vec::new();
+        for (origin, rows) in LoadBatch::origin_runs(batch.rows, &batch.origins) {
+            let plan = plan(&merge(rows))?;
+            if !plan.is_empty() {
+                plans.push((
+                    origin.unwrap_or_else(|| self.mark.source_site.clone()),
+                    plan,
+                ));
+            }
+        }
+        if plans.is_empty() {
             return Ok(LoadStats::default());
         }
         let mut stats = LoadStats {
             retries: self.raise_fence(fence, stop).await?,
             ..LoadStats::default()
         };
-        for (_weight, tables) in &plan {
-            let results =
-                futures::future::join_all(tables.iter().map(|t| self.load_table(t, fence, stop)))
-                    .await;
+        for (origin, plan) in &plans {
+            stats.add(self.load_plan(plan, origin, fence, stop).await?);
+        }
+        Ok(stats)
+    }
+
+    /// Loads one origin's tables: weight by weight, the tables of one weight in parallel.
+    async fn load_plan(
+        &self,
+        plan: &[(u32, Vec<TablePlan>)],
+        origin: &str,
+        fence: Fence,
+        stop: &CancellationToken,
+    ) -> Result<LoadStats, LoadError> {
+        let mut stats = LoadStats::default();
+        for (_weight, tables) in plan {
+            let results = futures::future::join_all(
+                tables
+                    .iter()
+                    .enumerate()
+                    .map(|(slot, t)| self.load_table(t, origin, slot, fence, stop)),
+            )
+            .await;
             let mut first_error = None;
             for r in results {
                 match r {
@@ -224,6 +273,15 @@ impl Loader {
                 conn.query_drop(sql).await.map_err(failure(sql))?;
             }
         }
+        let exists: Option<u64> = conn
+            .query_first(loopback::MARK_TABLE_EXISTS)
+            .await
+            .map_err(failure(loopback::MARK_TABLE_EXISTS))?;
+        if exists.unwrap_or(0) == 0 {
+            for sql in [fence::CREATE_SCHEMA, loopback::CREATE_MARK_TABLE] {
+                conn.query_drop(sql).await.map_err(failure(sql))?;
+            }
+        }
         Ok(())
     }
 
@@ -253,11 +311,15 @@ impl Loader {
     async fn load_table(
         &self,
         table: &TablePlan,
+        origin: &str,
+        slot: usize,
         fence: Fence,
         stop: &CancellationToken,
     ) -> Result<LoadStats, LoadError> {
         let (outcome, retries) = self
-            .with_retries(&table.name, stop, || self.apply_table(table, fence))
+            .with_retries(&table.name, stop, || {
+                self.apply_table(table, origin, slot, fence)
+            })
             .await?;
         match outcome {
             Ok(Attempt::Fenced(newer)) => Err(fenced(fence, newer)),
@@ -322,14 +384,34 @@ impl Loader {
         );
     }
 
-    /// One attempt: the fence check first, then deletes and upserts, in one transaction,
-    /// committed; rolled back without writing when the target holds a newer token.
-    async fn apply_table(&self, table: &TablePlan, fence: Fence) -> Result<Attempt, Failure> {
+    /// One attempt: the mark (the transaction's first row change), the fence check, then
+    /// deletes and upserts, in one transaction, committed; rolled back without writing when the
+    /// target holds a newer token.
+    async fn apply_table(
+        &self,
+        table: &TablePlan,
+        origin: &str,
+        slot: usize,
+        fence: Fence,
+    ) -> Result<Attempt, Failure> {
         let mut conn = self.pool.get_conn().await.map_err(failure("(connect)"))?;
         let mut tx = conn
             .start_transaction(TxOpts::default())
             .await
             .map_err(failure("START TRANSACTION"))?;
+        let mark = (
+            mark_slot(self.mark.pipeline, slot),
+            self.mark.channel,
+            origin,
+        );
+        if let Err(error) = tx.exec_drop(loopback::WRITE_MARK, mark).await {
+            let f = Failure {
+                error,
+                sql: loopback::WRITE_MARK.to_string(),
+            };
+            end_after(tx, &f).await;
+            return Err(f);
+        }
         match fence::check(&mut tx, fence).await {
             Ok(None) => {}
             Ok(Some(newer)) => {
@@ -359,10 +441,11 @@ impl Loader {
     async fn load_ddl(
         &self,
         ddl: &DdlEvent,
+        origin: &str,
         stop: &CancellationToken,
     ) -> Result<LoadStats, LoadError> {
         let (outcome, retries) = self
-            .with_retries(&ddl.schema, stop, || self.apply_ddl(ddl))
+            .with_retries(&ddl.schema, stop, || self.apply_ddl(ddl, origin))
             .await?;
         let applied = LoadStats {
             rows: 0,
@@ -388,7 +471,7 @@ impl Loader {
         }
     }
 
-    async fn apply_ddl(&self, ddl: &DdlEvent) -> Result<(), Failure> {
+    async fn apply_ddl(&self, ddl: &DdlEvent, origin: &str) -> Result<(), Failure> {
         // A fresh connection: `USE` must not leak into pooled connections, and a DDL whose
         // schema does not exist yet (CREATE DATABASE) runs without a default schema.
         let mut conn = Conn::new(self.opts.clone())
@@ -413,9 +496,14 @@ impl Loader {
                     }
                 }
             }
-            conn.query_drop(ddl.sql.as_str())
-                .await
-                .map_err(failure(&ddl.sql))
+            // DDL cannot share a transaction with a mark row: the mark rides in a comment,
+            // which the QUERY event keeps.
+            let sql = format!(
+                "{}{}",
+                loopback::ddl_mark(self.mark.channel, origin),
+                ddl.sql
+            );
+            conn.query_drop(sql.as_str()).await.map_err(failure(&sql))
         }
         .await;
         let _ = conn.disconnect().await;

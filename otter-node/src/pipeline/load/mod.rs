@@ -27,6 +27,7 @@
 //! SQL literals), [`sql`] (the statements of each table, grouped by weight), [`fence`] (the
 //! fencing token in `retl.retl_fence`), [`loader`] (the pool that runs a batch's transactions with
 //! retries), [`target`] (the target tables a pipeline needs exist and have a primary key),
+//! [`site`] (creating `retl` and its tables on a site, for `otter-manager prepare-site`),
 //! [`error`] (why a load failed, and which driver errors a retry can fix), `worker` (the Load
 //! stage of a pipeline: processes strictly in order, then their termins) and `test_hook` (a
 //! test-only pause, off unless its environment variable is set).
@@ -36,6 +37,7 @@ pub mod fence;
 pub mod literal;
 pub mod loader;
 pub mod merge;
+pub mod site;
 pub mod sql;
 pub mod target;
 pub(crate) mod test_hook;
@@ -46,6 +48,7 @@ mod test_rows;
 
 pub use error::LoadError;
 pub use fence::{Fence, FENCE_SCHEMA, FENCE_TABLE};
-pub use loader::{LoadStats, Loader, BACKOFF_MAX, BACKOFF_MIN, MAX_CONNECTIONS};
+pub use loader::{LoadStats, Loader, MarkSpec, BACKOFF_MAX, BACKOFF_MIN, MAX_CONNECTIONS};
 pub use merge::merge;
+pub use site::prepare_site;
 pub use sql::{CHUNK_BYTES, CHUNK_ROWS};

@@ -26,6 +26,15 @@ pub enum TargetCheckError {
         #[source]
         source: mysql_async::Error,
     },
+    /// The source's binlog leaves out the `retl` schema, so the marks of what Load wrote there
+    /// never reach Select and a two-way channel would send every change back and forth.
+    #[error("source {address} does not log the retl schema ({setting}); a two-way channel needs the marks in retl.retl_mark to tell loaded changes apart: drop that binlog filter for retl")]
+    RetlNotLogged {
+        /// The source address.
+        address: String,
+        /// The filter, e.g. `Binlog_Ignore_DB=retl`.
+        setting: String,
+    },
     /// The source password setting cannot be resolved on this node.
     #[error("source {address} password: {source}")]
     SourceSecret {
@@ -45,7 +54,7 @@ impl TargetCheckError {
     /// checking again cannot help, an operator has to fix it.
     pub fn is_definition(&self) -> bool {
         match self {
-            Self::SourceAddress(_) | Self::SourceSecret { .. } => true,
+            Self::SourceAddress(_) | Self::SourceSecret { .. } | Self::RetlNotLogged { .. } => true,
             Self::Source { .. } => false,
             Self::Target(e) => e.is_definition(),
         }
@@ -95,9 +104,12 @@ impl Loader {
 
 /// Every source table the mappings take has a target table with a primary key: lists the
 /// source's base tables, maps them, and checks their targets through a [`Loader`] of its own.
+/// For a pipeline of a two-way channel (`two_way`), also that the source's binlog keeps `retl`
+/// (Otter's issue #69: a binlog filter leaving it out makes the sites ping-pong).
 pub async fn check_targets(
     p: &Pipeline,
     mappings: &[CompiledMapping],
+    two_way: bool,
 ) -> Result<(), TargetCheckError> {
     let canal_protocol::HostPort { host, port } =
         canal_protocol::HostPort::mysql(&p.source.address)
@@ -131,6 +143,26 @@ pub async fn check_targets(
         )
         .await
         .map_err(source_error("listing tables: "))?;
+    if two_way {
+        let status: Option<mysql_async::Row> = conn
+            .query_first("SHOW MASTER STATUS")
+            .await
+            .map_err(source_error("SHOW MASTER STATUS: "))?;
+        let field = |name: &str| {
+            status
+                .as_ref()
+                .and_then(|r| r.get_opt::<String, _>(name))
+                .and_then(Result::ok)
+                .unwrap_or_default()
+        };
+        if let Some(setting) = retl_filtered(&field("Binlog_Do_DB"), &field("Binlog_Ignore_DB")) {
+            let _ = conn.disconnect().await;
+            return Err(TargetCheckError::RetlNotLogged {
+                address: p.source.address.clone(),
+                setting,
+            });
+        }
+    }
     let _ = conn.disconnect().await;
     let targets: Vec<(String, String)> = tables
         .iter()
@@ -145,4 +177,39 @@ pub async fn check_targets(
     let r = loader.check_tables(&targets).await;
     loader.close().await;
     Ok(r?)
+}
+
+/// The binlog filter (from `SHOW MASTER STATUS`) that leaves `retl` out, if any.
+fn retl_filtered(do_db: &str, ignore_db: &str) -> Option<String> {
+    let has = |list: &str| {
+        list.split(',')
+            .any(|d| d.trim().eq_ignore_ascii_case("retl"))
+    };
+    if has(ignore_db) {
+        return Some(format!("Binlog_Ignore_DB={ignore_db}"));
+    }
+    if !do_db.trim().is_empty() && !has(do_db) {
+        return Some(format!("Binlog_Do_DB={do_db}"));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retl_filtered;
+
+    #[test]
+    fn binlog_filters_that_drop_retl_are_found() {
+        assert_eq!(retl_filtered("", ""), None);
+        assert_eq!(retl_filtered("shop,retl", ""), None);
+        assert_eq!(retl_filtered("", "tmp"), None);
+        assert_eq!(
+            retl_filtered("shop", "").as_deref(),
+            Some("Binlog_Do_DB=shop")
+        );
+        assert_eq!(
+            retl_filtered("", "tmp,RETL").as_deref(),
+            Some("Binlog_Ignore_DB=tmp,RETL")
+        );
+    }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tracing::{error, warn};
 
 use crate::pipeline::load::fence::note_fenced;
-use crate::pipeline::load::{test_hook, Fence, LoadError, Loader};
+use crate::pipeline::load::{test_hook, Fence, LoadError, Loader, MarkSpec};
 use crate::pipeline::StageContext;
 use crate::process::view;
 use crate::process::{Lock, Process, Stage, Termin};
@@ -20,8 +20,13 @@ use crate::runtime::retry::{pause, retry_until_stopped, Progress};
 
 /// Load side of one pipeline: loads the oldest transformed process when nobody else does.
 pub(crate) async fn run_load(ctx: StageContext) {
-    let loader = match Loader::new(&ctx.channel.pipeline.target) {
-        Ok(l) => l,
+    let p = &ctx.channel.pipeline;
+    let loader = match Loader::new(&p.target) {
+        Ok(l) => l.marking(MarkSpec {
+            channel: ctx.cid(),
+            pipeline: p.id,
+            source_site: p.source_site().to_string(),
+        }),
         Err(e) => {
             error!(error = %e, "cannot set up the target; Load does not run");
             return;

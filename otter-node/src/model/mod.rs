@@ -1,8 +1,11 @@
 //! Channel and pipeline definitions: what `otter-manager apply -f channel.toml` validates and
 //! writes to ZooKeeper (`/otter/channel/{cid}` as JSON), and what nodes read and watch.
 //!
-//! A [`Channel`] holds one [`Pipeline`]; the pipeline names its source and target MySQL, the nodes
-//! allowed to run each side, its batching and its table mappings.
+//! A [`Channel`] holds one [`Pipeline`], or two for two-way sync (`reverse`, checked to mirror the
+//! first by [`two_way`]); a pipeline names its source and target MySQL (and their sites), the
+//! nodes allowed to run each side, its batching and its table mappings.
+
+pub mod two_way;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -32,8 +35,12 @@ pub struct Channel {
     /// Status the nodes follow.
     #[serde(default)]
     pub status: ChannelStatus,
-    /// The pipeline.
+    /// The pipeline (for a two-way channel, the one from the first site to the second).
     pub pipeline: Pipeline,
+    /// The other direction of a two-way channel: from `pipeline`'s target back to its source,
+    /// over mirrored table mappings. Each direction drops what the other loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverse: Option<Pipeline>,
 }
 
 /// One direction of replication.
@@ -66,6 +73,26 @@ pub struct Pipeline {
     pub tables: Vec<TableMapping>,
 }
 
+impl Pipeline {
+    /// The site the source is in (`source.site`, else its address).
+    pub fn source_site(&self) -> &str {
+        site_or(&self.source.site, &self.source.address)
+    }
+
+    /// The site the target is in (`target.site`, else its address).
+    pub fn target_site(&self) -> &str {
+        site_or(&self.target.site, &self.target.address)
+    }
+}
+
+fn site_or<'a>(site: &'a str, address: &'a str) -> &'a str {
+    if site.is_empty() {
+        address
+    } else {
+        site
+    }
+}
+
 fn default_parallelism() -> u32 {
     5
 }
@@ -87,6 +114,11 @@ pub struct SourceDb {
     /// itself, which would be stored in ZooKeeper.
     #[serde(default)]
     pub password: String,
+    /// The site (data center) this server is in, named alike in every pipeline that touches it:
+    /// changes are marked with the site they were first written at, and a pipeline never brings a
+    /// change back to its own site. Defaults to the address.
+    #[serde(default)]
+    pub site: String,
     /// Replica server id, unique among the source's replicas.
     pub slave_id: u32,
     /// Start binlog file when no cursor is stored ("" = not set).
@@ -114,6 +146,9 @@ pub struct TargetDb {
     /// Where each node finds its password: `env:NAME`, `file:PATH` or `""`, as for the source.
     #[serde(default)]
     pub password: String,
+    /// The site this server is in (see [`SourceDb::site`]). Defaults to the address.
+    #[serde(default)]
+    pub site: String,
 }
 
 /// Source tables (a `schema.table` regex) → target schema/table, with a column view.
@@ -165,6 +200,8 @@ impl Channel {
         struct File {
             channel: Head,
             pipeline: Pipeline,
+            #[serde(default)]
+            reverse: Option<Pipeline>,
         }
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -185,6 +222,7 @@ impl Channel {
             name: f.channel.name,
             status: ChannelStatus::Stopped,
             pipeline: f.pipeline,
+            reverse: f.reverse,
         };
         c.validate()?;
         Ok(c)
@@ -207,10 +245,15 @@ impl Channel {
     /// it (`env:NAME` / `file:PATH`): what `otter-manager apply` stores, anyone who may read
     /// ZooKeeper could read.
     pub fn check_no_literal_secrets(&self) -> Result<(), ModelError> {
-        for (key, setting) in [
+        let mut settings = vec![
             ("pipeline.source.password", &self.pipeline.source.password),
             ("pipeline.target.password", &self.pipeline.target.password),
-        ] {
+        ];
+        if let Some(r) = &self.reverse {
+            settings.push(("reverse.source.password", &r.source.password));
+            settings.push(("reverse.target.password", &r.target.password));
+        }
+        for (key, setting) in settings {
             if zk_coord::secret::SecretRef::parse(setting).is_literal() {
                 return Err(err(
                     key,
@@ -223,94 +266,116 @@ impl Channel {
         Ok(())
     }
 
-    /// Checks everything a node needs before it starts the pipeline.
+    /// Checks everything a node needs before it starts the pipelines: each one's values, and for a
+    /// two-way channel that `reverse` mirrors `pipeline` ([`two_way::check_mirror`]).
     pub fn validate(&self) -> Result<(), ModelError> {
         if self.id == 0 {
             return Err(err("channel.id", "must be > 0"));
         }
-        let p = &self.pipeline;
-        if p.id == 0 {
-            return Err(err("pipeline.id", "must be > 0"));
-        }
-        if p.id > i16::MAX as u32 {
-            return Err(err(
-                "pipeline.id",
-                "must be at most 32767 (it is the canal client id of Select)",
-            ));
-        }
-        if p.select_nodes.is_empty() {
-            return Err(err("pipeline.select_nodes", "name at least one node id"));
-        }
-        if p.load_nodes.is_empty() {
-            return Err(err("pipeline.load_nodes", "name at least one node id"));
-        }
-        if !(1..=256).contains(&p.parallelism) {
-            return Err(err("pipeline.parallelism", "must be between 1 and 256"));
-        }
-        if !(1..=100_000).contains(&p.batch_size) {
-            return Err(err("pipeline.batch_size", "must be between 1 and 100000"));
-        }
-        check_address("pipeline.source.address", &p.source.address)?;
-        check_address("pipeline.target.address", &p.target.address)?;
-        if p.source.username.is_empty() {
-            return Err(err("pipeline.source.username", "must not be empty"));
-        }
-        if p.target.username.is_empty() {
-            return Err(err("pipeline.target.username", "must not be empty"));
-        }
-        if p.source.slave_id == 0 {
-            return Err(err(
-                "pipeline.source.slave_id",
-                "must be a non-zero server id",
-            ));
-        }
-        if p.tables.is_empty() {
-            return Err(err("pipeline.tables", "map at least one table"));
-        }
-        let same_server = match (
-            p.source.address.parse::<canal_protocol::HostPort>(),
-            p.target.address.parse::<canal_protocol::HostPort>(),
-        ) {
-            (Ok(a), Ok(b)) => a == b,
-            _ => false,
-        };
-        for (i, t) in p.tables.iter().enumerate() {
-            let k = |f: &str| format!("pipeline.tables[{i}].{f}");
-            let re = Regex::new(&format!("^(?:{})$", t.source))
-                .map_err(|e| err(k("source"), format!("not a regex: {e}")))?;
-            if !t.source.contains('.') {
-                return Err(err(
-                    k("source"),
-                    "must match schema.table, e.g. shop\\.user",
-                ));
-            }
-            for (f, v) in [
-                ("target_schema", &t.target_schema),
-                ("target_table", &t.target_table),
-            ] {
-                if let Some(v) = v {
-                    if v.is_empty() || v.contains('`') || v.contains('.') {
-                        return Err(err(k(f), "must be a plain identifier"));
-                    }
-                }
-            }
-            if !t.include_columns.is_empty() && !t.exclude_columns.is_empty() {
-                return Err(err(
-                    k("exclude_columns"),
-                    "give include_columns or exclude_columns, not both",
-                ));
-            }
-            if same_server && maps_onto_itself(&re, t) {
-                return Err(err(
-                    k("source"),
-                    "source and target are the same server and this mapping writes the tables it \
-                     reads: Load's rows would be selected again, forever; rename the target \
-                     (target_schema / target_table) to tables the source regex does not match",
-                ));
-            }
+        validate_pipeline(&self.pipeline, "pipeline")?;
+        if let Some(r) = &self.reverse {
+            validate_pipeline(r, "reverse")?;
+            two_way::check_mirror(&self.pipeline, r)?;
         }
         Ok(())
     }
+
+    /// The pipelines of the channel, each as the channel seen from that direction: `pipeline` is
+    /// the direction, `reverse` the other one (if any). Stages work on `pipeline`.
+    pub fn directions(&self) -> Vec<Channel> {
+        let mut out = vec![self.clone()];
+        if let Some(r) = &self.reverse {
+            out.push(Channel {
+                pipeline: r.clone(),
+                reverse: Some(self.pipeline.clone()),
+                ..self.clone()
+            });
+        }
+        out
+    }
+}
+
+/// Checks one pipeline's values; `key` prefixes the keys named in errors (`pipeline`, `reverse`).
+fn validate_pipeline(p: &Pipeline, key: &str) -> Result<(), ModelError> {
+    let k = |f: &str| format!("{key}.{f}");
+    if p.id == 0 {
+        return Err(err(k("id"), "must be > 0"));
+    }
+    if p.id > i16::MAX as u32 {
+        return Err(err(
+            k("id"),
+            "must be at most 32767 (it is the canal client id of Select)",
+        ));
+    }
+    if p.select_nodes.is_empty() {
+        return Err(err(k("select_nodes"), "name at least one node id"));
+    }
+    if p.load_nodes.is_empty() {
+        return Err(err(k("load_nodes"), "name at least one node id"));
+    }
+    if !(1..=256).contains(&p.parallelism) {
+        return Err(err(k("parallelism"), "must be between 1 and 256"));
+    }
+    if !(1..=100_000).contains(&p.batch_size) {
+        return Err(err(k("batch_size"), "must be between 1 and 100000"));
+    }
+    check_address(&k("source.address"), &p.source.address)?;
+    check_address(&k("target.address"), &p.target.address)?;
+    if p.source.username.is_empty() {
+        return Err(err(k("source.username"), "must not be empty"));
+    }
+    if p.target.username.is_empty() {
+        return Err(err(k("target.username"), "must not be empty"));
+    }
+    if p.source.slave_id == 0 {
+        return Err(err(k("source.slave_id"), "must be a non-zero server id"));
+    }
+    if p.tables.is_empty() {
+        return Err(err(k("tables"), "map at least one table"));
+    }
+    let same_server = match (
+        p.source.address.parse::<canal_protocol::HostPort>(),
+        p.target.address.parse::<canal_protocol::HostPort>(),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    for (i, t) in p.tables.iter().enumerate() {
+        let k = |f: &str| format!("{key}.tables[{i}].{f}");
+        let re = Regex::new(&format!("^(?:{})$", t.source))
+            .map_err(|e| err(k("source"), format!("not a regex: {e}")))?;
+        if !t.source.contains('.') {
+            return Err(err(
+                k("source"),
+                "must match schema.table, e.g. shop\\.user",
+            ));
+        }
+        for (f, v) in [
+            ("target_schema", &t.target_schema),
+            ("target_table", &t.target_table),
+        ] {
+            if let Some(v) = v {
+                if v.is_empty() || v.contains('`') || v.contains('.') {
+                    return Err(err(k(f), "must be a plain identifier"));
+                }
+            }
+        }
+        if !t.include_columns.is_empty() && !t.exclude_columns.is_empty() {
+            return Err(err(
+                k("exclude_columns"),
+                "give include_columns or exclude_columns, not both",
+            ));
+        }
+        if same_server && maps_onto_itself(&re, t) {
+            return Err(err(
+                k("source"),
+                "source and target are the same server and this mapping writes the tables it \
+                     reads: Load's rows would be selected again, forever; rename the target \
+                     (target_schema / target_table) to tables the source regex does not match",
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Channel {
@@ -320,32 +385,38 @@ impl Channel {
     /// server use different `slave_id`s (the source drops a replica whose server id another one
     /// registers).
     pub fn validate_among(&self, others: &[Channel]) -> Result<(), ModelError> {
-        let p = &self.pipeline;
-        let source = p.source.address.parse::<canal_protocol::HostPort>().ok();
-        for o in others.iter().filter(|o| o.id != self.id) {
-            if o.pipeline.id == p.id {
-                return Err(err(
-                    "pipeline.id",
-                    format!(
-                        "pipeline {} already belongs to channel {} ({:?}); pipeline ids are unique \
-                         across channels",
-                        p.id, o.id, o.name
-                    ),
-                ));
-            }
-            let same_source = match (&source, o.pipeline.source.address.parse().ok()) {
-                (Some(a), Some(b)) => *a == b,
-                _ => o.pipeline.source.address == p.source.address,
-            };
-            if same_source && o.pipeline.source.slave_id == p.source.slave_id {
-                return Err(err(
-                    "pipeline.source.slave_id",
-                    format!(
-                        "{} is already the slave_id of channel {} ({:?}) on source {}; each \
-                         replica of one source needs its own server id",
-                        p.source.slave_id, o.id, o.name, p.source.address
-                    ),
-                ));
+        let mine: Vec<(&str, &Pipeline)> = std::iter::once(("pipeline", &self.pipeline))
+            .chain(self.reverse.as_ref().map(|r| ("reverse", r)))
+            .collect();
+        for (key, p) in &mine {
+            let source = p.source.address.parse::<canal_protocol::HostPort>().ok();
+            for o in others.iter().filter(|o| o.id != self.id) {
+                for op in std::iter::once(&o.pipeline).chain(o.reverse.as_ref()) {
+                    if op.id == p.id {
+                        return Err(err(
+                            format!("{key}.id"),
+                            format!(
+                                "pipeline {} already belongs to channel {} ({:?}); pipeline ids \
+                                 are unique across channels",
+                                p.id, o.id, o.name
+                            ),
+                        ));
+                    }
+                    let same_source = match (&source, op.source.address.parse().ok()) {
+                        (Some(a), Some(b)) => *a == b,
+                        _ => op.source.address == p.source.address,
+                    };
+                    if same_source && op.source.slave_id == p.source.slave_id {
+                        return Err(err(
+                            format!("{key}.source.slave_id"),
+                            format!(
+                                "{} is already the slave_id of channel {} ({:?}) on source {}; \
+                                 each replica of one source needs its own server id",
+                                p.source.slave_id, o.id, o.name, p.source.address
+                            ),
+                        ));
+                    }
+                }
             }
         }
         Ok(())
@@ -459,7 +530,7 @@ pub fn find_mapping<'a>(
 mod tests {
     use super::*;
 
-    const EXAMPLE: &str = include_str!("../../config/channel.toml");
+    const EXAMPLE: &str = include_str!("../../../config/channel.toml");
 
     #[test]
     fn example_file_is_valid_and_round_trips_through_json() {

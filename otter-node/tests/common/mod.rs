@@ -1,0 +1,101 @@
+//! otter-node processes for the integration tests: started with a test ZooKeeper, killed,
+//! paused, and their logs read.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use harness::{ManagedProcess, TestDir, ZooKeeper};
+
+/// The nodes' grace delay before a standby takes over, ms.
+pub const GRACE_MS: u64 = 2_000;
+/// The nodes' ZooKeeper session timeout, ms.
+pub const SESSION_MS: u64 = 2_000;
+
+/// One otter-node process and its log.
+pub struct Node {
+    process: Option<ManagedProcess>,
+    pub log: std::path::PathBuf,
+}
+
+impl Node {
+    pub fn start(dir: &TestDir, id: u32, zk: &ZooKeeper) -> Node {
+        Self::start_with_env(dir, id, zk, &[])
+    }
+
+    pub fn start_with_env(dir: &TestDir, id: u32, zk: &ZooKeeper, env: &[(&str, &str)]) -> Node {
+        let log = dir.path().join(format!("node-{id}.log"));
+        let data = dir.path().join(format!("data-{id}"));
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_otter-node"));
+        cmd.args([
+            "--id",
+            &id.to_string(),
+            "--zk",
+            &zk.connect_string(),
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .args([
+            "--zk-session-timeout-ms",
+            &SESSION_MS.to_string(),
+            "--grace-ms",
+            &GRACE_MS.to_string(),
+        ])
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied());
+        Node {
+            process: Some(ManagedProcess::start(format!("otter-node-{id}"), cmd, &log).unwrap()),
+            log,
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.kill9().unwrap();
+        }
+    }
+
+    pub fn pause(&mut self) {
+        if let Some(p) = self.process.as_mut() {
+            p.pause().unwrap();
+        }
+    }
+
+    pub fn resume(&mut self) {
+        if let Some(p) = self.process.as_mut() {
+            p.resume().unwrap();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the node's log contains `text` (at most `limit`; the logs of `all` on failure).
+    pub async fn wait_log(&self, text: &str, limit: Duration, all: &[&Node]) {
+        let t = Instant::now();
+        while !self.log().contains(text) {
+            if t.elapsed() > limit {
+                for n in all {
+                    eprintln!("---- {}\n{}", n.log.display(), n.log());
+                }
+                panic!(
+                    "{} never logged {text:?} within {limit:?}",
+                    self.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The `--http` address the node bound (from its "otter-node ready" line).
+    pub fn http(&self) -> Option<String> {
+        let log = self.log();
+        let line = log.lines().find(|l| l.contains("otter-node ready"))?;
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("http="))?;
+        Some(addr.to_string())
+    }
+}

@@ -1,0 +1,217 @@
+//! Two-way sync between two real MariaDB sites with two otter-node processes (one per site) and a
+//! real ZooKeeper: changes written at each site reach the other once and never come back, a user
+//! transaction touching a row just loaded from the other site goes back to it, and DDL synced both
+//! ways is applied once.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Node;
+use harness::{MariaDb, TestDir, ZooKeeper};
+use otter_node::model::{Channel, ChannelStatus};
+
+const SCHEMA: &str = "CREATE DATABASE shop;
+     CREATE TABLE shop.user (id INT PRIMARY KEY, email VARCHAR(60), name VARCHAR(40),
+       password_hash VARBINARY(32), balance DECIMAL(12,2), born DATE);
+     CREATE TABLE shop.orders (id BIGINT PRIMARY KEY, user_id INT, amount DOUBLE, note TEXT)";
+
+async fn site() -> MariaDb {
+    let db = MariaDb::start().await.unwrap();
+    db.exec(SCHEMA).await.unwrap();
+    db
+}
+
+/// The shipped two-way example pointed at sites `a` (hangzhou) and `b` (singapore), nodes 1 and
+/// 2, starting at each site's binlog end, DDL synced both ways.
+async fn channel(a: &MariaDb, b: &MariaDb) -> Channel {
+    let mut c = Channel::from_toml(include_str!("../../config/channel-two-way.toml")).unwrap();
+    let (ua, ub) = (
+        a.replication_user().cloned().unwrap_or_default(),
+        b.replication_user().cloned().unwrap_or_default(),
+    );
+    let (sa, sb) = (
+        a.master_status().await.unwrap(),
+        b.master_status().await.unwrap(),
+    );
+    let r = c.reverse.as_mut().unwrap();
+    r.source.address = b.addr().to_string();
+    r.source.username = ub.user;
+    r.source.password = ub.password;
+    r.source.journal_name = sb.file;
+    r.source.position = Some(sb.position);
+    r.target.address = a.addr().to_string();
+    r.target.username = "root".into();
+    r.target.password = String::new();
+    r.ddl_sync = true;
+    r.batch_size = 100;
+    let p = &mut c.pipeline;
+    p.source.address = a.addr().to_string();
+    p.source.username = ua.user;
+    p.source.password = ua.password;
+    p.source.journal_name = sa.file;
+    p.source.position = Some(sa.position);
+    p.target.address = b.addr().to_string();
+    p.target.username = "root".into();
+    p.target.password = String::new();
+    p.ddl_sync = true;
+    p.batch_size = 100;
+    c.status = ChannelStatus::Started;
+    c.validate().unwrap();
+    c
+}
+
+async fn rows(db: &MariaDb) -> Vec<String> {
+    let mut out = db
+        .query::<String>(
+            "SELECT CONCAT_WS('|', id, IFNULL(email,'∅'), IFNULL(name,'∅'), IFNULL(balance,'∅'))
+             FROM shop.user ORDER BY id",
+        )
+        .await
+        .unwrap();
+    out.extend(
+        db.query::<String>(
+            "SELECT CONCAT_WS('|', id, user_id, IFNULL(amount,'∅'), IFNULL(note,'∅'))
+             FROM shop.orders ORDER BY id",
+        )
+        .await
+        .unwrap(),
+    );
+    out
+}
+
+async fn wait_converged(
+    a: &MariaDb,
+    b: &MariaDb,
+    want: impl Fn(&[String]) -> bool,
+    nodes: &[&Node],
+) {
+    let t = Instant::now();
+    loop {
+        let (ra, rb) = (rows(a).await, rows(b).await);
+        if ra == rb && want(&ra) {
+            return;
+        }
+        if t.elapsed() > Duration::from_secs(120) {
+            for n in nodes {
+                eprintln!("---- {}\n{}", n.log.display(), n.log());
+            }
+            panic!("sites differ:\nA {ra:?}\nB {rb:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn alters(db: &MariaDb) -> Vec<String> {
+    let mut out = Vec::new();
+    for file in db.binary_logs().await.unwrap() {
+        let events: Vec<mysql_async::Row> = db
+            .query(&format!("SHOW BINLOG EVENTS IN '{file}'"))
+            .await
+            .unwrap_or_default();
+        for e in events {
+            let info: String = e.get("Info").unwrap_or_default();
+            if info.contains("ALTER TABLE") {
+                out.push(info);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sites_sync_both_ways_without_echo() {
+    harness::init_tracing();
+    let (a, b) = (site().await, site().await);
+    let zk = ZooKeeper::start().await.unwrap();
+    let dir = TestDir::new("two-way").unwrap();
+    let c = channel(&a, &b).await;
+    let client = zk.client(Duration::from_secs(10)).await.unwrap();
+    zk_coord::put_persistent(&client, &zk_coord::otter_paths::channel(c.id), &c.to_json())
+        .await
+        .unwrap();
+    let n1 = Node::start(&dir, 1, &zk);
+    let n2 = Node::start(&dir, 2, &zk);
+    let nodes = [&n1, &n2];
+
+    // Both sites write at once, on keys of their own.
+    for i in 0..30 {
+        a.exec(&format!(
+            "INSERT INTO shop.user VALUES ({i}, 'a{i}@x', 'from a', X'01', {i}.5, '2001-01-01');
+             INSERT INTO shop.orders VALUES ({i}, {i}, 1.5, 'a')"
+        ))
+        .await
+        .unwrap();
+        let j = 1000 + i;
+        b.exec(&format!(
+            "INSERT INTO shop.user VALUES ({j}, 'b{j}@x', 'from b', X'02', {i}.25, '2002-02-02');
+             INSERT INTO shop.orders VALUES ({j}, {j}, 2.5, 'b')"
+        ))
+        .await
+        .unwrap();
+    }
+    wait_converged(&a, &b, |r| r.len() == 120, &nodes).await;
+
+    // A user transaction at B on a row loaded from A goes back to A; so does a delete at A of a
+    // row loaded from B.
+    b.exec("UPDATE shop.user SET name = 'changed at b' WHERE id = 3")
+        .await
+        .unwrap();
+    a.exec("DELETE FROM shop.orders WHERE id = 1005")
+        .await
+        .unwrap();
+    wait_converged(
+        &a,
+        &b,
+        |r| r.iter().any(|l| l.contains("changed at b")) && r.len() == 119,
+        &nodes,
+    )
+    .await;
+
+    // DDL synced both ways: applied at the other site once, never back.
+    a.exec("ALTER TABLE shop.orders ADD COLUMN region VARCHAR(8)")
+        .await
+        .unwrap();
+    let t = Instant::now();
+    while alters(&b).await.is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "DDL never reached B: {}",
+            n2.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    b.exec("INSERT INTO shop.orders VALUES (5000, 1, 1.0, 'after ddl', 'sg')")
+        .await
+        .unwrap();
+    wait_converged(
+        &a,
+        &b,
+        |r| r.iter().any(|l| l.contains("after ddl")),
+        &nodes,
+    )
+    .await;
+
+    // Quiet: nothing goes around. Each site's binlog holds its own writes and the other's once.
+    let before = (
+        a.master_status().await.unwrap(),
+        b.master_status().await.unwrap(),
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = (
+        a.master_status().await.unwrap(),
+        b.master_status().await.unwrap(),
+    );
+    assert_eq!(before, after, "a binlog grew while nobody wrote: an echo");
+    let (alters_a, alters_b) = (alters(&a).await, alters(&b).await);
+    assert_eq!(alters_a.len(), 1, "A's ALTERs: {alters_a:?}");
+    assert_eq!(alters_b.len(), 1, "B's ALTERs: {alters_b:?}");
+    assert!(alters_b[0].contains("otter:mark"), "{alters_b:?}");
+    for n in nodes {
+        assert!(
+            !n.log().contains("already applied"),
+            "a DDL came back: {}",
+            n.log()
+        );
+    }
+}
