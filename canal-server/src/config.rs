@@ -128,6 +128,8 @@ pub struct DestinationConfig {
     /// Its password (`canal.instance.dbPassword`), or `env:NAME` / `file:PATH` naming where it is
     /// ([`zk_coord::secret`]).
     pub password: String,
+    /// TLS to the source (`[destinations.NAME.tls]`; off by default).
+    pub tls: crate::mysql_tls::MysqlTls,
     /// `server_id` used towards the source (`canal.instance.mysql.slaveId`); must be unique.
     pub slave_id: u32,
     /// Table allow list (`canal.instance.filter.regex`).
@@ -194,6 +196,7 @@ impl Default for DestinationConfig {
             address: "127.0.0.1:3306".into(),
             username: "canal".into(),
             password: "canal".into(),
+            tls: Default::default(),
             slave_id: 1234,
             filter: r".*\..*".into(),
             black_filter: r"mysql\.slave_.*".into(),
@@ -422,6 +425,7 @@ impl DestinationConfig {
             address: self.address.clone(),
             username: self.username.clone(),
             password: self.password.clone(),
+            tls: self.tls.clone(),
             slave_id: self.slave_id,
             heartbeat: Duration::from_millis(self.heartbeat_ms),
             read_timeout: Duration::from_millis(self.read_timeout_ms),

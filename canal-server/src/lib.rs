@@ -17,6 +17,8 @@
 //! - [`schema`]: table definitions over time (DDL catalog, schema history); [`value`]: Canal's text
 //!   for every column type; [`filter`]: Canal's table filter regexes.
 //! - [`config`]: the TOML configuration, validated with errors that name the key.
+//! - [`mysql_tls`]: TLS to MySQL (`ssl_mode` and certificates), for sources here and otter's
+//!   sources and targets.
 //! - [`server`]: the Canal TCP server, its sessions, the admin HTTP port and ZooKeeper HA, used by
 //!   the binary.
 //!
@@ -37,6 +39,7 @@ pub mod entry;
 pub mod filter;
 pub mod instance;
 pub(crate) mod meta;
+pub mod mysql_tls;
 pub mod position;
 pub mod schema;
 pub mod server;

@@ -201,6 +201,7 @@ async fn run(cli: Cli) -> Result<()> {
                 username: username.clone(),
                 password: password.clone(),
                 site: String::new(),
+                tls: Default::default(),
             };
             let ran = otter_node::pipeline::load::prepare_site(&account).await?;
             println!(

@@ -206,6 +206,7 @@ async fn target() -> (MariaDb, Loader) {
         username: "root".into(),
         password: String::new(),
         site: String::new(),
+        tls: Default::default(),
     })
     .expect("loader");
     (db, loader)

@@ -7,11 +7,15 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::Node;
-use harness::{MariaDb, TestDir, ZooKeeper};
+use harness::{MariaDb, MariaDbOptions, TestCerts, TestDir, ZooKeeper};
 use otter_node::model::{Channel, ChannelStatus};
 
 async fn source() -> MariaDb {
-    let db = MariaDb::start().await.unwrap();
+    source_with(MariaDbOptions::default()).await
+}
+
+async fn source_with(options: MariaDbOptions) -> MariaDb {
+    let db = MariaDb::start_with(options).await.unwrap();
     db.exec(
         "CREATE DATABASE shop;
          CREATE TABLE shop.user (id INT PRIMARY KEY, email VARCHAR(60), name VARCHAR(40),
@@ -26,7 +30,11 @@ async fn source() -> MariaDb {
 }
 
 async fn target() -> MariaDb {
-    let db = MariaDb::start().await.unwrap();
+    target_with(MariaDbOptions::default()).await
+}
+
+async fn target_with(options: MariaDbOptions) -> MariaDb {
+    let db = MariaDb::start_with(options).await.unwrap();
     db.exec(
         "CREATE DATABASE shop_dr;
          CREATE TABLE shop_dr.customer (id INT PRIMARY KEY, email VARCHAR(60), name VARCHAR(40),
@@ -493,4 +501,43 @@ async fn load_node_frozen_past_its_session_is_fenced_at_the_target() {
         .await
         .unwrap();
     assert!(matches!(fence[..], [(1, token)] if token > 0), "{fence:?}");
+}
+
+/// Source and target both over TLS with `verify_ca`, their accounts requiring SSL: the target
+/// ends equal to the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_over_tls_with_verify_ca() {
+    harness::init_tracing();
+    let certs = TestCerts::generate().unwrap();
+    let tls_opts = || MariaDbOptions {
+        extra_args: certs.mariadb_args(),
+        ..Default::default()
+    };
+    let (src, dst) = (source_with(tls_opts()).await, target_with(tls_opts()).await);
+    src.exec("ALTER USER 'canal'@'%' REQUIRE SSL")
+        .await
+        .unwrap();
+    dst.exec(
+        "CREATE USER 'otter'@'%' IDENTIFIED BY 'otter-pw' REQUIRE SSL;
+         GRANT ALL ON shop_dr.* TO 'otter'@'%'; GRANT ALL ON retl.* TO 'otter'@'%'",
+    )
+    .await
+    .unwrap();
+    let zk = ZooKeeper::start().await.unwrap();
+    let mut c = channel(&src, &dst, &[1], &[1]).await;
+    let verify_ca = canal_server::mysql_tls::MysqlTls {
+        mode: canal_server::mysql_tls::SslMode::VerifyCa,
+        ca: Some(certs.ca()),
+        ..Default::default()
+    };
+    c.pipeline.source.tls = verify_ca.clone();
+    c.pipeline.target.tls = verify_ca;
+    c.pipeline.target.username = "otter".into();
+    c.pipeline.target.password = "otter-pw".into();
+    c.validate().unwrap();
+    publish(&zk, &c).await;
+    let dir = TestDir::new("otter-tls").unwrap();
+    let node = Node::start(&dir, 1, &zk);
+    workload(&src, 0).await;
+    wait_equal(&src, &dst, Duration::from_secs(120), &[&node]).await;
 }

@@ -16,6 +16,7 @@
 //! - [`FaultProxy`]: a TCP proxy that passes, stalls or cuts connections on command.
 //! - [`Redis`]: a Redis server (`redis-server` package) with an fsynced append-only file, process
 //!   faults, and a minimal RESP client ([`Redis::command`]).
+//! - [`TestCerts`]: a CA, server and client certificates made with `openssl`, for TLS tests.
 //! - [`CanalServer`]: the `canal-server` binary against a [`MariaDb`], with process faults;
 //!   [`canal_server_bin`] builds the binary for tests of other crates.
 //! - [`bench`]: helpers shared by the benchmark programs (`/proc` CPU time, the other-work watcher,
@@ -30,6 +31,7 @@ mod mariadb;
 mod ports;
 mod process;
 mod redis;
+mod tls;
 mod zookeeper;
 
 pub use canal_server::{canal_server_bin, http_get, http_request, http_request_with, CanalServer};
@@ -39,6 +41,7 @@ pub use mariadb::{BinlogPosition, MariaDb, MariaDbOptions, ReplicationUser, RowM
 pub use ports::free_port;
 pub use process::{ManagedProcess, TestDir};
 pub use redis::{Redis, RespValue};
+pub use tls::TestCerts;
 pub use zookeeper::{ZkMember, ZooKeeper};
 
 /// Installs a `tracing` subscriber that writes to the test's captured output (once per process).

@@ -23,6 +23,8 @@ pub struct SourceConfig {
     pub username: String,
     /// Its password.
     pub password: String,
+    /// TLS to the source.
+    pub tls: crate::mysql_tls::MysqlTls,
     /// `server_id` this replica registers with; must be unique among the source's replicas.
     pub slave_id: u32,
     /// Binlog heartbeat period the source is asked for (`@master_heartbeat_period`).
@@ -88,6 +90,15 @@ pub enum SourceError {
         /// Why.
         #[source]
         source: zk_coord::secret::SecretError,
+    },
+    /// The TLS handshake failed: the server's certificate does not verify against `tls.ca` (or
+    /// names another host, for `verify_identity`), or the server offers no TLS.
+    #[error("TLS to source {address} failed: {message}; check [tls] mode and ca (and that the server's certificate was issued by that CA for this host)")]
+    Tls {
+        /// The source address.
+        address: String,
+        /// The driver's words.
+        message: String,
     },
     /// Wrong user or password, or missing privileges.
     #[error("source {address} refused the replication account: {message}")]
@@ -185,6 +196,7 @@ impl SourceError {
         !matches!(
             self,
             SourceError::Access { .. }
+                | SourceError::Tls { .. }
                 | SourceError::Secret { .. }
                 | SourceError::Setting { .. }
                 | SourceError::Purged { .. }
@@ -208,6 +220,22 @@ fn classify_driver(address: &str, e: mysql_async::Error) -> SourceError {
             };
         }
     }
+    let text = e.to_string();
+    if text.contains("certificate")
+        || matches!(
+            e,
+            mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer)
+        )
+    {
+        return SourceError::Tls {
+            address: address.to_string(),
+            message: text
+                .rsplit("Input/output error: ")
+                .next()
+                .unwrap_or(&text)
+                .to_string(),
+        };
+    }
     SourceError::Driver {
         address: address.to_string(),
         source: e,
@@ -230,7 +258,7 @@ pub async fn connect(cfg: &SourceConfig) -> Result<Conn, SourceError> {
         .prefer_socket(false)
         .tcp_keepalive(Some(Duration::from_secs(10)))
         .tcp_nodelay(true);
-    match tokio::time::timeout(cfg.connect_timeout, Conn::new(opts)).await {
+    match tokio::time::timeout(cfg.connect_timeout, cfg.tls.connect(opts)).await {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => match classify_driver(&cfg.address, e) {
             SourceError::Driver { source, .. } => Err(SourceError::Connect {

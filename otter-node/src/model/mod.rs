@@ -7,6 +7,7 @@
 
 pub mod two_way;
 
+use canal_server::mysql_tls::MysqlTls;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
@@ -85,6 +86,10 @@ impl Pipeline {
     }
 }
 
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
 fn site_or<'a>(site: &'a str, address: &'a str) -> &'a str {
     if site.is_empty() {
         address
@@ -119,6 +124,9 @@ pub struct SourceDb {
     /// change back to its own site. Defaults to the address.
     #[serde(default)]
     pub site: String,
+    /// TLS to the source (`[pipeline.source.tls]`: `mode`, `ca`, `cert`, `key`; off by default).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub tls: MysqlTls,
     /// Replica server id, unique among the source's replicas.
     pub slave_id: u32,
     /// Start binlog file when no cursor is stored ("" = not set).
@@ -149,6 +157,9 @@ pub struct TargetDb {
     /// The site this server is in (see [`SourceDb::site`]). Defaults to the address.
     #[serde(default)]
     pub site: String,
+    /// TLS to the target (`[pipeline.target.tls]`, as for the source).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub tls: MysqlTls,
 }
 
 /// Source tables (a `schema.table` regex) → target schema/table, with a column view.

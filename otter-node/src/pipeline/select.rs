@@ -180,6 +180,7 @@ fn embedded_destination(p: &crate::model::Pipeline) -> DestinationConfig {
         address: p.source.address.clone(),
         username: p.source.username.clone(),
         password: p.source.password.clone(),
+        tls: p.source.tls.clone(),
         slave_id: p.source.slave_id,
         journal_name: p.source.journal_name.clone(),
         position: p.source.position,

@@ -22,6 +22,7 @@ use crate::pipeline::load::sql::{plan, TablePlan};
 use crate::pipeline::load::{merge, LoadError};
 use crate::pipeline::loopback::{self, mark_slot};
 use crate::runtime::retry::Backoff;
+use canal_server::mysql_tls::MysqlTls;
 
 /// Most connections the [`Loader`] opens to the target (tables of one weight beyond this wait).
 pub const MAX_CONNECTIONS: usize = 8;
@@ -62,8 +63,13 @@ pub struct MarkSpec {
 /// Writes batches into the target database through a bounded connection pool.
 #[derive(Debug)]
 pub struct Loader {
-    pub(super) pool: Pool,
-    opts: Opts,
+    /// Connections with the target's TLS setting.
+    pool: Pool,
+    /// The settings without TLS: for a `preferred` target that offers none ([`Loader::conn`]).
+    plain: OptsBuilder,
+    /// A pool without TLS, once a `preferred` target turned out to offer none.
+    plain_pool: std::sync::OnceLock<Pool>,
+    tls: MysqlTls,
     retries: AtomicU64,
     /// Set once `retl.retl_fence` and `retl.retl_mark` are known to exist.
     fence_table: AtomicBool,
@@ -103,22 +109,42 @@ impl Loader {
                 source,
             })?;
         let password = (!password.is_empty()).then_some(password);
-        let opts: Opts = OptsBuilder::default()
+        let plain = OptsBuilder::default()
             .ip_or_hostname(host)
             .tcp_port(port)
             .user(Some(target.username.clone()))
             .pass(password)
             .prefer_socket(false)
             .tcp_keepalive(Some(Duration::from_secs(30)))
-            .pool_opts(pool_opts)
-            .into();
+            .pool_opts(pool_opts);
+        let opts: Opts = target.tls.apply(plain.clone()).into();
         Ok(Loader {
-            pool: Pool::new(opts.clone()),
-            opts,
+            pool: Pool::new(opts),
+            plain,
+            plain_pool: std::sync::OnceLock::new(),
+            tls: target.tls.clone(),
             retries: AtomicU64::new(0),
             fence_table: AtomicBool::new(false),
             mark: MarkSpec::default(),
         })
+    }
+
+    /// A pooled connection to the target (TLS as configured; a `preferred` target that offers no
+    /// TLS is used without from then on).
+    pub(super) async fn conn(&self) -> Result<Conn, mysql_async::Error> {
+        if let Some(p) = self.plain_pool.get() {
+            return p.get_conn().await;
+        }
+        match self.pool.get_conn().await {
+            Err(e) if self.tls.falls_back(&e) => {
+                warn!("the target offers no TLS; ssl_mode = preferred goes on without");
+                self.plain_pool
+                    .get_or_init(|| Pool::new(Opts::from(self.plain.clone())))
+                    .get_conn()
+                    .await
+            }
+            r => r,
+        }
     }
 
     /// The same loader marking each transaction for `mark`'s channel and source site.
@@ -133,6 +159,9 @@ impl Loader {
 
     /// Closes the pool's connections.
     pub async fn close(self) {
+        if let Some(p) = self.plain_pool.get() {
+            let _ = p.clone().disconnect().await;
+        }
         if let Err(e) = self.pool.disconnect().await {
             warn!(error = %e, "load: closing the target connection pool");
         }
@@ -263,7 +292,7 @@ impl Loader {
     }
 
     async fn create_fence_table(&self) -> Result<(), Failure> {
-        let mut conn = self.pool.get_conn().await.map_err(failure("(connect)"))?;
+        let mut conn = self.conn().await.map_err(failure("(connect)"))?;
         let exists: Option<u64> = conn
             .query_first(fence::TABLE_EXISTS)
             .await
@@ -286,7 +315,7 @@ impl Loader {
     }
 
     async fn apply_raise(&self, fence: Fence) -> Result<Attempt, Failure> {
-        let mut conn = self.pool.get_conn().await.map_err(failure("(connect)"))?;
+        let mut conn = self.conn().await.map_err(failure("(connect)"))?;
         let mut tx = conn
             .start_transaction(TxOpts::default())
             .await
@@ -394,7 +423,7 @@ impl Loader {
         slot: usize,
         fence: Fence,
     ) -> Result<Attempt, Failure> {
-        let mut conn = self.pool.get_conn().await.map_err(failure("(connect)"))?;
+        let mut conn = self.conn().await.map_err(failure("(connect)"))?;
         let mut tx = conn
             .start_transaction(TxOpts::default())
             .await
@@ -474,7 +503,9 @@ impl Loader {
     async fn apply_ddl(&self, ddl: &DdlEvent, origin: &str) -> Result<(), Failure> {
         // A fresh connection: `USE` must not leak into pooled connections, and a DDL whose
         // schema does not exist yet (CREATE DATABASE) runs without a default schema.
-        let mut conn = Conn::new(self.opts.clone())
+        let mut conn = self
+            .tls
+            .connect(self.plain.clone())
             .await
             .map_err(failure("(connect)"))?;
         let result = async {

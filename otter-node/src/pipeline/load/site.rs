@@ -48,7 +48,9 @@ pub async fn prepare_site(account: &TargetDb) -> Result<Vec<&'static str>, LoadE
             }
         }
     };
-    let mut conn = mysql_async::Conn::new(opts)
+    let mut conn = account
+        .tls
+        .connect(opts)
         .await
         .map_err(sql_error("(connect)"))?;
     let statements = [

@@ -77,8 +77,7 @@ impl Loader {
             move |source| LoadError::Sql { table, sql, source }
         };
         let mut conn = self
-            .pool
-            .get_conn()
+            .conn()
             .await
             .map_err(sql_err(format!("{schema}.{table}"), "(connect)"))?;
         for (schema, table) in tables {
@@ -133,9 +132,7 @@ pub async fn check_targets(
         .user(Some(p.source.username.clone()))
         .pass(Some(password))
         .prefer_socket(false);
-    let mut conn = mysql_async::Conn::new(opts)
-        .await
-        .map_err(source_error(""))?;
+    let mut conn = p.source.tls.connect(opts).await.map_err(source_error(""))?;
     let tables: Vec<(String, String)> = conn
         .query(
             "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
