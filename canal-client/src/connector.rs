@@ -70,6 +70,9 @@ pub struct ConnectorOptions {
     /// the batches its previous connection fetched but never acked.
     /// Default true.
     pub rollback_on_connect: bool,
+    /// TLS to a server whose port speaks it (`server.tls_cert`); plain TCP when `None`
+    /// (default).
+    pub tls: Option<crate::ClientTls>,
 }
 
 impl Default for ConnectorOptions {
@@ -82,6 +85,7 @@ impl Default for ConnectorOptions {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             rollback_on_connect: true,
+            tls: None,
         }
     }
 }
@@ -96,6 +100,7 @@ impl fmt::Debug for ConnectorOptions {
             .field("idle_timeout", &self.idle_timeout)
             .field("max_frame_len", &self.max_frame_len)
             .field("rollback_on_connect", &self.rollback_on_connect)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -142,7 +147,7 @@ pub struct SimpleConnector {
     destination: String,
     client_id: String,
     options: ConnectorOptions,
-    conn: Option<Framed<TcpStream, PacketCodec>>,
+    conn: Option<Framed<Box<dyn crate::tls::Io>, PacketCodec>>,
     /// Set while a request is written but its reply not yet read.
     in_flight: bool,
 }
@@ -224,6 +229,22 @@ impl SimpleConnector {
             op: Op::Connect,
             source,
         })?;
+        let stream: Box<dyn crate::tls::Io> = match &self.options.tls {
+            None => Box::new(stream),
+            Some(tls) => {
+                let host = self
+                    .addr
+                    .parse::<canal_protocol::HostPort>()
+                    .map(|a| a.host)
+                    .unwrap_or_else(|_| self.addr.clone());
+                bounded(
+                    Op::Connect,
+                    so_timeout,
+                    crate::tls::connect(tls, &host, stream),
+                )
+                .await??
+            }
+        };
         let codec = PacketCodec::with_frame_codec(FrameCodec::with_max_frame_len(
             self.options.max_frame_len,
         ));

@@ -134,6 +134,12 @@ pub enum ClientError {
     },
     /// The server refused the credentials (ACK with `error_code > 0` in reply
     /// to CLIENTAUTHENTICATION; Canal uses 400 `auth failed for user:<name>`).
+    #[error("TLS to the server failed: {reason}")]
+    Tls {
+        /// Why (an unverifiable certificate, an unreadable CA file, …).
+        reason: String,
+    },
+    /// The server refused the credentials.
     #[error("authentication failed (code {code}): {message}")]
     Auth {
         /// `Ack.error_code`.
@@ -221,6 +227,7 @@ impl ClientError {
             | ClientError::Decode { .. }
             | ClientError::Protocol { .. }
             | ClientError::Auth { .. }
+            | ClientError::Tls { .. }
             | ClientError::InvalidBatchId(_) => false,
         }
     }

@@ -98,6 +98,7 @@ mod error;
 pub mod flat;
 #[cfg(feature = "sinks")]
 pub mod sink;
+mod tls;
 mod view;
 
 pub use canal_protocol::{Entry, EntryType, EventType, EMPTY_BATCH_ID};
@@ -114,6 +115,7 @@ pub use error::{
     ClientError, ClusterError, Op, ProtocolError, UnknownDestination, UNKNOWN_DESTINATION_ANSWERS,
 };
 pub use flat::{flat_message, flat_messages, FlatMessage, FlatRow};
+pub use tls::ClientTls;
 /// Re-exported for [`SimpleConnector::consume`]'s shutdown signal.
 pub use tokio_util::sync::CancellationToken;
 pub use view::{

@@ -124,6 +124,13 @@ struct SourceArgs {
     /// ZooKeeper session timeout, ms.
     #[arg(long, default_value_t = 10_000)]
     zk_session_timeout_ms: u64,
+    /// Connect to the server with TLS, trusting the CA certificates in this PEM file (for a
+    /// server with `server.tls_cert`).
+    #[arg(long, value_name = "PEM")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// The name the server's certificate must carry (default: the host of its address).
+    #[arg(long, requires = "tls_ca", value_name = "NAME")]
+    tls_server_name: Option<String>,
     /// ZooKeeper digest credentials `user:password`, or (kept out of `ps`) `env:NAME` or
     /// `file:PATH` (mode 0600) holding them: needed when the servers use digest auth.
     #[arg(
@@ -327,6 +334,10 @@ async fn consume<S: Sink>(args: SourceArgs, sink: &mut S) -> Result<()> {
         client_id: args.client_id,
         username: args.user.clone(),
         password: args.password.clone(),
+        tls: args.tls_ca.clone().map(|ca| canal_client::ClientTls {
+            ca,
+            server_name: args.tls_server_name.clone(),
+        }),
         ..Default::default()
     };
     if let Some(addr) = args.metrics_addr {

@@ -97,6 +97,11 @@ pub struct ServerSection {
     /// the handshake and is closed. A quarter of them (at least 1) may be waiting to
     /// authenticate, so connections that never authenticate cannot lock clients out.
     pub max_connections: usize,
+    /// Certificate chain (PEM) for TLS on the Canal port; with `tls_key`, the port speaks TLS
+    /// only (Canal's protocol has no STARTTLS). Empty = plain TCP.
+    pub tls_cert: String,
+    /// The certificate's private key (PEM).
+    pub tls_key: String,
 }
 
 impl Default for ServerSection {
@@ -113,6 +118,8 @@ impl Default for ServerSection {
             flush_period_ms: 1000,
             max_frame_bytes: 1 << 20,
             max_connections: 1000,
+            tls_cert: String::new(),
+            tls_key: String::new(),
         }
     }
 }
@@ -489,6 +496,21 @@ impl ServerConfig {
         }
         if self.server.admin_port == self.server.port {
             return Err(cerr("server.admin_port", "must differ from server.port"));
+        }
+        match (
+            self.server.tls_cert.is_empty(),
+            self.server.tls_key.is_empty(),
+        ) {
+            (true, true) => {}
+            (false, true) => return Err(cerr("server.tls_key", "tls_cert needs its key")),
+            (true, false) => return Err(cerr("server.tls_cert", "tls_key needs its certificate")),
+            (false, false) => {
+                crate::server::tls::acceptor(
+                    std::path::Path::new(&self.server.tls_cert),
+                    std::path::Path::new(&self.server.tls_key),
+                )
+                .map_err(|e| cerr("server.tls_cert", e.to_string()))?;
+            }
         }
         if !self.server.passwd.is_empty() {
             canal_protocol::scramble::StoredPassword::from_hex(&self.server.passwd).map_err(|e| {

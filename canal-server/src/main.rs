@@ -121,11 +121,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .filter(|t| !t.is_empty())
         .or_else(|| Some(cfg.server.admin_token.clone()).filter(|t| !t.is_empty()));
     let flush = Duration::from_millis(cfg.server.flush_period_ms);
-    let ctx = Arc::new(ServerContext::new(
-        auth,
-        cfg.server.max_frame_bytes,
-        cfg.server.max_connections,
-    ));
+    let tls = if cfg.server.tls_cert.is_empty() {
+        None
+    } else {
+        Some(canal_server::server::tls::acceptor(
+            std::path::Path::new(&cfg.server.tls_cert),
+            std::path::Path::new(&cfg.server.tls_key),
+        )?)
+    };
+    let ctx = Arc::new(
+        ServerContext::new(auth, cfg.server.max_frame_bytes, cfg.server.max_connections)
+            .with_tls(tls),
+    );
     let shutdown = CancellationToken::new();
     let address = format!("{}:{}", cfg.server.ip, cfg.server.port);
     let mut controllers = Vec::new();

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth_throttle;
 pub mod ha;
 pub mod session;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,6 +41,9 @@ pub struct ServerContext {
     pub unauthenticated: Arc<Semaphore>,
     /// `server.max_connections`.
     pub max_connections: usize,
+    /// TLS on the Canal port (`server.tls_cert` / `server.tls_key`): every connection then
+    /// speaks TLS from its first byte.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl ServerContext {
@@ -56,7 +60,13 @@ impl ServerContext {
             auth_throttle: Default::default(),
             auth,
             max_frame_len,
+            tls: None,
         }
+    }
+
+    /// The same context with TLS on the Canal port.
+    pub fn with_tls(self, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
+        Self { tls, ..self }
     }
 
     /// The instance serving `destination` here, if any.

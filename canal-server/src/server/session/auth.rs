@@ -17,7 +17,7 @@ use crate::server::ServerContext;
 /// Idle limit when the client sends no timeout (Canal: 1 hour).
 const DEFAULT_IDLE: Duration = Duration::from_secs(3600);
 /// A connection must authenticate within this time.
-const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Sends the handshake and checks the one authentication attempt. Returns how long the session
 /// may then stay idle (the client's `net_read_timeout`), or `None` when the connection is to be

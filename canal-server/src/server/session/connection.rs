@@ -10,10 +10,14 @@ use canal_protocol::frame::{decode_packet, encode_packet, FrameCodec, FrameError
 use canal_protocol::packet::Packet;
 use canal_protocol::raw_messages::{plan_raw_messages, RawPart};
 use futures::StreamExt;
-use tokio::io::{AsyncWriteExt, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
+
+/// The reading half of a client's byte stream (plain TCP or TLS).
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+/// The writing half.
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Entries up to this size are copied into the frame buffer; larger ones are written from the
 /// store's buffers (`writev`), without a copy.
@@ -21,8 +25,8 @@ const INLINE_ENTRY_MAX: usize = 4096;
 
 /// A client connection: reads packets, writes replies.
 pub(super) struct Connection {
-    reader: FramedRead<OwnedReadHalf, FrameCodec>,
-    writer: BufWriter<OwnedWriteHalf>,
+    reader: FramedRead<Reader, FrameCodec>,
+    writer: BufWriter<Writer>,
     /// The frame being written (the whole frame, or a MESSAGES frame's envelope and small
     /// entries).
     buf: BytesMut,
@@ -46,6 +50,20 @@ impl Connection {
     pub(super) fn new(stream: TcpStream, max_frame_len: usize) -> Self {
         let _ = stream.set_nodelay(true);
         let (r, w) = stream.into_split();
+        Self::from_halves(Box::new(r), Box::new(w), max_frame_len)
+    }
+
+    /// Wraps a TLS session over an accepted socket.
+    pub(super) fn tls(
+        stream: tokio_rustls::server::TlsStream<TcpStream>,
+        max_frame_len: usize,
+    ) -> Self {
+        let _ = stream.get_ref().0.set_nodelay(true);
+        let (r, w) = tokio::io::split(stream);
+        Self::from_halves(Box::new(r), Box::new(w), max_frame_len)
+    }
+
+    fn from_halves(r: Reader, w: Writer, max_frame_len: usize) -> Self {
         Connection {
             reader: FramedRead::new(r, FrameCodec::with_max_frame_len(max_frame_len)),
             writer: BufWriter::new(w),

@@ -47,7 +47,29 @@ pub async fn run(
     shutdown: CancellationToken,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) {
-    let mut conn = Connection::new(stream, ctx.max_frame_len);
+    let mut conn = match &ctx.tls {
+        None => Connection::new(stream, ctx.max_frame_len),
+        // Over the connection limit a TLS client just sees the connection close: an error frame
+        // would need a handshake first.
+        Some(_) if permit.is_none() => {
+            metrics::counter!("canal_server_connections_refused_total").increment(1);
+            return;
+        }
+        Some(acceptor) => {
+            match tokio::time::timeout(auth::AUTH_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => Connection::tls(tls, ctx.max_frame_len),
+                Ok(Err(e)) => {
+                    metrics::counter!("canal_server_tls_handshake_failures_total").increment(1);
+                    debug!(error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    metrics::counter!("canal_server_tls_handshake_failures_total").increment(1);
+                    return;
+                }
+            }
+        }
+    };
     // A connection over the limits gets an error frame where the handshake would be (as MySQL
     // answers "Too many connections") and is closed.
     let refuse = |what: &str| {
