@@ -310,6 +310,25 @@ pub async fn get(zk: &Client, cid: u32) -> Result<Channel, ManagerError> {
     }
 }
 
+/// The delay Load last measured for each pipeline of `channel` (`None`: none measured yet, e.g.
+/// the source account cannot write its heartbeat).
+pub async fn delays(
+    zk: &Client,
+    channel: &Channel,
+) -> Result<Vec<(u32, Option<otter_node::pipeline::heartbeat::Delay>)>, ManagerError> {
+    let mut out = Vec::new();
+    for p in std::iter::once(&channel.pipeline).chain(channel.reverse.as_ref()) {
+        let path = otter_paths::delay(channel.id, p.id);
+        let delay = match zk.get_data(&path).await {
+            Ok((data, _)) => serde_json::from_slice(&data).ok(),
+            Err(ZkError::NoNode) => None,
+            Err(e) => return Err(zk_err("get_data", &path)(e)),
+        };
+        out.push((p.id, delay));
+    }
+    Ok(out)
+}
+
 /// Numeric children of `root`, sorted; empty when `root` does not exist. Other children are
 /// skipped.
 async fn numeric_children(zk: &Client, root: &str) -> Result<Vec<u32>, ManagerError> {

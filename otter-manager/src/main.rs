@@ -165,6 +165,18 @@ async fn run(cli: Cli) -> Result<()> {
             let zk = connect(&cli).await?;
             let channel = otter_manager::get(&zk, *cid).await?;
             println!("{}", serde_json::to_string_pretty(&channel)?);
+            let now = otter_node::pipeline::heartbeat::now_ms();
+            for (pid, delay) in otter_manager::delays(&zk, &channel).await? {
+                match delay {
+                    // Stdout stays the channel's JSON (for scripts); the delay is for people.
+                    Some(d) => eprintln!(
+                        "pipeline {pid}: delay {:.3} s (measured {} s ago)",
+                        d.delay_ms as f64 / 1000.0,
+                        (now - d.at_ms).max(0) / 1000
+                    ),
+                    None => eprintln!("pipeline {pid}: no delay measured yet"),
+                }
+            }
         }
         Command::List => {
             let zk = connect(&cli).await?;
@@ -205,9 +217,11 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let ran = otter_node::pipeline::load::prepare_site(&account).await?;
             println!(
-                "{address}: retl ready ({} statements); grant the load accounts {}",
+                "{address}: retl ready ({} statements); grant the load accounts {} and the \
+                 source accounts {}",
                 ran.len(),
-                otter_node::pipeline::load::site::LOAD_GRANTS
+                otter_node::pipeline::load::site::LOAD_GRANTS,
+                otter_node::pipeline::load::site::SOURCE_GRANTS
             );
         }
         Command::Secure => {

@@ -156,8 +156,14 @@ async fn cli_applies_controls_and_shows_channels() {
     );
 
     // show prints the stored channel as pretty JSON.
-    let out = ok(&manager(&servers, &["show", "1"]).await);
+    let shown_run = manager(&servers, &["show", "1"]).await;
+    let out = ok(&shown_run);
     assert!(out.lines().count() > 10, "not pretty: {out}");
+    assert!(
+        String::from_utf8_lossy(&shown_run.stderr).contains("pipeline 1: no delay measured yet"),
+        "{}",
+        String::from_utf8_lossy(&shown_run.stderr)
+    );
     let shown = serde_json::from_str::<Channel>(&out).unwrap();
     assert_eq!(shown, otter_manager::get(&client, 1).await.unwrap());
 
@@ -616,7 +622,7 @@ async fn prepare_site_creates_retl_or_names_the_missing_privilege() {
         .query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'retl' ORDER BY 1")
         .await
         .unwrap();
-    assert_eq!(tables, ["retl_fence", "retl_mark"]);
+    assert_eq!(tables, ["retl_fence", "retl_mark", "xdual"]);
     // Idempotent.
     ok(&manager("127.0.0.1:1", &["prepare-site", "--address", &addr]).await);
 }

@@ -89,6 +89,10 @@ pub struct LoadBatch {
     /// there). Runs in order of `from`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub origins: Vec<OriginRun>,
+    /// The newest heartbeat of this pipeline in the batch: the source's clock when it was written,
+    /// ms since the epoch ([`crate::pipeline::heartbeat`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<i64>,
 }
 
 impl LoadBatch {

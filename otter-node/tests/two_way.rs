@@ -102,6 +102,42 @@ async fn wait_converged(
     }
 }
 
+/// Tables written in `db`'s binlog after `from` (from its Table_map events).
+async fn tables_written_since(db: &MariaDb, from: &harness::BinlogPosition) -> Vec<String> {
+    let rows: Vec<mysql_async::Row> = db
+        .query(&format!(
+            "SHOW BINLOG EVENTS IN '{}' FROM {}",
+            from.file, from.position
+        ))
+        .await
+        .unwrap_or_default();
+    let mut out: Vec<String> = rows
+        .into_iter()
+        .filter(|r| r.get::<String, _>("Event_type").as_deref() == Some("Table_map"))
+        .filter_map(|r| r.get::<String, _>("Info"))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Creates retl on a site (as `otter-manager prepare-site` does) and lets the replication account
+/// write its heartbeat.
+async fn prepare(db: &MariaDb) {
+    otter_node::pipeline::load::prepare_site(&otter_node::model::TargetDb {
+        address: db.addr().to_string(),
+        username: "root".into(),
+        password: String::new(),
+        site: String::new(),
+        tls: Default::default(),
+    })
+    .await
+    .unwrap();
+    db.exec("GRANT INSERT, UPDATE ON retl.xdual TO 'canal'@'%'")
+        .await
+        .unwrap();
+}
+
 async fn alters(db: &MariaDb) -> Vec<String> {
     let mut out = Vec::new();
     for file in db.binary_logs().await.unwrap() {
@@ -123,6 +159,8 @@ async fn alters(db: &MariaDb) -> Vec<String> {
 async fn two_sites_sync_both_ways_without_echo() {
     harness::init_tracing();
     let (a, b) = (site().await, site().await);
+    prepare(&a).await;
+    prepare(&b).await;
     let zk = ZooKeeper::start().await.unwrap();
     let dir = TestDir::new("two-way").unwrap();
     let c = channel(&a, &b).await;
@@ -192,17 +230,37 @@ async fn two_sites_sync_both_ways_without_echo() {
     )
     .await;
 
-    // Quiet: nothing goes around. Each site's binlog holds its own writes and the other's once.
+    // Quiet: nothing goes around. Each site's binlog holds its own writes and the other's once;
+    // once writes stop only the heartbeat rows are written.
     let before = (
         a.master_status().await.unwrap(),
         b.master_status().await.unwrap(),
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let after = (
-        a.master_status().await.unwrap(),
-        b.master_status().await.unwrap(),
-    );
-    assert_eq!(before, after, "a binlog grew while nobody wrote: an echo");
+    for (db, from) in [(&a, &before.0), (&b, &before.1)] {
+        let written = tables_written_since(db, from).await;
+        assert!(
+            written.iter().all(|t| t.contains("(retl.xdual)")),
+            "a binlog grew with more than heartbeats while nobody wrote (an echo): {written:?}"
+        );
+    }
+    // Both directions measured their delay.
+    for pid in [11, 12] {
+        let path = zk_coord::otter_paths::delay(c.id, pid);
+        let t = Instant::now();
+        let delay = loop {
+            if let Ok((d, _)) = client.get_data(&path).await {
+                break serde_json::from_slice::<otter_node::pipeline::heartbeat::Delay>(&d)
+                    .unwrap();
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "no delay for pipeline {pid}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert!(delay.delay_ms >= 0 && delay.at_ms > 0, "{delay:?}");
+    }
     let (alters_a, alters_b) = (alters(&a).await, alters(&b).await);
     assert_eq!(alters_a.len(), 1, "A's ALTERs: {alters_a:?}");
     assert_eq!(alters_b.len(), 1, "B's ALTERs: {alters_b:?}");

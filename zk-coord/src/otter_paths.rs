@@ -37,6 +37,11 @@ pub fn mainstem(cid: u32, pid: u32) -> String {
     format!("{CHANNEL_ROOT}/{cid}/{pid}/mainstem")
 }
 
+/// `/otter/channel/{cid}/{pid}/delay`: the delay Load measured last (JSON `{delay_ms, at_ms}`).
+pub fn delay(cid: u32, pid: u32) -> String {
+    format!("{CHANNEL_ROOT}/{cid}/{pid}/delay")
+}
+
 /// `/otter/channel/{cid}/{pid}/process`: the window of batches in flight.
 pub fn processes(cid: u32, pid: u32) -> String {
     format!("{CHANNEL_ROOT}/{cid}/{pid}/process")

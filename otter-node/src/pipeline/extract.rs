@@ -10,6 +10,7 @@ use prost::Message as _;
 
 use crate::batch::{ColumnValue, DdlEvent, LoadBatch, RowEvent, RowKind};
 use crate::model::{find_mapping, CompiledMapping};
+use crate::pipeline::heartbeat::XDUAL_TABLE;
 use crate::pipeline::loopback::{MarkRow, MARK_TABLE, RETL_SCHEMA};
 
 /// Why a batch could not be extracted.
@@ -36,15 +37,24 @@ pub enum ExtractError {
 pub fn extract(
     entries: &[Bytes],
     mappings: &[CompiledMapping],
-    ddl_sync: bool,
-    source_site: &str,
+    opts: &ExtractOptions<'_>,
 ) -> Result<LoadBatch, ExtractError> {
     extract_entries(
         entries.iter().map(|b| Entry::decode(b.clone())),
         mappings,
-        ddl_sync,
-        source_site,
+        opts,
     )
+}
+
+/// What Extract needs to know of its pipeline besides the mappings.
+#[derive(Debug, Clone, Copy)]
+pub struct ExtractOptions<'a> {
+    /// Keep DDL of mapped tables.
+    pub ddl_sync: bool,
+    /// The pipeline's source site (origins other than it are noted).
+    pub source_site: &'a str,
+    /// The pipeline id (its heartbeat rows in `retl.xdual` are noted).
+    pub pipeline: u32,
 }
 
 /// [`extract`] of entries decoded already (Select decodes a batch to see whether it carries
@@ -52,10 +62,9 @@ pub fn extract(
 pub fn extract_decoded(
     entries: Vec<Entry>,
     mappings: &[CompiledMapping],
-    ddl_sync: bool,
-    source_site: &str,
+    opts: &ExtractOptions<'_>,
 ) -> Result<LoadBatch, ExtractError> {
-    extract_entries(entries.into_iter().map(Ok), mappings, ddl_sync, source_site)
+    extract_entries(entries.into_iter().map(Ok), mappings, opts)
 }
 
 /// The origin a mark names, when it is not `source_site`.
@@ -66,9 +75,9 @@ fn foreign(mark: &MarkRow, source_site: &str) -> Option<String> {
 fn extract_entries(
     entries: impl Iterator<Item = Result<Entry, prost::DecodeError>>,
     mappings: &[CompiledMapping],
-    ddl_sync: bool,
-    source_site: &str,
+    opts: &ExtractOptions<'_>,
 ) -> Result<LoadBatch, ExtractError> {
+    let (ddl_sync, source_site) = (opts.ddl_sync, opts.source_site);
     let mut out = LoadBatch::default();
     let mut last: Option<(String, String, Option<CompiledMapping>)> = None;
     for (index, entry) in entries.enumerate() {
@@ -94,6 +103,21 @@ fn extract_entries(
                 };
                 let origin = foreign(&MarkRow::from_columns(cols), source_site);
                 out.set_origin(origin.as_deref());
+            }
+            continue;
+        }
+        if schema.eq_ignore_ascii_case(RETL_SCHEMA) && table.eq_ignore_ascii_case(XDUAL_TABLE) {
+            // A heartbeat: this pipeline's is noted, none is loaded.
+            for row in &change.row_datas {
+                let col = |name: &str| {
+                    row.after_columns
+                        .iter()
+                        .find(|c| c.name().eq_ignore_ascii_case(name))
+                        .and_then(|c| c.value().parse::<i64>().ok())
+                };
+                if col("id") == Some(i64::from(opts.pipeline)) {
+                    out.heartbeat = col("x").max(out.heartbeat);
+                }
             }
             continue;
         }
@@ -266,8 +290,11 @@ mod tests {
                 entry("unmapped", EventType::Insert, vec![other]),
             ],
             &m,
-            false,
-            "src",
+            &ExtractOptions {
+                ddl_sync: false,
+                source_site: "src",
+                pipeline: 1,
+            },
         )
         .unwrap();
         assert_eq!(b.rows.len(), 1, "unmapped table dropped");

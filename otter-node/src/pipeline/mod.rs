@@ -6,6 +6,7 @@
 
 mod context;
 pub mod extract;
+pub mod heartbeat;
 pub mod load;
 pub mod loopback;
 pub mod select;

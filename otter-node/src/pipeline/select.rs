@@ -19,6 +19,7 @@ use zk_coord::otter_paths;
 use zookeeper_client::Client;
 
 use crate::model::{find_mapping, ChannelStatus, CompiledMapping};
+use crate::pipeline::heartbeat;
 use crate::pipeline::load::target::check_targets;
 use crate::pipeline::loopback::{Judge, LoopFilter};
 use crate::pipeline::StageContext;
@@ -168,7 +169,11 @@ async fn select_once(
         source_site: p.source_site().to_string(),
         target_site: p.target_site().to_string(),
     });
+    // The pipeline's heartbeat, while this node selects: what Load measures the delay with.
+    let beating = ctx.stop.child_token();
+    tokio::spawn(heartbeat::run(p.source.clone(), pid, beating.clone()));
     let result = select_work(ctx, status, &zk, &store, &mappings, filter, progress).await;
+    beating.cancel();
     instance.stop().await;
     result
 }
@@ -191,7 +196,7 @@ fn embedded_destination(p: &crate::model::Pipeline) -> DestinationConfig {
             .tables
             .iter()
             .map(|t| t.source.clone())
-            .chain(std::iter::once(r"retl\.retl_mark".to_string()))
+            .chain([r"retl\.retl_mark".to_string(), r"retl\.xdual".to_string()])
             .collect::<Vec<_>>()
             .join(","),
         black_filter: String::new(),
@@ -335,6 +340,7 @@ fn carries_mapped_rows(entries: &[Entry], mappings: &[CompiledMapping]) -> bool 
         e.entry_type() == EntryType::Rowdata && {
             let h = e.header.as_ref().unwrap_or(&no_header);
             find_mapping(mappings, h.schema_name(), h.table_name()).is_some()
+                || (h.schema_name() == "retl" && h.table_name() == heartbeat::XDUAL_TABLE)
         }
     })
 }

@@ -10,7 +10,7 @@ use tracing::{debug, warn};
 use zookeeper_client::Client;
 
 use crate::model::CompiledMapping;
-use crate::pipeline::extract::{extract, extract_decoded};
+use crate::pipeline::extract::{extract, extract_decoded, ExtractOptions};
 use crate::pipeline::transform::transform;
 use crate::pipeline::StageContext;
 use crate::process::finish::Completed;
@@ -162,13 +162,16 @@ async fn run_one(
     let (opts, registry) = (&ctx.opts, &ctx.registry);
     let (pid, id) = (ctx.pid(), process.id);
     let input = pull(opts, zk, http, registry, process, work.input()).await?;
-    let ddl_sync = ctx.channel.pipeline.ddl_sync;
-    let source_site = ctx.channel.pipeline.source_site();
+    let extract_opts = ExtractOptions {
+        ddl_sync: ctx.channel.pipeline.ddl_sync,
+        source_site: ctx.channel.pipeline.source_site(),
+        pipeline: pid,
+    };
     let batch = match (work, input) {
         (Work::Extract, StageData::Entries(entries)) => match entries.take_decoded() {
             // Select decoded them already (to see whether they carry mapped rows).
-            Some(decoded) => extract_decoded(decoded, mappings, ddl_sync, source_site)?,
-            None => extract(entries.raw(), mappings, ddl_sync, source_site)?,
+            Some(decoded) => extract_decoded(decoded, mappings, &extract_opts)?,
+            None => extract(entries.raw(), mappings, &extract_opts)?,
         },
         (Work::Transform, StageData::Batch(b)) => {
             // Extract's data is not needed once transformed: taking it saves a copy of every row.

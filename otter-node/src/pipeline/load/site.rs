@@ -1,15 +1,18 @@
 //! Preparing a site for otter: the `retl` schema and the tables Load writes into every target
-//! (`retl_fence` for fencing tokens, `retl_mark` for loop prevention), created by an operator's
-//! account once, so the load account needs no CREATE privilege.
+//! (`retl_fence` for fencing tokens, `retl_mark` for loop prevention) and the one Select writes
+//! into every source (`xdual`, the delay heartbeat), created by an operator's account once, so
+//! the load and source accounts need no CREATE privilege.
 
 use mysql_async::prelude::Queryable;
 
 use crate::model::TargetDb;
 use crate::pipeline::load::{fence, LoadError};
-use crate::pipeline::loopback;
+use crate::pipeline::{heartbeat, loopback};
 
 /// What the load account needs on `retl` once it exists.
 pub const LOAD_GRANTS: &str = "SELECT, INSERT, UPDATE ON `retl`.*";
+/// What a source account needs to write the delay heartbeat.
+pub const SOURCE_GRANTS: &str = "INSERT, UPDATE ON `retl`.`xdual`";
 
 /// Creates `retl`, `retl.retl_fence` and `retl.retl_mark` where missing (idempotent) with
 /// `account`, and returns the statements that ran. A missing privilege is an error that names it.
@@ -57,6 +60,7 @@ pub async fn prepare_site(account: &TargetDb) -> Result<Vec<&'static str>, LoadE
         fence::CREATE_SCHEMA,
         fence::CREATE_TABLE,
         loopback::CREATE_MARK_TABLE,
+        heartbeat::CREATE_XDUAL,
     ];
     for sql in statements {
         conn.query_drop(sql).await.map_err(sql_error(sql))?;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, warn};
 
+use crate::pipeline::heartbeat::{self, Delay};
 use crate::pipeline::load::fence::note_fenced;
 use crate::pipeline::load::{test_hook, Fence, LoadError, Loader, MarkSpec};
 use crate::pipeline::StageContext;
@@ -78,6 +79,9 @@ async fn load_loop(
     // done, so the order of the target's writes is kept; Select acks in termin order whatever
     // order the termins land in.)
     let mut finishing: Option<Finishing> = None;
+    let delay_gauge =
+        metrics::gauge!("otter_pipeline_delay_seconds", "pipeline" => pid.to_string());
+    let mut delay_published: Option<Instant> = None;
     loop {
         if stop.is_cancelled() {
             return Ok(());
@@ -170,6 +174,7 @@ async fn load_loop(
             pipeline: pid,
             token,
         };
+        let heartbeat = batch.heartbeat;
         let outcome = match outcome {
             Ok(()) => loader.load(batch, fence, &held).await.map(|_| ()),
             Err(e) => Err(e),
@@ -208,6 +213,23 @@ async fn load_loop(
             let zk = zk.clone();
             tokio::spawn(async move { process.finish(&zk, &termin).await })
         };
+        if let (Ok(()), Some(written)) = (&outcome, heartbeat) {
+            // The source's clock when the heartbeat was written, now loaded: the delay. Published
+            // to ZooKeeper at most every 5 s (it is for people, not for the pipeline).
+            let delay = Delay {
+                delay_ms: (heartbeat::now_ms() - written).max(0),
+                at_ms: heartbeat::now_ms(),
+            };
+            delay_gauge.set(delay.delay_ms as f64 / 1000.0);
+            if delay_published.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                delay_published = Some(Instant::now());
+                let path = zk_coord::otter_paths::delay(cid, pid);
+                let json = serde_json::to_vec(&delay).unwrap_or_default();
+                if let Err(e) = zk_coord::put_persistent(&zk, &path, &json).await {
+                    warn!(error = %e, "cannot publish the delay");
+                }
+            }
+        }
         if outcome.is_ok() {
             finishing = Some((id, finish));
             rows_total.increment(1);
