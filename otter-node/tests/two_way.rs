@@ -273,3 +273,117 @@ async fn two_sites_sync_both_ways_without_echo() {
         );
     }
 }
+
+/// Writes rows with ids from `base` on one site until `stop`: inserts, and updates of its own
+/// earlier rows. Returns how many rows it inserted.
+async fn keep_writing(
+    mut conn: mysql_async::Conn,
+    base: i64,
+    tag: &'static str,
+    stop: tokio_util::sync::CancellationToken,
+) -> i64 {
+    use mysql_async::prelude::Queryable;
+    let mut n = 0i64;
+    while !stop.is_cancelled() {
+        let id = base + n;
+        let sql = format!(
+            "INSERT INTO shop.orders VALUES ({id}, {n}, {n}.5, '{tag}');
+             UPDATE shop.orders SET note = CONCAT(note, '+') WHERE id = {}",
+            base + n / 2
+        );
+        // A failed statement (none are expected) is retried with the same id.
+        if conn.query_drop(sql).await.is_ok() {
+            n += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_directions_survive_kill9_of_load_nodes_and_a_30_s_cut_between_the_sites() {
+    harness::init_tracing();
+    let (a, b) = (site().await, site().await);
+    prepare(&a).await;
+    prepare(&b).await;
+    let zk = ZooKeeper::start().await.unwrap();
+    let dir = TestDir::new("two-way-faults").unwrap();
+    let mut c = channel(&a, &b).await;
+    // Nodes 1 and 3 at site a, 2 and 4 at site b; each direction selects at its source's site and
+    // loads at its target's.
+    c.pipeline.select_nodes = vec![1, 3];
+    c.pipeline.load_nodes = vec![2, 4];
+    let r = c.reverse.as_mut().unwrap();
+    r.select_nodes = vec![2, 4];
+    r.load_nodes = vec![1, 3];
+    c.validate().unwrap();
+    let client = zk.client(Duration::from_secs(10)).await.unwrap();
+    zk_coord::put_persistent(&client, &zk_coord::otter_paths::channel(c.id), &c.to_json())
+        .await
+        .unwrap();
+    // Every node is reached through a proxy: the link between the sites.
+    let mut proxies = Vec::new();
+    let mut nodes = Vec::new();
+    for id in 1..=4u32 {
+        let http = format!("127.0.0.1:{}", harness::free_port());
+        let proxy = harness::FaultProxy::start(http.parse().unwrap()).unwrap();
+        nodes.push(Node::start_at(
+            &dir,
+            id,
+            &zk,
+            &http,
+            &proxy.addr().to_string(),
+        ));
+        proxies.push(proxy);
+    }
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let wa = tokio::spawn(keep_writing(
+        a.conn().await.unwrap(),
+        100_000,
+        "a",
+        stop.clone(),
+    ));
+    let wb = tokio::spawn(keep_writing(
+        b.conn().await.unwrap(),
+        200_000,
+        "b",
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // kill -9 of a load node in each direction (node 2 loads a→b, node 1 loads b→a).
+    nodes[1].kill9();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    nodes[0].kill9();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The link between the sites is cut for 30 s while both keep writing.
+    for p in &proxies {
+        p.refuse();
+        p.cut();
+    }
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    for p in &proxies {
+        p.pass();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.cancel();
+    let (na, nb) = (wa.await.unwrap(), wb.await.unwrap());
+    assert!(na > 100 && nb > 100, "writers wrote {na} and {nb} rows");
+    let alive: Vec<&Node> = nodes.iter().collect();
+    wait_converged(
+        &a,
+        &b,
+        |r| {
+            let ids: Vec<i64> = r
+                .iter()
+                .filter_map(|l| l.split('|').next()?.parse().ok())
+                .collect();
+            ids.contains(&(100_000 + na - 1)) && ids.contains(&(200_000 + nb - 1))
+        },
+        &alive,
+    )
+    .await;
+    let n: Vec<i64> = a.query("SELECT COUNT(*) FROM shop.orders").await.unwrap();
+    assert_eq!(n, vec![na + nb], "every row of both sites, once");
+    println!("two-way under faults: {na} rows from a, {nb} from b, converged");
+}

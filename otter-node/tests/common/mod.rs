@@ -23,6 +23,23 @@ impl Node {
     }
 
     pub fn start_with_env(dir: &TestDir, id: u32, zk: &ZooKeeper, env: &[(&str, &str)]) -> Node {
+        Self::start_full(dir, id, zk, "127.0.0.1:0", None, env)
+    }
+
+    /// A node on a fixed `--http` address that others reach at `advertise` (e.g. through a fault
+    /// proxy standing for the link between two sites).
+    pub fn start_at(dir: &TestDir, id: u32, zk: &ZooKeeper, http: &str, advertise: &str) -> Node {
+        Self::start_full(dir, id, zk, http, Some(advertise), &[])
+    }
+
+    fn start_full(
+        dir: &TestDir,
+        id: u32,
+        zk: &ZooKeeper,
+        http: &str,
+        advertise: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Node {
         let log = dir.path().join(format!("node-{id}.log"));
         let data = dir.path().join(format!("data-{id}"));
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_otter-node"));
@@ -32,18 +49,21 @@ impl Node {
             "--zk",
             &zk.connect_string(),
             "--http",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(&data)
-        .args([
-            "--zk-session-timeout-ms",
-            &SESSION_MS.to_string(),
-            "--grace-ms",
-            &GRACE_MS.to_string(),
-        ])
-        .env("RUST_LOG", "info")
-        .envs(env.iter().copied());
+            http,
+        ]);
+        if let Some(a) = advertise {
+            cmd.args(["--advertise", a]);
+        }
+        cmd.arg("--data-dir")
+            .arg(&data)
+            .args([
+                "--zk-session-timeout-ms",
+                &SESSION_MS.to_string(),
+                "--grace-ms",
+                &GRACE_MS.to_string(),
+            ])
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied());
         Node {
             process: Some(ManagedProcess::start(format!("otter-node-{id}"), cmd, &log).unwrap()),
             log,
