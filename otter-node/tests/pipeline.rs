@@ -541,3 +541,36 @@ async fn replication_over_tls_with_verify_ca() {
     workload(&src, 0).await;
     wait_equal(&src, &dst, Duration::from_secs(120), &[&node]).await;
 }
+
+/// A select node stopped gracefully hands the mainstem over at once: the standby's grace (120 s,
+/// longer than the test waits) is for crashes only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_hands_the_mainstem_over_without_the_grace() {
+    harness::init_tracing();
+    let (src, dst) = (source().await, target().await);
+    let zk = ZooKeeper::start().await.unwrap();
+    let c = channel(&src, &dst, &[1, 2], &[2]).await;
+    publish(&zk, &c).await;
+    let dir = TestDir::new("otter-handover").unwrap();
+    let mut first = Node::start(&dir, 1, &zk);
+    first
+        .wait_log(
+            "running the pipeline's stages",
+            Duration::from_secs(60),
+            &[],
+        )
+        .await;
+    let client = zk.client(Duration::from_secs(10)).await.unwrap();
+    let mainstem = zk_coord::otter_paths::mainstem(c.id, c.pipeline.id);
+    let t = Instant::now();
+    while client.check_stat(&mainstem).await.unwrap().is_none() {
+        assert!(t.elapsed() < Duration::from_secs(60), "{}", first.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let second = Node::start_with_grace(&dir, 2, &zk, 120_000);
+    workload(&src, 0).await;
+    wait_equal(&src, &dst, Duration::from_secs(60), &[&first, &second]).await;
+    first.terminate();
+    workload(&src, 1).await;
+    wait_equal(&src, &dst, Duration::from_secs(60), &[&first, &second]).await;
+}

@@ -23,13 +23,18 @@ impl Node {
     }
 
     pub fn start_with_env(dir: &TestDir, id: u32, zk: &ZooKeeper, env: &[(&str, &str)]) -> Node {
-        Self::start_full(dir, id, zk, "127.0.0.1:0", None, env)
+        Self::start_full(dir, id, zk, "127.0.0.1:0", None, env, GRACE_MS)
+    }
+
+    /// A node whose standby roles wait `grace_ms` after a holder vanished.
+    pub fn start_with_grace(dir: &TestDir, id: u32, zk: &ZooKeeper, grace_ms: u64) -> Node {
+        Self::start_full(dir, id, zk, "127.0.0.1:0", None, &[], grace_ms)
     }
 
     /// A node on a fixed `--http` address that others reach at `advertise` (e.g. through a fault
     /// proxy standing for the link between two sites).
     pub fn start_at(dir: &TestDir, id: u32, zk: &ZooKeeper, http: &str, advertise: &str) -> Node {
-        Self::start_full(dir, id, zk, http, Some(advertise), &[])
+        Self::start_full(dir, id, zk, http, Some(advertise), &[], GRACE_MS)
     }
 
     fn start_full(
@@ -39,6 +44,7 @@ impl Node {
         http: &str,
         advertise: Option<&str>,
         env: &[(&str, &str)],
+        grace_ms: u64,
     ) -> Node {
         let log = dir.path().join(format!("node-{id}.log"));
         let data = dir.path().join(format!("data-{id}"));
@@ -67,6 +73,13 @@ impl Node {
         Node {
             process: Some(ManagedProcess::start(format!("otter-node-{id}"), cmd, &log).unwrap()),
             log,
+        }
+    }
+
+    /// Graceful stop (SIGTERM), waiting up to 10 s for the process to exit.
+    pub fn terminate(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.terminate(Duration::from_secs(10)).unwrap();
         }
     }
 
