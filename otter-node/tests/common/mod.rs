@@ -66,7 +66,7 @@ impl Node {
                 "--zk-session-timeout-ms",
                 &SESSION_MS.to_string(),
                 "--grace-ms",
-                &GRACE_MS.to_string(),
+                &grace_ms.to_string(),
             ])
             .env("RUST_LOG", "info")
             .envs(env.iter().copied());
