@@ -96,6 +96,18 @@ enum Command {
         #[arg(long, default_value = "")]
         password: String,
     },
+    /// The conflicts a two-way channel's sites detected and resolved (read from each target's
+    /// `retl.retl_conflict`; the targets' passwords are resolved here, as on the nodes).
+    Conflicts {
+        /// Channel id.
+        cid: u32,
+        /// Only those at or after this time (`YYYY-MM-DD[ HH:MM:SS]`, the sites' clocks).
+        #[arg(long)]
+        since: Option<String>,
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Give every znode under /otter (canal's and otter's) the ACLs of the security model: all
     /// for the --zk-digest identity, read for everyone on running and cluster nodes only. For a
     /// tree created before digest auth was turned on.
@@ -223,6 +235,30 @@ async fn run(cli: Cli) -> Result<()> {
                 otter_node::pipeline::load::site::LOAD_GRANTS,
                 otter_node::pipeline::load::site::SOURCE_GRANTS
             );
+        }
+        Command::Conflicts { cid, since, json } => {
+            let zk = connect(&cli).await?;
+            let channel = otter_manager::get(&zk, *cid).await?;
+            let mut all = Vec::new();
+            for p in std::iter::once(&channel.pipeline).chain(channel.reverse.as_ref()) {
+                all.extend(
+                    otter_node::pipeline::load::conflict::read_reports(p, *cid, since.as_deref())
+                        .await?,
+                );
+            }
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                if all.is_empty() {
+                    eprintln!("no conflicts recorded for channel {cid}");
+                }
+                for c in &all {
+                    println!(
+                        "{}  {:<10} {:<16} pk={:<10} {:<15} {:<13} winner={:<8} from {}  incoming: {}  found: {}",
+                        c.detected_at, c.site, c.table, c.pk, c.kind, c.policy, c.winner, c.origin, c.incoming, c.found
+                    );
+                }
+            }
         }
         Command::Secure => {
             let zk = connect(&cli).await?;

@@ -622,7 +622,10 @@ async fn prepare_site_creates_retl_or_names_the_missing_privilege() {
         .query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'retl' ORDER BY 1")
         .await
         .unwrap();
-    assert_eq!(tables, ["retl_fence", "retl_mark", "xdual"]);
+    assert_eq!(
+        tables,
+        ["retl_conflict", "retl_fence", "retl_mark", "xdual"]
+    );
     // Idempotent.
     ok(&manager("127.0.0.1:1", &["prepare-site", "--address", &addr]).await);
 }

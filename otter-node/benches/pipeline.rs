@@ -450,6 +450,8 @@ async fn start_pipeline(
         include_columns: Vec::new(),
         exclude_columns: Vec::new(),
         weight: 1,
+        conflict: None,
+        version_column: None,
     }];
     c.status = ChannelStatus::Started;
     c.validate()?;

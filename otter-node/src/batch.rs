@@ -40,6 +40,12 @@ pub struct RowEvent {
     pub columns: Vec<ColumnValue>,
     /// For an UPDATE that changed the primary key: the key columns before the change.
     pub old_keys: Option<Vec<ColumnValue>>,
+    /// For conflict detection ([`crate::pipeline::load::conflict`]), only on tables that detect
+    /// conflicts: the row the target should hold before this change, with the column view
+    /// applied (`None`: no row; an INSERT). After [`crate::pipeline::load::merge`], the first
+    /// change's of the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Vec<ColumnValue>>,
     /// Loading order across tables (lower first).
     pub weight: u32,
     /// Binlog event time, ms since the epoch.
@@ -78,6 +84,21 @@ pub struct OriginRun {
     pub origin: Option<String>,
 }
 
+/// A table whose rows Load checks for conflicts ([`crate::pipeline::load::conflict`]), with how
+/// they are resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckedTable {
+    /// Schema (the target's after Transform).
+    pub schema: String,
+    /// Table (the target's after Transform).
+    pub table: String,
+    /// How conflicts are resolved.
+    pub policy: crate::model::ConflictPolicy,
+    /// For `newer_wins`: the version column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_column: Option<String>,
+}
+
 /// The data of one process (batch) after Transform: what Load applies.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadBatch {
@@ -93,6 +114,9 @@ pub struct LoadBatch {
     /// ms since the epoch ([`crate::pipeline::heartbeat`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat: Option<i64>,
+    /// Tables of `rows` checked for conflicts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checked: Vec<CheckedTable>,
 }
 
 impl LoadBatch {

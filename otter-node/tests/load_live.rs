@@ -138,6 +138,7 @@ fn item(kind: RowKind, tenant: i64, id: i64, vals: &[Val]) -> RowEvent {
         kind,
         columns,
         old_keys: None,
+        before: None,
         weight: 1,
         execute_time: 0,
     }
@@ -146,6 +147,7 @@ fn item(kind: RowKind, tenant: i64, id: i64, vals: &[Val]) -> RowEvent {
 fn item_moved(from: (i64, i64), to: (i64, i64), vals: &[Val]) -> RowEvent {
     RowEvent {
         old_keys: Some(vec![key("tenant", from.0, 4), key("id", from.1, -5)]),
+        before: None,
         ..item(RowKind::Update, to.0, to.1, vals)
     }
 }
@@ -165,6 +167,7 @@ fn order(kind: RowKind, id: i64, note: Option<&str>) -> RowEvent {
             },
         ],
         old_keys: None,
+        before: None,
         weight: 2,
         execute_time: 0,
     }

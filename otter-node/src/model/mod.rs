@@ -42,6 +42,10 @@ pub struct Channel {
     /// over mirrored table mappings. Each direction drops what the other loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reverse: Option<Pipeline>,
+    /// The site whose changes win conflicts under `site_priority` (and `newer_wins` ties);
+    /// default: `pipeline`'s source site.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub priority_site: String,
 }
 
 /// One direction of replication.
@@ -183,6 +187,41 @@ pub struct TableMapping {
     /// Loading order across tables: lower weights load first; equal weights in parallel.
     #[serde(default)]
     pub weight: u32,
+    /// What Load does when an incoming change does not find the row it changed as it was at
+    /// the source ([`ConflictPolicy`]). Unset: `site_priority` in a two-way channel, no
+    /// detection in a one-way one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<ConflictPolicy>,
+    /// For `newer_wins`: a column the application raises on every change (a TIMESTAMP(6),
+    /// DATETIME(6) or BIGINT); the higher value wins, a tie goes to the priority site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_column: Option<String>,
+}
+
+/// How a conflict is resolved. Each site resolves the conflicts it detects by the same rule, so
+/// both end with the same row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictPolicy {
+    /// The incoming change wins (Otter's behaviour): sites can end different when both changed
+    /// a row at once. Conflicts are still reported.
+    Overwrite,
+    /// The change first written at the channel's `priority_site` wins.
+    SitePriority,
+    /// The higher `version_column` wins; a tie goes to the priority site. A delete applies only
+    /// to the version it deleted: a row updated meanwhile stays (the update wins).
+    NewerWins,
+}
+
+impl ConflictPolicy {
+    /// The name used in the config, reports and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConflictPolicy::Overwrite => "overwrite",
+            ConflictPolicy::SitePriority => "site_priority",
+            ConflictPolicy::NewerWins => "newer_wins",
+        }
+    }
 }
 
 /// A definition that cannot run, naming the key at fault.
@@ -220,6 +259,8 @@ impl Channel {
             id: u32,
             #[serde(default)]
             name: String,
+            #[serde(default)]
+            priority_site: String,
         }
         let f: File = toml::from_str(text).map_err(|e| {
             let key = e
@@ -234,6 +275,7 @@ impl Channel {
             status: ChannelStatus::Stopped,
             pipeline: f.pipeline,
             reverse: f.reverse,
+            priority_site: f.channel.priority_site,
         };
         c.validate()?;
         Ok(c)
@@ -288,18 +330,52 @@ impl Channel {
             validate_pipeline(r, "reverse")?;
             two_way::check_mirror(&self.pipeline, r)?;
         }
+        if !self.priority_site.is_empty() {
+            let sites = [self.pipeline.source_site(), self.pipeline.target_site()];
+            if !sites.contains(&self.priority_site.as_str()) {
+                return Err(err(
+                    "channel.priority_site",
+                    format!(
+                        "{:?} is neither site of the channel ({sites:?})",
+                        self.priority_site
+                    ),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The site whose changes win conflicts (`priority_site`, else `pipeline`'s source site).
+    pub fn priority_site(&self) -> &str {
+        if self.priority_site.is_empty() {
+            self.pipeline.source_site()
+        } else {
+            &self.priority_site
+        }
+    }
+
+    /// The conflict policy of a mapping of this channel (see [`TableMapping::conflict`]).
+    pub fn conflict_policy(&self, m: &TableMapping) -> Option<ConflictPolicy> {
+        m.conflict.or(self
+            .reverse
+            .is_some()
+            .then_some(ConflictPolicy::SitePriority))
     }
 
     /// The pipelines of the channel, each as the channel seen from that direction: `pipeline` is
     /// the direction, `reverse` the other one (if any). Stages work on `pipeline`.
     pub fn directions(&self) -> Vec<Channel> {
-        let mut out = vec![self.clone()];
+        // The priority site stays the channel's, whichever direction is `pipeline`.
+        let fixed = Channel {
+            priority_site: self.priority_site().to_string(),
+            ..self.clone()
+        };
+        let mut out = vec![fixed.clone()];
         if let Some(r) = &self.reverse {
             out.push(Channel {
                 pipeline: r.clone(),
                 reverse: Some(self.pipeline.clone()),
-                ..self.clone()
+                ..fixed
             });
         }
         out
@@ -369,6 +445,23 @@ fn validate_pipeline(p: &Pipeline, key: &str) -> Result<(), ModelError> {
                 if v.is_empty() || v.contains('`') || v.contains('.') {
                     return Err(err(k(f), "must be a plain identifier"));
                 }
+            }
+        }
+        if t.conflict == Some(ConflictPolicy::NewerWins) {
+            match &t.version_column {
+                None => {
+                    return Err(err(
+                        k("version_column"),
+                        "newer_wins needs the column that orders the versions",
+                    ))
+                }
+                Some(v)
+                    if t.exclude_columns.contains(v)
+                        || (!t.include_columns.is_empty() && !t.include_columns.contains(v)) =>
+                {
+                    return Err(err(k("version_column"), "must be in the column view"))
+                }
+                Some(_) => {}
             }
         }
         if !t.include_columns.is_empty() && !t.exclude_columns.is_empty() {

@@ -118,6 +118,15 @@ fn check_table(i: usize, f: &TableMapping, r: &TableMapping) -> Result<(), Model
             ));
         }
     }
+    if (r.conflict, &r.version_column) != (f.conflict, &f.version_column) {
+        return Err(err(
+            key("conflict"),
+            format!(
+                "conflict and version_column must equal pipeline.tables[{i}]'s: both sites \
+                 resolve alike"
+            ),
+        ));
+    }
     if r.include_columns != f.include_columns {
         return Err(err(
             key("include_columns"),
@@ -149,6 +158,10 @@ mod tests {
         assert_eq!(dirs[1].pipeline.id, r.id);
         assert_eq!(dirs[1].reverse.as_ref().unwrap().id, c.pipeline.id);
         assert_eq!(c.pipeline.source_site(), r.target_site());
+        assert!(
+            dirs.iter().all(|d| d.priority_site() == "hangzhou"),
+            "one priority site for both directions"
+        );
     }
 
     #[test]

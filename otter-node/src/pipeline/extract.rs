@@ -8,7 +8,8 @@ use bytes::Bytes;
 use canal_protocol::entry::{Column, Entry, EntryType, EventType, RowChange};
 use prost::Message as _;
 
-use crate::batch::{ColumnValue, DdlEvent, LoadBatch, RowEvent, RowKind};
+use crate::batch::{CheckedTable, ColumnValue, DdlEvent, LoadBatch, RowEvent, RowKind};
+use crate::model::ConflictPolicy;
 use crate::model::{find_mapping, CompiledMapping};
 use crate::pipeline::heartbeat::XDUAL_TABLE;
 use crate::pipeline::loopback::{MarkRow, MARK_TABLE, RETL_SCHEMA};
@@ -55,6 +56,8 @@ pub struct ExtractOptions<'a> {
     pub source_site: &'a str,
     /// The pipeline id (its heartbeat rows in `retl.xdual` are noted).
     pub pipeline: u32,
+    /// The channel is two-way: every mapping detects conflicts (rows carry `before`).
+    pub two_way: bool,
 }
 
 /// [`extract`] of entries decoded already (Select decodes a batch to see whether it carries
@@ -167,6 +170,25 @@ fn extract_entries(
         let Some(mapping) = last.as_ref().and_then(|(_, _, m)| m.as_ref()) else {
             continue;
         };
+        let policy = mapping
+            .mapping
+            .conflict
+            .or(opts.two_way.then_some(ConflictPolicy::SitePriority));
+        let detect = policy.is_some();
+        if let Some(policy) = policy {
+            if !out
+                .checked
+                .iter()
+                .any(|c| c.schema == schema && c.table == table)
+            {
+                out.checked.push(CheckedTable {
+                    schema: schema.to_string(),
+                    table: table.to_string(),
+                    policy,
+                    version_column: mapping.mapping.version_column.clone(),
+                });
+            }
+        }
         // The decoded RowChange is ours: its strings move into the rows instead of being copied.
         for row in change.row_datas {
             let (image, before) = if kind == RowKind::Delete {
@@ -179,6 +201,20 @@ fn extract_entries(
                 .filter(|c| mapping.keeps(c.name(), c.is_key()))
                 .map(value)
                 .collect();
+            // What the target should hold before this change, for conflict detection.
+            let expected = match kind {
+                _ if !detect => None,
+                RowKind::Insert => None,
+                RowKind::Delete => Some(columns.clone()),
+                RowKind::Update => Some(
+                    before
+                        .iter()
+                        .filter(|c| mapping.keeps(c.name(), c.is_key()))
+                        .cloned()
+                        .map(value)
+                        .collect(),
+                ),
+            };
             let old_keys = if kind == RowKind::Update {
                 let before: Vec<ColumnValue> = before
                     .into_iter()
@@ -201,6 +237,7 @@ fn extract_entries(
                 kind,
                 columns,
                 old_keys,
+                before: expected,
                 weight: mapping.mapping.weight,
                 execute_time: header.execute_time(),
             });
@@ -294,6 +331,7 @@ mod tests {
                 ddl_sync: false,
                 source_site: "src",
                 pipeline: 1,
+                two_way: false,
             },
         )
         .unwrap();

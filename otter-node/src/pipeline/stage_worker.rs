@@ -166,6 +166,7 @@ async fn run_one(
         ddl_sync: ctx.channel.pipeline.ddl_sync,
         source_site: ctx.channel.pipeline.source_site(),
         pipeline: pid,
+        two_way: ctx.channel.reverse.is_some(),
     };
     let batch = match (work, input) {
         (Work::Extract, StageData::Entries(entries)) => match entries.take_decoded() {

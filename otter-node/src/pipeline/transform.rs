@@ -15,6 +15,13 @@ pub fn transform(mut batch: LoadBatch, mappings: &[CompiledMapping]) -> LoadBatc
             r.table = t;
         }
     }
+    for c in &mut batch.checked {
+        if let Some(m) = find_mapping(mappings, &c.schema, &c.table) {
+            let (s, t) = m.target(&c.schema, &c.table);
+            c.schema = s;
+            c.table = t;
+        }
+    }
     if let Some(d) = &mut batch.ddl {
         // The statement's table names, not only the batch's fields, go to the target's.
         d.sql = ddl::rewrite_tables(&d.sql, &d.schema, mappings);

@@ -19,7 +19,7 @@ use crate::pipeline::load::error::{
 use crate::pipeline::load::fence::{self, Fence};
 use crate::pipeline::load::literal::push_ident;
 use crate::pipeline::load::sql::{plan, TablePlan};
-use crate::pipeline::load::{merge, LoadError};
+use crate::pipeline::load::{conflict, merge, LoadError};
 use crate::pipeline::loopback::{self, mark_slot};
 use crate::runtime::retry::Backoff;
 use canal_server::mysql_tls::MysqlTls;
@@ -58,6 +58,8 @@ pub struct MarkSpec {
     pub pipeline: u32,
     /// The origin of changes that carry none: the pipeline's source site.
     pub source_site: String,
+    /// The channel's priority site, for conflicts (see [`super::conflict`]).
+    pub priority_site: String,
 }
 
 /// Writes batches into the target database through a bounded connection pool.
@@ -201,7 +203,9 @@ impl Loader {
         // batch without touching the target.
         let mut plans = Vec::new();
         for (origin, rows) in LoadBatch::origin_runs(batch.rows, &batch.origins) {
-            let plan = plan(&merge(rows))?;
+            let merged = merge(rows);
+            let mut plan = plan(&merged)?;
+            self.attach_checks(&mut plan, &merged, &batch.checked);
             if !plan.is_empty() {
                 plans.push((
                     origin.unwrap_or_else(|| self.mark.source_site.clone()),
@@ -220,6 +224,36 @@ impl Loader {
             stats.add(self.load_plan(plan, origin, fence, stop).await?);
         }
         Ok(stats)
+    }
+
+    /// Gives each table of `plan` that is checked for conflicts its rule and merged rows.
+    fn attach_checks(
+        &self,
+        plan: &mut [(u32, Vec<TablePlan>)],
+        merged: &[crate::batch::RowEvent],
+        checked: &[crate::batch::CheckedTable],
+    ) {
+        for (_, tables) in plan.iter_mut() {
+            for t in tables.iter_mut() {
+                let Some(c) = checked
+                    .iter()
+                    .find(|c| c.schema == t.schema && c.table == t.table)
+                else {
+                    continue;
+                };
+                let rows = merged
+                    .iter()
+                    .filter(|r| r.schema == t.schema && r.table == t.table)
+                    .cloned()
+                    .collect();
+                let rule = conflict::Rule {
+                    policy: c.policy,
+                    version_column: c.version_column.clone(),
+                    priority_site: self.mark.priority_site.clone(),
+                };
+                t.checked = Some((rule, rows));
+            }
+        }
     }
 
     /// Loads one origin's tables: weight by weight, the tables of one weight in parallel.
@@ -302,13 +336,21 @@ impl Loader {
                 conn.query_drop(sql).await.map_err(failure(sql))?;
             }
         }
-        let exists: Option<u64> = conn
-            .query_first(loopback::MARK_TABLE_EXISTS)
-            .await
-            .map_err(failure(loopback::MARK_TABLE_EXISTS))?;
-        if exists.unwrap_or(0) == 0 {
-            for sql in [fence::CREATE_SCHEMA, loopback::CREATE_MARK_TABLE] {
-                conn.query_drop(sql).await.map_err(failure(sql))?;
+        for (exists_sql, create) in [
+            (loopback::MARK_TABLE_EXISTS, loopback::CREATE_MARK_TABLE),
+            (
+                conflict::CONFLICT_TABLE_EXISTS,
+                conflict::CREATE_CONFLICT_TABLE,
+            ),
+        ] {
+            let exists: Option<u64> = conn
+                .query_first(exists_sql)
+                .await
+                .map_err(failure(exists_sql))?;
+            if exists.unwrap_or(0) == 0 {
+                for sql in [fence::CREATE_SCHEMA, create] {
+                    conn.query_drop(sql).await.map_err(failure(sql))?;
+                }
             }
         }
         Ok(())
@@ -452,7 +494,21 @@ impl Loader {
                 return Err(f);
             }
         }
-        for sql in &table.statements {
+        let resolved;
+        let statements = match &table.checked {
+            None => &table.statements,
+            Some((rule, rows)) => match self.resolve(&mut tx, table, rule, rows, origin).await {
+                Ok(s) => {
+                    resolved = s;
+                    &resolved
+                }
+                Err(f) => {
+                    end_after(tx, &f).await;
+                    return Err(f);
+                }
+            },
+        };
+        for sql in statements {
             if let Err(error) = tx.query_drop(sql.as_str()).await {
                 let f = Failure {
                     error,
@@ -464,6 +520,72 @@ impl Loader {
         }
         tx.commit().await.map_err(failure("COMMIT"))?;
         Ok(Attempt::Committed)
+    }
+
+    /// For a table checked for conflicts: asks the target what it holds for each row, decides
+    /// each row by the rule, writes the conflicts down, and returns the statements that write the
+    /// rows to be written (all in `tx`).
+    async fn resolve(
+        &self,
+        tx: &mut mysql_async::Transaction<'_>,
+        table: &TablePlan,
+        rule: &conflict::Rule,
+        rows: &[crate::batch::RowEvent],
+        origin: &str,
+    ) -> Result<Vec<String>, Failure> {
+        let found = conflict::find(tx, &table.target, &table.name, rows, rule).await?;
+        let from_priority = origin == rule.priority_site;
+        let mut kept = Vec::with_capacity(rows.len());
+        let mut records = Vec::new();
+        for (row, found) in rows.iter().zip(&found) {
+            match conflict::decide(row.kind, found, rule.policy, from_priority) {
+                conflict::Decision::Apply => kept.push(row.clone()),
+                conflict::Decision::Skip => {}
+                conflict::Decision::IncomingWins(kind) => {
+                    records.push(conflict::Record::new(kind, true, row, found));
+                    kept.push(row.clone());
+                }
+                conflict::Decision::LocalWins(kind) => {
+                    records.push(conflict::Record::new(kind, false, row, found));
+                }
+            }
+        }
+        for r in &records {
+            metrics::counter!(
+                "otter_conflicts_total",
+                "pipeline" => self.mark.pipeline.to_string(),
+                "table" => table.name.clone(),
+                "outcome" => if r.incoming_won { "incoming" } else { "local" }
+            )
+            .increment(1);
+        }
+        if !records.is_empty() {
+            warn!(
+                table = %table.name,
+                conflicts = records.len(),
+                policy = rule.policy.name(),
+                "conflicts: rows changed on both sites; resolved and written to retl.retl_conflict"
+            );
+        }
+        let by = conflict::Reporter {
+            channel: self.mark.channel,
+            pipeline: self.mark.pipeline,
+            schema: &table.schema,
+            table: &table.table,
+            policy: rule.policy,
+            origin,
+        };
+        conflict::record(tx, by, &records).await?;
+        let statements = plan(&kept)
+            .map_err(|e| Failure {
+                error: mysql_async::Error::Other(Box::new(e)),
+                sql: format!("(statements of {})", table.name),
+            })?
+            .into_iter()
+            .flat_map(|(_, tables)| tables)
+            .flat_map(|t| t.statements)
+            .collect();
+        Ok(statements)
     }
 
     /// Runs a DDL statement in its schema, on a connection of its own, retried like a table.

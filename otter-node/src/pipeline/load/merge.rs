@@ -56,8 +56,17 @@ fn overlay(mut earlier: Vec<ColumnValue>, later: Vec<ColumnValue>) -> Vec<Column
     earlier
 }
 
-/// The final operation for a key whose pending operation is `prev` when `next` arrives.
+/// The final operation for a key whose pending operation is `prev` when `next` arrives. What the
+/// target should hold before the batch (`before`) stays the first change's.
 fn combine(prev: RowEvent, next: RowEvent) -> RowEvent {
+    let before = prev.before.clone();
+    RowEvent {
+        before,
+        ..combine_images(prev, next)
+    }
+}
+
+fn combine_images(prev: RowEvent, next: RowEvent) -> RowEvent {
     match (next.kind, prev.kind) {
         // A delete removes whatever came before; an insert replaces it (written as an upsert).
         (RowKind::Delete, _) | (RowKind::Insert, _) => next,
@@ -100,11 +109,17 @@ pub fn merge(rows: impl IntoIterator<Item = RowEvent>) -> Vec<RowEvent> {
                         .map(|c| ColumnValue { is_key: true, ..c })
                         .collect(),
                     old_keys: None,
+                    // The old key held the update's before image; the new key held nothing.
+                    before: next.before.take(),
                     weight: next.weight,
                     execute_time: next.execute_time,
                 };
                 match index.get(&old_key) {
                     Some(&i) => {
+                        let delete = RowEvent {
+                            before: slots[i].before.clone(),
+                            ..delete
+                        };
                         let prev = std::mem::replace(&mut slots[i], delete);
                         if prev.kind != RowKind::Delete {
                             // The row moved: its pending image goes with it to the new key.
@@ -153,6 +168,7 @@ fn placeholder() -> RowEvent {
         kind: RowKind::Delete,
         columns: Vec::new(),
         old_keys: None,
+        before: None,
         weight: 0,
         execute_time: 0,
     }

@@ -27,11 +27,13 @@
 //! SQL literals), [`sql`] (the statements of each table, grouped by weight), [`fence`] (the
 //! fencing token in `retl.retl_fence`), [`loader`] (the pool that runs a batch's transactions with
 //! retries), [`target`] (the target tables a pipeline needs exist and have a primary key),
+//! [`conflict`] (two-way conflicts: detected in the table's transaction, resolved, reported),
 //! [`site`] (creating `retl` and its tables on a site, for `otter-manager prepare-site`),
 //! [`error`] (why a load failed, and which driver errors a retry can fix), `worker` (the Load
 //! stage of a pipeline: processes strictly in order, then their termins) and `test_hook` (a
 //! test-only pause, off unless its environment variable is set).
 
+pub mod conflict;
 pub mod error;
 pub mod fence;
 pub mod literal;

@@ -6,7 +6,7 @@
 use mysql_async::prelude::Queryable;
 
 use crate::model::TargetDb;
-use crate::pipeline::load::{fence, LoadError};
+use crate::pipeline::load::{conflict, fence, LoadError};
 use crate::pipeline::{heartbeat, loopback};
 
 /// What the load account needs on `retl` once it exists.
@@ -60,6 +60,7 @@ pub async fn prepare_site(account: &TargetDb) -> Result<Vec<&'static str>, LoadE
         fence::CREATE_SCHEMA,
         fence::CREATE_TABLE,
         loopback::CREATE_MARK_TABLE,
+        conflict::CREATE_CONFLICT_TABLE,
         heartbeat::CREATE_XDUAL,
     ];
     for sql in statements {

@@ -19,6 +19,15 @@ pub const CHUNK_BYTES: usize = 1 << 20;
 pub(crate) struct TablePlan {
     /// `schema.table`, for errors and logs.
     pub(crate) name: String,
+    /// The schema.
+    pub(crate) schema: String,
+    /// The table.
+    pub(crate) table: String,
+    /// `` `schema`.`table` ``.
+    pub(crate) target: String,
+    /// For a table checked for conflicts: its rules and rows (the statements are then built in
+    /// the transaction, from the rows that are to be written).
+    pub(crate) checked: Option<(crate::pipeline::load::conflict::Rule, Vec<RowEvent>)>,
     /// Deletes first, then upserts.
     pub(crate) statements: Vec<String>,
     /// Row changes the statements write.
@@ -249,6 +258,10 @@ pub(crate) fn plan(merged: &[RowEvent]) -> Result<Vec<(u32, Vec<TablePlan>)>, Lo
         upsert_statements((&name, &target), &g.upserts, &mut statements)?;
         let table = TablePlan {
             name,
+            schema: g.schema.to_string(),
+            table: g.table.to_string(),
+            target,
+            checked: None,
             statements,
             rows: g.deletes.len() + g.upserts.len(),
         };

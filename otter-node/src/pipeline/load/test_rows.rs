@@ -23,6 +23,7 @@ pub(crate) fn row(kind: RowKind, id: &str, cols: &[(&str, &str)]) -> RowEvent {
         kind,
         columns,
         old_keys: None,
+        before: None,
         weight: 0,
         execute_time: 0,
     }
@@ -31,6 +32,7 @@ pub(crate) fn row(kind: RowKind, id: &str, cols: &[(&str, &str)]) -> RowEvent {
 pub(crate) fn moved(old: &str, new: &str, cols: &[(&str, &str)]) -> RowEvent {
     RowEvent {
         old_keys: Some(vec![col("id", Some(old), 4, true)]),
+        before: None,
         ..row(RowKind::Update, new, cols)
     }
 }

@@ -27,6 +27,7 @@ pub(crate) async fn run_load(ctx: StageContext) {
             channel: ctx.cid(),
             pipeline: p.id,
             source_site: p.source_site().to_string(),
+            priority_site: ctx.channel.priority_site().to_string(),
         }),
         Err(e) => {
             error!(error = %e, "cannot set up the target; Load does not run");
