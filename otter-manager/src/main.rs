@@ -253,10 +253,7 @@ async fn run(cli: Cli) -> Result<()> {
                     eprintln!("no conflicts recorded for channel {cid}");
                 }
                 for c in &all {
-                    println!(
-                        "{}  {:<10} {:<16} pk={:<10} {:<15} {:<13} winner={:<8} from {}  incoming: {}  found: {}",
-                        c.detected_at, c.site, c.table, c.pk, c.kind, c.policy, c.winner, c.origin, c.incoming, c.found
-                    );
+                    println!("{c}");
                 }
             }
         }

@@ -522,6 +522,9 @@ async fn conflicting_changes_converge_on_the_priority_site_and_are_reported() {
         .await
         .unwrap();
     assert_eq!((at_a.len(), at_b.len()), (ca.len(), cb.len()));
+    for r in at_a.iter().chain(&at_b) {
+        println!("{r}");
+    }
     let update = at_a.iter().find(|r| r.pk == "1").unwrap();
     assert_eq!(
         (

@@ -437,6 +437,26 @@ pub struct ConflictReport {
     pub detected_at: String,
 }
 
+impl std::fmt::Display for ConflictReport {
+    /// One line, as `otter-manager conflicts` prints it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}  {}  {}  pk={}  {}  {}  winner={}  from {}  incoming: {}  found: {}",
+            self.detected_at,
+            self.site,
+            self.table,
+            self.pk,
+            self.kind,
+            self.policy,
+            self.winner,
+            self.origin,
+            self.incoming,
+            self.found
+        )
+    }
+}
+
 /// The conflicts of `channel` that the target of `pipeline` recorded, oldest first; only those at
 /// or after `since` (`YYYY-MM-DD[ HH:MM:SS]`, the target's clock) when given. A target without
 /// `retl.retl_conflict` has none.
