@@ -6,7 +6,9 @@
 #      the other stands by;
 #   4. follows the destination with `canal-client tail` (through ZooKeeper) while a workload writes;
 #   5. kills the active server with SIGKILL, writes more, and shows the stream continuing from the
-#      standby, then checks that every row written arrived.
+#      standby, then checks that every row written arrived;
+#   6. two-way sync: a second site (MariaDB), two otter-nodes, writes on both sides including one
+#      conflicting key, the conflict printed, both databases checked equal.
 # It leaves nothing running when it ends or is interrupted. QUICKSTART_PROFILE=debug uses the debug
 # build instead (the test suite does that, after its own build).
 set -euo pipefail
@@ -18,14 +20,16 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 scripts/setup.sh
 if [ "$profile" = release ]; then
-  say "building (release): canal-server, canal-client, cdc-sandbox"
-  cargo build --release --locked -p canal-server -p canal-client -p cdc-tests \
-    --bin canal-server --bin canal-client --bin cdc-sandbox
+  say "building (release): canal-server, canal-client, otter-node, otter-manager, cdc-sandbox"
+  cargo build --release --locked -p canal-server -p canal-client -p otter-node -p otter-manager \
+    -p cdc-tests --bin canal-server --bin canal-client --bin otter-node --bin otter-manager \
+    --bin cdc-sandbox
   bin=$root/target/release
 else
-  say "building (debug): canal-server, canal-client, cdc-sandbox"
+  say "building (debug): canal-server, canal-client, otter-node, otter-manager, cdc-sandbox"
   # --workspace: the same feature set as the test build, so nothing is compiled a second time.
-  cargo build --locked --workspace --bin canal-server --bin canal-client --bin cdc-sandbox
+  cargo build --locked --workspace --bin canal-server --bin canal-client --bin otter-node \
+    --bin otter-manager --bin cdc-sandbox
   bin=$root/target/debug
 fi
 
@@ -59,9 +63,9 @@ wait_for() { # wait_for <what> <seconds> <command…>
   echo "timed out waiting for $what" >&2; return 1
 }
 
-say "starting MariaDB and ZooKeeper ($bin/cdc-sandbox)"
+say "starting two MariaDB sites and ZooKeeper ($bin/cdc-sandbox --second-site)"
 mkfifo "$work/stdin"
-"$bin/cdc-sandbox" <"$work/stdin" >"$work/sandbox.out" 2>"$work/sandbox.log" &
+"$bin/cdc-sandbox" --second-site <"$work/stdin" >"$work/sandbox.out" 2>"$work/sandbox.log" &
 sandbox_pid=$!
 exec 3>"$work/stdin"
 wait_for "the sandbox" 120 grep -q '^ready' "$work/sandbox.out"
@@ -148,6 +152,62 @@ echo "   all 40 orders arrived at canal-client tail, before and after the failov
 echo "   44 changes (40 inserts, 2 updates, 2 deletes). Delivery is at-least-once: what was delivered"
 echo "   after the last cursor flush before the kill comes again from B."
 
+say "two-way sync: site a ($db) and site b, one otter-node each"
+db2=$(awk '/^mariadb2 /{print $2}' "$work/sandbox.out")
+db2_password=$(awk '/^mariadb2 /{sub("password=","",$4); print $4}' "$work/sandbox.out")
+sql2() { mariadb --protocol=TCP -h127.0.0.1 -P"${db2##*:}" -uroot "$@"; }
+# Site b starts as a copy of site a's shop schema and rows.
+mariadb-dump --protocol=TCP -h127.0.0.1 -P"${db##*:}" -uroot --skip-comments --databases shop | sql2
+for site in "$db" "$db2"; do "$bin/otter-manager" prepare-site --address "$site" | sed 's/^/   /'; done
+sql -e "GRANT INSERT, UPDATE ON retl.xdual TO '$db_user'@'%'"
+sql2 -e "GRANT INSERT, UPDATE ON retl.xdual TO '$db_user'@'%'"
+# The example channel pointed at the two sites; passwords stay out of ZooKeeper: the channel names
+# environment variables that each node resolves.
+sed -e "s|127.0.0.1:3306|$db|g" -e "s|127.0.0.1:3307|$db2|g" -e 's|^username = "otter".*|username = "root"|' \
+  config/channel-two-way.toml >"$work/channel.toml"
+export OTTER_HZ_REPL_PASSWORD=$db_password OTTER_SG_REPL_PASSWORD=$db2_password OTTER_HZ_PASSWORD='' OTTER_SG_PASSWORD=''
+otter() { "$bin/otter-manager" --zk "$zk" "$@" 2> >(grep -v 'no --zk-digest' >&2); }
+otter apply -f "$work/channel.toml" | sed 's/^/   /'
+otter start 2 | sed 's/^/   /'
+for id in 1 2; do
+  RUST_LOG=info "$bin/otter-node" --id "$id" --zk "$zk" --http "127.0.0.1:$(free_port)" \
+    --data-dir "$work/otter-$id" >"$work/otter-node-$id.log" 2>&1 &
+  pids+=($!)
+done
+# Each pipeline starts at its source's binlog end once it runs; its first measured delay (the
+# heartbeat went around) says it does.
+both_running() { [ "$(otter show 2 2>&1 >/dev/null | grep -c ': delay ')" -ge 2 ]; }
+wait_for "both pipelines to run" 120 both_running
+otter show 2 2>&1 >/dev/null | sed 's/^/   /'
+q="SELECT id, customer, amount, status, created FROM shop.orders ORDER BY id"
+same() { [ "$(sql -N -e "$q")" = "$(sql2 -N -e "$q")" ]; }
+has_row() { [ -n "$("$1" -N -e "SELECT id FROM shop.orders WHERE id = $2 AND customer = '$3'")" ]; }
+echo "   orders 1001..1005 written at site a, 2001..2005 at site b"
+for i in 1 2 3 4 5; do
+  sql -e "INSERT INTO shop.orders VALUES (100$i, 'written at a', $i.25, 'new', NOW(3))"
+  sql2 -e "INSERT INTO shop.orders VALUES (200$i, 'written at b', $i.75, 'new', NOW(3))"
+done
+wait_for "both sites to hold both sites' orders" 120 has_row sql2 1005 'written at a'
+wait_for "both sites to hold both sites' orders" 120 has_row sql 2005 'written at b'
+wait_for "the sites to be equal" 60 same
+echo "   both sites hold all 10 orders"
+
+say "a conflict: both sites change order 1001 while the channel is paused"
+otter pause 2 | sed 's/^/   /'
+sleep 2
+sql -e "UPDATE shop.orders SET customer = 'changed at a', status = 'paid' WHERE id = 1001"
+sql2 -e "UPDATE shop.orders SET customer = 'changed at b', status = 'shipped' WHERE id = 1001"
+otter start 2 | sed 's/^/   /'
+wait_for "site b to take site a's change (a is the priority site)" 120 has_row sql2 1001 'changed at a'
+wait_for "the sites to be equal" 60 same
+otter conflicts 2 | sed 's/^/   /'
+say "checking"
+same || { echo "   the sites differ" >&2; exit 1; }
+n=$(sql -N -e "SELECT COUNT(*) FROM shop.orders")
+echo "   both sites hold the same $n orders; order 1001 is site a's (customer 'changed at a'),"
+echo "   the conflict is recorded at both sites (kept at a, taken from a at b)."
+otter show 2 2>&1 >/dev/null | sed 's/^/   /'
+
 cat <<EOF
 
 == done. By hand:
@@ -157,5 +217,9 @@ cat <<EOF
   $bin/canal-client tail --zk 127.0.0.1:2181 --destination example --format table
   $bin/canal-client webhook --zk 127.0.0.1:2181 --url http://127.0.0.1:8080/changes
   $bin/canal-client redis-invalidate --zk 127.0.0.1:2181 --key 'shop.orders=order:{id}'
-(edit address/username/password/servers in config/canal-server-ha.toml for your source and ZooKeeper)
+  $bin/otter-manager --zk 127.0.0.1:2181 apply -f config/channel-two-way.toml && $bin/otter-manager start 2
+  $bin/otter-node --id 1 --zk 127.0.0.1:2181 --http 127.0.0.1:2088    # and --id 2 near site b
+  $bin/otter-manager --zk 127.0.0.1:2181 conflicts 2
+(edit address/username/password/servers in config/canal-server-ha.toml for your source and ZooKeeper,
+ and the sites of config/channel-two-way.toml)
 EOF

@@ -3,7 +3,9 @@
 //! Used by `scripts/quickstart.sh`; everything it started is killed when it exits.
 //!
 //! Output lines: `mariadb 127.0.0.1:PORT user=canal password=…`, `zookeeper 127.0.0.1:PORT`,
-//! `datadir PATH`, then `ready`.
+//! `datadir PATH`, then `ready`. With `--second-site`, a second MariaDB (its own server id and
+//! GTID domain, for two-way sync) is printed as `mariadb2 127.0.0.1:PORT user=… password=…` before
+//! `ready`.
 
 use std::io::Write;
 
@@ -25,6 +27,23 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
+    let second = if std::env::args().any(|a| a == "--second-site") {
+        match MariaDb::start_with(MariaDbOptions {
+            server_id: 2,
+            gtid_domain_id: 1,
+            ..Default::default()
+        })
+        .await
+        {
+            Ok(db) => Some(db),
+            Err(e) => {
+                eprintln!("cdc-sandbox: second site: {e}");
+                return std::process::ExitCode::from(1);
+            }
+        }
+    } else {
+        None
+    };
     let user = db.replication_user().cloned().unwrap_or_default();
     println!(
         "mariadb {} user={} password={}",
@@ -32,6 +51,15 @@ async fn main() -> std::process::ExitCode {
         user.user,
         user.password
     );
+    if let Some(b) = &second {
+        let u = b.replication_user().cloned().unwrap_or_default();
+        println!(
+            "mariadb2 {} user={} password={}",
+            b.addr(),
+            u.user,
+            u.password
+        );
+    }
     println!("zookeeper {}", zk.connect_string());
     println!("datadir {}", db.datadir().display());
     println!("ready");
@@ -54,6 +82,7 @@ async fn main() -> std::process::ExitCode {
         _ = stdin_closed => {}
     }
     drop(zk);
+    drop(second);
     drop(db);
     // Exit now: the runtime would otherwise wait for the blocking stdin reader.
     std::process::exit(0)
