@@ -11,7 +11,9 @@
 //!    `DELETE … WHERE id IN (…500 keys)` for deletes), one autocommit transaction per statement,
 //!    on one connection (Load's parallelism for a single table) and again on two;
 //! 3. for each of `BENCH_BATCH_SIZES` (entries per Select batch, default `200,4000,1000`; 1000
-//!    is `config/channel.toml`'s): a fresh table pair and channel (`BENCH_PARALLELISM` = 5, the
+//!    is `config/channel.toml`'s; a `c` suffix, e.g. `1000c`, turns conflict detection on for the
+//!    mapping (`conflict = "site_priority"`, as in a two-way channel) to measure what it costs
+//!    against the same batch size without): a fresh table pair and channel (`BENCH_PARALLELISM` = 5, the
 //!    shipped `config/channel.toml` otherwise) started at the source's binlog end, a fresh
 //!    `otter-node` (the release binary cargo built for this bench), 1 000 single-row warm-up
 //!    transactions waited for at the target, then the workload written on the source as fast as it takes it: `BENCH_ROWS`
@@ -390,6 +392,8 @@ async fn run_ceiling(
 
 struct Throughput {
     batch_size: u32,
+    /// Conflict detection was on.
+    conflicts: bool,
     secs: f64,
     write_secs: f64,
     rows_per_sec: f64,
@@ -416,6 +420,7 @@ async fn start_pipeline(
     k: u32,
     batch_size: u32,
     parallelism: u32,
+    conflicts: bool,
 ) -> Result<Run> {
     let source_table = format!("bench.t{k}");
     let target_table = format!("bench_dr.t{k}");
@@ -450,7 +455,7 @@ async fn start_pipeline(
         include_columns: Vec::new(),
         exclude_columns: Vec::new(),
         weight: 1,
-        conflict: None,
+        conflict: conflicts.then_some(otter_node::model::ConflictPolicy::SitePriority),
         version_column: None,
     }];
     c.status = ChannelStatus::Started;
@@ -674,6 +679,7 @@ async fn measure_throughput(
         .collect();
     Ok(Throughput {
         batch_size,
+        conflicts: false,
         secs,
         write_secs,
         rows_per_sec: s.total() as f64 / secs,
@@ -852,10 +858,17 @@ fn run() -> Result<()> {
         bail!("BENCH_ROWS must be a multiple of 8, at least 8000");
     }
     let shape = Shape::new(inserts);
-    let batch_sizes: Vec<u32> = std::env::var("BENCH_BATCH_SIZES")
+    let batch_sizes: Vec<(u32, bool)> = std::env::var("BENCH_BATCH_SIZES")
         .unwrap_or_else(|_| "200,4000,1000".into())
         .split(',')
-        .map(|v| v.trim().parse().context("BENCH_BATCH_SIZES"))
+        .map(|v| {
+            let v = v.trim();
+            let (n, c) = match v.strip_suffix('c') {
+                Some(n) => (n, true),
+                None => (v, false),
+            };
+            Ok((n.parse().context("BENCH_BATCH_SIZES")?, c))
+        })
         .collect::<Result<_>>()?;
     let parallelism: u32 = env_num("BENCH_PARALLELISM", 5)?;
     let lat_rate: u64 = env_num("BENCH_LAT_RATE", 500)?;
@@ -952,7 +965,7 @@ fn run() -> Result<()> {
     let mut results = Vec::new();
     let mut delay = None;
     let mut last_run = None;
-    for (i, &batch_size) in batch_sizes.iter().enumerate() {
+    for (i, &(batch_size, conflicts)) in batch_sizes.iter().enumerate() {
         let k = i as u32 + 1;
         if let Some(prev) = last_run.take() {
             stop_run(&rt, &zk, prev, k - 1)?;
@@ -966,6 +979,7 @@ fn run() -> Result<()> {
             k,
             batch_size,
             parallelism,
+            conflicts,
         ))?;
         let pids = Pids(vec![
             ("otter-node", run.node.pid()),
@@ -984,8 +998,11 @@ fn run() -> Result<()> {
             &pids,
             perf.as_deref().filter(|_| last),
         ))?;
+        let mut t = t;
+        t.conflicts = conflicts;
         eprintln!(
-            "pipeline, batch_size {batch_size}: {} rows/s ({:.2} s; source written in {:.2} s); {}; {:?}",
+            "pipeline, batch_size {batch_size}{}: {} rows/s ({:.2} s; source written in {:.2} s); {}; {:?}",
+            if conflicts { ", conflict detection" } else { "" },
             group(t.rows_per_sec),
             t.secs,
             t.write_secs,
@@ -1036,8 +1053,9 @@ fn run() -> Result<()> {
     }
     for t in &results {
         table.push_str(&format!(
-            "| **otter pipeline, `batch_size` = {}, `parallelism` = {parallelism}** | {} | {:.2} | {:.2}× | {:.2}× |\n",
+            "| **otter pipeline, `batch_size` = {}, `parallelism` = {parallelism}{}** | {} | {:.2} | {:.2}× | {:.2}× |\n",
             t.batch_size,
+            if t.conflicts { ", conflict detection (`site_priority`)" } else { "" },
             group(t.rows_per_sec),
             t.secs,
             t.rows_per_sec / base.rows_per_sec,
