@@ -92,7 +92,7 @@ async fn wait_converged(
         if ra == rb && want(&ra) {
             return;
         }
-        if t.elapsed() > Duration::from_secs(120) {
+        if t.elapsed() > Duration::from_secs(240) {
             for n in nodes {
                 eprintln!("---- {}\n{}", n.log.display(), n.log());
             }

@@ -85,8 +85,6 @@ pub(crate) enum Found {
         incoming_newer: bool,
         /// `newer_wins`: the versions are equal (or either is missing).
         tie: bool,
-        /// The row, as `col='value', …` (for the report).
-        image: Vec<u8>,
     },
 }
 
@@ -160,7 +158,7 @@ pub(crate) fn decide(
     }
 }
 
-/// `col <=> literal AND …` over `cols`, or `0` when there are none.
+/// `t.col <=> literal AND …` over `cols`, or `0` when there are none.
 fn matches(cols: &[ColumnValue], table: &str) -> Result<String, LoadError> {
     if cols.is_empty() {
         return Ok("0".into());
@@ -170,6 +168,7 @@ fn matches(cols: &[ColumnValue], table: &str) -> Result<String, LoadError> {
         if i > 0 {
             s.push_str(" AND ");
         }
+        s.push_str("t.");
         push_ident(&mut s, &c.name, table)?;
         s.push_str(" <=> ");
         push_literal(&mut s, c, table)?;
@@ -208,73 +207,141 @@ fn key_match(row: &RowEvent, table: &str) -> Result<String, LoadError> {
     Ok(s)
 }
 
-/// The statements that lock the rows' keys and ask what the target holds, chunk by chunk:
-/// `(lock, probe)` pairs.
+/// The statements that ask what the target holds for `rows` (each with its index), one per
+/// chunk: the chunk's keys as a derived table joined to the target (one index lookup each).
+/// Without `compare`, the rows found are locked (`FOR UPDATE`) and only their indexes matter;
+/// with it, each row's comparisons are picked by its index with `CASE`. Rows the target lacks
+/// return nothing.
 pub(crate) fn probes(
     target: &str,
     name: &str,
-    rows: &[RowEvent],
+    rows: &[(usize, &RowEvent)],
     rule: &Rule,
-) -> Result<Vec<(String, String)>, LoadError> {
+    compare: bool,
+) -> Result<Vec<String>, LoadError> {
     let mut out = Vec::new();
-    for (chunk_no, chunk) in rows.chunks(PROBE_CHUNK).enumerate() {
-        let mut lock = format!("SELECT 1 FROM {target} WHERE ");
-        let mut probe = String::new();
-        for (j, row) in chunk.iter().enumerate() {
-            let i = chunk_no * PROBE_CHUNK + j;
-            let at = key_match(row, name)?;
-            if j > 0 {
-                lock.push_str(" OR ");
-                probe.push_str(" UNION ALL ");
+    for chunk in rows.chunks(PROBE_CHUNK) {
+        let Some((_, first)) = chunk.first() else {
+            continue;
+        };
+        let key_names: Vec<&str> = first.keys().map(|c| c.name.as_str()).collect();
+        if key_names.is_empty() {
+            return Err(LoadError::NoKey {
+                table: name.to_string(),
+            });
+        }
+        let mut keys = String::new();
+        let (mut expected, mut incoming) = (String::new(), String::new());
+        let (mut newer, mut tie) = (String::new(), String::new());
+        for (j, &(i, row)) in chunk.iter().enumerate() {
+            let row_keys: Vec<&ColumnValue> = row.keys().collect();
+            if row_keys.len() != key_names.len() {
+                return Err(LoadError::NoKey {
+                    table: name.to_string(),
+                });
             }
-            lock.push('(');
-            lock.push_str(&at);
-            lock.push(')');
-            let expected = match &row.before {
+            keys.push_str(if j == 0 {
+                "SELECT "
+            } else {
+                " UNION ALL SELECT "
+            });
+            keys.push_str(&i.to_string());
+            keys.push_str(" AS n");
+            for (k, c) in row_keys.iter().enumerate() {
+                keys.push_str(", ");
+                push_literal(&mut keys, c, name)?;
+                keys.push_str(&format!(" AS k{k}"));
+            }
+            if !compare {
+                continue;
+            }
+            let e = match &row.before {
                 Some(b) => matches(b, name)?,
                 None => "0".into(),
             };
-            let incoming = if row.kind == RowKind::Delete {
+            let m = if row.kind == RowKind::Delete {
                 "0".into()
             } else {
                 matches(&row.columns, name)?
             };
-            let (newer, tie) = match rule
+            expected.push_str(&format!(" WHEN {i} THEN {e}"));
+            incoming.push_str(&format!(" WHEN {i} THEN {m}"));
+            if let Some(v) = rule
                 .version_column
                 .as_deref()
                 .and_then(|v| version_of(row, v))
             {
-                Some(v) => {
-                    let mut col = String::new();
-                    push_ident(&mut col, &v.name, name)?;
-                    let mut lit = String::new();
-                    push_literal(&mut lit, v, name)?;
-                    (
-                        format!("IFNULL({col} < {lit}, 0)"),
-                        format!("IFNULL({col} <=> {lit}, 1)"),
-                    )
-                }
-                None => ("0".into(), "1".into()),
-            };
-            let mut image = String::from("CONCAT_WS(', '");
-            for c in &row.columns {
-                let mut col = String::new();
-                push_ident(&mut col, &c.name, name)?;
-                image.push_str(&format!(
-                    ", CONCAT({}, '=', QUOTE({col}))",
-                    sql_string(&c.name)
-                ));
+                let mut col = String::from("t.");
+                push_ident(&mut col, &v.name, name)?;
+                let mut lit = String::new();
+                push_literal(&mut lit, v, name)?;
+                newer.push_str(&format!(" WHEN {i} THEN IFNULL({col} < {lit}, 0)"));
+                tie.push_str(&format!(" WHEN {i} THEN IFNULL({col} <=> {lit}, 1)"));
             }
-            image.push(')');
-            probe.push_str(&format!(
-                "SELECT {i}, IFNULL({expected}, 0), IFNULL({incoming}, 0), {newer}, {tie}, {image} \
-                 FROM {target} WHERE {at}"
-            ));
         }
-        lock.push_str(" FOR UPDATE");
-        out.push((lock, probe));
+        let mut on = String::new();
+        for (k, key) in key_names.iter().enumerate() {
+            if k > 0 {
+                on.push_str(" AND ");
+            }
+            on.push_str("t.");
+            push_ident(&mut on, key, name)?;
+            on.push_str(&format!(" = v.k{k}"));
+        }
+        let case = |branches: &str, otherwise: &str| {
+            if branches.is_empty() {
+                otherwise.to_string()
+            } else {
+                format!("IFNULL(CASE v.n{branches} END, {otherwise})")
+            }
+        };
+        out.push(if compare {
+            format!(
+                "SELECT v.n, {}, {}, {}, {} FROM ({keys}) AS v JOIN {target} AS t ON {on}",
+                case(&expected, "0"),
+                case(&incoming, "0"),
+                case(&newer, "0"),
+                case(&tie, "1"),
+            )
+        } else {
+            format!(
+                "SELECT v.n, 0, 0, 0, 1 FROM ({keys}) AS v JOIN {target} AS t ON {on} FOR UPDATE"
+            )
+        });
     }
     Ok(out)
+}
+
+/// The target's row for `row`'s key, as `col='value', …` (for a conflict's report).
+pub(crate) async fn image(
+    tx: &mut Transaction<'_>,
+    target: &str,
+    name: &str,
+    row: &RowEvent,
+) -> Result<Vec<u8>, Failure> {
+    let build = || -> Result<String, LoadError> {
+        let mut image = String::from("CONCAT_WS(', '");
+        for c in &row.columns {
+            let mut col = String::new();
+            push_ident(&mut col, &c.name, name)?;
+            image.push_str(&format!(
+                ", CONCAT({}, '=', QUOTE({col}))",
+                sql_string(&c.name)
+            ));
+        }
+        image.push(')');
+        Ok(format!(
+            "SELECT {image} FROM {target} WHERE {}",
+            key_match(row, name)?
+        ))
+    };
+    let sql = build().map_err(|e| Failure {
+        error: mysql_async::Error::Other(Box::new(e)),
+        sql: format!("(conflict image of {name})"),
+    })?;
+    let found: Option<Option<Vec<u8>>> =
+        tx.query_first(sql.as_str()).await.map_err(failure(&sql))?;
+    Ok(found.flatten().unwrap_or_else(|| b"(no row)".to_vec()))
 }
 
 /// A plain SQL string literal of an identifier (for the report's images).
@@ -282,7 +349,7 @@ fn sql_string(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
 
-/// What the target holds for each of `rows` (in order), asked inside `tx`.
+/// What the target holds for each of `rows` (in order), asked inside `tx`; the rows are locked.
 pub(crate) async fn find(
     tx: &mut Transaction<'_>,
     target: &str,
@@ -290,23 +357,37 @@ pub(crate) async fn find(
     rows: &[RowEvent],
     rule: &Rule,
 ) -> Result<Vec<Found>, Failure> {
-    let statements = probes(target, name, rows, rule).map_err(|e| Failure {
-        error: mysql_async::Error::Other(Box::new(e)),
-        sql: format!("(conflict probe of {name})"),
-    })?;
-    let mut found = vec![Found::Absent; rows.len()];
-    for (lock, probe) in statements {
-        tx.query_drop(lock.as_str()).await.map_err(failure(&lock))?;
-        type Probe = (u64, i64, i64, i64, i64, Option<Vec<u8>>);
+    let build = |rows: &[(usize, &RowEvent)], compare: bool| {
+        probes(target, name, rows, rule, compare).map_err(|e| Failure {
+            error: mysql_async::Error::Other(Box::new(e)),
+            sql: format!("(conflict probe of {name})"),
+        })
+    };
+    type Probe = (u64, i64, i64, i64, i64);
+    // First lock the keys and learn which rows exist (cheap: no comparison); then compare only
+    // the rows the target has (for a batch of new rows, nothing).
+    let all: Vec<(usize, &RowEvent)> = rows.iter().enumerate().collect();
+    let mut present = Vec::new();
+    for probe in build(&all, false)? {
         let answers: Vec<Probe> = tx.query(probe.as_str()).await.map_err(failure(&probe))?;
-        for (i, expected, incoming, newer, tie, image) in answers {
+        present.extend(answers.into_iter().map(|(i, ..)| i as usize));
+    }
+    present.sort_unstable();
+    present.dedup();
+    let present: Vec<(usize, &RowEvent)> = present
+        .into_iter()
+        .filter_map(|i| rows.get(i).map(|r| (i, r)))
+        .collect();
+    let mut found = vec![Found::Absent; rows.len()];
+    for probe in build(&present, true)? {
+        let answers: Vec<Probe> = tx.query(probe.as_str()).await.map_err(failure(&probe))?;
+        for (i, expected, incoming, newer, tie) in answers {
             if let Some(slot) = found.get_mut(i as usize) {
                 *slot = Found::Present {
                     expected: expected != 0,
                     incoming: incoming != 0,
                     incoming_newer: newer != 0,
                     tie: tie != 0,
-                    image: image.unwrap_or_default(),
                 };
             }
         }
@@ -330,7 +411,7 @@ impl Record {
         kind: &'static str,
         incoming_won: bool,
         row: &RowEvent,
-        found: &Found,
+        found: Vec<u8>,
     ) -> Self {
         let text = |cols: &[ColumnValue]| {
             cols.iter()
@@ -359,10 +440,7 @@ impl Record {
             } else {
                 text(&row.columns)
             },
-            found: match found {
-                Found::Absent => b"(no row)".to_vec(),
-                Found::Present { image, .. } => image.clone(),
-            },
+            found,
         }
     }
 }
@@ -556,7 +634,6 @@ mod tests {
             incoming,
             incoming_newer: newer,
             tie,
-            image: Vec::new(),
         }
     }
 

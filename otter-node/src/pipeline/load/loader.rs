@@ -542,11 +542,13 @@ impl Loader {
                 conflict::Decision::Apply => kept.push(row.clone()),
                 conflict::Decision::Skip => {}
                 conflict::Decision::IncomingWins(kind) => {
-                    records.push(conflict::Record::new(kind, true, row, found));
+                    let image = conflict::image(tx, &table.target, &table.name, row).await?;
+                    records.push(conflict::Record::new(kind, true, row, image));
                     kept.push(row.clone());
                 }
                 conflict::Decision::LocalWins(kind) => {
-                    records.push(conflict::Record::new(kind, false, row, found));
+                    let image = conflict::image(tx, &table.target, &table.name, row).await?;
+                    records.push(conflict::Record::new(kind, false, row, image));
                 }
             }
         }
