@@ -46,6 +46,12 @@ pub struct RowEvent {
     /// change's of the key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before: Option<Vec<ColumnValue>>,
+    /// After [`crate::pipeline::load::merge`], on tables that detect conflicts: the rows this key
+    /// passed through inside the batch before its final one. A target found holding one of them
+    /// is a replay of this history (after a failover the batches are cut differently), not a
+    /// conflict.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Vec<ColumnValue>>,
     /// Loading order across tables (lower first).
     pub weight: u32,
     /// Binlog event time, ms since the epoch.

@@ -139,6 +139,7 @@ fn item(kind: RowKind, tenant: i64, id: i64, vals: &[Val]) -> RowEvent {
         columns,
         old_keys: None,
         before: None,
+        history: Vec::new(),
         weight: 1,
         execute_time: 0,
     }
@@ -148,6 +149,7 @@ fn item_moved(from: (i64, i64), to: (i64, i64), vals: &[Val]) -> RowEvent {
     RowEvent {
         old_keys: Some(vec![key("tenant", from.0, 4), key("id", from.1, -5)]),
         before: None,
+        history: Vec::new(),
         ..item(RowKind::Update, to.0, to.1, vals)
     }
 }
@@ -168,6 +170,7 @@ fn order(kind: RowKind, id: i64, note: Option<&str>) -> RowEvent {
         ],
         old_keys: None,
         before: None,
+        history: Vec::new(),
         weight: 2,
         execute_time: 0,
     }

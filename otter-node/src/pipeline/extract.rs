@@ -238,6 +238,7 @@ fn extract_entries(
                 columns,
                 old_keys,
                 before: expected,
+                history: Vec::new(),
                 weight: mapping.mapping.weight,
                 execute_time: header.execute_time(),
             });

@@ -255,10 +255,15 @@ pub(crate) fn probes(
             if !compare {
                 continue;
             }
-            let e = match &row.before {
+            // The expected row, or any row the key passed through in this batch (a replay).
+            let mut e = match &row.before {
                 Some(b) => matches(b, name)?,
                 None => "0".into(),
             };
+            for h in &row.history {
+                e = format!("{e} OR {}", matches(h, name)?);
+            }
+            let e = format!("({e})");
             let m = if row.kind == RowKind::Delete {
                 "0".into()
             } else {
@@ -544,23 +549,7 @@ pub async fn read_reports(
     since: Option<&str>,
 ) -> Result<Vec<ConflictReport>, LoadError> {
     let target = &pipeline.target;
-    let (host, port) = canal_protocol::HostPort::mysql(&target.address)
-        .map(|a| (a.host, a.port))
-        .map_err(|e| LoadError::Address {
-            address: target.address.clone(),
-            reason: e.reason.to_string(),
-        })?;
-    let password =
-        zk_coord::secret::resolve(&target.password).map_err(|source| LoadError::Secret {
-            address: target.address.clone(),
-            source,
-        })?;
-    let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(host)
-        .tcp_port(port)
-        .user(Some(target.username.clone()))
-        .pass((!password.is_empty()).then_some(password))
-        .prefer_socket(false);
+    let opts = crate::pipeline::load::site::account_opts(target)?;
     let sql_error = |sql: &str| {
         let sql = sql.to_string();
         let table = target.address.clone();

@@ -60,8 +60,15 @@ fn overlay(mut earlier: Vec<ColumnValue>, later: Vec<ColumnValue>) -> Vec<Column
 /// target should hold before the batch (`before`) stays the first change's.
 fn combine(prev: RowEvent, next: RowEvent) -> RowEvent {
     let before = prev.before.clone();
+    // On a table that detects conflicts (its updates and deletes carry `before`), remember the
+    // row the key held after `prev`.
+    let mut history = prev.history.clone();
+    if (prev.before.is_some() || next.before.is_some()) && prev.kind != RowKind::Delete {
+        history.push(prev.columns.clone());
+    }
     RowEvent {
         before,
+        history,
         ..combine_images(prev, next)
     }
 }
@@ -111,6 +118,7 @@ pub fn merge(rows: impl IntoIterator<Item = RowEvent>) -> Vec<RowEvent> {
                     old_keys: None,
                     // The old key held the update's before image; the new key held nothing.
                     before: next.before.take(),
+                    history: Vec::new(),
                     weight: next.weight,
                     execute_time: next.execute_time,
                 };
@@ -169,6 +177,7 @@ fn placeholder() -> RowEvent {
         columns: Vec::new(),
         old_keys: None,
         before: None,
+        history: Vec::new(),
         weight: 0,
         execute_time: 0,
     }

@@ -14,9 +14,9 @@ pub const LOAD_GRANTS: &str = "SELECT, INSERT, UPDATE ON `retl`.*";
 /// What a source account needs to write the delay heartbeat.
 pub const SOURCE_GRANTS: &str = "INSERT, UPDATE ON `retl`.`xdual`";
 
-/// Creates `retl`, `retl.retl_fence` and `retl.retl_mark` where missing (idempotent) with
-/// `account`, and returns the statements that ran. A missing privilege is an error that names it.
-pub async fn prepare_site(account: &TargetDb) -> Result<Vec<&'static str>, LoadError> {
+/// Connection settings for `account` (its password resolved here, TLS not applied yet: connect
+/// with `account.tls.connect`).
+pub(crate) fn account_opts(account: &TargetDb) -> Result<mysql_async::OptsBuilder, LoadError> {
     let (host, port) = canal_protocol::HostPort::mysql(&account.address)
         .map(|a| (a.host, a.port))
         .map_err(|e| LoadError::Address {
@@ -28,12 +28,18 @@ pub async fn prepare_site(account: &TargetDb) -> Result<Vec<&'static str>, LoadE
             address: account.address.clone(),
             source,
         })?;
-    let opts = mysql_async::OptsBuilder::default()
+    Ok(mysql_async::OptsBuilder::default()
         .ip_or_hostname(host)
         .tcp_port(port)
         .user(Some(account.username.clone()))
         .pass((!password.is_empty()).then_some(password))
-        .prefer_socket(false);
+        .prefer_socket(false))
+}
+
+/// Creates `retl`, `retl.retl_fence` and `retl.retl_mark` where missing (idempotent) with
+/// `account`, and returns the statements that ran. A missing privilege is an error that names it.
+pub async fn prepare_site(account: &TargetDb) -> Result<Vec<&'static str>, LoadError> {
+    let opts = account_opts(account)?;
     let sql_error = |sql: &str| {
         let sql = sql.to_string();
         move |source: mysql_async::Error| {

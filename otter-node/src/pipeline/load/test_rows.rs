@@ -24,6 +24,7 @@ pub(crate) fn row(kind: RowKind, id: &str, cols: &[(&str, &str)]) -> RowEvent {
         columns,
         old_keys: None,
         before: None,
+        history: Vec::new(),
         weight: 0,
         execute_time: 0,
     }
@@ -33,6 +34,7 @@ pub(crate) fn moved(old: &str, new: &str, cols: &[(&str, &str)]) -> RowEvent {
     RowEvent {
         old_keys: Some(vec![col("id", Some(old), 4, true)]),
         before: None,
+        history: Vec::new(),
         ..row(RowKind::Update, new, cols)
     }
 }
