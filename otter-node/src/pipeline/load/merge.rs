@@ -95,7 +95,7 @@ fn combine_images(prev: RowEvent, next: RowEvent) -> RowEvent {
 /// the final image (columns only an earlier image has are kept, later values win); update or
 /// insert + delete → delete; delete + insert → insert (written as an upsert, it replaces the
 /// row). An update with `old_keys` (the primary key changed) becomes a delete of the old key and
-/// an upsert of the new one, carrying the old key's pending image; chains (A→B, B→C) delete A and
+/// an insert (upsert) of the new one, carrying the old key's pending image; chains (A→B, B→C) delete A and
 /// B and upsert C. The result keeps the order in which keys first appeared and has no `old_keys`.
 /// Rows without key columns are kept as they are, unmerged.
 pub fn merge(rows: impl IntoIterator<Item = RowEvent>) -> Vec<RowEvent> {
@@ -107,6 +107,10 @@ pub fn merge(rows: impl IntoIterator<Item = RowEvent>) -> Vec<RowEvent> {
         if let (RowKind::Update, Some(old)) = (next.kind, next.old_keys.take()) {
             let old_key = row_key(&next.schema, &next.table, old.iter());
             if !old_key.is_empty() && old_key != new_key {
+                // The new key held no row before the change: it is an insert there (written as
+                // an upsert like any insert). As an update without a before image, conflict
+                // detection would call the target's missing row a conflict and could drop it.
+                next.kind = RowKind::Insert;
                 let delete = RowEvent {
                     schema: next.schema.clone(),
                     table: next.table.clone(),
@@ -139,9 +143,6 @@ pub fn merge(rows: impl IntoIterator<Item = RowEvent>) -> Vec<RowEvent> {
                                 }
                             }
                             next.columns = columns;
-                            if prev.kind == RowKind::Insert {
-                                next.kind = RowKind::Insert;
-                            }
                         }
                     }
                     None => {
@@ -230,7 +231,7 @@ mod tests {
     #[test]
     fn pk_change_is_delete_old_and_upsert_new() {
         let m = merge([moved("1", "2", &[("a", "x")])]);
-        assert_eq!(summary(&m), vec![s(D, "1", &[]), s(U, "2", &[("a", "x")])]);
+        assert_eq!(summary(&m), vec![s(D, "1", &[]), s(I, "2", &[("a", "x")])]);
         assert!(m.iter().all(|r| r.old_keys.is_none()));
     }
 
@@ -242,7 +243,7 @@ mod tests {
         ]);
         assert_eq!(
             summary(&m),
-            vec![s(D, "A", &[]), s(D, "B", &[]), s(U, "C", &[("a", "2")])]
+            vec![s(D, "A", &[]), s(D, "B", &[]), s(I, "C", &[("a", "2")])]
         );
     }
 
@@ -264,7 +265,7 @@ mod tests {
             moved("A", "B", &[("a", "1")]),
             moved("B", "A", &[("a", "2")]),
         ]);
-        assert_eq!(summary(&m), vec![s(U, "A", &[("a", "2")]), s(D, "B", &[])]);
+        assert_eq!(summary(&m), vec![s(I, "A", &[("a", "2")]), s(D, "B", &[])]);
     }
 
     #[test]
