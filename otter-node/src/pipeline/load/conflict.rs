@@ -29,7 +29,7 @@ use mysql_async::Transaction;
 use crate::batch::{ColumnValue, RowEvent, RowKind};
 use crate::model::ConflictPolicy;
 use crate::pipeline::load::error::{failure, Failure};
-use crate::pipeline::load::literal::{push_ident, push_literal};
+use crate::pipeline::load::literal::{is_binary, push_ident, push_literal};
 use crate::pipeline::load::LoadError;
 
 /// How conflicts of one target table are resolved.
@@ -207,55 +207,65 @@ fn key_match(row: &RowEvent, table: &str) -> Result<String, LoadError> {
     Ok(s)
 }
 
-/// The statements that ask what the target holds for `rows` (each with its index), one per
-/// chunk: the chunk's keys as a derived table joined to the target (one index lookup each).
-/// Without `compare`, the rows found are locked (`FOR UPDATE`) and only their indexes matter;
-/// with it, each row's comparisons are picked by its index with `CASE`. Rows the target lacks
-/// return nothing.
+/// The keys of `chunk` as a derived table `v` (`n`, the row's index, then `k0…`) and the join
+/// condition of the target `t` on it (one index lookup per row).
+fn key_table(name: &str, chunk: &[(usize, &RowEvent)]) -> Result<(String, String), LoadError> {
+    let no_key = || LoadError::NoKey {
+        table: name.to_string(),
+    };
+    let (_, first) = chunk.first().ok_or_else(no_key)?;
+    let key_names: Vec<&str> = first.keys().map(|c| c.name.as_str()).collect();
+    if key_names.is_empty() {
+        return Err(no_key());
+    }
+    let mut keys = String::new();
+    for (j, &(i, row)) in chunk.iter().enumerate() {
+        let row_keys: Vec<&ColumnValue> = row.keys().collect();
+        if row_keys.len() != key_names.len() {
+            return Err(no_key());
+        }
+        keys.push_str(if j == 0 {
+            "SELECT "
+        } else {
+            " UNION ALL SELECT "
+        });
+        keys.push_str(&i.to_string());
+        keys.push_str(" AS n");
+        for (k, c) in row_keys.iter().enumerate() {
+            keys.push_str(", ");
+            push_literal(&mut keys, c, name)?;
+            keys.push_str(&format!(" AS k{k}"));
+        }
+    }
+    let mut on = String::new();
+    for (k, key) in key_names.iter().enumerate() {
+        if k > 0 {
+            on.push_str(" AND ");
+        }
+        on.push_str("t.");
+        push_ident(&mut on, key, name)?;
+        on.push_str(&format!(" = v.k{k}"));
+    }
+    Ok((keys, on))
+}
+
+/// The statements that compare, in SQL, what the target holds for `rows` (each with its index)
+/// with their images, one per chunk: per row found, whether it is the expected row (or one the
+/// key passed through in the batch), the incoming row, and for `newer_wins` whether the incoming
+/// version is newer or equal, each picked by the row's index with `CASE`. The same literals as
+/// the writes, so SQL's own comparison decides. Rows the target lacks return nothing.
 pub(crate) fn probes(
     target: &str,
     name: &str,
     rows: &[(usize, &RowEvent)],
     rule: &Rule,
-    compare: bool,
 ) -> Result<Vec<String>, LoadError> {
     let mut out = Vec::new();
     for chunk in rows.chunks(PROBE_CHUNK) {
-        let Some((_, first)) = chunk.first() else {
-            continue;
-        };
-        let key_names: Vec<&str> = first.keys().map(|c| c.name.as_str()).collect();
-        if key_names.is_empty() {
-            return Err(LoadError::NoKey {
-                table: name.to_string(),
-            });
-        }
-        let mut keys = String::new();
+        let (keys, on) = key_table(name, chunk)?;
         let (mut expected, mut incoming) = (String::new(), String::new());
         let (mut newer, mut tie) = (String::new(), String::new());
-        for (j, &(i, row)) in chunk.iter().enumerate() {
-            let row_keys: Vec<&ColumnValue> = row.keys().collect();
-            if row_keys.len() != key_names.len() {
-                return Err(LoadError::NoKey {
-                    table: name.to_string(),
-                });
-            }
-            keys.push_str(if j == 0 {
-                "SELECT "
-            } else {
-                " UNION ALL SELECT "
-            });
-            keys.push_str(&i.to_string());
-            keys.push_str(" AS n");
-            for (k, c) in row_keys.iter().enumerate() {
-                keys.push_str(", ");
-                push_literal(&mut keys, c, name)?;
-                keys.push_str(&format!(" AS k{k}"));
-            }
-            if !compare {
-                continue;
-            }
-            // The expected row, or any row the key passed through in this batch (a replay).
+        for &(i, row) in chunk {
             let mut e = match &row.before {
                 Some(b) => matches(b, name)?,
                 None => "0".into(),
@@ -284,15 +294,6 @@ pub(crate) fn probes(
                 tie.push_str(&format!(" WHEN {i} THEN IFNULL({col} <=> {lit}, 1)"));
             }
         }
-        let mut on = String::new();
-        for (k, key) in key_names.iter().enumerate() {
-            if k > 0 {
-                on.push_str(" AND ");
-            }
-            on.push_str("t.");
-            push_ident(&mut on, key, name)?;
-            on.push_str(&format!(" = v.k{k}"));
-        }
         let case = |branches: &str, otherwise: &str| {
             if branches.is_empty() {
                 otherwise.to_string()
@@ -300,19 +301,13 @@ pub(crate) fn probes(
                 format!("IFNULL(CASE v.n{branches} END, {otherwise})")
             }
         };
-        out.push(if compare {
-            format!(
-                "SELECT v.n, {}, {}, {}, {} FROM ({keys}) AS v JOIN {target} AS t ON {on}",
-                case(&expected, "0"),
-                case(&incoming, "0"),
-                case(&newer, "0"),
-                case(&tie, "1"),
-            )
-        } else {
-            format!(
-                "SELECT v.n, 0, 0, 0, 1 FROM ({keys}) AS v JOIN {target} AS t ON {on} FOR UPDATE"
-            )
-        });
+        out.push(format!(
+            "SELECT v.n, {}, {}, {}, {} FROM ({keys}) AS v JOIN {target} AS t ON {on}",
+            case(&expected, "0"),
+            case(&incoming, "0"),
+            case(&newer, "0"),
+            case(&tie, "1"),
+        ));
     }
     Ok(out)
 }
@@ -354,7 +349,66 @@ fn sql_string(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
 
+/// The statements that lock the target's rows for `rows` (each with its index) and return them:
+/// `n` then `columns` in order, one statement per chunk, the chunk's keys as a derived table joined
+/// to the target (one index lookup each). Rows the target lacks return nothing.
+pub(crate) fn fetches(
+    target: &str,
+    name: &str,
+    rows: &[(usize, &RowEvent)],
+    columns: &[&str],
+) -> Result<Vec<String>, LoadError> {
+    let mut out = Vec::new();
+    let mut select = String::new();
+    for c in columns {
+        select.push_str(", t.");
+        push_ident(&mut select, c, name)?;
+    }
+    for chunk in rows.chunks(PROBE_CHUNK) {
+        let (keys, on) = key_table(name, chunk)?;
+        out.push(format!(
+            "SELECT v.n{select} FROM ({keys}) AS v JOIN {target} AS t ON {on} FOR UPDATE"
+        ));
+    }
+    Ok(out)
+}
+
+/// Whether the target's value, as the text protocol returns it, is `col`'s value byte for byte
+/// (binary columns: Canal's ISO-8859-1 text, one char per byte). Equal bytes mean the same
+/// value; unequal bytes may still be an equal value in SQL (a case-insensitive collation, a
+/// number written another way), which the SQL comparison then decides.
+fn same_text(col: &ColumnValue, found: &mysql_async::Value) -> bool {
+    use mysql_async::Value;
+    match (col.value.as_deref(), found) {
+        (None, Value::NULL) => true,
+        (Some(v), Value::Bytes(b)) if is_binary(col.sql_type) => {
+            v.chars().count() == b.len()
+                && v.chars()
+                    .zip(b)
+                    .all(|(c, &byte)| u32::from(c) == u32::from(byte))
+        }
+        (Some(v), Value::Bytes(b)) => v.as_bytes() == b.as_slice(),
+        _ => false,
+    }
+}
+
+/// Whether every column of `image` holds, in `found` (the values of `columns`), the same text.
+fn image_matches(image: &[ColumnValue], columns: &[&str], found: &[mysql_async::Value]) -> bool {
+    image.iter().all(|c| {
+        columns
+            .iter()
+            .position(|n| *n == c.name)
+            .and_then(|i| found.get(i))
+            .is_some_and(|v| same_text(c, v))
+    })
+}
+
 /// What the target holds for each of `rows` (in order), asked inside `tx`; the rows are locked.
+///
+/// One statement per chunk locks the rows the target has and returns them; each is compared with
+/// the expected and incoming images in Rust (byte-equal text is an equal value). Only rows that
+/// match neither by text (conflicts, or values SQL would call equal despite other text) are
+/// compared again in SQL, with the same literals the writes use, which also compares versions.
 pub(crate) async fn find(
     tx: &mut Transaction<'_>,
     target: &str,
@@ -362,29 +416,63 @@ pub(crate) async fn find(
     rows: &[RowEvent],
     rule: &Rule,
 ) -> Result<Vec<Found>, Failure> {
-    let build = |rows: &[(usize, &RowEvent)], compare: bool| {
-        probes(target, name, rows, rule, compare).map_err(|e| Failure {
-            error: mysql_async::Error::Other(Box::new(e)),
-            sql: format!("(conflict probe of {name})"),
-        })
+    let bad = |e: LoadError| Failure {
+        error: mysql_async::Error::Other(Box::new(e)),
+        sql: format!("(conflict probe of {name})"),
     };
-    type Probe = (u64, i64, i64, i64, i64);
-    // First lock the keys and learn which rows exist (cheap: no comparison); then compare only
-    // the rows the target has (for a batch of new rows, nothing).
-    let all: Vec<(usize, &RowEvent)> = rows.iter().enumerate().collect();
-    let mut present = Vec::new();
-    for probe in build(&all, false)? {
-        let answers: Vec<Probe> = tx.query(probe.as_str()).await.map_err(failure(&probe))?;
-        present.extend(answers.into_iter().map(|(i, ..)| i as usize));
+    let mut columns: Vec<&str> = Vec::new();
+    for row in rows {
+        let images = std::iter::once(&row.columns)
+            .chain(row.before.as_ref())
+            .chain(&row.history);
+        for c in images.flatten() {
+            if !columns.contains(&c.name.as_str()) {
+                columns.push(&c.name);
+            }
+        }
     }
-    present.sort_unstable();
-    present.dedup();
-    let present: Vec<(usize, &RowEvent)> = present
-        .into_iter()
-        .filter_map(|i| rows.get(i).map(|r| (i, r)))
-        .collect();
+    let all: Vec<(usize, &RowEvent)> = rows.iter().enumerate().collect();
     let mut found = vec![Found::Absent; rows.len()];
-    for probe in build(&present, true)? {
+    let mut unsure = Vec::new();
+    for fetch in fetches(target, name, &all, &columns).map_err(bad)? {
+        let answers: Vec<mysql_async::Row> =
+            tx.query(fetch.as_str()).await.map_err(failure(&fetch))?;
+        for answer in answers {
+            let values: Vec<mysql_async::Value> =
+                answer.unwrap_raw().into_iter().flatten().collect();
+            let Some(i) = values.first().and_then(|n| match n {
+                mysql_async::Value::Bytes(b) => std::str::from_utf8(b).ok()?.parse::<usize>().ok(),
+                mysql_async::Value::Int(i) => usize::try_from(*i).ok(),
+                mysql_async::Value::UInt(i) => usize::try_from(*i).ok(),
+                _ => None,
+            }) else {
+                continue;
+            };
+            let (Some(row), Some(values)) = (rows.get(i), values.get(1..)) else {
+                continue;
+            };
+            let expected = row
+                .before
+                .iter()
+                .chain(&row.history)
+                .any(|image| image_matches(image, &columns, values));
+            let incoming =
+                row.kind != RowKind::Delete && image_matches(&row.columns, &columns, values);
+            if expected || incoming {
+                found[i] = Found::Present {
+                    expected,
+                    incoming,
+                    incoming_newer: false,
+                    tie: true,
+                };
+            } else {
+                unsure.push((i, row));
+            }
+        }
+    }
+    unsure.sort_unstable_by_key(|(i, _)| *i);
+    type Probe = (u64, i64, i64, i64, i64);
+    for probe in probes(target, name, &unsure, rule).map_err(bad)? {
         let answers: Vec<Probe> = tx.query(probe.as_str()).await.map_err(failure(&probe))?;
         for (i, expected, incoming, newer, tie) in answers {
             if let Some(slot) = found.get_mut(i as usize) {
@@ -624,6 +712,56 @@ mod tests {
             incoming_newer: newer,
             tie,
         }
+    }
+
+    fn col(name: &str, value: Option<&str>, sql_type: i32) -> ColumnValue {
+        ColumnValue {
+            name: name.into(),
+            value: value.map(str::to_string),
+            sql_type,
+            is_key: name == "id",
+        }
+    }
+
+    #[test]
+    fn text_equality_is_exact_and_binary_text_is_bytes() {
+        use mysql_async::Value;
+        let bytes = |b: &[u8]| Value::Bytes(b.to_vec());
+        assert!(same_text(&col("a", Some("abc"), 12), &bytes(b"abc")));
+        assert!(!same_text(&col("a", Some("abc"), 12), &bytes(b"ABC")));
+        assert!(same_text(&col("a", None, 12), &Value::NULL));
+        assert!(!same_text(&col("a", None, 12), &bytes(b"")));
+        assert!(!same_text(&col("a", Some(""), 12), &Value::NULL));
+        // Canal's ISO-8859-1 text of the bytes 0xE9 0x00 0xFF.
+        assert!(same_text(
+            &col("b", Some("\u{e9}\0\u{ff}"), -3),
+            &bytes(&[0xE9, 0, 0xFF])
+        ));
+        assert!(!same_text(
+            &col("b", Some("\u{e9}"), -3),
+            &bytes("\u{e9}".as_bytes())
+        ));
+        // Text columns compare the UTF-8 bytes.
+        assert!(same_text(
+            &col("s", Some("\u{e9}"), 12),
+            &bytes("\u{e9}".as_bytes())
+        ));
+
+        let columns = ["id", "a", "b"];
+        let found = [bytes(b"1"), bytes(b"x"), Value::NULL];
+        let image = [
+            col("id", Some("1"), 4),
+            col("a", Some("x"), 12),
+            col("b", None, 12),
+        ];
+        assert!(image_matches(&image, &columns, &found));
+        let other = [col("id", Some("1"), 4), col("a", Some("y"), 12)];
+        assert!(!image_matches(&other, &columns, &found));
+        let unknown = [col("id", Some("1"), 4), col("c", Some("x"), 12)];
+        assert!(
+            !image_matches(&unknown, &columns, &found),
+            "a column not read is not equal"
+        );
     }
 
     #[test]

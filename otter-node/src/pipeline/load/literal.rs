@@ -22,6 +22,15 @@ mod types {
     pub const BLOB: i32 = 2004;
 }
 
+/// Whether values of this `java.sql.Types` code are bytes (Canal's ISO-8859-1 text, one char per
+/// byte) rather than text.
+pub(crate) fn is_binary(sql_type: i32) -> bool {
+    matches!(
+        sql_type,
+        types::BINARY | types::VARBINARY | types::LONGVARBINARY | types::BLOB
+    )
+}
+
 /// Appends `` `ident` `` with backticks doubled.
 pub(crate) fn push_ident(out: &mut String, ident: &str, table: &str) -> Result<(), LoadError> {
     if ident.is_empty() || ident.contains('\0') {
