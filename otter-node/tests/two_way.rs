@@ -121,6 +121,90 @@ async fn tables_written_since(db: &MariaDb, from: &harness::BinlogPosition) -> V
     out
 }
 
+/// Row changes of `shop` tables in `db`'s binlog, read from its files by `mariadb-binlog`.
+#[derive(Debug, Default, Clone, Copy)]
+struct RowChanges {
+    /// Rows of transactions that did not write `retl.retl_mark` (users').
+    user: u64,
+    /// Of those, updates that changed the first column (the key of the test's tables).
+    user_moves: u64,
+    /// Rows of transactions Load applied (they write `retl.retl_mark`).
+    loaded: u64,
+}
+
+fn row_changes(db: &MariaDb) -> RowChanges {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(db.datadir())
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("mysql-bin.0"))
+        })
+        .collect();
+    files.sort();
+    let out = std::process::Command::new("mariadb-binlog")
+        .args(["--base64-output=DECODE-ROWS", "--verbose"])
+        .args(&files)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut total = RowChanges::default();
+    let (mut rows, mut moves, mut marked) = (0, 0, false);
+    // Of the update being read: the key before (`WHERE` @1) and whether `SET` comes next.
+    let (mut old_key, mut in_set) = (None::<String>, false);
+    for line in text.lines() {
+        if line.starts_with("BEGIN") {
+            (rows, moves, marked) = (0, 0, false);
+        } else if line.starts_with("### ") && line.contains("`retl`.`retl_mark`") {
+            marked = true;
+        } else if line.starts_with("### UPDATE `shop`.") {
+            rows += 1;
+            (old_key, in_set) = (None, false);
+        } else if ["### INSERT INTO `shop`.", "### DELETE FROM `shop`."]
+            .iter()
+            .any(|p| line.starts_with(p))
+        {
+            rows += 1;
+            (old_key, in_set) = (None, false);
+        } else if line == "### SET" {
+            in_set = true;
+        } else if let Some(v) = line.strip_prefix("###   @1=") {
+            if !in_set {
+                old_key = Some(v.to_string());
+            } else if old_key.take().is_some_and(|old| old != v) {
+                moves += 1;
+            }
+        } else if line.starts_with("COMMIT") {
+            if marked {
+                total.loaded += rows;
+            } else {
+                total.user += rows;
+                total.user_moves += moves;
+            }
+            (rows, moves, marked) = (0, 0, false);
+        }
+    }
+    total
+}
+
+/// Waits until neither site's binlog holds more than heartbeat rows for 10 s: nothing goes
+/// around once the writers stopped and the pipelines drained.
+async fn assert_quiet(a: &MariaDb, b: &MariaDb) {
+    let before = (
+        a.master_status().await.unwrap(),
+        b.master_status().await.unwrap(),
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for (db, from) in [(a, &before.0), (b, &before.1)] {
+        let written = tables_written_since(db, from).await;
+        assert!(
+            written.iter().all(|t| t.contains("(retl.xdual)")),
+            "a binlog grew with more than heartbeats while nobody wrote (an echo): {written:?}"
+        );
+    }
+}
+
 /// Creates retl on a site (as `otter-manager prepare-site` does) and lets the replication account
 /// write its heartbeat.
 async fn prepare(db: &MariaDb) {
@@ -213,6 +297,20 @@ async fn two_sites_sync_both_ways_without_echo() {
     )
     .await;
 
+    // A key change at B (not the priority site) moves the row at A too: the new key held no row,
+    // so it is an insert there, not an update of a missing row (a conflict B would lose).
+    b.exec("UPDATE shop.orders SET id = 2000 WHERE id = 1010")
+        .await
+        .unwrap();
+    wait_converged(
+        &a,
+        &b,
+        |r| r.iter().any(|l| l.starts_with("2000|1010|")) && r.len() == 119,
+        &nodes,
+    )
+    .await;
+    assert!(conflicts(&a).await.is_empty() && conflicts(&b).await.is_empty());
+
     // DDL synced both ways: applied at the other site once, never back.
     a.exec("ALTER TABLE shop.orders ADD COLUMN region VARCHAR(8)")
         .await
@@ -237,20 +335,18 @@ async fn two_sites_sync_both_ways_without_echo() {
     )
     .await;
 
-    // Quiet: nothing goes around. Each site's binlog holds its own writes and the other's once;
-    // once writes stop only the heartbeat rows are written.
-    let before = (
-        a.master_status().await.unwrap(),
-        b.master_status().await.unwrap(),
+    // Quiet: nothing goes around; once writes stop only the heartbeat rows are written.
+    assert_quiet(&a, &b).await;
+    // Each site's Load applied each of the other site's row changes once: A wrote 61 rows, B 63,
+    // one of them a key change that Load applies as a delete and an insert.
+    let (ra, rb) = (row_changes(&a), row_changes(&b));
+    assert_eq!(
+        (ra.user, rb.user, rb.user_moves),
+        (61, 63, 1),
+        "the rows the test wrote"
     );
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    for (db, from) in [(&a, &before.0), (&b, &before.1)] {
-        let written = tables_written_since(db, from).await;
-        assert!(
-            written.iter().all(|t| t.contains("(retl.xdual)")),
-            "a binlog grew with more than heartbeats while nobody wrote (an echo): {written:?}"
-        );
-    }
+    assert_eq!(rb.loaded, ra.user, "rows loaded at B");
+    assert_eq!(ra.loaded, rb.user + rb.user_moves, "rows loaded at A");
     // Both directions measured their delay.
     for pid in [11, 12] {
         let path = zk_coord::otter_paths::delay(c.id, pid);
@@ -538,11 +634,14 @@ async fn conflicting_changes_converge_on_the_priority_site_and_are_reported() {
 }
 
 /// Random inserts, updates, deletes and key changes on one site over keys both sites use, until
-/// `stop`; returns how many statements ran.
+/// `stop`; returns how many statements ran. Every write sets `user_id`, the version `newer_wins`
+/// uses, as the application must: higher than the row's and than any version written earlier at
+/// either site (twice the milliseconds since `t0`, plus 1 at site b, so the sites never tie).
 async fn random_writes(
     mut conn: mysql_async::Conn,
     site: &'static str,
     seed: u64,
+    t0: Instant,
     stop: tokio_util::sync::CancellationToken,
 ) -> u64 {
     use mysql_async::prelude::Queryable;
@@ -554,19 +653,23 @@ async fn random_writes(
         x ^= x << 17;
         x % m
     };
+    let bit = u64::from(site == "b");
     let mut n = 0u64;
     while !stop.is_cancelled() {
         let (id, other, op) = (next(40), next(40), next(10));
+        let v = t0.elapsed().as_millis() as u64 * 2 + bit;
+        let version = format!("user_id = GREATEST(user_id + 1, {v})");
         let sql = match op {
             0..=3 => format!(
-                "INSERT INTO shop.orders VALUES ({id}, {n}, {n}.5, '{site}-{n}') \
-                 ON DUPLICATE KEY UPDATE note = VALUES(note), amount = VALUES(amount)"
+                "INSERT INTO shop.orders VALUES ({id}, {v}, {n}.5, '{site}-{n}') \
+                 ON DUPLICATE KEY UPDATE note = VALUES(note), amount = VALUES(amount), {version}"
             ),
             4..=6 => format!(
-                "UPDATE shop.orders SET note = '{site}-{n}', amount = amount + 1 WHERE id = {id}"
+                "UPDATE shop.orders SET note = '{site}-{n}', amount = amount + 1, {version} \
+                 WHERE id = {id}"
             ),
             7 | 8 => format!("DELETE FROM shop.orders WHERE id = {id}"),
-            _ => format!("UPDATE shop.orders SET id = {other} WHERE id = {id}"),
+            _ => format!("UPDATE shop.orders SET id = {other}, {version} WHERE id = {id}"),
         };
         // A key change onto an existing key fails: that is a statement like any other.
         let _ = conn.query_drop(sql).await;
@@ -576,30 +679,74 @@ async fn random_writes(
     n
 }
 
-/// Both sites write the same 40 keys at random for 60 s; after the writes stop and the pipelines
-/// drain the sites are equal row for row, and conflicts were detected and written down.
-///
-/// Not in the default run: it passed in seven of eight runs, but once (under the load of the whole
-/// suite) the sites ended different and the cause is not found yet. Run it with
-/// `cargo nextest run -p otter-node --test two_way --run-ignored only`.
-#[ignore = "diverged once in eight runs under load; cause under investigation"]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sixty_seconds_of_overlapping_writes_converge_under_site_priority() {
-    let (a, b, zk, dir, mut c) = two_sites("two-way-random").await;
+/// One conflict as written down: what the test checks of it.
+#[derive(Debug)]
+struct Reported {
+    pk: String,
+    kind: String,
+    winner: String,
+    origin: String,
+    incoming: String,
+    found: String,
+}
+
+async fn reports(db: &MariaDb) -> Vec<Reported> {
+    let rows: Vec<(String, String, String, String, Vec<u8>, Vec<u8>)> = db
+        .query(
+            "SELECT pk, kind, winner, origin, incoming, found FROM retl.retl_conflict ORDER BY id",
+        )
+        .await
+        .unwrap();
+    rows.into_iter()
+        .map(|(pk, kind, winner, origin, incoming, found)| Reported {
+            pk,
+            kind,
+            winner,
+            origin,
+            incoming: String::from_utf8_lossy(&incoming).into_owned(),
+            found: String::from_utf8_lossy(&found).into_owned(),
+        })
+        .collect()
+}
+
+/// The version (`user_id`) in a report's image (`user_id='12'`).
+fn version_in(image: &str) -> Option<u64> {
+    let (_, rest) = image.split_once("user_id='")?;
+    rest.split('\'').next()?.parse().ok()
+}
+
+/// Both sites write the same 40 keys at random for 60 s under `policy`; after the writes stop and
+/// the pipelines drain, the sites are equal row for row, conflicts were written down, each was
+/// decided as the policy says, nothing goes around, and no site loaded more row changes than the
+/// other wrote.
+async fn overlapping_writes_converge(policy: otter_node::model::ConflictPolicy) {
+    use otter_node::model::ConflictPolicy;
+    let (a, b, zk, dir, mut c) = two_sites(&format!("two-way-random-{}", policy.name())).await;
+    if policy == ConflictPolicy::NewerWins {
+        for p in [&mut c.pipeline, c.reverse.as_mut().unwrap()] {
+            let orders = &mut p.tables[1];
+            orders.conflict = Some(policy);
+            orders.version_column = Some("user_id".into());
+        }
+        c.validate().unwrap();
+    }
     set_status(&zk, &mut c, ChannelStatus::Started).await;
     let n1 = Node::start(&dir, 1, &zk);
     let n2 = Node::start(&dir, 2, &zk);
     let stop = tokio_util::sync::CancellationToken::new();
+    let t0 = Instant::now();
     let wa = tokio::spawn(random_writes(
         a.conn().await.unwrap(),
         "a",
         0x9e37_79b9,
+        t0,
         stop.clone(),
     ));
     let wb = tokio::spawn(random_writes(
         b.conn().await.unwrap(),
         "b",
         0x85eb_ca6b,
+        t0,
         stop.clone(),
     ));
     tokio::time::sleep(Duration::from_secs(60)).await;
@@ -607,12 +754,12 @@ async fn sixty_seconds_of_overlapping_writes_converge_under_site_priority() {
     let (na, nb) = (wa.await.unwrap(), wb.await.unwrap());
     // Equal and quiet: the same rows twice in a row, a few seconds apart.
     let t = Instant::now();
-    loop {
+    let last = loop {
         let (ra, rb) = (rows(&a).await, rows(&b).await);
         if ra == rb {
             tokio::time::sleep(Duration::from_secs(3)).await;
             if rows(&a).await == ra && rows(&b).await == rb {
-                break;
+                break ra;
             }
         }
         if t.elapsed() > Duration::from_secs(180) {
@@ -624,18 +771,87 @@ async fn sixty_seconds_of_overlapping_writes_converge_under_site_priority() {
             panic!("the sites never converged: only at a {missing:?}, only at b {extra:?}");
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let (ca, cb) = (conflicts(&a).await, conflicts(&b).await);
+    };
+    assert_quiet(&a, &b).await;
+
+    // Every conflict decided by the policy: site_priority lets hangzhou's (a's) change win;
+    // newer_wins the higher version, an update over a delete either way.
+    let (ca, cb) = (reports(&a).await, reports(&b).await);
     assert!(
-        !ca.is_empty() || !cb.is_empty(),
-        "{na} and {nb} overlapping writes but no conflict reported"
-    );
-    println!(
-        "{na} + {nb} statements, {} rows at the end, {} conflicts at a, {} at b",
-        rows(&a).await.len(),
+        !ca.is_empty() && !cb.is_empty(),
+        "{na} and {nb} overlapping writes but conflicts at a {} and at b {}",
         ca.len(),
         cb.len()
     );
+    for r in ca.iter().chain(&cb) {
+        let incoming_wins = match policy {
+            ConflictPolicy::NewerWins => match r.kind.as_str() {
+                "delete_changed" => false,
+                "update_missing" => true,
+                _ => {
+                    let (i, f) = (version_in(&r.incoming), version_in(&r.found));
+                    match (i, f) {
+                        (Some(i), Some(f)) if i != f => i > f,
+                        _ => r.origin == "hangzhou",
+                    }
+                }
+            },
+            _ => r.origin == "hangzhou",
+        };
+        let want = if incoming_wins { "incoming" } else { "local" };
+        assert_eq!(r.winner, want, "{r:?}");
+    }
+    // newer_wins: a reported key that still exists holds a version at least the winner's (every
+    // later write raised it).
+    if policy == ConflictPolicy::NewerWins {
+        let final_version = |pk: &str| {
+            last.iter()
+                .filter_map(|l| {
+                    let mut f = l.split('|');
+                    (f.next() == Some(pk)).then(|| f.next().and_then(|v| v.parse::<u64>().ok()))
+                })
+                .flatten()
+                .max()
+        };
+        for r in ca.iter().chain(&cb) {
+            let won = if r.winner == "incoming" {
+                &r.incoming
+            } else {
+                &r.found
+            };
+            if let (Some(now), Some(won)) = (final_version(&r.pk), version_in(won)) {
+                assert!(
+                    now >= won,
+                    "key {} holds version {now} < {won}: {r:?}",
+                    r.pk
+                );
+            }
+        }
+    }
+    // Nothing loaded twice: each site's Load applied at most the other's row changes (merged in
+    // batches and lost conflicts apply fewer; a key change applies as a delete and an insert).
+    let (ra, rb) = (row_changes(&a), row_changes(&b));
+    assert!(ra.user > 0 && rb.user > 0, "{ra:?} {rb:?}");
+    assert!(rb.loaded <= ra.user + ra.user_moves, "a {ra:?}, b {rb:?}");
+    assert!(ra.loaded <= rb.user + rb.user_moves, "a {ra:?}, b {rb:?}");
+    println!(
+        "{}: {na} + {nb} statements, row changes at a {ra:?}, at b {rb:?}, {} rows at the end, \
+         {} conflicts at a, {} at b",
+        policy.name(),
+        last.len(),
+        ca.len(),
+        cb.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_seconds_of_overlapping_writes_converge_under_site_priority() {
+    overlapping_writes_converge(otter_node::model::ConflictPolicy::SitePriority).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_seconds_of_overlapping_writes_converge_under_newer_wins() {
+    overlapping_writes_converge(otter_node::model::ConflictPolicy::NewerWins).await;
 }
 
 /// `newer_wins` on `shop.orders` with `user_id` as the version: the higher version wins, a tie goes
