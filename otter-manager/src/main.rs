@@ -108,6 +108,42 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Compare a channel's source and target row by row (its first pipeline; for a two-way
+    /// channel both sites should be equal), chunk by chunk along each table's primary key, with
+    /// the mappings' renames and column views. Keys that differ are read again after the
+    /// pipeline's delay, so rows in flight are not reported. Exits 1 when rows differ.
+    Check {
+        /// Channel id.
+        cid: u32,
+        /// Only these source tables (`schema.table`, comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        tables: Vec<String>,
+        /// Rewrite each differing key on the target from the source's current row (marked, so a
+        /// two-way channel does not send it back).
+        #[arg(long)]
+        repair: bool,
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Rows in a table's first chunk (later chunks are sized to take about 0.5 s).
+        #[arg(long, default_value_t = 1000)]
+        chunk_rows: u64,
+        /// At most this many rows read per second (both sides together); 0: no cap.
+        #[arg(long, default_value_t = 0)]
+        max_rows_per_sec: u64,
+        /// Wait while the pipeline's delay is above this many seconds.
+        #[arg(long, default_value_t = 10)]
+        max_delay_secs: u64,
+        /// Wait while the source's Threads_running is above this.
+        #[arg(long, default_value_t = 25)]
+        max_threads_running: u64,
+        /// Reads of a differing key before it is reported.
+        #[arg(long, default_value_t = 5)]
+        rechecks: u32,
+        /// Least milliseconds between two reads of a differing key (twice the delay at least).
+        #[arg(long, default_value_t = 1000)]
+        recheck_wait_ms: u64,
+    },
     /// Give every znode under /otter (canal's and otter's) the ACLs of the security model: all
     /// for the --zk-digest identity, read for everyone on running and cluster nodes only. For a
     /// tree created before digest auth was turned on.
@@ -135,7 +171,8 @@ fn main() -> ExitCode {
         }
     };
     match rt.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::Differs) => ExitCode::from(1),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
@@ -157,7 +194,14 @@ async fn connect(cli: &Cli) -> Result<zookeeper_client::Client> {
     Ok(otter_manager::connect(&config).await?)
 }
 
-async fn run(cli: Cli) -> Result<()> {
+/// How a command ended when it did not fail.
+enum Outcome {
+    Done,
+    /// `check` found rows that differ.
+    Differs,
+}
+
+async fn run(cli: Cli) -> Result<Outcome> {
     match &cli.command {
         Command::Apply { file } => {
             // A channel file says where rows go: nobody else may rewrite it.
@@ -170,9 +214,9 @@ async fn run(cli: Cli) -> Result<()> {
             let outcome = otter_manager::apply(&zk, &channel).await?;
             println!("{}", apply_line(channel.id, outcome));
         }
-        Command::Start { cid } => set(&cli, *cid, ChannelStatus::Started).await?,
-        Command::Stop { cid } => set(&cli, *cid, ChannelStatus::Stopped).await?,
-        Command::Pause { cid } => set(&cli, *cid, ChannelStatus::Paused).await?,
+        Command::Start { cid } => return set(&cli, *cid, ChannelStatus::Started).await,
+        Command::Stop { cid } => return set(&cli, *cid, ChannelStatus::Stopped).await,
+        Command::Pause { cid } => return set(&cli, *cid, ChannelStatus::Paused).await,
         Command::Show { cid } => {
             let zk = connect(&cli).await?;
             let channel = otter_manager::get(&zk, *cid).await?;
@@ -262,15 +306,57 @@ async fn run(cli: Cli) -> Result<()> {
             let n = zk_coord::acl::secure_tree(&zk, "/otter").await?;
             println!("{n} znodes under /otter secured");
         }
+        Command::Check {
+            cid,
+            tables,
+            repair,
+            json,
+            chunk_rows,
+            max_rows_per_sec,
+            max_delay_secs,
+            max_threads_running,
+            rechecks,
+            recheck_wait_ms,
+        } => {
+            let zk = connect(&cli).await?;
+            let channel = otter_manager::get(&zk, *cid).await?;
+            let opts = otter_node::check::CheckOptions {
+                tables: tables.clone(),
+                chunk_rows: *chunk_rows,
+                max_rows_per_sec: (*max_rows_per_sec > 0).then_some(*max_rows_per_sec),
+                max_delay: std::time::Duration::from_secs(*max_delay_secs),
+                max_threads_running: *max_threads_running,
+                rechecks: *rechecks,
+                recheck_wait: std::time::Duration::from_millis(*recheck_wait_ms),
+                repair: *repair,
+                ..otter_node::check::CheckOptions::default()
+            };
+            let delay = otter_manager::ZkDelay {
+                zk: &zk,
+                channel: *cid,
+                pipeline: channel.pipeline.id,
+            };
+            let report =
+                otter_node::check::check_pipeline(&channel.pipeline, *cid, &opts, &delay).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", otter_node::check::render_table(&report));
+            }
+            // Repaired keys were different when found: the exit status still says so.
+            if report.differs() {
+                return Ok(Outcome::Differs);
+            }
+        }
     }
-    Ok(())
+    Ok(Outcome::Done)
 }
 
-async fn set(cli: &Cli, cid: u32, status: ChannelStatus) -> Result<()> {
+async fn set(cli: &Cli, cid: u32, status: ChannelStatus) -> Result<Outcome> {
     let zk = connect(cli).await?;
     otter_manager::set_status(&zk, cid, status).await?;
     println!("channel {cid}: {}", status_name(status));
-    Ok(())
+    Ok(Outcome::Done)
 }
 
 fn apply_line(cid: u32, outcome: ApplyOutcome) -> String {

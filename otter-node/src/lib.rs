@@ -10,10 +10,13 @@
 //! * [`runtime`]: a node's scheduling ([`runtime::run_node`]: registration, channel watching, the
 //!   stage registry, pulls, retries) and [`http`] for serving batch data to other nodes.
 //!
+//! * [`check`]: the consistency checker behind `otter-manager check` (and its repairs).
+//!
 //! The znode layout is [`zk_coord::otter_paths`], shared with otter-manager.
 #![deny(missing_docs)]
 
 pub mod batch;
+pub mod check;
 pub mod http;
 pub mod model;
 pub mod pipeline;
