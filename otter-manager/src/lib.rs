@@ -329,27 +329,6 @@ pub async fn delays(
     Ok(out)
 }
 
-/// A pipeline's delay as its Load last published it in ZooKeeper, for the checker: a measurement
-/// older than 30 s (a stopped pipeline) counts as unknown.
-pub struct ZkDelay<'a> {
-    /// The ZooKeeper session.
-    pub zk: &'a Client,
-    /// The channel.
-    pub channel: u32,
-    /// The pipeline.
-    pub pipeline: u32,
-}
-
-impl otter_node::check::Delay for ZkDelay<'_> {
-    async fn delay(&self) -> Option<std::time::Duration> {
-        let path = otter_paths::delay(self.channel, self.pipeline);
-        let (data, _) = self.zk.get_data(&path).await.ok()?;
-        let d: otter_node::pipeline::heartbeat::Delay = serde_json::from_slice(&data).ok()?;
-        let age = otter_node::pipeline::heartbeat::now_ms() - d.at_ms;
-        (age < 30_000).then(|| std::time::Duration::from_millis(d.delay_ms.max(0) as u64))
-    }
-}
-
 /// Numeric children of `root`, sorted; empty when `root` does not exist. Other children are
 /// skipped.
 async fn numeric_children(zk: &Client, root: &str) -> Result<Vec<u32>, ManagerError> {

@@ -331,7 +331,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
                 repair: *repair,
                 ..otter_node::check::CheckOptions::default()
             };
-            let delay = otter_manager::ZkDelay {
+            let delay = otter_node::check::ZkDelay {
                 zk: &zk,
                 channel: *cid,
                 pipeline: channel.pipeline.id,

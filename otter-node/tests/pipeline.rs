@@ -574,3 +574,115 @@ async fn a_graceful_stop_hands_the_mainstem_over_without_the_grace() {
     workload(&src, 1).await;
     wait_equal(&src, &dst, Duration::from_secs(60), &[&first, &second]).await;
 }
+
+/// Random single-row changes of `shop.orders` and `shop.user` (ids below 3 000) until `stop`.
+async fn keep_changing(
+    mut conn: mysql_async::Conn,
+    stop: tokio_util::sync::CancellationToken,
+) -> u64 {
+    use mysql_async::prelude::Queryable;
+    let mut x: u64 = 0x2545_f491;
+    let mut n = 0;
+    while !stop.is_cancelled() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let id = x % 3000 + 1;
+        let sql = match x % 5 {
+            0 => format!("UPDATE shop.orders SET note = 'changed {n}', amount = amount + 1 WHERE id = {id}"),
+            1 => format!("DELETE FROM shop.orders WHERE id = {id}"),
+            2 => format!("INSERT INTO shop.orders VALUES ({id}, {n}, 1.5, 'again {n}') ON DUPLICATE KEY UPDATE note = 'upsert {n}'"),
+            3 => format!("UPDATE shop.user SET name = 'n{n}', balance = balance + 1 WHERE id = {}", id % 2000 + 1),
+            _ => format!("UPDATE shop.orders SET id = {} WHERE id = {id}", 100_000 + n),
+        };
+        let _ = conn.query_drop(sql).await;
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    n
+}
+
+/// The checker (`otter-manager check`'s engine) while the pipeline runs under load: keys that
+/// differ because their change is in flight are read again after the pipeline's delay and never
+/// reported; after the load stops the sides are equal and the checker, reading once, agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checker_reports_nothing_while_a_healthy_pipeline_runs_under_load() {
+    use otter_node::check::{check_pipeline, render_table, CheckOptions, ZkDelay};
+    harness::init_tracing();
+    let (src, dst) = (source().await, target().await);
+    // The delay heartbeat, which the checker waits for.
+    otter_node::pipeline::load::prepare_site(&otter_node::model::TargetDb {
+        address: src.addr().to_string(),
+        username: "root".into(),
+        password: String::new(),
+        site: String::new(),
+        tls: Default::default(),
+    })
+    .await
+    .unwrap();
+    src.exec("GRANT INSERT, UPDATE ON retl.xdual TO 'canal'@'%'")
+        .await
+        .unwrap();
+    let zk = ZooKeeper::start().await.unwrap();
+    let c = channel(&src, &dst, &[1], &[1]).await;
+    publish(&zk, &c).await;
+    let dir = TestDir::new("otter-check").unwrap();
+    let node = Node::start(&dir, 1, &zk);
+    let users: Vec<String> = (1..=2000)
+        .map(|i| format!("({i}, 'u{i}@x', 'user {i}', X'0102', {i}.50, '1990-01-01')"))
+        .collect();
+    let orders: Vec<String> = (1..=3000)
+        .map(|i| format!("({i}, {}, {i}.25, 'order {i}')", i % 2000 + 1))
+        .collect();
+    src.exec(&format!(
+        "INSERT INTO shop.user VALUES {}; INSERT INTO shop.orders VALUES {}",
+        users.join(","),
+        orders.join(",")
+    ))
+    .await
+    .unwrap();
+    wait_equal(&src, &dst, Duration::from_secs(120), &[&node]).await;
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let writer = tokio::spawn(keep_changing(src.conn().await.unwrap(), stop.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let client = zk.client(Duration::from_secs(10)).await.unwrap();
+    let delay = ZkDelay {
+        zk: &client,
+        channel: c.id,
+        pipeline: c.pipeline.id,
+    };
+    let opts = CheckOptions {
+        chunk_rows: 200,
+        max_chunk_rows: 300,
+        recheck_wait: Duration::from_secs(2),
+        ..CheckOptions::default()
+    };
+    let report = check_pipeline(&c.pipeline, c.id, &opts, &delay)
+        .await
+        .unwrap();
+    stop.cancel();
+    let changes = writer.await.unwrap();
+    let text = render_table(&report);
+    println!("{changes} changes while checking:\n{text}");
+    assert!(!report.differs(), "{text}");
+    let chunks: u64 = report.tables.iter().map(|t| t.chunks).sum();
+    let rows: u64 = report.tables.iter().map(|t| t.source_rows).sum();
+    assert!(chunks >= 10 && rows >= 4000, "{text}");
+    assert_eq!(report.tables.len(), 3, "user, orders, order_line: {text}");
+
+    wait_equal(&src, &dst, Duration::from_secs(120), &[&node]).await;
+    let once = CheckOptions {
+        rechecks: 0,
+        recheck_wait: Duration::from_millis(10),
+        ..opts
+    };
+    let report = check_pipeline(&c.pipeline, c.id, &once, &delay)
+        .await
+        .unwrap();
+    assert!(
+        !report.differs() && report.tables.iter().all(|t| t.unsettled.is_empty()),
+        "{}",
+        render_table(&report)
+    );
+}

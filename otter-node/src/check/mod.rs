@@ -417,6 +417,27 @@ impl Delay for NoDelay {
     }
 }
 
+/// A pipeline's delay as its Load last published it in ZooKeeper, for the checker: a measurement
+/// older than 30 s (a stopped pipeline) counts as unknown.
+pub struct ZkDelay<'a> {
+    /// The ZooKeeper session.
+    pub zk: &'a zookeeper_client::Client,
+    /// The channel.
+    pub channel: u32,
+    /// The pipeline.
+    pub pipeline: u32,
+}
+
+impl Delay for ZkDelay<'_> {
+    async fn delay(&self) -> Option<std::time::Duration> {
+        let path = zk_coord::otter_paths::delay(self.channel, self.pipeline);
+        let (data, _) = self.zk.get_data(&path).await.ok()?;
+        let d: crate::pipeline::heartbeat::Delay = serde_json::from_slice(&data).ok()?;
+        let age = crate::pipeline::heartbeat::now_ms() - d.at_ms;
+        (age < 30_000).then(|| std::time::Duration::from_millis(d.delay_ms.max(0) as u64))
+    }
+}
+
 /// Compares pipeline `p` (of channel `channel`) table by table; with `opts.repair`, rewrites each
 /// differing key on the target. Reads only; repairs write the target in marked transactions.
 pub async fn check_pipeline(
