@@ -52,7 +52,7 @@ pub enum CheckError {
         sql: String,
         /// The server's or driver's error.
         #[source]
-        source: mysql_async::Error,
+        source: Box<mysql_async::Error>,
     },
     /// A mapped table has no primary key (the checker walks tables by key).
     #[error("{0} has no primary key; the checker walks tables by their primary key")]
@@ -239,7 +239,7 @@ impl Side {
             side,
             address,
             sql,
-            source,
+            source: Box::new(source),
         }
     }
 

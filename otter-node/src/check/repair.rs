@@ -36,7 +36,7 @@ pub(crate) async fn repair(
                 side,
                 address,
                 sql,
-                source,
+                source: Box::new(source),
             }
         };
         let mut tx = target

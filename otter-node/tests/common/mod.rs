@@ -2,6 +2,8 @@
 //! paused, and their logs read.
 #![allow(dead_code)]
 
+pub mod sites;
+
 use std::time::{Duration, Instant};
 
 use harness::{ManagedProcess, TestDir, ZooKeeper};
