@@ -42,12 +42,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use harness::bench::{
-    cpu_and_load_lines, cpu_secs, env_flag, env_num, group, log_tail, nearest_rank, nproc,
-    pgrep_others, program_version, root_opts, tree_text, write_doc, OtherWork,
+    cpu_and_load_lines, cpu_secs, env_flag, env_num, group, nearest_rank, pgrep_others,
+    program_version, root_opts, tree_text, write_doc, OtherWork,
 };
-use harness::{ManagedProcess, MariaDb, MariaDbOptions, TestDir, ZooKeeper};
+use harness::{MariaDb, MariaDbOptions, TestDir, ZooKeeper};
 use mysql_async::prelude::Queryable;
 use otter_node::model::{Channel, ChannelStatus, TableMapping};
+
+mod common;
+use common::*;
 
 const DOC_BEGIN: &str =
     "<!-- otter:begin (written by `cargo bench -p otter-node --bench pipeline`) -->";
@@ -55,10 +58,6 @@ const DOC_END: &str = "<!-- otter:end -->";
 const HEADING: &str = "## Otter pipeline: MariaDB → otter-node → MariaDB\n\n\
 Reproduce with:\n\n```sh\ncargo bench -p otter-node --bench pipeline\n```";
 
-/// Rows per INSERT / DELETE statement (Load's `CHUNK_ROWS`).
-const CHUNK: u64 = 500;
-/// Rows per UPDATE / DELETE statement on the source.
-const SOURCE_CHUNK: u64 = 5_000;
 /// Ids of the latency rows start here.
 const LAT_BASE: u64 = 10_000_000;
 /// The id of the row written after the workload (below `LAT_BASE`, above any workload id).
@@ -66,20 +65,6 @@ const SENTINEL: u64 = 9_000_000;
 /// Warm-up rows: ids from `WARMUP_BASE`, one transaction each, before the clock starts.
 const WARMUP_BASE: u64 = 8_000_000;
 const WARMUP_ROWS: u64 = 1_000;
-/// The 9 columns, in table order.
-const COLUMNS: &str = "id, customer_id, email, amount, created_at, qty, note, flag, sent_us";
-const CREATE: &str = "(
-  id BIGINT NOT NULL PRIMARY KEY,
-  customer_id INT NOT NULL,
-  email VARCHAR(64) NOT NULL,
-  amount DECIMAL(12,2) NOT NULL,
-  created_at DATETIME(3) NOT NULL,
-  qty INT NOT NULL,
-  note VARCHAR(255) NULL,
-  flag TINYINT NOT NULL,
-  sent_us BIGINT NOT NULL
-) ENGINE=InnoDB";
-
 fn main() -> ExitCode {
     // `cargo bench` passes `--bench`; a harness-less bench ignores it.
     match run() {
@@ -89,77 +74,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The workload's size: `inserts` rows, then `updates` of ids 1.., then `deletes` of the last ids.
-#[derive(Debug, Clone, Copy)]
-struct Shape {
-    inserts: u64,
-    updates: u64,
-    deletes: u64,
-}
-
-impl Shape {
-    fn new(inserts: u64) -> Self {
-        Shape {
-            inserts,
-            updates: inserts * 3 / 8,
-            deletes: inserts / 8,
-        }
-    }
-    fn total(&self) -> u64 {
-        self.inserts + self.updates + self.deletes
-    }
-    /// Rows left after the workload (not counting warm-up rows).
-    fn remaining(&self) -> u64 {
-        self.inserts - self.deletes
-    }
-    fn first_deleted(&self) -> u64 {
-        self.inserts - self.deletes + 1
-    }
-}
-
-/// `2024-MM-DD hh:mm:ss.mmm` for row `id`.
-fn created_at(id: u64) -> String {
-    format!(
-        "2024-{:02}-{:02} {:02}:{:02}:{:02}.{:03}",
-        1 + id % 12,
-        1 + id % 28,
-        id % 24,
-        id % 60,
-        (id / 7) % 60,
-        id % 1000
-    )
-}
-
-/// The row's values as a SQL tuple; `updated` gives the image after the workload's UPDATE.
-fn tuple(id: u64, updated: bool) -> String {
-    let cents = (id % 100_000) * 7 % 10_000_000 + if updated { 125 } else { 0 };
-    let qty = id % 97 + u64::from(updated);
-    let note = if updated {
-        format!("'upd {id}'")
-    } else if id % 10 == 0 {
-        "NULL".to_string()
-    } else {
-        format!(
-            "'order note {id}: {}'",
-            "abcdefgh".repeat(1 + (id % 8) as usize)
-        )
-    };
-    format!(
-        "({id},{},'customer-{id}@example.com',{}.{:02},'{}',{qty},{note},{},0)",
-        id % 50_000 + 1,
-        cents / 100,
-        cents % 100,
-        created_at(id),
-        id % 2
-    )
-}
-
-fn values(ids: impl Iterator<Item = u64>, updated: bool) -> String {
-    ids.map(|id| tuple(id, updated))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// Load's upsert statement shape for `table`.
@@ -178,116 +92,11 @@ fn upsert(table: &str, ids: impl Iterator<Item = u64>, updated: bool) -> String 
     )
 }
 
-/// The checksum both sides are compared with.
-fn checksum_sql(table: &str) -> String {
-    format!(
-        "SELECT COUNT(*), CAST(COALESCE(SUM(CRC32(CONCAT_WS('|', id, customer_id, email, amount, \
-         created_at, qty, IFNULL(note, '∅'), flag, sent_us))), 0) AS CHAR) FROM {table}"
-    )
-}
-
-async fn checksum(db: &MariaDb, table: &str) -> Result<(u64, String)> {
-    let r: Vec<(u64, String)> = db.query(&checksum_sql(table)).await?;
-    r.into_iter().next().context("checksum: no row")
-}
-
 async fn count(conn: &mut mysql_async::Conn, table: &str) -> Result<u64> {
     let n: Option<u64> = conn
         .query_first(format!("SELECT COUNT(*) FROM {table}"))
         .await?;
     Ok(n.unwrap_or(0))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Processes and CPU time
-
-/// The processes whose CPU time is accounted, by name.
-#[derive(Clone)]
-struct Pids(Vec<(&'static str, u32)>);
-
-impl Pids {
-    fn snapshot(&self) -> Vec<f64> {
-        self.0.iter().map(|(_, p)| cpu_secs(*p)).collect()
-    }
-    /// `name a.aa s, …` of the CPU used since `before`.
-    fn since(&self, before: &[f64]) -> Vec<(&'static str, f64)> {
-        self.0
-            .iter()
-            .zip(before)
-            .map(|((n, p), b)| (*n, cpu_secs(*p) - b))
-            .collect()
-    }
-}
-
-fn cpu_text(cpu: &[(&str, f64)], wall: f64) -> String {
-    let total: f64 = cpu.iter().map(|(_, c)| c).sum();
-    let parts: Vec<String> = cpu.iter().map(|(n, c)| format!("{n} {c:.1} s")).collect();
-    format!(
-        "{} = {total:.1} s CPU in {wall:.1} s wall ({:.0}% of the {} CPUs)",
-        parts.join(", "),
-        100.0 * total / wall / nproc() as f64,
-        nproc()
-    )
-}
-
-/// A free loopback port (bound and released).
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-struct Node {
-    process: ManagedProcess,
-    log: PathBuf,
-    http: u16,
-}
-
-impl Node {
-    fn start(bin: &Path, dir: &TestDir, id: u32, zk: &ZooKeeper, label: &str) -> Result<Node> {
-        let log = dir.path().join(format!("node-{label}.log"));
-        let data = dir.path().join(format!("data-{label}"));
-        let http = free_port()?;
-        let mut cmd = Command::new(bin);
-        cmd.args([
-            "--id",
-            &id.to_string(),
-            "--zk",
-            &zk.connect_string(),
-            "--http",
-            &format!("127.0.0.1:{http}"),
-        ])
-        .arg("--data-dir")
-        .arg(&data)
-        .env("RUST_LOG", "info");
-        let process = ManagedProcess::start(format!("otter-node-{label}"), cmd, &log)?;
-        Ok(Node { process, log, http })
-    }
-
-    fn pid(&self) -> u32 {
-        self.process.pid().unwrap_or(0)
-    }
-
-    fn log_tail(&self) -> String {
-        log_tail(&self.log, 30)
-    }
-
-    /// The node's `otter_*` counters from `/metrics`.
-    async fn metrics(&self) -> BTreeMap<String, f64> {
-        let url = format!("http://127.0.0.1:{}/metrics", self.http);
-        let text = match reqwest::get(&url).await {
-            Ok(r) => r.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        text.lines()
-            .filter(|l| l.starts_with("otter_"))
-            .filter_map(|l| {
-                let (k, v) = l.rsplit_once(' ')?;
-                let name = k.split('{').next()?.to_string();
-                Some((name, v.parse().ok()?))
-            })
-            .collect()
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -510,72 +319,6 @@ async fn start_pipeline(
     })
 }
 
-/// Writes the workload on the source; returns the binlog bytes it took.
-async fn write_workload(src: &MariaDb, table: &str, s: Shape) -> Result<u64> {
-    let before = src.master_status().await?;
-    let mut conn = src.conn().await?;
-    let mut from = 1;
-    while from <= s.inserts {
-        let to = (from + CHUNK - 1).min(s.inserts);
-        conn.query_drop(format!(
-            "INSERT INTO {table} ({COLUMNS}) VALUES {}",
-            values(from..=to, false)
-        ))
-        .await?;
-        from = to + 1;
-    }
-    let mut affected = 0;
-    let mut from = 1;
-    while from <= s.updates {
-        let to = (from + SOURCE_CHUNK - 1).min(s.updates);
-        conn.query_drop(format!(
-            "UPDATE {table} SET amount = amount + 1.25, qty = qty + 1, note = CONCAT('upd ', id) \
-             WHERE id BETWEEN {from} AND {to}"
-        ))
-        .await?;
-        affected += conn.affected_rows();
-        from = to + 1;
-    }
-    if affected != s.updates {
-        bail!(
-            "the updates changed {affected} rows, expected {}",
-            s.updates
-        );
-    }
-    let mut affected = 0;
-    let mut from = s.first_deleted();
-    while from <= s.inserts {
-        let to = (from + SOURCE_CHUNK - 1).min(s.inserts);
-        conn.query_drop(format!(
-            "DELETE FROM {table} WHERE id BETWEEN {from} AND {to}"
-        ))
-        .await?;
-        affected += conn.affected_rows();
-        from = to + 1;
-    }
-    if affected != s.deletes {
-        bail!(
-            "the deletes removed {affected} rows, expected {}",
-            s.deletes
-        );
-    }
-    // The sentinel: Load applies batches in order, so once it is on the target so is everything
-    // before it, and the poller can wait for it with a primary-key lookup instead of COUNT(*)
-    // scans that would load the target while it is being measured.
-    conn.query_drop(format!(
-        "INSERT INTO {table} ({COLUMNS}) VALUES {}",
-        tuple(SENTINEL, false)
-    ))
-    .await?;
-    conn.disconnect().await?;
-    let after = src.master_status().await?;
-    Ok(if after.file == before.file {
-        after.position - before.position
-    } else {
-        0
-    })
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn measure_throughput(
     run: &Run,
@@ -609,7 +352,7 @@ async fn measure_throughput(
     let cpu0 = pids.snapshot();
     let m0 = run.node.metrics().await;
     let started = Instant::now();
-    let writer = write_workload(src, &run.source_table, s);
+    let writer = write_workload(src, &run.source_table, s, 0, SENTINEL);
     let poller = async {
         let mut conn = dst.conn().await?;
         let mut progress = Vec::new();
