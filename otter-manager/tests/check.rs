@@ -176,6 +176,7 @@ async fn check_finds_every_planted_difference_and_repair_makes_the_target_equal(
     .await;
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
     assert!(text.contains("id=2500  missing on target"), "{text}");
     assert!(!text.contains("shop_dr.pairs"), "{text}");
 
