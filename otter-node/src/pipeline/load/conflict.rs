@@ -218,7 +218,8 @@ fn key_table(name: &str, chunk: &[(usize, &RowEvent)]) -> Result<(String, String
     if key_names.is_empty() {
         return Err(no_key());
     }
-    let mut keys = String::new();
+    // Sized once: a chunk's derived table is long, and growing it copies it again and again.
+    let mut keys = String::with_capacity(chunk.len() * (24 + 24 * key_names.len()));
     for (j, &(i, row)) in chunk.iter().enumerate() {
         let row_keys: Vec<&ColumnValue> = row.keys().collect();
         if row_keys.len() != key_names.len() {

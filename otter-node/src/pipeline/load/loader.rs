@@ -205,7 +205,7 @@ impl Loader {
         for (origin, rows) in LoadBatch::origin_runs(batch.rows, &batch.origins) {
             let merged = merge(rows);
             let mut plan = plan(&merged)?;
-            self.attach_checks(&mut plan, &merged, &batch.checked);
+            self.attach_checks(&mut plan, merged, &batch.checked);
             if !plan.is_empty() {
                 plans.push((
                     origin.unwrap_or_else(|| self.mark.source_site.clone()),
@@ -226,32 +226,45 @@ impl Loader {
         Ok(stats)
     }
 
-    /// Gives each table of `plan` that is checked for conflicts its rule and merged rows.
+    /// Gives each table of `plan` that is checked for conflicts its rule and merged rows (moved,
+    /// not copied: the statements are already built).
     fn attach_checks(
         &self,
         plan: &mut [(u32, Vec<TablePlan>)],
-        merged: &[crate::batch::RowEvent],
+        merged: Vec<crate::batch::RowEvent>,
         checked: &[crate::batch::CheckedTable],
     ) {
-        for (_, tables) in plan.iter_mut() {
-            for t in tables.iter_mut() {
+        if checked.is_empty() {
+            return;
+        }
+        // (schema, table, weight group, index): few tables, so a scan beats hashing each row.
+        let mut slots: Vec<(String, String, usize, usize)> = Vec::new();
+        for (w, (_, tables)) in plan.iter_mut().enumerate() {
+            for (i, t) in tables.iter_mut().enumerate() {
                 let Some(c) = checked
                     .iter()
                     .find(|c| c.schema == t.schema && c.table == t.table)
                 else {
                     continue;
                 };
-                let rows = merged
-                    .iter()
-                    .filter(|r| r.schema == t.schema && r.table == t.table)
-                    .cloned()
-                    .collect();
                 let rule = conflict::Rule {
                     policy: c.policy,
                     version_column: c.version_column.clone(),
                     priority_site: self.mark.priority_site.clone(),
                 };
-                t.checked = Some((rule, rows));
+                t.checked = Some((rule, Vec::new()));
+                slots.push((t.schema.clone(), t.table.clone(), w, i));
+            }
+        }
+        for row in merged {
+            let Some(&(_, _, w, i)) = slots
+                .iter()
+                .find(|(s, t, ..)| *s == row.schema && *t == row.table)
+            else {
+                continue;
+            };
+            if let Some((_, rows)) = plan[w].1[i].checked.as_mut() {
+                rows.push(row);
             }
         }
     }
@@ -498,7 +511,8 @@ impl Loader {
         let statements = match &table.checked {
             None => &table.statements,
             Some((rule, rows)) => match self.resolve(&mut tx, table, rule, rows, origin).await {
-                Ok(s) => {
+                Ok(None) => &table.statements,
+                Ok(Some(s)) => {
                     resolved = s;
                     &resolved
                 }
@@ -524,7 +538,8 @@ impl Loader {
 
     /// For a table checked for conflicts: asks the target what it holds for each row, decides
     /// each row by the rule, writes the conflicts down, and returns the statements that write the
-    /// rows to be written (all in `tx`).
+    /// rows to be written (all in `tx`); `None` when every row is to be written as it came (the
+    /// table's statements, built before the transaction, stand).
     async fn resolve(
         &self,
         tx: &mut mysql_async::Transaction<'_>,
@@ -532,13 +547,21 @@ impl Loader {
         rule: &conflict::Rule,
         rows: &[crate::batch::RowEvent],
         origin: &str,
-    ) -> Result<Vec<String>, Failure> {
+    ) -> Result<Option<Vec<String>>, Failure> {
         let found = conflict::find(tx, &table.target, &table.name, rows, rule).await?;
         let from_priority = origin == rule.priority_site;
+        let decisions: Vec<conflict::Decision> = rows
+            .iter()
+            .zip(&found)
+            .map(|(row, found)| conflict::decide(row.kind, found, rule.policy, from_priority))
+            .collect();
+        if decisions.iter().all(|d| *d == conflict::Decision::Apply) {
+            return Ok(None);
+        }
         let mut kept = Vec::with_capacity(rows.len());
         let mut records = Vec::new();
-        for (row, found) in rows.iter().zip(&found) {
-            match conflict::decide(row.kind, found, rule.policy, from_priority) {
+        for (row, decision) in rows.iter().zip(decisions) {
+            match decision {
                 conflict::Decision::Apply => kept.push(row.clone()),
                 conflict::Decision::Skip => {}
                 conflict::Decision::IncomingWins(kind) => {
@@ -587,7 +610,7 @@ impl Loader {
             .flat_map(|(_, tables)| tables)
             .flat_map(|t| t.statements)
             .collect();
-        Ok(statements)
+        Ok(Some(statements))
     }
 
     /// Runs a DDL statement in its schema, on a connection of its own, retried like a table.
