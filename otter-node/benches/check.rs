@@ -106,7 +106,7 @@ fn run() -> Result<()> {
         let fill = format!(
             "INSERT INTO bench.t SELECT seq, seq % 50000 + 1, CONCAT('customer-', seq, '@example.com'), \
              (seq % 100000) / 100, TIMESTAMP('2024-01-01') + INTERVAL seq SECOND, seq % 97, \
-             IF(seq % 10 = 0, NULL, CONCAT('order note ', seq)), seq % 2, 0 FROM seq_1_to_{rows}"
+             IF(seq % 10 = 0, NULL, CONCAT('order note ', seq)), seq % 2, 0 FROM bench.seq_1_to_{rows}"
         );
         for db in [&src, &dst] {
             db.exec(&format!("CREATE DATABASE bench; {CREATE}")).await?;

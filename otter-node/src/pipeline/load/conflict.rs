@@ -158,6 +158,12 @@ pub(crate) fn decide(
     }
 }
 
+/// Whether `row` is a new row: an insert that expects no row and passed through no other image
+/// in its batch (a plain `INSERT` of it succeeding is its whole check).
+pub(crate) fn is_new(row: &RowEvent) -> bool {
+    row.kind == RowKind::Insert && row.before.is_none() && row.history.is_empty()
+}
+
 /// `t.col <=> literal AND …` over `cols`, or `0` when there are none.
 fn matches(cols: &[ColumnValue], table: &str) -> Result<String, LoadError> {
     if cols.is_empty() {
@@ -414,7 +420,7 @@ pub(crate) async fn find(
     tx: &mut Transaction<'_>,
     target: &str,
     name: &str,
-    rows: &[RowEvent],
+    rows: &[&RowEvent],
     rule: &Rule,
 ) -> Result<Vec<Found>, Failure> {
     let bad = |e: LoadError| Failure {
@@ -432,7 +438,7 @@ pub(crate) async fn find(
             }
         }
     }
-    let all: Vec<(usize, &RowEvent)> = rows.iter().enumerate().collect();
+    let all: Vec<(usize, &RowEvent)> = rows.iter().copied().enumerate().collect();
     let mut found = vec![Found::Absent; rows.len()];
     let mut unsure = Vec::new();
     for fetch in fetches(target, name, &all, &columns).map_err(bad)? {
@@ -449,7 +455,7 @@ pub(crate) async fn find(
             }) else {
                 continue;
             };
-            let (Some(row), Some(values)) = (rows.get(i), values.get(1..)) else {
+            let (Some(&row), Some(values)) = (rows.get(i), values.get(1..)) else {
                 continue;
             };
             let expected = row

@@ -159,6 +159,9 @@ pub(crate) const DDL_ALREADY_APPLIED: &[u16] = &[
     1091, // ER_CANT_DROP_FIELD_OR_KEY
 ];
 
+/// A duplicate key (`ER_DUP_ENTRY`).
+pub(crate) const ER_DUP_ENTRY: u16 = 1062;
+
 pub(crate) fn server_code(e: &mysql_async::Error) -> Option<u16> {
     match e {
         mysql_async::Error::Server(s) => Some(s.code),

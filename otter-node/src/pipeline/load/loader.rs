@@ -14,7 +14,7 @@ use tracing::warn;
 use crate::batch::{DdlEvent, LoadBatch};
 use crate::model::TargetDb;
 use crate::pipeline::load::error::{
-    failure, is_retryable, server_code, sql_excerpt, Failure, DDL_ALREADY_APPLIED,
+    failure, is_retryable, server_code, sql_excerpt, Failure, DDL_ALREADY_APPLIED, ER_DUP_ENTRY,
 };
 use crate::pipeline::load::fence::{self, Fence};
 use crate::pipeline::load::literal::push_ident;
@@ -536,6 +536,49 @@ impl Loader {
         Ok(Attempt::Committed)
     }
 
+    /// The new rows of a checked table (inserts that expect no row) written first, with plain
+    /// `INSERT`s under a savepoint: one that succeeds found no row with its key, which is all its
+    /// check would ask, so no key of theirs is probed. A duplicate key (a conflict, a replay, or a
+    /// unique value another row gives up later in the batch) rolls them all back, and they are
+    /// checked with the others. Returns whether they were written.
+    async fn insert_new_rows(
+        &self,
+        tx: &mut mysql_async::Transaction<'_>,
+        table: &TablePlan,
+        rows: &[crate::batch::RowEvent],
+    ) -> Result<bool, Failure> {
+        let new: Vec<&crate::batch::RowEvent> =
+            rows.iter().filter(|r| conflict::is_new(r)).collect();
+        if new.is_empty() {
+            return Ok(false);
+        }
+        let statements =
+            crate::pipeline::load::sql::insert_statements((&table.name, &table.target), &new)
+                .map_err(|e| Failure {
+                    error: mysql_async::Error::Other(Box::new(e)),
+                    sql: format!("(statements of {})", table.name),
+                })?;
+        const SAVEPOINT: &str = "SAVEPOINT otter_new_rows";
+        tx.query_drop(SAVEPOINT).await.map_err(failure(SAVEPOINT))?;
+        for sql in &statements {
+            match tx.query_drop(sql.as_str()).await {
+                Ok(()) => {}
+                Err(e) if server_code(&e) == Some(ER_DUP_ENTRY) => {
+                    const BACK: &str = "ROLLBACK TO SAVEPOINT otter_new_rows";
+                    tx.query_drop(BACK).await.map_err(failure(BACK))?;
+                    return Ok(false);
+                }
+                Err(error) => {
+                    return Err(Failure {
+                        error,
+                        sql: sql.clone(),
+                    })
+                }
+            }
+        }
+        Ok(true)
+    }
+
     /// For a table checked for conflicts: asks the target what it holds for each row, decides
     /// each row by the rule, writes the conflicts down, and returns the statements that write the
     /// rows to be written (all in `tx`); `None` when every row is to be written as it came (the
@@ -548,19 +591,24 @@ impl Loader {
         rows: &[crate::batch::RowEvent],
         origin: &str,
     ) -> Result<Option<Vec<String>>, Failure> {
-        let found = conflict::find(tx, &table.target, &table.name, rows, rule).await?;
+        let inserted = self.insert_new_rows(tx, table, rows).await?;
+        let rows: Vec<&crate::batch::RowEvent> = rows
+            .iter()
+            .filter(|r| !(inserted && conflict::is_new(r)))
+            .collect();
+        let found = conflict::find(tx, &table.target, &table.name, &rows, rule).await?;
         let from_priority = origin == rule.priority_site;
         let decisions: Vec<conflict::Decision> = rows
             .iter()
             .zip(&found)
             .map(|(row, found)| conflict::decide(row.kind, found, rule.policy, from_priority))
             .collect();
-        if decisions.iter().all(|d| *d == conflict::Decision::Apply) {
+        if !inserted && decisions.iter().all(|d| *d == conflict::Decision::Apply) {
             return Ok(None);
         }
         let mut kept = Vec::with_capacity(rows.len());
         let mut records = Vec::new();
-        for (row, decision) in rows.iter().zip(decisions) {
+        for (&row, decision) in rows.iter().zip(decisions) {
             match decision {
                 conflict::Decision::Apply => kept.push(row.clone()),
                 conflict::Decision::Skip => {}

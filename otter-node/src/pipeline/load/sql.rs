@@ -168,6 +168,27 @@ fn upsert_statements(
     rows: &[&RowEvent],
     out: &mut Vec<String>,
 ) -> Result<(), LoadError> {
+    write_statements((name, target), rows, true, out)
+}
+
+/// Plain multi-row `INSERT` statements for `rows` of the table `name`, quoted as `target`: they
+/// fail with a duplicate-key error where a key (or another unique key) already has a row.
+pub(crate) fn insert_statements(
+    (name, target): (&str, &str),
+    rows: &[&RowEvent],
+) -> Result<Vec<String>, LoadError> {
+    let mut out = Vec::new();
+    write_statements((name, target), rows, false, &mut out)?;
+    Ok(out)
+}
+
+/// `INSERT` statements for `rows`, as upserts (`ON DUPLICATE KEY UPDATE`) or plain.
+fn write_statements(
+    (name, target): (&str, &str),
+    rows: &[&RowEvent],
+    upsert: bool,
+    out: &mut Vec<String>,
+) -> Result<(), LoadError> {
     // (column name, is key) lists, each with its rows.
     type Columns<'r> = Vec<(&'r str, bool)>;
     let mut groups: Vec<(Columns<'_>, Vec<&RowEvent>)> = Vec::new();
@@ -203,6 +224,10 @@ fn upsert_statements(
             assign.push(cols[0].0);
         }
         let mut suffix = String::from(" ON DUPLICATE KEY UPDATE ");
+        if !upsert {
+            suffix.clear();
+            assign.clear();
+        }
         for (i, c) in assign.iter().enumerate() {
             if i > 0 {
                 suffix.push(',');
