@@ -83,13 +83,14 @@ impl<D: Delay> Walker<'_, D> {
             let t0 = Instant::now();
             let hi = self.boundary(&pair.source, lo_values, chunk).await?;
             let hi_values = hi.as_ref().map(|k| k.values.as_slice());
-            let s_sum = checksum(self.source, &pair.source, lo_values, hi_values).await?;
-            let t_sum = checksum(self.target, &pair.target, lo_values, hi_values).await?;
-            let (s_count, t_count) = (s_sum.0, t_sum.0);
+            let (s_count, s_sum) =
+                checksum(self.source, &pair.source, lo_values, hi_values).await?;
+            let (t_count, t_sum) =
+                checksum(self.target, &pair.target, lo_values, hi_values).await?;
             report.chunks += 1;
             report.source_rows += s_count;
             report.target_rows += t_count;
-            if s_sum != t_sum {
+            if (s_count, s_sum) != (t_count, t_sum) {
                 report.differing_chunks += 1;
                 candidates.extend(self.narrow(pair, lo_values, hi_values).await?);
             }
@@ -246,14 +247,14 @@ async fn checksum(
     shape: &Shape,
     lo: Option<&[Value]>,
     hi: Option<&[Value]>,
-) -> Result<(u64, u64, String), CheckError> {
+) -> Result<(u64, u64), CheckError> {
     let sql = shape.checksum(lo.is_some(), hi.is_some())?;
     let rows = side.exec_rows(&sql, Shape::range_params(lo, hi)).await?;
     Ok(rows
         .into_iter()
         .next()
-        .and_then(|r| mysql_async::from_row_opt::<(u64, u64, String)>(r).ok())
-        .unwrap_or_default())
+        .and_then(|r| mysql_async::from_row_opt::<(u64, u64)>(r).ok())
+        .unwrap_or((0, 0)))
 }
 
 /// Keys and row hashes of a range on one side, by key text.
