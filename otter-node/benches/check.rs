@@ -26,23 +26,14 @@ use harness::{MariaDb, MariaDbOptions};
 use otter_node::check::{check_pipeline, CheckOptions, NoDelay, Report};
 use otter_node::model::{Channel, TableMapping};
 
+mod common;
+use common::{today, CREATE};
+
 const DOC_BEGIN: &str =
     "<!-- otter-check:begin (written by `cargo bench -p otter-node --bench check`) -->";
 const DOC_END: &str = "<!-- otter-check:end -->";
 const HEADING: &str = "## Consistency checker\n\n\
 Reproduce with:\n\n```sh\ncargo bench -p otter-node --bench check\n```";
-
-const CREATE: &str = "CREATE TABLE bench.t (
-  id BIGINT NOT NULL PRIMARY KEY,
-  customer_id INT NOT NULL,
-  email VARCHAR(64) NOT NULL,
-  amount DECIMAL(12,2) NOT NULL,
-  created_at DATETIME(3) NOT NULL,
-  qty INT NOT NULL,
-  note VARCHAR(255) NULL,
-  flag TINYINT NOT NULL,
-  sent_us BIGINT NOT NULL
-) ENGINE=InnoDB";
 
 fn main() -> ExitCode {
     match run() {
@@ -109,7 +100,7 @@ fn run() -> Result<()> {
              IF(seq % 10 = 0, NULL, CONCAT('order note ', seq)), seq % 2, 0 FROM bench.seq_1_to_{rows}"
         );
         for db in [&src, &dst] {
-            db.exec(&format!("CREATE DATABASE bench; {CREATE}")).await?;
+            db.exec(&format!("CREATE DATABASE bench; CREATE TABLE bench.t {CREATE}")).await?;
             db.exec(&fill).await?;
         }
         let pids = (src.pid().unwrap_or(0), dst.pid().unwrap_or(0));
@@ -211,15 +202,4 @@ fn run() -> Result<()> {
         }
         Ok::<_, anyhow::Error>(())
     })
-}
-
-/// Today's date (UTC), `YYYY-MM-DD`.
-fn today() -> String {
-    std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%d"])
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
 }

@@ -375,14 +375,3 @@ fn report(
     out.push_str(DOC_END);
     out
 }
-
-/// Today's date (UTC) from the system clock, `YYYY-MM-DD`.
-fn today() -> String {
-    std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%d"])
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}

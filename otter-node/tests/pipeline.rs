@@ -611,18 +611,7 @@ async fn the_checker_reports_nothing_while_a_healthy_pipeline_runs_under_load() 
     harness::init_tracing();
     let (src, dst) = (source().await, target().await);
     // The delay heartbeat, which the checker waits for.
-    otter_node::pipeline::load::prepare_site(&otter_node::model::TargetDb {
-        address: src.addr().to_string(),
-        username: "root".into(),
-        password: String::new(),
-        site: String::new(),
-        tls: Default::default(),
-    })
-    .await
-    .unwrap();
-    src.exec("GRANT INSERT, UPDATE ON retl.xdual TO 'canal'@'%'")
-        .await
-        .unwrap();
+    common::sites::prepare(&src).await;
     let zk = ZooKeeper::start().await.unwrap();
     let c = channel(&src, &dst, &[1], &[1]).await;
     publish(&zk, &c).await;

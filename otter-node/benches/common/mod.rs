@@ -283,3 +283,14 @@ pub async fn write_workload(
         0
     })
 }
+
+/// Today's date (UTC) from the system clock, `YYYY-MM-DD`.
+pub fn today() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}

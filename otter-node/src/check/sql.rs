@@ -151,6 +151,16 @@ impl Shape {
         ))
     }
 
+    /// `k1 = ? AND k2 = ? …`: the row with a key (parameters: the key values).
+    fn key_equals(&self) -> Result<String, CheckError> {
+        Ok(self
+            .keys
+            .iter()
+            .map(|k| Ok(format!("{} = ?", ident(k)?)))
+            .collect::<Result<Vec<_>, CheckError>>()?
+            .join(" AND "))
+    }
+
     /// The compared columns of the row with a key (parameters: the key values); `lock` reads it
     /// `FOR UPDATE`.
     pub(crate) fn row(&self, lock: bool) -> Result<String, CheckError> {
@@ -160,12 +170,7 @@ impl Shape {
             .map(|c| ident(c))
             .collect::<Result<Vec<_>, _>>()?
             .join(", ");
-        let key = self
-            .keys
-            .iter()
-            .map(|k| Ok(format!("{} = ?", ident(k)?)))
-            .collect::<Result<Vec<_>, CheckError>>()?
-            .join(" AND ");
+        let key = self.key_equals()?;
         Ok(format!(
             "SELECT {cols} FROM {} WHERE {key}{}",
             self.table,
@@ -201,12 +206,7 @@ impl Shape {
 
     /// A delete by key (parameters: the key values).
     pub(crate) fn delete(&self) -> Result<String, CheckError> {
-        let key = self
-            .keys
-            .iter()
-            .map(|k| Ok(format!("{} = ?", ident(k)?)))
-            .collect::<Result<Vec<_>, CheckError>>()?
-            .join(" AND ");
+        let key = self.key_equals()?;
         Ok(format!("DELETE FROM {} WHERE {key}", self.table))
     }
 }
