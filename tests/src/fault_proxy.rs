@@ -1,19 +1,36 @@
 //! A TCP proxy that fakes network faults between two endpoints: pass traffic, stall it (stop
 //! forwarding while holding every socket open, like a silent half-open link), refuse new
-//! connections, or cut (reset) all current connections.
+//! connections, or cut (reset) all current connections. Independently of those modes it can emulate
+//! a wide-area link ([`Wan`]): a one-way delay per direction, jitter and a bandwidth cap, switchable
+//! while connections are open.
 //!
 //! It runs on its own thread and runtime, so it keeps working whatever the test's runtime does.
+//!
+//! Each direction of a connection is a small pipe: a reader task reads chunks and queues them with
+//! the instant they entered the pipe; a writer task releases each chunk when its delay has passed and
+//! the bandwidth cap allows, and writes it. Chunks are released in order, so bytes are never
+//! reordered. At most [`MAX_IN_FLIGHT`] bytes per direction and connection wait in the pipe; when it
+//! is full the reader stops reading, and TCP flow control pushes back on the sender.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{io_err, Result};
 use crate::ports::free_port;
+
+/// Bytes that may wait inside the proxy per direction of one connection (the emulated link's
+/// window). Throughput with a delay `d` is at most `MAX_IN_FLIGHT / d`.
+pub const MAX_IN_FLIGHT: usize = 4 << 20;
+
+/// Largest chunk read at once.
+const CHUNK: usize = 64 * 1024;
 
 /// What the proxy does with traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,8 +43,81 @@ pub enum ProxyMode {
     Refuse,
 }
 
+/// A wide-area link between the proxy's clients and its upstream. The default is no delay, no
+/// jitter and no cap: a plain local link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Wan {
+    /// One-way delay from the client to the upstream.
+    pub delay_up: Duration,
+    /// One-way delay from the upstream to the client.
+    pub delay_down: Duration,
+    /// Each chunk's delay moves by a uniform random amount in `-jitter..=jitter` (never below zero).
+    /// A chunk is never released before the one read before it, so jitter does not reorder bytes.
+    pub jitter: Duration,
+    /// Bandwidth cap in bytes per second for each direction, shared by all connections through the
+    /// proxy; `None` is unlimited.
+    pub bytes_per_sec: Option<u64>,
+}
+
+impl Wan {
+    /// A link with the same one-way delay both ways, no jitter and no cap.
+    pub fn symmetric(one_way: Duration) -> Self {
+        Self {
+            delay_up: one_way,
+            delay_down: one_way,
+            ..Self::default()
+        }
+    }
+
+    /// Whether this is a plain local link (no delay, jitter or cap).
+    pub fn is_off(&self) -> bool {
+        *self == Self::default()
+    }
+
+    fn delay(&self, dir: Dir) -> Duration {
+        match dir {
+            Dir::Up => self.delay_up,
+            Dir::Down => self.delay_down,
+        }
+    }
+}
+
+/// Direction of traffic through the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    /// Client to upstream.
+    Up,
+    /// Upstream to client.
+    Down,
+}
+
+/// Paces one direction of the link to a bandwidth: each piece reserves its transmission time after
+/// the previous piece's (of any connection).
+#[derive(Debug)]
+struct Pacer {
+    rate: u64,
+    next_free: Instant,
+}
+
+impl Pacer {
+    /// Reserves the link for `bytes` at `rate` bytes/s; returns when their transmission ends.
+    fn reserve(&mut self, bytes: usize, rate: u64) -> Instant {
+        let now = Instant::now();
+        if self.rate != rate || self.next_free < now {
+            // A new rate starts afresh; an idle link has no saved-up credit.
+            self.rate = rate;
+            self.next_free = now;
+        }
+        self.next_free += Duration::from_secs_f64(bytes as f64 / rate as f64);
+        self.next_free
+    }
+}
+
 struct Shared {
     mode: watch::Sender<ProxyMode>,
+    wan: watch::Sender<Wan>,
+    /// Pacers for client→upstream and upstream→client.
+    pacers: [Mutex<Pacer>; 2],
     /// Bumped by `cut`: every connection that sees a change resets both its sockets.
     cuts: watch::Sender<u64>,
     open: AtomicUsize,
@@ -48,6 +138,7 @@ impl std::fmt::Debug for FaultProxy {
         f.debug_struct("FaultProxy")
             .field("addr", &self.addr)
             .field("mode", &self.mode())
+            .field("wan", &self.wan())
             .finish()
     }
 }
@@ -65,9 +156,18 @@ impl FaultProxy {
             .local_addr()
             .map_err(io_err("proxy local addr"))?;
         let (mode, _) = watch::channel(ProxyMode::Pass);
+        let (wan, _) = watch::channel(Wan::default());
         let (cuts, _) = watch::channel(0u64);
+        let pacer = || {
+            Mutex::new(Pacer {
+                rate: 0,
+                next_free: Instant::now(),
+            })
+        };
         let shared = Arc::new(Shared {
             mode,
+            wan,
+            pacers: [pacer(), pacer()],
             cuts,
             open: AtomicUsize::new(0),
             accepted: AtomicUsize::new(0),
@@ -152,6 +252,30 @@ impl FaultProxy {
         self.shared.cuts.send_modify(|n| *n += 1);
     }
 
+    /// The current link emulation.
+    pub fn wan(&self) -> Wan {
+        *self.shared.wan.borrow()
+    }
+
+    /// Emulates a wide-area link from now on, also for open connections: bytes already inside the
+    /// proxy are released by the new settings. Independent of the mode and of [`FaultProxy::cut`].
+    pub fn set_wan(&self, wan: Wan) {
+        self.shared.wan.send_replace(wan);
+    }
+
+    /// Sets the one-way delays (client→upstream, upstream→client), keeping jitter and bandwidth cap.
+    pub fn set_latency(&self, up: Duration, down: Duration) {
+        self.shared.wan.send_modify(|w| {
+            w.delay_up = up;
+            w.delay_down = down;
+        });
+    }
+
+    /// Back to a plain local link: bytes waiting for their delay or for bandwidth go out at once.
+    pub fn clear_wan(&self) {
+        self.set_wan(Wan::default());
+    }
+
     /// Connections currently open through the proxy.
     pub fn open_connections(&self) -> usize {
         self.shared.open.load(Ordering::SeqCst)
@@ -225,8 +349,8 @@ async fn handle(mut client: TcpStream, upstream: SocketAddr, shared: &Shared) {
     {
         let (cr, cw) = client.split();
         let (ur, uw) = up.split();
-        let a = pump(cr, uw, shared.mode.subscribe());
-        let b = pump(ur, cw, shared.mode.subscribe());
+        let a = direction(cr, uw, Dir::Up, shared);
+        let b = direction(ur, cw, Dir::Down, shared);
         tokio::select! {
             _ = cuts.changed() => {}
             _ = async { tokio::join!(a, b) } => return,
@@ -236,24 +360,152 @@ async fn handle(mut client: TcpStream, upstream: SocketAddr, shared: &Shared) {
     reset(&up);
 }
 
-async fn pump(
-    mut from: tokio::net::tcp::ReadHalf<'_>,
-    mut to: tokio::net::tcp::WriteHalf<'_>,
+/// Bytes read from one side, waiting in the pipe to be written to the other.
+struct Chunk {
+    data: Vec<u8>,
+    /// When the chunk entered the pipe; its delay counts from here.
+    entered: Instant,
+    /// Where in `-jitter..=jitter` this chunk's delay lies, in `-1.0..=1.0`.
+    jitter: f64,
+    /// Its share of the in-flight budget, returned when the chunk is written or dropped.
+    _budget: OwnedSemaphorePermit,
+}
+
+/// Forwards one direction of a connection until the reading side ends, then half-closes the
+/// writing side (after the bytes still in the pipe).
+async fn direction(from: ReadHalf<'_>, to: WriteHalf<'_>, dir: Dir, shared: &Shared) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::join!(
+        read_side(from, tx, shared.mode.subscribe()),
+        write_side(to, rx, dir, shared),
+    );
+}
+
+async fn read_side(
+    mut from: ReadHalf<'_>,
+    tx: mpsc::UnboundedSender<Chunk>,
     mut mode: watch::Receiver<ProxyMode>,
 ) {
-    let mut buf = vec![0u8; 64 * 1024];
+    let budget = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut rng = Rng::new();
+    let mut buf = vec![0u8; CHUNK];
     loop {
         wait_not_stalled(&mut mode).await;
         let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => {
-                let _ = to.shutdown().await;
-                return;
-            }
+            Ok(0) | Err(_) => return, // dropping `tx` tells the writer to finish and shut down
             Ok(n) => n,
         };
-        wait_not_stalled(&mut mode).await;
-        if to.write_all(&buf[..n]).await.is_err() {
+        // n <= CHUNK, far below u32::MAX.
+        let permit = tokio::select! {
+            p = budget.clone().acquire_many_owned(n as u32) => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = tx.closed() => return,
+        };
+        let chunk = Chunk {
+            data: buf[..n].to_vec(),
+            entered: Instant::now(),
+            jitter: rng.unit(),
+            _budget: permit,
+        };
+        if tx.send(chunk).is_err() {
             return;
         }
+    }
+}
+
+async fn write_side(
+    mut to: WriteHalf<'_>,
+    mut rx: mpsc::UnboundedReceiver<Chunk>,
+    dir: Dir,
+    shared: &Shared,
+) {
+    let mut mode = shared.mode.subscribe();
+    let mut wan = shared.wan.subscribe();
+    let mut last_release: Option<Instant> = None;
+    while let Some(chunk) = rx.recv().await {
+        // Wait for the chunk's release, recomputed whenever the link settings change.
+        loop {
+            let link = *wan.borrow_and_update();
+            let shift = link.jitter.mul_f64(chunk.jitter.abs());
+            let delay = if chunk.jitter >= 0.0 {
+                link.delay(dir) + shift
+            } else {
+                link.delay(dir).saturating_sub(shift)
+            };
+            let mut release = chunk.entered + delay;
+            if let Some(last) = last_release {
+                release = release.max(last);
+            }
+            if release <= Instant::now() {
+                last_release = Some(release);
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(release.into()) => {
+                    last_release = Some(release);
+                    break;
+                }
+                changed = wan.changed() => if changed.is_err() { return },
+            }
+        }
+        if write_paced(&mut to, &chunk.data, dir, shared, &mut mode, &wan)
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+/// Writes `data` within the link's bandwidth cap, holding it while the proxy is stalled.
+async fn write_paced(
+    to: &mut WriteHalf<'_>,
+    mut data: &[u8],
+    dir: Dir,
+    shared: &Shared,
+    mode: &mut watch::Receiver<ProxyMode>,
+    wan: &watch::Receiver<Wan>,
+) -> std::io::Result<()> {
+    while !data.is_empty() {
+        wait_not_stalled(mode).await;
+        let rate = wan.borrow().bytes_per_sec.filter(|r| *r > 0);
+        let Some(rate) = rate else {
+            return to.write_all(data).await;
+        };
+        // Pieces of about 20 ms of transmission keep the pace smooth.
+        let piece = data.len().min((rate / 50).clamp(1, 16 * 1024) as usize);
+        let done = shared.pacers[dir as usize]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reserve(piece, rate);
+        tokio::time::sleep_until(done.into()).await;
+        to.write_all(&data[..piece]).await?;
+        data = &data[piece..];
+    }
+    Ok(())
+}
+
+/// A small xorshift generator for jitter; quality does not matter, only spread.
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Self {
+        static SEQ: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        Self((t ^ SEQ.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)) | 1)
+    }
+
+    /// A number in `-1.0..=1.0`.
+    fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 52) as f64 - 1.0
     }
 }

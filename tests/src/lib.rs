@@ -13,7 +13,8 @@
 //! - [`MariaDb`]: a binlog-enabled (ROW, FULL image, GTID strict) MariaDB server with SQL helpers and
 //!   process faults (restart, kill -9, SIGSTOP/SIGCONT).
 //! - [`ZooKeeper`]: a standalone server or a 3-node ensemble with per-member faults.
-//! - [`FaultProxy`]: a TCP proxy that passes, stalls or cuts connections on command.
+//! - [`FaultProxy`]: a TCP proxy that passes, stalls or cuts connections on command, and emulates a
+//!   wide-area link ([`Wan`]: delay, jitter, bandwidth cap).
 //! - [`Redis`]: a Redis server (`redis-server` package) with an fsynced append-only file, process
 //!   faults, and a minimal RESP client ([`Redis::command`]).
 //! - [`TestCerts`]: a CA, server and client certificates made with `openssl`, for TLS tests.
@@ -36,7 +37,7 @@ mod zookeeper;
 
 pub use canal_server::{canal_server_bin, http_get, http_request, http_request_with, CanalServer};
 pub use error::{HarnessError, Result};
-pub use fault_proxy::{FaultProxy, ProxyMode};
+pub use fault_proxy::{FaultProxy, ProxyMode, Wan, MAX_IN_FLIGHT};
 pub use mariadb::{BinlogPosition, MariaDb, MariaDbOptions, ReplicationUser, RowMetadata};
 pub use ports::free_port;
 pub use process::{ManagedProcess, TestDir};
