@@ -12,7 +12,8 @@
 //! Main types:
 //! - [`MariaDb`]: a binlog-enabled (ROW, FULL image, GTID strict) MariaDB server with SQL helpers and
 //!   process faults (restart, kill -9, SIGSTOP/SIGCONT).
-//! - [`ZooKeeper`]: a standalone server or a 3-node ensemble with per-member faults.
+//! - [`ZooKeeper`]: a standalone server or a 3-node ensemble with per-member faults, or voters plus
+//!   observers, optionally at a remote site behind [`FaultProxy`] links.
 //! - [`FaultProxy`]: a TCP proxy that passes, stalls or cuts connections on command, and emulates a
 //!   wide-area link ([`Wan`]: delay, jitter, bandwidth cap).
 //! - [`Redis`]: a Redis server (`redis-server` package) with an fsynced append-only file, process

@@ -1,6 +1,19 @@
 //! Real ZooKeeper servers from Debian's `zookeeper` package, run with java directly: a standalone
 //! server or an ensemble, with a short tickTime so session expiry is quick in tests.
+//!
+//! An ensemble may have observers (non-voting members that serve clients and forward writes to the
+//! leader), optionally placed at a second site that reaches the voters only through
+//! [`FaultProxy`] links, so a test can put a WAN, a stall or a cut between the sites.
+//!
+//! How the site links work: every ZooKeeper connection between an observer and a voter is opened by
+//! the observer. On the quorum port the learner always connects to the leader. On the election port
+//! ZooKeeper keeps only connections opened by the larger server id and answers a connection from a
+//! smaller id by connecting back; observers get the largest ids, so a voter's attempt to reach an
+//! observer is dropped and the observer connects back. Hence only the observers' configs point at
+//! proxies (one per voter quorum port and one per voter election port); the voters' configs name
+//! the observers' real ports. Client ports are never proxied.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -8,6 +21,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::error::{io_err, HarnessError, Result};
+use crate::fault_proxy::{FaultProxy, Wan};
 use crate::ports::free_port;
 use crate::process::{find_program, tail, ManagedProcess, TestDir};
 
@@ -27,6 +41,7 @@ pub struct ZkMember {
     dir: TestDir,
     id: u32,
     client_port: u16,
+    observer: bool,
     config: PathBuf,
 }
 
@@ -34,6 +49,11 @@ impl ZkMember {
     /// The member's `myid` (1-based).
     pub fn id(&self) -> u32 {
         self.id
+    }
+
+    /// Whether it was configured as an observer (a non-voting member).
+    pub fn is_observer(&self) -> bool {
+        self.observer
     }
 
     /// Its client port on 127.0.0.1.
@@ -100,12 +120,31 @@ impl ZkMember {
     }
 
     /// Asks the server with the `srvr` four-letter word whether it serves clients; returns its mode
-    /// (`standalone`, `leader` or `follower`).
+    /// (`standalone`, `leader`, `follower` or `observer`), or `None` while it does not serve.
     pub fn mode(&self) -> Option<String> {
         let reply = four_letter(self.client_port, "srvr").ok()?;
         reply
             .lines()
             .find_map(|l| l.strip_prefix("Mode: ").map(|m| m.trim().to_string()))
+    }
+
+    /// The server's `mntr` four-letter word as a map (`zk_server_state`, `zk_packets_received`, …).
+    /// Fails while the server is down or does not serve clients (not in a quorum).
+    pub fn mntr(&self) -> Result<BTreeMap<String, String>> {
+        let what = format!("mntr on zookeeper:{}", self.client_port);
+        let reply = four_letter(self.client_port, "mntr").map_err(io_err(what.clone()))?;
+        let map: BTreeMap<String, String> = reply
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        if map.is_empty() {
+            return Err(HarnessError::Command {
+                what,
+                detail: reply.trim().to_string(),
+            });
+        }
+        Ok(map)
     }
 
     fn wait_ready(&mut self, deadline: Instant) -> Result<()> {
@@ -192,10 +231,21 @@ fn four_letter(port: u16, word: &str) -> std::io::Result<String> {
     Ok(out)
 }
 
-/// A ZooKeeper service: one standalone server or an ensemble. Dropping it kills every member.
+/// A ZooKeeper service: one standalone server or an ensemble. Dropping it kills every member and
+/// stops its site links.
 #[derive(Debug)]
 pub struct ZooKeeper {
     members: Vec<ZkMember>,
+    /// Proxies the observers use to reach the voters; empty unless started with remote observers.
+    links: Vec<FaultProxy>,
+}
+
+/// Ports of one member: client, quorum (learner to leader) and leader election.
+#[derive(Debug, Clone, Copy)]
+struct MemberPorts {
+    client: u16,
+    quorum: u16,
+    election: u16,
 }
 
 impl ZooKeeper {
@@ -210,12 +260,50 @@ impl ZooKeeper {
     }
 
     async fn start_ensemble_of(n: u32) -> Result<Self> {
-        let ports: Vec<(u16, u16, u16)> = (0..n)
-            .map(|_| (free_port(), free_port(), free_port()))
+        Self::start_layout(n, 0, false).await
+    }
+
+    /// Starts `voters` voting members (ids `1..=voters`) and `observers` observers (the next ids),
+    /// and waits until every member serves clients: voters as leader or followers, observers synced
+    /// with the leader. Observers serve reads themselves and forward writes to the leader.
+    pub async fn start_with_observers(voters: u32, observers: u32) -> Result<Self> {
+        Self::start_layout(voters, observers, false).await
+    }
+
+    /// Like [`ZooKeeper::start_with_observers`], with the observers at a remote site: every
+    /// connection between an observer and a voter goes through one of [`ZooKeeper::site_links`]
+    /// (one proxy per voter quorum port and per voter election port), so the test can slow, stall
+    /// or cut the link between the sites. Clients reach every member directly.
+    pub async fn start_with_remote_observers(voters: u32, observers: u32) -> Result<Self> {
+        Self::start_layout(voters, observers, true).await
+    }
+
+    async fn start_layout(voters: u32, observers: u32, remote_observers: bool) -> Result<Self> {
+        let n = voters + observers;
+        let ports: Vec<MemberPorts> = (0..n)
+            .map(|_| MemberPorts {
+                client: free_port(),
+                quorum: free_port(),
+                election: free_port(),
+            })
             .collect();
+        // What observers dial for each voter: its own ports, or proxies to them.
+        let mut links = Vec::new();
+        let mut seen_by_observers = ports.clone();
+        if remote_observers {
+            for p in seen_by_observers.iter_mut().take(voters as usize) {
+                let quorum = FaultProxy::start(([127, 0, 0, 1], p.quorum).into())?;
+                let election = FaultProxy::start(([127, 0, 0, 1], p.election).into())?;
+                p.quorum = quorum.port();
+                p.election = election.port();
+                links.push(quorum);
+                links.push(election);
+            }
+        }
         let mut members = Vec::new();
         for id in 1..=n {
-            let (client_port, _, _) = ports[(id - 1) as usize];
+            let client_port = ports[(id - 1) as usize].client;
+            let observer = id > voters;
             let dir = TestDir::new(&format!("zk{id}"))?;
             let data = dir.path().join("data");
             std::fs::create_dir_all(&data).map_err(io_err("create zookeeper data dir"))?;
@@ -230,8 +318,18 @@ impl ZooKeeper {
             if n > 1 {
                 std::fs::write(data.join("myid"), format!("{id}\n"))
                     .map_err(io_err("write myid"))?;
-                for (i, (_, peer, election)) in ports.iter().enumerate() {
-                    cfg.push_str(&format!("server.{}=127.0.0.1:{peer}:{election}\n", i + 1));
+                if observer {
+                    cfg.push_str("peerType=observer\n");
+                }
+                let view = if observer { &seen_by_observers } else { &ports };
+                for (i, p) in view.iter().enumerate() {
+                    let role = if i as u32 >= voters { ":observer" } else { "" };
+                    cfg.push_str(&format!(
+                        "server.{}=127.0.0.1:{}:{}{role}\n",
+                        i + 1,
+                        p.quorum,
+                        p.election
+                    ));
                 }
             }
             let config = dir.path().join("zoo.cfg");
@@ -241,6 +339,7 @@ impl ZooKeeper {
                 dir,
                 id,
                 client_port,
+                observer,
                 config,
             });
         }
@@ -248,7 +347,7 @@ impl ZooKeeper {
             m.launch()?;
         }
         let deadline = Instant::now() + START_TIMEOUT;
-        let mut zk = ZooKeeper { members };
+        let mut zk = ZooKeeper { members, links };
         blocking(|| {
             zk.members
                 .iter_mut()
@@ -269,6 +368,19 @@ impl ZooKeeper {
     /// The members, in `myid` order.
     pub fn members(&self) -> &[ZkMember] {
         &self.members
+    }
+
+    /// The proxies between the remote observers and the voters (quorum then election port of each
+    /// voter, in id order); empty unless started with [`ZooKeeper::start_with_remote_observers`].
+    pub fn site_links(&self) -> &[FaultProxy] {
+        &self.links
+    }
+
+    /// Puts `wan` on every site link (both directions as in `wan`: up is observer to voter).
+    pub fn set_site_wan(&self, wan: Wan) {
+        for link in &self.links {
+            link.set_wan(wan);
+        }
     }
 
     /// Member `i` (0-based) for faults.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use harness::{FaultProxy, MariaDb, MariaDbOptions, Redis, RespValue, RowMetadata, ZooKeeper};
+use harness::{FaultProxy, MariaDb, MariaDbOptions, Redis, RespValue, RowMetadata, Wan, ZooKeeper};
 use mysql_async::prelude::Queryable;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,6 +256,177 @@ async fn zookeeper_ensemble_survives_one_member_kill_and_restart() {
     assert!(back);
     let (data, _) = client.get_data("/b").await.unwrap();
     assert_eq!(data, b"2");
+}
+
+/// `zk_packets_received` from a member's `mntr`.
+fn packets_received(m: &harness::ZkMember) -> u64 {
+    let mntr = m.mntr().expect("mntr");
+    mntr.get("zk_packets_received")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no zk_packets_received in {mntr:?}"))
+}
+
+async fn client_of(addr: &str) -> zookeeper_client::Client {
+    zookeeper_client::Client::connector()
+        .with_session_timeout(Duration::from_secs(10))
+        .with_connection_timeout(Duration::from_secs(5))
+        .connect(addr)
+        .await
+        .expect("connect")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_observer_serves_reads_and_forwards_writes() {
+    harness::init_tracing();
+    let zk = ZooKeeper::start_with_observers(3, 2)
+        .await
+        .expect("start 3 voters + 2 observers");
+    let members = zk.members();
+    assert_eq!(members.len(), 5);
+    let ids: Vec<u32> = members.iter().map(|m| m.id()).collect();
+    assert_eq!(ids, vec![1, 2, 3, 4, 5]);
+    let mut voter_modes: Vec<String> = members[..3]
+        .iter()
+        .map(|m| m.mode().expect("voter serves"))
+        .collect();
+    voter_modes.sort();
+    assert_eq!(voter_modes, vec!["follower", "follower", "leader"]);
+    for m in &members[3..] {
+        assert!(m.is_observer());
+        assert_eq!(m.mode().as_deref(), Some("observer"));
+    }
+    assert!(members[..3].iter().all(|m| !m.is_observer()));
+
+    let observer = &members[3];
+    let mntr = observer.mntr().expect("mntr on observer");
+    assert_eq!(
+        mntr.get("zk_server_state").map(String::as_str),
+        Some("observer")
+    );
+    let before = packets_received(observer);
+
+    // A client that knows only the observer: reads are served there, writes go via the leader.
+    let client = client_of(&observer.addr()).await;
+    let persistent =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    client
+        .create("/via-observer", b"v1", &persistent)
+        .await
+        .expect("create through observer");
+    let (data, stat) = client.get_data("/via-observer").await.unwrap();
+    assert_eq!(data, b"v1");
+    client
+        .set_data("/via-observer", b"v2", Some(stat.version))
+        .await
+        .expect("set through observer");
+    for _ in 0..5 {
+        let (data, _) = client.get_data("/via-observer").await.unwrap();
+        assert_eq!(data, b"v2");
+    }
+    let after = packets_received(observer);
+    assert!(
+        after >= before + 7,
+        "observer received {before} -> {after} packets"
+    );
+
+    // The write is in the ensemble, not only on the observer: the leader has it.
+    let leader = zk.leader().expect("a leader");
+    assert_eq!(
+        members[leader]
+            .mntr()
+            .unwrap()
+            .get("zk_server_state")
+            .map(String::as_str),
+        Some("leader")
+    );
+    let on_leader = client_of(&members[leader].addr()).await;
+    let (data, _) = on_leader.get_data("/via-observer").await.unwrap();
+    assert_eq!(data, b"v2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_remote_observer_reaches_voters_only_through_site_links() {
+    harness::init_tracing();
+    let mut zk = ZooKeeper::start_with_remote_observers(3, 1)
+        .await
+        .expect("start 3 voters + 1 remote observer");
+    // One proxy per voter quorum port and per voter election port.
+    assert_eq!(zk.site_links().len(), 6);
+    assert_eq!(zk.members()[3].mode().as_deref(), Some("observer"));
+    // The observer followed the leader through the leader's quorum-port link and took part in the
+    // election through every voter's election-port link.
+    let accepted: Vec<usize> = zk
+        .site_links()
+        .iter()
+        .map(|l| l.accepted_connections())
+        .collect();
+    let leader = zk.leader().expect("a leader");
+    assert!(accepted[2 * leader] > 0, "quorum links {accepted:?}");
+    assert!(
+        accepted.iter().skip(1).step_by(2).all(|n| *n > 0),
+        "election links {accepted:?}"
+    );
+
+    // 50 ms each way between the sites: a write through the observer crosses the link twice
+    // (request to the leader, commit back); a read stays at the observer's site.
+    zk.set_site_wan(Wan::symmetric(Duration::from_millis(50)));
+    let client = client_of(&zk.members()[3].addr()).await;
+    let persistent =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    let start = std::time::Instant::now();
+    client
+        .create("/remote", b"1", &persistent)
+        .await
+        .expect("create through remote observer");
+    let write = start.elapsed();
+    assert!(
+        write >= Duration::from_millis(100),
+        "write over the WAN took {write:?}"
+    );
+    assert!(write < Duration::from_secs(10), "write took {write:?}");
+    let (data, _) = client.get_data("/remote").await.unwrap();
+    assert_eq!(data, b"1");
+
+    // Link stalled: the observer loses the leader and stops serving; the voters go on.
+    for link in zk.site_links() {
+        link.stall();
+    }
+    let mut lost = false;
+    for _ in 0..300 {
+        if zk.members()[3].mode().is_none() {
+            lost = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(lost, "observer kept serving with its site cut off");
+    let leader = zk.leader().expect("voters keep a leader");
+    let on_leader = client_of(&zk.members()[leader].addr()).await;
+    on_leader
+        .create("/written-while-cut-off", b"2", &persistent)
+        .await
+        .expect("voters accept writes");
+
+    // Link back: the observer rejoins and catches up.
+    for link in zk.site_links() {
+        link.pass();
+    }
+    let mut back = false;
+    for _ in 0..600 {
+        if zk.members()[3].mode().as_deref() == Some("observer") {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "observer did not rejoin after the link came back");
+    let again = client_of(&zk.members()[3].addr()).await;
+    let (data, _) = again.get_data("/written-while-cut-off").await.unwrap();
+    assert_eq!(data, b"2");
+
+    // A restarted observer finds the voters through the links again.
+    zk.member_mut(3).restart().await.expect("restart observer");
+    assert_eq!(zk.members()[3].mode().as_deref(), Some("observer"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
