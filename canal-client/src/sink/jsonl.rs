@@ -2,6 +2,10 @@
 //!
 //! A batch is written and flushed before it is acked; an output that cannot be written (a closed
 //! pipe) stops the run without acking.
+//!
+//! Each batch is built in one buffer and handed to the writer in one `write_all`, then flushed.
+//! JSON lines are written straight from the entries ([`write_flat_json_lines`]), the same bytes as
+//! [`FlatMessage::to_json`] without building the messages.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -9,7 +13,8 @@ use std::io::Write;
 use tokio_util::sync::CancellationToken;
 
 use super::{Batch, Sink, SinkError};
-use crate::flat::FlatMessage;
+use crate::flat::{write_flat_json_lines, FlatMessage};
+use crate::view::ViewError;
 
 /// Output shape of [`Tail`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +29,16 @@ pub enum TailFormat {
 pub struct Tail<W: Write + Send> {
     out: W,
     format: TailFormat,
+    /// The batch being written; as large as the largest batch so far.
+    buf: Vec<u8>,
+    /// One table line.
     line: String,
+}
+
+/// Why a batch was not written.
+enum WriteError {
+    Entry(ViewError),
+    Output(std::io::Error),
 }
 
 impl<W: Write + Send> Tail<W> {
@@ -33,6 +47,7 @@ impl<W: Write + Send> Tail<W> {
         Self {
             out,
             format,
+            buf: Vec::new(),
             line: String::new(),
         }
     }
@@ -42,19 +57,28 @@ impl<W: Write + Send> Tail<W> {
         self.out
     }
 
-    fn write_batch(&mut self, batch: &Batch<'_>) -> std::io::Result<()> {
-        for m in batch.messages {
-            self.line.clear();
-            match self.format {
-                TailFormat::Json => self.line.push_str(&m.to_json()),
-                TailFormat::Table => table_lines(m, &mut self.line),
+    fn write_batch(&mut self, batch: &Batch<'_>) -> Result<(), WriteError> {
+        self.buf.clear();
+        match self.format {
+            TailFormat::Json => {
+                write_flat_json_lines(batch.id, batch.entries, batch.ts, &mut self.buf)
+                    .map_err(WriteError::Entry)?;
             }
-            if !self.line.ends_with('\n') {
-                self.line.push('\n');
+            TailFormat::Table => {
+                for m in batch.messages {
+                    self.line.clear();
+                    table_lines(m, &mut self.line);
+                    if !self.line.ends_with('\n') {
+                        self.line.push('\n');
+                    }
+                    self.buf.extend_from_slice(self.line.as_bytes());
+                }
             }
-            self.out.write_all(self.line.as_bytes())?;
         }
-        self.out.flush()
+        self.out
+            .write_all(&self.buf)
+            .and_then(|()| self.out.flush())
+            .map_err(WriteError::Output)
     }
 }
 
@@ -63,13 +87,20 @@ impl<W: Write + Send> Sink for Tail<W> {
         "tail"
     }
 
+    fn reads_messages(&self) -> bool {
+        self.format == TailFormat::Table
+    }
+
     async fn deliver(
         &mut self,
         batch: &Batch<'_>,
         _stop: &CancellationToken,
     ) -> Result<(), SinkError> {
-        self.write_batch(batch)
-            .map_err(|e| SinkError::Fatal(format!("writing the output: {e}")))
+        self.write_batch(batch).map_err(|e| match e {
+            // What `run` reports when it cannot build a batch's messages.
+            WriteError::Entry(e) => SinkError::Fatal(format!("batch {}: {e}", batch.id)),
+            WriteError::Output(e) => SinkError::Fatal(format!("writing the output: {e}")),
+        })
     }
 }
 
