@@ -60,8 +60,7 @@ type Span = (Range<usize>, Range<usize>);
 struct Scratch<'a> {
     /// Every column of the entry's rows: per row its before image, then its after image.
     cols: Vec<ColumnRef<'a>>,
-    /// One row's images as read, before they are appended to `cols`.
-    before: Vec<ColumnRef<'a>>,
+    /// One row's after image as read, before it is appended to `cols`.
     after: Vec<ColumnRef<'a>>,
     spans: Vec<Span>,
     types: Types<'a>,
@@ -109,7 +108,6 @@ fn write_entry<'a>(
     // a heartbeat are read too: prost checks them, so they can make the entry an error.
     let Scratch {
         cols,
-        before,
         after,
         spans,
         types,
@@ -119,11 +117,10 @@ fn write_entry<'a>(
     spans.clear();
     types.0.clear();
     for row in &change.rows {
-        before.clear();
         after.clear();
-        wire::read_row(row, before, after)?;
-        let b = cols.len()..cols.len() + before.len();
-        cols.extend_from_slice(before);
+        let b = cols.len();
+        wire::read_row(row, cols, after)?;
+        let b = b..cols.len();
         let a = cols.len()..cols.len() + after.len();
         cols.extend_from_slice(after);
         spans.push((b, a));
@@ -305,13 +302,15 @@ static ESCAPE: [u8; 256] = {
 fn string(out: &mut Vec<u8>, s: &[u8]) {
     out.reserve(s.len() + 2);
     out.push(b'"');
-    let mut start = 0;
-    for (i, &b) in s.iter().enumerate() {
+    let mut rest = s;
+    loop {
+        let clean = clean_prefix(rest);
+        out.extend_from_slice(&rest[..clean]);
+        let Some((&b, tail)) = rest[clean..].split_first() else {
+            break;
+        };
+        rest = tail;
         let escape = ESCAPE[usize::from(b)];
-        if escape == 0 {
-            continue;
-        }
-        out.extend_from_slice(&s[start..i]);
         if escape == b'u' {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             out.extend_from_slice(&[
@@ -325,10 +324,37 @@ fn string(out: &mut Vec<u8>, s: &[u8]) {
         } else {
             out.extend_from_slice(&[b'\\', escape]);
         }
-        start = i + 1;
     }
-    out.extend_from_slice(&s[start..]);
     out.push(b'"');
+}
+
+/// How many leading bytes of `s` need no escape: eight at a time while whole words are clean,
+/// then byte by byte.
+#[inline]
+fn clean_prefix(s: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Whether some byte of `v` is below `n` (n ≤ 128): a borrow starts only at such a byte.
+    let below = |v: u64, n: u8| v.wrapping_sub(ONES * u64::from(n)) & !v & HIGH != 0;
+    let mut i = 0;
+    for chunk in s.chunks_exact(8) {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let v = u64::from_le_bytes(word);
+        // Control characters, or a byte equal to `"` or `\\` (zero after the xor).
+        if below(v, 0x20)
+            || below(v ^ (ONES * u64::from(b'"')), 1)
+            || below(v ^ (ONES * u64::from(b'\\')), 1)
+        {
+            break;
+        }
+        i += 8;
+    }
+    i + s[i..]
+        .iter()
+        .position(|&b| ESCAPE[usize::from(b)] != 0)
+        .unwrap_or(s.len() - i)
 }
 
 /// `n` as serde_json writes it.

@@ -72,6 +72,18 @@ impl<'a> Fields<'a> {
         Ok(head)
     }
 
+    /// Consumes the one-byte key `key` if it comes next.
+    #[inline(always)]
+    fn eat(&mut self, key: u8) -> bool {
+        match self.buf.split_first() {
+            Some((&k, rest)) if k == key => {
+                self.buf = rest;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// A length-delimited payload.
     #[inline(always)]
     fn payload(&mut self) -> Result<&'a [u8]> {
@@ -234,27 +246,38 @@ impl<'a> ColumnRef<'a> {
     fn read(buf: &'a [u8]) -> Result<Self> {
         let mut c = ColumnRef::default();
         let mut f = Fields::new(buf);
-        // The server writes one-byte keys with the expected wire types; those are read inline.
-        // Anything else goes through `Fields::next`.
-        while let Some((&key, rest)) = f.buf.split_first() {
-            let at = f.buf;
-            f.buf = rest;
-            match key {
-                0x08 | 0x48 => {
-                    f.varint()?;
-                }
-                0x10 => c.sql_type = f.varint()? as i32,
-                0x1a => c.name = f.text()?,
-                0x20 => c.is_key = f.varint()? != 0,
-                0x28 => c.updated = f.varint()? != 0,
-                0x30 => c.is_null = f.varint()? != 0,
-                0x42 => c.value = f.text()?,
-                0x52 => c.mysql_type = f.text()?,
-                _ => {
-                    f.buf = at;
-                    c.read_field(&mut f)?;
-                }
-            }
+        // The fields in the order canal-server (and Canal) write them, each optional, as
+        // straight-line code; from the first field out of that order on, the general loop. Either
+        // way every field is read once, in wire order.
+        if f.eat(0x08) {
+            f.varint()?;
+        }
+        if f.eat(0x10) {
+            c.sql_type = f.varint()? as i32;
+        }
+        if f.eat(0x1a) {
+            c.name = f.text()?;
+        }
+        if f.eat(0x20) {
+            c.is_key = f.varint()? != 0;
+        }
+        if f.eat(0x28) {
+            c.updated = f.varint()? != 0;
+        }
+        if f.eat(0x30) {
+            c.is_null = f.varint()? != 0;
+        }
+        if f.eat(0x42) {
+            c.value = f.text()?;
+        }
+        if f.eat(0x48) {
+            f.varint()?;
+        }
+        if f.eat(0x52) {
+            c.mysql_type = f.text()?;
+        }
+        while !f.buf.is_empty() {
+            c.read_field(&mut f)?;
         }
         Ok(c)
     }
@@ -290,21 +313,19 @@ pub(crate) fn read_row<'a>(
     after: &mut Vec<ColumnRef<'a>>,
 ) -> Result<()> {
     let mut f = Fields::new(buf);
-    while let Some((&key, rest)) = f.buf.split_first() {
-        let at = f.buf;
-        f.buf = rest;
-        match key {
-            0x0a => before.push(ColumnRef::read(f.payload()?)?),
-            0x12 => after.push(ColumnRef::read(f.payload()?)?),
-            _ => {
-                f.buf = at;
-                match f.next()? {
-                    Some((1, v)) => before.push(ColumnRef::read(bytes(v)?)?),
-                    Some((2, v)) => after.push(ColumnRef::read(bytes(v)?)?),
-                    Some((3, v)) => check_pair(v)?,
-                    _ => {}
-                }
-            }
+    // Before columns then after columns, as written; anything else through the general loop.
+    while f.eat(0x0a) {
+        before.push(ColumnRef::read(f.payload()?)?);
+    }
+    while f.eat(0x12) {
+        after.push(ColumnRef::read(f.payload()?)?);
+    }
+    while let Some((field, v)) = f.next()? {
+        match field {
+            1 => before.push(ColumnRef::read(bytes(v)?)?),
+            2 => after.push(ColumnRef::read(bytes(v)?)?),
+            3 => check_pair(v)?,
+            _ => {}
         }
     }
     Ok(())

@@ -586,9 +586,113 @@ fn strings_escape_as_serde_json() {
         ]
         .map(String::from),
     );
+    // Every escape at every offset of a string longer than the eight-byte scan.
+    for c in ['"', '\\', '\n', '\u{1}', '\u{1f}', 'ü', '\u{7f}'] {
+        for at in 0..20 {
+            let mut s: String = "abcdefghijklmnopqrst".into();
+            s.insert(at, c);
+            samples.push(s);
+        }
+    }
     for s in samples {
         let mut out = Vec::new();
         super::string(&mut out, s.as_bytes());
         assert_eq!(out, serde_json::to_vec(&s).unwrap(), "{s:?}");
     }
+}
+
+/// Not a check: ns per row of both paths on batches shaped like the e2e bench's (a 9-column
+/// table; inserts, updates with both images, deletes). `cargo test --release -p canal-client
+/// --lib flat::json::tests::speed -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn speed() {
+    let row = |n: u32| {
+        vec![
+            key(col("id", Some(&n.to_string()), -5, "bigint(20)")),
+            col("customer_id", Some(&(n % 50_000).to_string()), 4, "int(11)"),
+            col(
+                "email",
+                Some(&format!("customer-{n}@0123456789ab.example.com")),
+                12,
+                "varchar(64)",
+            ),
+            col("amount", Some("123.99"), 3, "decimal(12,2)"),
+            col(
+                "created_at",
+                Some("2024-01-01 00:00:01.234"),
+                93,
+                "datetime(3)",
+            ),
+            col("updated_at", Some("2023-11-14 22:13:20"), 93, "timestamp"),
+            col(
+                "note",
+                (n % 10 != 0)
+                    .then_some("order note 1: c4ca4238c4ca4238")
+                    .as_deref(),
+                2005,
+                "text",
+            ),
+            col("flag", Some("1"), -6, "tinyint(4)"),
+            col(
+                "status",
+                Some("paid"),
+                4,
+                "enum('new','paid','shipped','delivered','cancelled')",
+            ),
+        ]
+    };
+    let entry = |et: EventType, base: u32| {
+        let rows = (base..base + 50)
+            .map(|n| match et {
+                EventType::Insert => RowData {
+                    after_columns: row(n),
+                    ..Default::default()
+                },
+                EventType::Delete => RowData {
+                    before_columns: row(n),
+                    ..Default::default()
+                },
+                _ => RowData {
+                    before_columns: row(n),
+                    after_columns: row(n + 1)
+                        .into_iter()
+                        .map(|c| if c.name() == "amount" { updated(c) } else { c })
+                        .collect(),
+                    ..Default::default()
+                },
+            })
+            .collect();
+        rowdata(
+            Some(header("bench", "orders", 1, Some(et))),
+            change(et, rows).encode_to_vec(),
+        )
+    };
+    let entries: Vec<Entry> = (0..200u32)
+        .map(|i| {
+            entry(
+                [
+                    EventType::Insert,
+                    EventType::Update,
+                    EventType::Update,
+                    EventType::Delete,
+                ][i as usize % 4],
+                i * 50,
+            )
+        })
+        .collect();
+    let rows = 200 * 50;
+    let mut out = Vec::new();
+    let t = std::time::Instant::now();
+    for _ in 0..20 {
+        out.clear();
+        write_flat_json_lines(1, &entries, 2, &mut out).unwrap();
+    }
+    let new = t.elapsed().as_nanos() as f64 / (20 * rows) as f64;
+    let t = std::time::Instant::now();
+    for _ in 0..5 {
+        let _ = reference(1, &entries, 2).unwrap();
+    }
+    let old = t.elapsed().as_nanos() as f64 / (5 * rows) as f64;
+    println!("write_flat_json_lines {new:.0} ns/row, flat_messages + to_json {old:.0} ns/row, {} bytes/row", out.len() / rows);
 }
