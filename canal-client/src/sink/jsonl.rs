@@ -168,6 +168,103 @@ mod tests {
     use super::*;
     use crate::flat::{FlatRow, Ordered};
 
+    /// A writer that refuses everything, like a closed pipe.
+    struct Closed;
+
+    impl Write for Closed {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn batch_entries() -> Vec<canal_protocol::Entry> {
+        use canal_protocol::entry::{Column, Header, RowChange, RowData};
+        use canal_protocol::{EntryType, EventType};
+        use prost::Message as _;
+        let col = |name: &str, v: Option<&str>, key: bool| Column {
+            name: Some(name.into()),
+            value: v.map(Into::into),
+            is_null: Some(v.is_none()),
+            is_key: Some(key),
+            updated: Some(!key),
+            sql_type: Some(4),
+            mysql_type: Some("int(11)".into()),
+            ..Default::default()
+        };
+        let change = RowChange {
+            event_type: Some(EventType::Update as i32),
+            row_datas: vec![RowData {
+                before_columns: vec![col("id", Some("1"), true), col("n", None, false)],
+                after_columns: vec![col("id", Some("1"), true), col("n", Some("é\n"), false)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let row = canal_protocol::Entry {
+            header: Some(Header {
+                schema_name: Some("shop".into()),
+                table_name: Some("user".into()),
+                execute_time: Some(1_700_000_000_000),
+                ..Default::default()
+            }),
+            entry_type: Some(EntryType::Rowdata as i32),
+            store_value: Some(change.encode_to_vec().into()),
+        };
+        let begin = canal_protocol::Entry {
+            entry_type: Some(EntryType::Transactionbegin as i32),
+            ..Default::default()
+        };
+        vec![begin, row.clone(), row]
+    }
+
+    /// JSON lines are the flat messages' `to_json`, one per ROWDATA entry, in one write; the tail
+    /// does not ask `run` to build the messages.
+    #[tokio::test]
+    async fn json_lines_are_the_flat_messages() {
+        let entries = batch_entries();
+        let batch = Batch {
+            destination: "example",
+            id: 9,
+            entries: &entries,
+            ts: 1_700_000_000_123,
+            messages: &[],
+        };
+        let mut tail = Tail::new(Vec::new(), TailFormat::Json);
+        assert!(!tail.reads_messages());
+        tail.deliver(&batch, &CancellationToken::new())
+            .await
+            .unwrap();
+        let mut want = String::new();
+        for m in crate::flat::flat_messages(9, &entries, 1_700_000_000_123).unwrap() {
+            want.push_str(&m.to_json());
+            want.push('\n');
+        }
+        assert_eq!(String::from_utf8(tail.into_inner()).unwrap(), want);
+        assert!(Tail::new(Vec::new(), TailFormat::Table).reads_messages());
+    }
+
+    /// An output that cannot be written fails the batch (so it is not acked).
+    #[tokio::test]
+    async fn a_closed_output_fails_the_batch() {
+        let entries = batch_entries();
+        let batch = Batch {
+            destination: "example",
+            id: 9,
+            entries: &entries,
+            ts: 0,
+            messages: &[],
+        };
+        let mut tail = Tail::new(Closed, TailFormat::Json);
+        let err = tail.deliver(&batch, &CancellationToken::new()).await;
+        assert!(
+            matches!(&err, Err(SinkError::Fatal(m)) if m.starts_with("writing the output")),
+            "{err:?}"
+        );
+    }
+
     #[test]
     fn time_text() {
         assert_eq!(format_time(0), "1970-01-01 00:00:00.000");

@@ -627,9 +627,7 @@ fn speed() {
             col("updated_at", Some("2023-11-14 22:13:20"), 93, "timestamp"),
             col(
                 "note",
-                (n % 10 != 0)
-                    .then_some("order note 1: c4ca4238c4ca4238")
-                    .as_deref(),
+                (n % 10 != 0).then_some("order note 1: c4ca4238c4ca4238"),
                 2005,
                 "text",
             ),
