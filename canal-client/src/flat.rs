@@ -10,6 +10,14 @@
 //!   an entry, so a later row could list columns it did not change).
 //! * `old` stays aligned with `data`: an UPDATE row that changed nothing gets
 //!   `{}` (Canal drops it, shifting every later row).
+//!
+//! [`FlatMessage`] is the message as a value (webhook bodies, the table view);
+//! [`write_flat_json_lines`] writes the same JSON straight from the entries' bytes, for `tail`.
+
+mod json;
+mod wire;
+
+pub use json::write_flat_json_lines;
 
 use canal_protocol::{Entry, EntryType, EventType};
 use prost::Message as _;
@@ -128,6 +136,65 @@ impl FlatMessage {
         // Serializing plain strings, numbers and maps cannot fail.
         serde_json::to_string(self).unwrap_or_default()
     }
+}
+
+/// What the flat messages of a batch add up to: counters and lag of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchSummary {
+    /// Flat messages (ROWDATA entries other than heartbeats).
+    pub messages: u64,
+    /// Rows in their `data`.
+    pub rows: u64,
+    /// The largest `es` above 0, if any.
+    pub newest_es: Option<i64>,
+}
+
+impl BatchSummary {
+    /// The summary of built messages.
+    pub fn of(messages: &[FlatMessage]) -> Self {
+        let mut s = Self::default();
+        for m in messages {
+            s.add(m.data.as_ref().map_or(0, Vec::len) as u64, m.es);
+        }
+        s
+    }
+
+    fn add(&mut self, rows: u64, es: i64) {
+        self.messages += 1;
+        self.rows += rows;
+        if es > 0 {
+            self.newest_es = Some(self.newest_es.map_or(es, |n| n.max(es)));
+        }
+    }
+}
+
+/// The [`BatchSummary`] of `entries` without building their messages: only each RowChange's top
+/// level is read. An entry that [`flat_message`] would refuse for its top level is refused the
+/// same way; one whose rows are malformed is counted (writing it fails later).
+pub fn summarize(batch_id: i64, entries: &[Entry]) -> Result<BatchSummary, ViewError> {
+    let mut s = BatchSummary::default();
+    for entry in entries {
+        if entry.entry_type() != EntryType::Rowdata {
+            continue;
+        }
+        let header = entry.header.as_ref();
+        let es = header.map_or(0, |h| h.execute_time());
+        match wire::RowChangeRef::read(entry.store_value.as_deref().unwrap_or_default()) {
+            Ok(change) => {
+                if change.event_type(header.and_then(|h| h.event_type)) == EventType::Mheartbeat {
+                    continue;
+                }
+                let rows = if change.is_ddl { 0 } else { change.rows.len() };
+                s.add(rows as u64, es);
+            }
+            Err(wire::Unsupported) => {
+                if let Some(m) = flat_message(batch_id, entry, 0)? {
+                    s.add(m.data.as_ref().map_or(0, Vec::len) as u64, m.es);
+                }
+            }
+        }
+    }
+    Ok(s)
 }
 
 /// Milliseconds since the epoch, for `ts`.

@@ -114,7 +114,9 @@ pub use consume::{ConsumeError, ConsumeOptions, HandlerErrorPolicy, EMPTY_POLL_P
 pub use error::{
     ClientError, ClusterError, Op, ProtocolError, UnknownDestination, UNKNOWN_DESTINATION_ANSWERS,
 };
-pub use flat::{flat_message, flat_messages, FlatMessage, FlatRow};
+pub use flat::{
+    flat_message, flat_messages, write_flat_json_lines, BatchSummary, FlatMessage, FlatRow,
+};
 pub use tls::ClientTls;
 /// Re-exported for [`SimpleConnector::consume`]'s shutdown signal.
 pub use tokio_util::sync::CancellationToken;

@@ -230,10 +230,8 @@ async fn run_command(command: Command) -> Result<()> {
                 Format::Json => TailFormat::Json,
                 Format::Table => TailFormat::Table,
             };
-            let mut sink = Tail::new(
-                std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()),
-                format,
-            );
+            // Tail hands over each batch in one write; a BufWriter would only copy it again.
+            let mut sink = Tail::new(std::io::stdout(), format);
             consume(source, &mut sink).await
         }
         Command::Webhook {

@@ -24,6 +24,13 @@
 //!    BENCH_LAT_POLL_MS = 1 ms)` and records when each row arrived. Reported from the INSERT being
 //!    sent (an upper bound: it includes the commit) and from the writer seeing the commit's OK.
 //!
+//! With `BENCH_TAIL=1`, each run also measures the `canal-client tail` command (the release binary,
+//! `BENCH_TAIL_BIN`, default `$CARGO_TARGET_DIR/release/canal-client`; build it first with
+//! `cargo build --release -p canal-client`) against a fresh server: JSON lines to /dev/null, default
+//! batch size, `--poll-ms 10`, the clock from spawning the server to its metrics counting every
+//! row change as written and acked. `BENCH_TAIL_BASE_BIN` measures a second build (e.g. the one
+//! before a change) in the same runs, interleaved. The table gets a `tail ÷ reader` column.
+//!
 //! docs/PERFORMANCE.md gets its section (between the `e2e:begin`/`e2e:end` markers; other sections
 //! are left alone) when the workload has at least 1 M row changes and both baselines ran. Knobs as
 //! in the decode bench: `BENCH_TABLE_ROWS`, `BENCH_RUNS`, `BENCH_PYTHON`, `BENCH_SKIP_PYTHON=1`,
@@ -42,6 +49,7 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use canal_client::{ConnectorOptions, SimpleConnector};
 use canal_protocol::entry::{Entry, EntryType, EventType, RowChange};
+use common::tail::{default_tail_bin, TailProcess, TAIL_POLL_MS};
 use common::*;
 use harness::bench::{
     cpu_secs, env_flag, env_num, group, log_tail, nearest_rank, own_cpu_secs, root_opts, tree_text,
@@ -84,6 +92,14 @@ struct OursSample {
     first_batch: f64,
 }
 
+/// One run of `canal-client tail`.
+#[derive(Debug, Clone, Copy)]
+struct TailSample {
+    sample: Sample,
+    server_cpu: f64,
+    tail_cpu: f64,
+}
+
 /// Latency percentiles in µs.
 #[derive(Debug, Clone, Copy)]
 struct Percentiles {
@@ -120,6 +136,25 @@ fn run() -> Result<()> {
     let skip_python = only_ours || env_flag("BENCH_SKIP_PYTHON");
     let skip_latency = env_flag("BENCH_SKIP_LATENCY");
     let skip_throughput = env_flag("BENCH_SKIP_THROUGHPUT");
+    // `canal-client tail` builds to measure: the current one, then an optional base to compare.
+    let mut tails: Vec<(&str, PathBuf)> = Vec::new();
+    if env_flag("BENCH_TAIL") {
+        let bin = std::env::var_os("BENCH_TAIL_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| default_tail_bin(&target));
+        tails.push(("`canal-client tail`", bin));
+        if let Some(base) = std::env::var_os("BENCH_TAIL_BASE_BIN") {
+            tails.push(("`canal-client tail` (base build)", PathBuf::from(base)));
+        }
+        for (_, bin) in &tails {
+            if !bin.is_file() {
+                bail!(
+                    "{} is missing: build it with `cargo build --release -p canal-client`",
+                    bin.display()
+                );
+            }
+        }
+    }
     if table_rows < 40 || table_rows % 4 != 0 {
         bail!("BENCH_TABLE_ROWS must be a multiple of 4, at least 40");
     }
@@ -174,6 +209,7 @@ fn run() -> Result<()> {
         let mut ours: [Vec<OursSample>; 2] = [Vec::new(), Vec::new()];
         let mut binlog = Vec::new();
         let mut py = Vec::new();
+        let mut tail_runs: Vec<Vec<TailSample>> = vec![Vec::new(); tails.len()];
         for run in 0..runs {
             for (k, &decode) in modes.iter().enumerate() {
                 let id = 9100 + run as u32 * 10 + k as u32 * 2;
@@ -198,6 +234,25 @@ fn run() -> Result<()> {
                 );
                 ours[usize::from(decode)].push(s);
             }
+            for (k, (name, bin)) in tails.iter().enumerate() {
+                let id = 9100 + run as u32 * 10 + 7 + k as u32;
+                let s = run_tail(
+                    &server_bin,
+                    bin,
+                    &Spec {
+                        server_id: id,
+                        ..spec.clone()
+                    },
+                )?;
+                eprintln!(
+                    "run {}: {name}  {}  server CPU {:.2} s, tail CPU {:.2} s",
+                    run + 1,
+                    show(&s.sample),
+                    s.server_cpu,
+                    s.tail_cpu
+                );
+                tail_runs[k].push(s);
+            }
             let id = 9100 + run as u32 * 10 + 5;
             if let Some(bin) = &mariadb_binlog {
                 let s = run_mariadb_binlog(time_bin, bin, &spec)?;
@@ -218,7 +273,16 @@ fn run() -> Result<()> {
                 py.push(s);
             }
         }
-        throughput = Some((spec, counts, gen_secs, binlog_bytes, ours, binlog, py));
+        throughput = Some((
+            spec,
+            counts,
+            gen_secs,
+            binlog_bytes,
+            ours,
+            binlog,
+            py,
+            tail_runs,
+        ));
     }
 
     let latency = if skip_latency {
@@ -266,7 +330,7 @@ fn run() -> Result<()> {
     }
     let mut report = String::new();
     let mut complete = true;
-    if let Some((spec, counts, gen_secs, binlog_bytes, ours, binlog, py)) = &throughput {
+    if let Some((spec, counts, gen_secs, binlog_bytes, ours, binlog, py, tail_runs)) = &throughput {
         let mut table = String::new();
         let mut header = String::from("| reader | rows/s (median) | time (s) | peak RSS (MiB) |");
         let mut align = String::from("| --- | ---: | ---: | ---: |");
@@ -283,6 +347,17 @@ fn run() -> Result<()> {
             });
             align.push_str(" ---: |");
         }
+        // The current tail build's median, for its ratio column.
+        let tail_m: Vec<(&str, TailSample)> = tails
+            .iter()
+            .zip(tail_runs)
+            .filter(|(_, v)| !v.is_empty())
+            .map(|((name, _), v)| (*name, median_tail(v)))
+            .collect();
+        if !tail_m.is_empty() {
+            header.push_str(" tail ÷ reader |");
+            align.push_str(" ---: |");
+        }
         table.push_str(&format!("{header}\n{align}\n"));
         let mut rows: Vec<(String, Sample)> = ours_m
             .iter()
@@ -295,6 +370,12 @@ fn run() -> Result<()> {
                 (name.to_string(), o.sample)
             })
             .collect();
+        for (name, t) in &tail_m {
+            rows.push((
+                format!("**canal-server → {name}, JSON lines to /dev/null**"),
+                t.sample,
+            ));
+        }
         if !binlog.is_empty() {
             rows.push((
                 "`mariadb-binlog --read-from-remote-server --verbose`".into(),
@@ -311,11 +392,9 @@ fn run() -> Result<()> {
                 s.secs,
                 s.max_rss_kb as f64 / 1024.0,
             ));
-            for (_, o) in &ours_m {
-                table.push_str(&format!(
-                    " {:.2}× |",
-                    o.sample.rows_per_sec / s.rows_per_sec
-                ));
+            let firsts = ours_m.iter().map(|(_, o)| o.sample);
+            for ours in firsts.chain(tail_m.first().map(|(_, t)| t.sample)) {
+                table.push_str(&format!(" {:.2}× |", ours.rows_per_sec / s.rows_per_sec));
             }
             table.push('\n');
         }
@@ -340,6 +419,16 @@ fn run() -> Result<()> {
                 "- {what} (median run): server {:.2} s CPU, client {:.2} s CPU, {:.2} s wall \
                  (first batch at the client after {:.2} s), {} entries\n",
                 o.server_cpu, o.client_cpu, o.sample.secs, o.first_batch, o.entries
+            ));
+        }
+        for ((name, _), v) in tails.iter().zip(tail_runs) {
+            let samples: Vec<Sample> = v.iter().map(|t| t.sample).collect();
+            runs_text.push_str(&per_run(name, &samples));
+        }
+        for (name, t) in &tail_m {
+            cpu.push_str(&format!(
+                "- {name} (median run): server {:.2} s CPU, tail {:.2} s CPU, {:.2} s wall\n",
+                t.server_cpu, t.tail_cpu, t.sample.secs
             ));
         }
         if !binlog.is_empty() {
@@ -377,6 +466,19 @@ fn run() -> Result<()> {
              bench's: `mariadb-binlog` (wall time of the process, output to /dev/null) and \
              python-mysql-replication touching every value (time inside the script)."
         );
+        let how = if tail_m.is_empty() {
+            how
+        } else {
+            format!(
+                "{how} `canal-client tail` is the release binary run as \
+                 `canal-client tail --server … --destination example --poll-ms {TAIL_POLL_MS} \
+                 --metrics-addr …` (default batch size, JSON lines to /dev/null) once the server \
+                 accepts connections; the clock runs from spawning the server to the tail's \
+                 `canal_client_rows_total` (rows written, flushed and acked; polled every \
+                 {TAIL_POLL_MS} ms) reaching the workload's row changes; its peak RSS is the \
+                 tail's."
+            )
+        };
         report.push_str(&format!(
             "### Throughput\n\n{workload}\n\n{how}\n\n{table}\nrows/s of each run:\n\n{runs_text}\nCPU time:\n\n{cpu}"
         ));
@@ -453,6 +555,12 @@ fn run() -> Result<()> {
 /// other benches.
 const OTHER_WORK: &str =
     "nextest|cargo|rustc|fuzz|read_rows|mariadb-binlog|canal-server|decode-|e2e-";
+
+fn median_tail(v: &[TailSample]) -> TailSample {
+    let mut sorted = v.to_vec();
+    sorted.sort_by(|a, b| a.sample.rows_per_sec.total_cmp(&b.sample.rows_per_sec));
+    sorted[sorted.len() / 2]
+}
 
 fn median_ours(v: &[OursSample]) -> OursSample {
     let mut sorted = v.to_vec();
@@ -606,6 +714,42 @@ fn dml_rows(e: &Entry, decode: bool) -> Result<(u64, u64)> {
         }
         Ok((rc.row_datas.len() as u64, 0))
     }
+}
+
+/// Starts canal-server at the workload's start, then, once it accepts connections, the
+/// `canal-client tail` binary `tail_bin` against it; the clock runs from spawning the server to
+/// the tail's metrics counting every row change as written and acked.
+fn run_tail(server_bin: &Path, tail_bin: &Path, spec: &Spec) -> Result<TailSample> {
+    let started = Instant::now();
+    let server = Server::start(server_bin, spec, &spec.file, spec.start)?;
+    // The tail's reconnect backoff starts at 100 ms; do not make it pay for the server's start-up.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&server.addr).is_err() {
+        if Instant::now() > deadline {
+            bail!(
+                "canal-server does not accept connections: {}",
+                server.log_tail()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let dir = tempfile::tempdir()?;
+    let mut tail = TailProcess::start(tail_bin, &server.addr, dir.path())?;
+    tail.wait_rows(spec.rows, Duration::from_millis(TAIL_POLL_MS))?;
+    let secs = started.elapsed().as_secs_f64();
+    let (rss, tail_cpu) = tail.usage();
+    let server_cpu = server.usage().1;
+    drop(tail);
+    server.stop()?;
+    Ok(TailSample {
+        sample: Sample {
+            rows_per_sec: spec.rows as f64 / secs,
+            secs,
+            max_rss_kb: rss,
+        },
+        server_cpu,
+        tail_cpu,
+    })
 }
 
 /// Starts canal-server at the workload's start and consumes until every row change arrived.

@@ -2,6 +2,10 @@
 //!
 //! A batch is written and flushed before it is acked; an output that cannot be written (a closed
 //! pipe) stops the run without acking.
+//!
+//! Each batch is built in one buffer and handed to the writer in one `write_all`, then flushed.
+//! JSON lines are written straight from the entries ([`write_flat_json_lines`]), the same bytes as
+//! [`FlatMessage::to_json`] without building the messages.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -9,7 +13,8 @@ use std::io::Write;
 use tokio_util::sync::CancellationToken;
 
 use super::{Batch, Sink, SinkError};
-use crate::flat::FlatMessage;
+use crate::flat::{write_flat_json_lines, FlatMessage};
+use crate::view::ViewError;
 
 /// Output shape of [`Tail`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +29,16 @@ pub enum TailFormat {
 pub struct Tail<W: Write + Send> {
     out: W,
     format: TailFormat,
+    /// The batch being written; as large as the largest batch so far.
+    buf: Vec<u8>,
+    /// One table line.
     line: String,
+}
+
+/// Why a batch was not written.
+enum WriteError {
+    Entry(ViewError),
+    Output(std::io::Error),
 }
 
 impl<W: Write + Send> Tail<W> {
@@ -33,6 +47,7 @@ impl<W: Write + Send> Tail<W> {
         Self {
             out,
             format,
+            buf: Vec::new(),
             line: String::new(),
         }
     }
@@ -42,19 +57,28 @@ impl<W: Write + Send> Tail<W> {
         self.out
     }
 
-    fn write_batch(&mut self, batch: &Batch<'_>) -> std::io::Result<()> {
-        for m in batch.messages {
-            self.line.clear();
-            match self.format {
-                TailFormat::Json => self.line.push_str(&m.to_json()),
-                TailFormat::Table => table_lines(m, &mut self.line),
+    fn write_batch(&mut self, batch: &Batch<'_>) -> Result<(), WriteError> {
+        self.buf.clear();
+        match self.format {
+            TailFormat::Json => {
+                write_flat_json_lines(batch.id, batch.entries, batch.ts, &mut self.buf)
+                    .map_err(WriteError::Entry)?;
             }
-            if !self.line.ends_with('\n') {
-                self.line.push('\n');
+            TailFormat::Table => {
+                for m in batch.messages {
+                    self.line.clear();
+                    table_lines(m, &mut self.line);
+                    if !self.line.ends_with('\n') {
+                        self.line.push('\n');
+                    }
+                    self.buf.extend_from_slice(self.line.as_bytes());
+                }
             }
-            self.out.write_all(self.line.as_bytes())?;
         }
-        self.out.flush()
+        self.out
+            .write_all(&self.buf)
+            .and_then(|()| self.out.flush())
+            .map_err(WriteError::Output)
     }
 }
 
@@ -63,13 +87,20 @@ impl<W: Write + Send> Sink for Tail<W> {
         "tail"
     }
 
+    fn reads_messages(&self) -> bool {
+        self.format == TailFormat::Table
+    }
+
     async fn deliver(
         &mut self,
         batch: &Batch<'_>,
         _stop: &CancellationToken,
     ) -> Result<(), SinkError> {
-        self.write_batch(batch)
-            .map_err(|e| SinkError::Fatal(format!("writing the output: {e}")))
+        self.write_batch(batch).map_err(|e| match e {
+            // What `run` reports when it cannot build a batch's messages.
+            WriteError::Entry(e) => SinkError::Fatal(format!("batch {}: {e}", batch.id)),
+            WriteError::Output(e) => SinkError::Fatal(format!("writing the output: {e}")),
+        })
     }
 }
 
@@ -136,6 +167,103 @@ fn format_time(ms: i64) -> String {
 mod tests {
     use super::*;
     use crate::flat::{FlatRow, Ordered};
+
+    /// A writer that refuses everything, like a closed pipe.
+    struct Closed;
+
+    impl Write for Closed {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn batch_entries() -> Vec<canal_protocol::Entry> {
+        use canal_protocol::entry::{Column, Header, RowChange, RowData};
+        use canal_protocol::{EntryType, EventType};
+        use prost::Message as _;
+        let col = |name: &str, v: Option<&str>, key: bool| Column {
+            name: Some(name.into()),
+            value: v.map(Into::into),
+            is_null: Some(v.is_none()),
+            is_key: Some(key),
+            updated: Some(!key),
+            sql_type: Some(4),
+            mysql_type: Some("int(11)".into()),
+            ..Default::default()
+        };
+        let change = RowChange {
+            event_type: Some(EventType::Update as i32),
+            row_datas: vec![RowData {
+                before_columns: vec![col("id", Some("1"), true), col("n", None, false)],
+                after_columns: vec![col("id", Some("1"), true), col("n", Some("é\n"), false)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let row = canal_protocol::Entry {
+            header: Some(Header {
+                schema_name: Some("shop".into()),
+                table_name: Some("user".into()),
+                execute_time: Some(1_700_000_000_000),
+                ..Default::default()
+            }),
+            entry_type: Some(EntryType::Rowdata as i32),
+            store_value: Some(change.encode_to_vec().into()),
+        };
+        let begin = canal_protocol::Entry {
+            entry_type: Some(EntryType::Transactionbegin as i32),
+            ..Default::default()
+        };
+        vec![begin, row.clone(), row]
+    }
+
+    /// JSON lines are the flat messages' `to_json`, one per ROWDATA entry, in one write; the tail
+    /// does not ask `run` to build the messages.
+    #[tokio::test]
+    async fn json_lines_are_the_flat_messages() {
+        let entries = batch_entries();
+        let batch = Batch {
+            destination: "example",
+            id: 9,
+            entries: &entries,
+            ts: 1_700_000_000_123,
+            messages: &[],
+        };
+        let mut tail = Tail::new(Vec::new(), TailFormat::Json);
+        assert!(!tail.reads_messages());
+        tail.deliver(&batch, &CancellationToken::new())
+            .await
+            .unwrap();
+        let mut want = String::new();
+        for m in crate::flat::flat_messages(9, &entries, 1_700_000_000_123).unwrap() {
+            want.push_str(&m.to_json());
+            want.push('\n');
+        }
+        assert_eq!(String::from_utf8(tail.into_inner()).unwrap(), want);
+        assert!(Tail::new(Vec::new(), TailFormat::Table).reads_messages());
+    }
+
+    /// An output that cannot be written fails the batch (so it is not acked).
+    #[tokio::test]
+    async fn a_closed_output_fails_the_batch() {
+        let entries = batch_entries();
+        let batch = Batch {
+            destination: "example",
+            id: 9,
+            entries: &entries,
+            ts: 0,
+            messages: &[],
+        };
+        let mut tail = Tail::new(Closed, TailFormat::Json);
+        let err = tail.deliver(&batch, &CancellationToken::new()).await;
+        assert!(
+            matches!(&err, Err(SinkError::Fatal(m)) if m.starts_with("writing the output")),
+            "{err:?}"
+        );
+    }
 
     #[test]
     fn time_text() {

@@ -31,7 +31,10 @@ pub struct Batch<'a> {
     pub id: i64,
     /// The entries, in binlog order (transaction begin/end included).
     pub entries: &'a [Entry],
-    /// The batch's ROWDATA entries as Canal flat messages.
+    /// ms since the epoch when the batch was fetched: the `ts` of its flat messages.
+    pub ts: i64,
+    /// The batch's ROWDATA entries as Canal flat messages; empty when the sink said it does not
+    /// read them ([`Sink::reads_messages`]).
     pub messages: &'a [FlatMessage],
 }
 
@@ -51,6 +54,13 @@ pub enum SinkError {
 pub trait Sink: Send {
     /// A short name for metrics and logs (`tail`, `webhook`, `redis`).
     fn name(&self) -> &'static str;
+
+    /// Whether [`Sink::deliver`] reads [`Batch::messages`]. A sink that works from
+    /// [`Batch::entries`] alone says no, and [`run`] does not build the messages (building them
+    /// costs more than most sinks' own work).
+    fn reads_messages(&self) -> bool {
+        true
+    }
 
     /// Delivers `batch`, retrying the target as the sink's policy says. `Ok` means the batch is at
     /// the target (or, where configured, in the dead-letter file) and may be acked.

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use super::{Batch, Sink, SinkError};
 use crate::cluster::retry::Backoff;
-use crate::flat::{flat_messages, now_ms};
+use crate::flat::{flat_messages, now_ms, summarize, BatchSummary};
 use crate::{
     ClientError, ClusterConnector, ClusterError, ClusterOptions, ConnectorOptions, Message,
     SimpleConnector, UnknownDestination, ZkConfig, UNKNOWN_DESTINATION_ANSWERS,
@@ -204,15 +204,24 @@ pub async fn run<S: Sink>(
         if message.is_empty() {
             continue;
         }
-        let messages =
-            flat_messages(message.id, &message.entries, now_ms()).map_err(|e| RunError::Sink {
-                sink: sink.name(),
-                message: format!("batch {}: {e}", message.id),
-            })?;
+        let ts = now_ms();
+        let built = if sink.reads_messages() {
+            flat_messages(message.id, &message.entries, ts).map(|m| {
+                let summary = BatchSummary::of(&m);
+                (m, summary)
+            })
+        } else {
+            summarize(message.id, &message.entries).map(|s| (Vec::new(), s))
+        };
+        let (messages, summary) = built.map_err(|e| RunError::Sink {
+            sink: sink.name(),
+            message: format!("batch {}: {e}", message.id),
+        })?;
         let batch = Batch {
             destination: &options.destination,
             id: message.id,
             entries: &message.entries,
+            ts,
             messages: &messages,
         };
         match sink.deliver(&batch, &stop).await {
@@ -242,18 +251,14 @@ pub async fn run<S: Sink>(
             }
             Err(e) => return Err(e),
         }
-        let rows: usize = messages
-            .iter()
-            .map(|m| m.data.as_ref().map_or(0, Vec::len))
-            .sum();
-        stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        stats.rows.fetch_add(summary.rows, Ordering::Relaxed);
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats
             .messages
-            .fetch_add(messages.len() as u64, Ordering::Relaxed);
-        rows_total.increment(rows as u64);
+            .fetch_add(summary.messages, Ordering::Relaxed);
+        rows_total.increment(summary.rows);
         batches_total.increment(1);
-        if let Some(es) = messages.iter().map(|m| m.es).filter(|&es| es > 0).max() {
+        if let Some(es) = summary.newest_es {
             let lag = (now_ms() - es).max(0);
             stats.lag_ms.store(lag, Ordering::Relaxed);
             lag_gauge.set(lag as f64);

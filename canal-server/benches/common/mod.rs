@@ -6,6 +6,8 @@
 //! `harness::bench`.
 #![allow(dead_code)]
 
+pub mod tail;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
