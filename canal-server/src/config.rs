@@ -195,6 +195,16 @@ pub struct DestinationConfig {
     pub filter_table_error: bool,
     /// Value text options (the fixes for Canal's formatting defects; all off = Canal's text).
     pub values: ValueConfig,
+    /// Tables (`schema.table`) whose existing rows are copied into the stream once, when the
+    /// destination first starts (no Canal equivalent): see [`crate::snapshot`].
+    pub snapshot_tables: Vec<String>,
+    /// The source table the snapshot writes its window marks to (`schema.table`); created when
+    /// missing. The account needs INSERT and DELETE on it (and CREATE to create it).
+    pub snapshot_signal_table: String,
+    /// Rows per snapshot chunk (one SELECT by primary key between two window marks).
+    pub snapshot_chunk_rows: usize,
+    /// Tables copied at once.
+    pub snapshot_parallel_tables: usize,
 }
 
 impl Default for DestinationConfig {
@@ -230,6 +240,10 @@ impl Default for DestinationConfig {
             filter_query_ddl: false,
             filter_table_error: false,
             values: ValueConfig::default(),
+            snapshot_tables: Vec::new(),
+            snapshot_signal_table: "canal_snapshot.signal".into(),
+            snapshot_chunk_rows: 8192,
+            snapshot_parallel_tables: 2,
         }
     }
 }
@@ -341,6 +355,26 @@ impl DestinationConfig {
             .map_err(|e| cerr(k("black_filter"), e.to_string()))?;
         if self.position.is_some() && self.journal_name.trim().is_empty() {
             return Err(cerr(k("position"), "needs journal_name"));
+        }
+        if crate::snapshot::split_table_name(&self.snapshot_signal_table).is_none() {
+            return Err(cerr(
+                k("snapshot_signal_table"),
+                "must be schema.table (unquoted names)",
+            ));
+        }
+        for t in &self.snapshot_tables {
+            if crate::snapshot::split_table_name(t).is_none() {
+                return Err(cerr(
+                    k("snapshot_tables"),
+                    format!("{t:?} is not schema.table (unquoted names)"),
+                ));
+            }
+        }
+        if self.snapshot_chunk_rows == 0 {
+            return Err(cerr(k("snapshot_chunk_rows"), "must be > 0"));
+        }
+        if self.snapshot_parallel_tables == 0 {
+            return Err(cerr(k("snapshot_parallel_tables"), "must be > 0"));
         }
         if !self.gtid.trim().is_empty()
             && MariaGtidList::parse(&self.gtid).is_err()
@@ -469,6 +503,7 @@ impl DestinationConfig {
             filter_query_ddl: self.filter_query_ddl,
             filter_table_error: self.filter_table_error,
             require_row_format: true,
+            signal_table: crate::snapshot::split_table_name(&self.snapshot_signal_table),
             ..ConvertOptions::default()
         })
     }

@@ -239,7 +239,28 @@ impl Destination {
         cursor: Option<Cursor>,
         on_start: Option<StartHook>,
     ) -> Result<DestinationHandle, DestinationError> {
-        Self::spawn_inner(name, config, data_dir, cursor, on_start, true)
+        Self::spawn_inner(name, config, data_dir, cursor, on_start, true, None)
+    }
+
+    /// [`Destination::spawn_with_start`] with the bridge through which a snapshot runner hands
+    /// its chunks to this stream (see [`crate::snapshot`]).
+    pub fn spawn_with_snapshot(
+        name: &str,
+        config: DestinationConfig,
+        data_dir: PathBuf,
+        cursor: Option<Cursor>,
+        on_start: Option<StartHook>,
+        snapshot: Arc<crate::snapshot::SnapshotBridge>,
+    ) -> Result<DestinationHandle, DestinationError> {
+        Self::spawn_inner(
+            name,
+            config,
+            data_dir,
+            cursor,
+            on_start,
+            true,
+            Some(snapshot),
+        )
     }
 
     /// A second reader of destination `name` from `cursor` (a catch-up stream for one client):
@@ -252,7 +273,7 @@ impl Destination {
         data_dir: PathBuf,
         cursor: Cursor,
     ) -> Result<DestinationHandle, DestinationError> {
-        Self::spawn_inner(name, config, data_dir, Some(cursor), None, false)
+        Self::spawn_inner(name, config, data_dir, Some(cursor), None, false, None)
     }
 
     fn spawn_inner(
@@ -262,10 +283,12 @@ impl Destination {
         cursor: Option<Cursor>,
         on_start: Option<StartHook>,
         persist_history: bool,
+        snapshot: Option<Arc<crate::snapshot::SnapshotBridge>>,
     ) -> Result<DestinationHandle, DestinationError> {
         let prefix = format!("destinations.{name}");
         config.validate(&prefix)?;
-        let convert_opts = config.convert_options(&prefix)?;
+        let mut convert_opts = config.convert_options(&prefix)?;
+        convert_opts.snapshot = snapshot;
         let (tx, rx) = mpsc::channel(config.parser_buffer);
         let budget_total = config.parser_buffer_bytes;
         let budget = Arc::new(Semaphore::new(budget_total));

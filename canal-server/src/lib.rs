@@ -43,6 +43,7 @@ pub mod mysql_tls;
 pub mod position;
 pub mod schema;
 pub mod server;
+pub mod snapshot;
 pub mod store;
 pub mod value;
 

@@ -89,6 +89,35 @@ impl MetaFile {
             .collect())
     }
 
+    fn snapshot_path(&self) -> PathBuf {
+        self.path.with_file_name("snapshot.json")
+    }
+
+    /// `snapshot.json` beside the meta file, if it exists.
+    pub fn load_snapshot(&self) -> Result<Option<Vec<u8>>, MetaError> {
+        let path = self.snapshot_path();
+        match std::fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(MetaError::Io { path, source }),
+        }
+    }
+
+    /// Writes `snapshot.json` atomically.
+    pub fn save_snapshot(&self, json: &[u8]) -> Result<(), MetaError> {
+        let path = self.snapshot_path();
+        let io = |source| MetaError::Io {
+            path: path.clone(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, json).map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)
+    }
+
     /// Writes `clients` atomically.
     pub fn save(&self, clients: &[ClientInfo]) -> Result<(), MetaError> {
         let meta = FileMetaData {
@@ -386,6 +415,59 @@ impl ZkMeta {
         }
     }
 
+    /// The snapshot progress node's data, if it exists.
+    pub async fn load_snapshot(&self) -> Result<Option<Vec<u8>>, MetaError> {
+        let path = zk_coord::paths::snapshot(&self.destination);
+        match self.client.get_data(&path).await {
+            Ok((data, _)) => Ok(Some(data)),
+            Err(zk_coord::ZkError::NoNode) => Ok(None),
+            Err(e) => Err(Self::op("get_data", &path, e)),
+        }
+    }
+
+    /// Writes the snapshot progress node in one multi with the fence checks (HA): a server that
+    /// lost the destination writes nothing.
+    pub async fn save_snapshot(&self, json: &[u8]) -> Result<(), MetaError> {
+        let not_active = || MetaError::NotActive(self.destination.clone());
+        if self.gate.as_ref().is_some_and(|g| !g()) {
+            return Err(not_active());
+        }
+        let fence = match &self.fencing {
+            Some(f) => Some(f.current().ok_or_else(not_active)?),
+            None => None,
+        };
+        let path = zk_coord::paths::snapshot(&self.destination);
+        zk_coord::ensure_path(
+            &self.client,
+            &zk_coord::paths::destination(&self.destination),
+        )
+        .await?;
+        let exists = match self.client.get_data(&path).await {
+            Ok((_, stat)) => Some(stat.version),
+            Err(zk_coord::ZkError::NoNode) => None,
+            Err(e) => return Err(Self::op("get_data", &path, e)),
+        };
+        let mut writer = self.client.new_multi_writer();
+        if let Some(f) = &fence {
+            f.add_checks(&mut writer)
+                .map_err(|e| Self::op("multi", &path, e))?;
+        }
+        let added = match exists {
+            Some(v) => writer.add_set_data(&path, json, Some(v)),
+            None => {
+                let opts = zookeeper_client::CreateMode::Persistent
+                    .with_acls(zk_coord::acl::for_path(&self.client, &path));
+                writer.add_create(&path, json, &opts)
+            }
+        };
+        added.map_err(|e| Self::op("multi", &path, e))?;
+        match writer.commit().await {
+            Ok(_) => Ok(()),
+            Err(e) if fence.as_ref().is_some_and(|f| f.rejected(&e)) => Err(not_active()),
+            Err(e) => Err(Self::op("multi", &path, e.into())),
+        }
+    }
+
     /// Reads, in one multi-read, what ZooKeeper holds for every client id under the destination
     /// (creating the destination's node when it is missing).
     async fn read_stored(&self) -> Result<std::collections::BTreeMap<i16, Stored>, MetaError> {
@@ -511,6 +593,22 @@ pub enum MetaBackend {
 }
 
 impl MetaBackend {
+    /// The stored snapshot progress (JSON), if any.
+    pub async fn load_snapshot(&self) -> Result<Option<Vec<u8>>, MetaError> {
+        match self {
+            MetaBackend::File(f) => f.load_snapshot(),
+            MetaBackend::Zk(z) => z.load_snapshot().await,
+        }
+    }
+
+    /// Replaces the stored snapshot progress (fenced like cursors in ZooKeeper).
+    pub async fn save_snapshot(&self, json: &[u8]) -> Result<(), MetaError> {
+        match self {
+            MetaBackend::File(f) => f.save_snapshot(json),
+            MetaBackend::Zk(z) => z.save_snapshot(json).await,
+        }
+    }
+
     /// Reads the stored clients.
     pub async fn load(&self) -> Result<Vec<ClientInfo>, MetaError> {
         match self {

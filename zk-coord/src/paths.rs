@@ -64,6 +64,11 @@ pub fn schema_history(dest: &str) -> String {
     format!("{ROOT}/destinations/{dest}/schema-history")
 }
 
+/// `/otter/canal/destinations/{dest}/snapshot`: the destination's snapshot progress (JSON).
+pub fn snapshot(dest: &str) -> String {
+    format!("{ROOT}/destinations/{dest}/snapshot")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -20,6 +20,9 @@ use crate::store::{Gate, Store, StoreConfig};
 mod builder;
 mod catch_up;
 mod pump;
+mod snapshot;
+
+pub use snapshot::SnapshotStartError;
 
 pub use builder::InstanceBuilder;
 
@@ -68,6 +71,8 @@ pub struct Instance {
     /// Write cursors on every ack (flush period 0).
     flush_on_ack: bool,
     handle_result: Arc<AsyncMutex<Option<Result<(), DestinationError>>>>,
+    /// The snapshot in the stream (idle unless configured or asked for).
+    snapshot: snapshot::SnapshotControl,
 }
 
 impl std::fmt::Debug for Instance {
@@ -149,15 +154,19 @@ impl Instance {
                 Some(Box::new(move |start| seeded.set_base(start)))
             }
         };
-        let handle = Destination::spawn_with_start(
+        let cancel = CancellationToken::new();
+        let snapshot = snapshot::SnapshotControl::new(name, &config, cancel.clone());
+        let handle = Destination::spawn_with_snapshot(
             name,
             config.clone(),
             data_dir.clone(),
             cursor,
             on_start,
+            snapshot.bridge(),
         )?;
         let status = Arc::new(std::sync::Mutex::new(handle.watch_status()));
-        let cancel = CancellationToken::new();
+        let snapshot_tables = config.snapshot_tables.clone();
+        let bridge = snapshot.bridge();
         let handle_result = Arc::new(AsyncMutex::new(None));
         let restart = Arc::new(tokio::sync::Notify::new());
         let inst = Arc::new(Self {
@@ -172,6 +181,7 @@ impl Instance {
             cancel: cancel.clone(),
             tasks: AsyncMutex::new(Vec::new()),
             handle_result: handle_result.clone(),
+            snapshot,
         });
         let span = tracing::info_span!("instance", destination = %name);
         let parser = pump::Parser {
@@ -181,6 +191,7 @@ impl Instance {
             handle: Some(handle),
             status,
             restart,
+            snapshot: bridge,
         };
         let pump = tokio::spawn(
             pump::pump(parser, store, cancel.clone(), handle_result).instrument(span.clone()),
@@ -195,6 +206,9 @@ impl Instance {
             t.push(flusher);
             t.push(tender);
         }
+        inst.snapshot
+            .resume_or_start(&inst.meta, &snapshot_tables)
+            .await;
         Ok(inst)
     }
 
@@ -262,6 +276,21 @@ impl Instance {
         true
     }
 
+    /// Starts a snapshot of `tables` (`schema.table`) in the stream; returns the run id.
+    pub fn start_snapshot(&self, tables: Vec<String>) -> Result<String, SnapshotStartError> {
+        self.snapshot.start(tables)
+    }
+
+    /// The current (or last) snapshot run.
+    pub fn snapshot_status(&self) -> crate::snapshot::runner::RunStatus {
+        self.snapshot.status()
+    }
+
+    /// Persists snapshot progress every client acked past (after a cursor save).
+    pub(crate) async fn persist_snapshot(&self) {
+        self.snapshot.persist(&self.store, &self.meta).await;
+    }
+
     /// Whether cursors are written on every ack instead of periodically.
     pub fn flush_on_ack(&self) -> bool {
         self.flush_on_ack
@@ -320,8 +349,11 @@ impl Instance {
         for t in tasks {
             let _ = t.await;
         }
-        if let Err(e) = self.flush().await {
-            warn!(destination = %self.name, error = %e, "could not flush cursors on stop");
+        match self.flush().await {
+            Ok(()) => self.persist_snapshot().await,
+            Err(e) => {
+                warn!(destination = %self.name, error = %e, "could not flush cursors on stop")
+            }
         }
         if let Some(Err(e)) = self.handle_result.lock().await.take() {
             warn!(destination = %self.name, error = %e, "destination had failed");

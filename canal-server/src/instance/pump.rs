@@ -34,6 +34,8 @@ pub(super) struct Parser {
     pub(super) status: Arc<std::sync::Mutex<watch::Receiver<DestinationStatus>>>,
     /// Signalled when an operator reset a purged client's cursor.
     pub(super) restart: Arc<Notify>,
+    /// The snapshot's bridge, handed to every parser started.
+    pub(super) snapshot: Arc<crate::snapshot::SnapshotBridge>,
 }
 
 /// Runs the parser into the store until cancelled or it fails for good. When the parser cannot
@@ -91,11 +93,13 @@ pub(super) async fn pump(
         if let Some(c) = &cursor {
             store.rebase(c.stream_start());
         }
-        match Destination::spawn(
+        match Destination::spawn_with_snapshot(
             &parser.name,
             parser.config.clone(),
             parser.data_dir.clone(),
             cursor,
+            None,
+            parser.snapshot.clone(),
         ) {
             Ok(h) => {
                 *parser.status.lock().unwrap_or_else(|p| p.into_inner()) = h.watch_status();
@@ -198,7 +202,10 @@ pub(super) async fn flusher(
         if last.as_ref() != Some(&now) || flushed.elapsed() >= RESAVE {
             flushed = tokio::time::Instant::now();
             match inst.flush().await {
-                Ok(()) => last = Some(now),
+                Ok(()) => {
+                    last = Some(now);
+                    inst.persist_snapshot().await;
+                }
                 Err(e) => warn!(error = %e, "cursor flush failed; retrying next period"),
             }
         }

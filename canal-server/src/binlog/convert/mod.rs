@@ -38,6 +38,7 @@ use crate::value::{ColumnDesc, ColumnFormat, Formatted, ValueOptions};
 
 mod query;
 mod row_change;
+mod snapshot;
 mod table_map;
 mod transaction;
 
@@ -93,6 +94,12 @@ pub struct ConvertOptions {
     /// consumers skip. On for live sources (checked for ROW at connect); off for binlog files,
     /// which may be statement-format on purpose.
     pub require_row_format: bool,
+    /// The snapshot's signal table (`schema`, `table`): its rows are never emitted; its window
+    /// marks open and close snapshot windows when [`ConvertOptions::snapshot`] is set.
+    pub signal_table: Option<(String, String)>,
+    /// Where snapshot chunks wait for their window to close (the destination's own stream only;
+    /// catch-up readers have none and pass window marks by).
+    pub snapshot: Option<Arc<crate::snapshot::SnapshotBridge>>,
 }
 
 impl Default for ConvertOptions {
@@ -108,6 +115,8 @@ impl Default for ConvertOptions {
             mariadb_begin: true,
             schemaless: false,
             require_row_format: false,
+            signal_table: None,
+            snapshot: None,
         }
     }
 }
@@ -228,6 +237,8 @@ struct MappedTable {
     cols: Arc<[ColInfo]>,
     /// Per column: its value format and the constant parts of its `Column` message.
     outs: Vec<ColumnOut>,
+    /// The snapshot's signal table: its rows are window marks, never entries.
+    signal: bool,
 }
 
 /// What a rows event needs per column, resolved once per TABLE_MAP: the value format (or why no
@@ -393,7 +404,7 @@ impl Converter {
                 self.on_table_map(tme.into_owned(), &at, schemas)?;
                 Ok(Vec::new())
             }
-            EventData::RowsEvent(rows) => self.on_rows(ev, pos, &at, &rows),
+            EventData::RowsEvent(rows) => self.on_rows(ev, pos, &at, &rows, schemas),
             EventData::GtidEvent(g) => {
                 let uuid = uuid_text(&g.sid());
                 let gno = g.gno();

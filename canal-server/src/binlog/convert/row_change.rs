@@ -16,6 +16,18 @@ impl ColumnOut {
             .flatten()
             .unwrap_or(ColumnType::MYSQL_TYPE_NULL);
         let meta = tme.get_column_metadata(idx).unwrap_or(&[]);
+        ColumnOut::with_type(column_type, meta, idx, info, values)
+    }
+
+    /// A column's output from its (resolved) binlog type and TABLE_MAP metadata; the snapshot
+    /// synthesizes both from the table definition so its rows print exactly as binlog rows do.
+    pub(super) fn with_type(
+        column_type: ColumnType,
+        meta: &[u8],
+        idx: usize,
+        info: Option<&ColInfo>,
+        values: &ValueOptions,
+    ) -> ColumnOut {
         let desc = ColumnDesc {
             column_type,
             meta,
@@ -56,6 +68,7 @@ impl Converter {
         pos: &EventPos,
         at: &BinlogPosition,
         rows: &RowsEventData<'_>,
+        schemas: &mut dyn SchemaLookup,
     ) -> Result<Vec<ParsedEntry>, ConvertError> {
         let table_id = rows.table_id();
         let Some(mapped) = self.tables.get(&table_id) else {
@@ -64,9 +77,20 @@ impl Converter {
                 table_id,
             });
         };
+        if mapped.signal {
+            return self.on_signal_rows(ev, pos, at, rows, schemas);
+        }
         if !mapped.accepted {
             return Ok(Vec::new());
         }
+        // Inside a snapshot window of this table, the keys of its changed rows are recorded.
+        let window = self
+            .opts
+            .snapshot
+            .as_ref()
+            .filter(|b| b.tracking(&mapped.schema, &mapped.table))
+            .map(|b| (b.clone(), snapshot::key_columns(mapped)));
+        let mut window_keys = Vec::new();
         let ty = match rows {
             RowsEventData::WriteRowsEvent(_) | RowsEventData::WriteRowsEventV1(_) => {
                 EventType::Insert
@@ -110,7 +134,7 @@ impl Converter {
                 .map_err(corrupt)?
                 .map_err(bad_rows)?;
             let Some(shape) = shape else { break };
-            if let Err((idx, source)) = w.row(mapped, ty, shape, &before, &after, &mut rc) {
+            if let Err((idx, source)) = w.row(&mapped.outs, ty, shape, &before, &after, &mut rc) {
                 // Corrupt row data wins over a value error, as when every row was decoded first.
                 while event::guarded(raw_type, || decoder.next_row(&mut before, &mut after))
                     .map_err(corrupt)?
@@ -127,7 +151,13 @@ impl Converter {
                     source,
                 });
             }
+            if let Some((_, key_idx)) = &window {
+                Converter::window_keys(&mapped.outs, key_idx, &before, &after, &mut window_keys);
+            }
             row_count += 1;
+        }
+        if let Some((bridge, _)) = &window {
+            bridge.record_keys(&mapped.schema, &mapped.table, &window_keys);
         }
         let mut header = self.header(ev, pos);
         header.schema_name = Some(mapped.schema.clone());
@@ -143,7 +173,7 @@ impl Converter {
 
 /// Scratch buffers for writing `RowData` messages, reused across the rows of one event.
 #[derive(Default)]
-struct RowWriter {
+pub(super) struct RowWriter {
     /// The `RowData` being written.
     row: Vec<u8>,
     /// The text of the value being written.
@@ -159,16 +189,16 @@ impl RowWriter {
     /// Appends one `RowData` (field 12 of RowChange) to `rc`. Canal's layout: INSERT has only
     /// after columns, DELETE only before columns, UPDATE both; an after column is `updated`
     /// unless the before image has the same value for it. Errors name the column index.
-    fn row(
+    pub(super) fn row(
         &mut self,
-        mapped: &MappedTable,
+        outs: &[ColumnOut],
         ty: EventType,
         shape: RowShape,
         before: &[(usize, Cell<'_>)],
         after: &[(usize, Cell<'_>)],
         rc: &mut Vec<u8>,
     ) -> Result<(), (usize, crate::value::ValueError)> {
-        let n = mapped.outs.len();
+        let n = outs.len();
         self.row.clear();
         self.before_text.clear();
         self.before_set.clear();
@@ -178,7 +208,7 @@ impl RowWriter {
         let write_after = ty != EventType::Delete;
         if shape.before {
             for (idx, value) in before {
-                let out = column_out(mapped, *idx)?;
+                let out = column_out(outs, *idx)?;
                 let start = self.before_text.len();
                 let f = out.format(*idx, value, &mut self.before_text)?;
                 if *idx < n {
@@ -193,7 +223,7 @@ impl RowWriter {
         }
         if shape.after {
             for (idx, value) in after {
-                let out = column_out(mapped, *idx)?;
+                let out = column_out(outs, *idx)?;
                 self.text.clear();
                 let f = out.format(*idx, value, &mut self.text)?;
                 let same = *idx < n
@@ -213,17 +243,17 @@ impl RowWriter {
 }
 
 fn column_out(
-    mapped: &MappedTable,
+    outs: &[ColumnOut],
     idx: usize,
 ) -> Result<&ColumnOut, (usize, crate::value::ValueError)> {
-    mapped.outs.get(idx).ok_or((
+    outs.get(idx).ok_or((
         idx,
         crate::value::ValueError::UnsupportedType(ColumnType::MYSQL_TYPE_NULL),
     ))
 }
 
 impl ColumnOut {
-    fn format(
+    pub(super) fn format(
         &self,
         idx: usize,
         value: &Cell<'_>,

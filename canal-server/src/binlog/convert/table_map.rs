@@ -12,7 +12,13 @@ impl Converter {
     ) -> Result<(), ConvertError> {
         let schema = tme.database_name().into_owned();
         let table = tme.table_name().into_owned();
-        let mut accepted = self.opts.filter.accepts(&schema, &table);
+        let signal = self
+            .opts
+            .signal_table
+            .as_ref()
+            .is_some_and(|(s, t)| *s == schema && *t == table);
+        // The signal table is decoded whatever the filter says (its rows are never emitted).
+        let mut accepted = signal || self.opts.filter.accepts(&schema, &table);
         let n = tme.columns_count() as usize;
         let binlog_meta = BinlogColumnMeta::read(&tme);
         let cols: Vec<ColInfo> = if !accepted {
@@ -62,6 +68,7 @@ impl Converter {
                 accepted,
                 cols: Arc::from(cols),
                 outs,
+                signal,
             },
         );
         Ok(())
@@ -159,6 +166,22 @@ impl BinlogColumnMeta {
             })
             .collect()
     }
+}
+
+/// Column facts from a table definition alone (snapshot rows have no TABLE_MAP), as
+/// [`BinlogColumnMeta::columns`] resolves them when the schema knows the table.
+pub(super) fn columns_from_schema(meta: &TableMeta) -> Vec<ColInfo> {
+    meta.columns
+        .iter()
+        .map(|c| ColInfo {
+            name: c.name.clone(),
+            is_key: c.is_primary_key,
+            declared: Some(c.column_type.clone()),
+            unsigned: c.unsigned,
+            collation: c.collation_id,
+            labels: (!c.enum_values.is_empty()).then(|| c.enum_values.clone()),
+        })
+        .collect()
 }
 
 /// Whether TABLE_MAP charset metadata (DEFAULT_CHARSET / COLUMN_CHARSET) has an entry for a

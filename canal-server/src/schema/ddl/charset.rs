@@ -45,7 +45,7 @@ pub(super) fn charset_of_collation(collation: &str) -> String {
 }
 
 /// Maximum bytes per character; unknown character sets count as 4 (the largest).
-pub(super) fn mbmaxlen(charset: &str) -> u64 {
+pub(crate) fn mbmaxlen(charset: &str) -> u64 {
     match charset {
         "latin1" | "latin2" | "latin5" | "latin7" | "ascii" | "binary" | "cp1250" | "cp1251"
         | "cp1256" | "cp1257" | "cp850" | "cp852" | "cp866" | "dec8" | "hp8" | "koi8r"

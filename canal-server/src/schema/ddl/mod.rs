@@ -57,6 +57,7 @@
 
 mod catalog;
 mod charset;
+pub(crate) use charset::mbmaxlen;
 mod classify;
 mod column_type;
 mod data_change;

@@ -4,6 +4,7 @@
 
 mod clients;
 mod health;
+mod snapshot;
 
 use std::sync::Arc;
 
@@ -123,6 +124,10 @@ pub async fn serve(
         )
         .route("/metrics", get(metrics_text))
         .route("/destinations/{name}/release", axum::routing::post(release))
+        .route(
+            "/destinations/{name}/snapshot",
+            axum::routing::post(snapshot::start).get(snapshot::status),
+        )
         .with_state(AdminState {
             ctx,
             prometheus,
