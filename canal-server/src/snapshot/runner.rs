@@ -330,8 +330,9 @@ async fn copy_table(
         "INSERT INTO `{}`.`{}` (id, type, data) VALUES (?, ?, ?)",
         cfg.signal.0, cfg.signal.1
     );
+    // By primary key: concurrent tables' marks never touch each other's rows.
     let delete_marks = format!(
-        "DELETE FROM `{}`.`{}` WHERE data = ?",
+        "DELETE FROM `{}`.`{}` WHERE id IN (?, ?)",
         cfg.signal.0, cfg.signal.1
     );
     let signal_name = format!("{}.{}", cfg.signal.0, cfg.signal.1);
@@ -413,14 +414,28 @@ async fn copy_table(
             rows,
             update: update.clone(),
         });
-        let close = async {
-            let mut tx = conn.start_transaction(TxOpts::default()).await?;
-            tx.exec_drop(&insert_mark, (format!("{id}:c"), WINDOW_CLOSE, &id))
-                .await?;
-            tx.exec_drop(&delete_marks, (&id,)).await?;
-            tx.commit().await
+        let mut attempt = 0;
+        let closed = loop {
+            attempt += 1;
+            let close = async {
+                let mut tx = conn.start_transaction(TxOpts::default()).await?;
+                tx.exec_drop(&insert_mark, (format!("{id}:c"), WINDOW_CLOSE, &id))
+                    .await?;
+                tx.exec_drop(&delete_marks, (format!("{id}:o"), format!("{id}:c")))
+                    .await?;
+                tx.commit().await
+            };
+            match close.await {
+                // A deadlock or lock wait timeout rolled the mark back: write it again.
+                Err(mysql_async::Error::Server(e))
+                    if matches!(e.code, 1205 | 1213) && attempt < 5 =>
+                {
+                    warn!(destination = %cfg.destination, table = %t.table, error = %e, "window close mark rolled back; writing it again");
+                }
+                r => break r,
+            }
         };
-        if let Err(e) = close.await {
+        if let Err(e) = closed {
             bridge.abandon(&id);
             return Err(mark_err(e));
         }

@@ -145,6 +145,14 @@ pub struct SourceDb {
     /// Start at the first transaction at or after this time (ms since the epoch).
     #[serde(default)]
     pub timestamp: Option<i64>,
+    /// Tables (`schema.table`, source names) whose existing rows the pipeline copies once when it
+    /// first starts, inside the stream and without locks (canal-server's snapshot), so a new
+    /// target starts full. The source account needs INSERT, DELETE on `retl.snapshot_signal`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshot_tables: Vec<String>,
+    /// Rows per snapshot chunk (default 8192).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_chunk_rows: Option<usize>,
 }
 
 /// The target MySQL/MariaDB.

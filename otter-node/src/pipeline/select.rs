@@ -201,9 +201,19 @@ fn embedded_destination(p: &crate::model::Pipeline) -> DestinationConfig {
             .join(","),
         black_filter: String::new(),
         ddl_isolation: true,
+        snapshot_tables: p.source.snapshot_tables.clone(),
+        snapshot_signal_table: SNAPSHOT_SIGNAL_TABLE.into(),
+        snapshot_chunk_rows: p
+            .source
+            .snapshot_chunk_rows
+            .unwrap_or(DestinationConfig::default().snapshot_chunk_rows),
         ..DestinationConfig::default()
     }
 }
+
+/// Where a pipeline's snapshot writes its window marks on the source (created by
+/// `otter-manager prepare-site`).
+pub const SNAPSHOT_SIGNAL_TABLE: &str = "retl.snapshot_signal";
 
 async fn select_work(
     ctx: &StageContext,

@@ -13,6 +13,11 @@ use crate::pipeline::{heartbeat, loopback};
 pub const LOAD_GRANTS: &str = "SELECT, INSERT, UPDATE ON `retl`.*";
 /// What a source account needs to write the delay heartbeat.
 pub const SOURCE_GRANTS: &str = "INSERT, UPDATE ON `retl`.`xdual`";
+/// What a source account needs for snapshots (`snapshot_tables`): their window marks.
+pub const SNAPSHOT_GRANTS: &str = "INSERT, DELETE ON `retl`.`snapshot_signal`";
+
+/// The snapshot signal table (canal-server's signal table shape, Debezium's columns).
+pub const CREATE_SNAPSHOT_SIGNAL: &str = "CREATE TABLE IF NOT EXISTS retl.snapshot_signal (id VARCHAR(64) NOT NULL PRIMARY KEY, type VARCHAR(32) NOT NULL, data VARCHAR(2048) NULL)";
 
 /// Connection settings for `account` (its password resolved here, TLS not applied yet: connect
 /// with `account.tls.connect`).
@@ -68,6 +73,7 @@ pub async fn prepare_site(account: &TargetDb) -> Result<Vec<&'static str>, LoadE
         loopback::CREATE_MARK_TABLE,
         conflict::CREATE_CONFLICT_TABLE,
         heartbeat::CREATE_XDUAL,
+        CREATE_SNAPSHOT_SIGNAL,
     ];
     for sql in statements {
         conn.query_drop(sql).await.map_err(sql_error(sql))?;
