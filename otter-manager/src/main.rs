@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 use otter_manager::{status_name, ApplyOutcome};
 use otter_node::model::{Channel, ChannelStatus};
@@ -107,6 +107,23 @@ enum Command {
         /// One JSON array instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Copy the existing rows of source tables into a running pipeline's stream (a snapshot:
+    /// no locks, chunks by primary key, rows that change meanwhile come from the binlog); the
+    /// node running the pipeline's Select starts it and answers. Exits 1 if refused or nobody
+    /// answered.
+    Snapshot {
+        /// Channel id.
+        cid: u32,
+        /// Source tables (`schema.table`, comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        tables: Vec<String>,
+        /// The pipeline (default: the channel's first; a two-way channel's reverse pipeline by id).
+        #[arg(long)]
+        pipeline: Option<u32>,
+        /// How long to wait for the node's answer, seconds.
+        #[arg(long, default_value_t = 30)]
+        wait_secs: u64,
     },
     /// Compare a channel's source and target row by row (its first pipeline; for a two-way
     /// channel both sites should be equal), chunk by chunk along each table's primary key, with
@@ -279,6 +296,41 @@ async fn run(cli: Cli) -> Result<Outcome> {
                 otter_node::pipeline::load::site::LOAD_GRANTS,
                 otter_node::pipeline::load::site::SOURCE_GRANTS
             );
+        }
+        Command::Snapshot {
+            cid,
+            tables,
+            pipeline,
+            wait_secs,
+        } => {
+            use otter_node::pipeline::snapshot_request::{self as req, RequestState};
+            let zk = connect(&cli).await?;
+            let channel = otter_manager::get(&zk, *cid).await?;
+            let pids: Vec<u32> = std::iter::once(channel.pipeline.id)
+                .chain(channel.reverse.as_ref().map(|r| r.id))
+                .collect();
+            let pid = pipeline.unwrap_or(channel.pipeline.id);
+            if !pids.contains(&pid) {
+                bail!("channel {cid} has no pipeline {pid} (it has {pids:?})");
+            }
+            req::request(&zk, *cid, pid, tables).await?;
+            let answer =
+                req::wait_answer(&zk, *cid, pid, std::time::Duration::from_secs(*wait_secs))
+                    .await?;
+            match answer {
+                Some(a) if a.state == RequestState::Started => println!(
+                    "pipeline {pid}: snapshot {} of {} started",
+                    a.run.unwrap_or_default(),
+                    a.tables.join(", ")
+                ),
+                Some(a) if a.state == RequestState::Refused => bail!(
+                    "pipeline {pid}: snapshot refused: {}",
+                    a.error.unwrap_or_default()
+                ),
+                _ => bail!(
+                    "pipeline {pid}: no node answered within {wait_secs} s (is channel {cid} started?); the request stays pending"
+                ),
+            }
         }
         Command::Conflicts { cid, since, json } => {
             let zk = connect(&cli).await?;

@@ -720,3 +720,70 @@ async fn a_new_pipeline_copies_existing_rows_while_the_source_keeps_changing() {
         "the source kept changing ({changes} changes)"
     );
 }
+
+/// Issue #15: `otter-manager snapshot` (its request/answer znode) on a running pipeline whose
+/// target missed rows written before the pipeline's start: the node running Select starts the
+/// snapshot, answers with the run id, and the target ends equal; a second request for a table
+/// that does not exist is refused with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_snapshot_request_fills_what_the_target_missed() {
+    use otter_node::pipeline::snapshot_request::{request, wait_answer, RequestState};
+    harness::init_tracing();
+    let (src, dst) = (source().await, target().await);
+    common::sites::prepare(&src).await;
+    src.exec(
+        "GRANT INSERT, DELETE ON retl.snapshot_signal TO 'canal'@'%';
+         INSERT INTO shop.user SELECT seq, CONCAT('u', seq, '@x'), CONCAT('user ', seq), X'0102', seq + 0.5, '1990-01-01' FROM shop.seq_1_to_3000;
+         INSERT INTO shop.orders SELECT seq, seq % 2000 + 1, seq + 0.25, CONCAT('order ', seq) FROM shop.seq_1_to_4000",
+    )
+    .await
+    .unwrap();
+    let zk = ZooKeeper::start().await.unwrap();
+    let c = channel(&src, &dst, &[1], &[1]).await;
+    publish(&zk, &c).await;
+    let dir = TestDir::new("otter-snapshot-request").unwrap();
+    let node = Node::start(&dir, 1, &zk);
+    // The pipeline runs: a new row arrives, the old ones do not.
+    src.exec("INSERT INTO shop.order_line VALUES (1, 1, 1)")
+        .await
+        .unwrap();
+    let client = zk.client(Duration::from_secs(10)).await.unwrap();
+    let (cid, pid) = (c.id, c.pipeline.id);
+    for _ in 0..600 {
+        let n: Vec<i64> = dst
+            .query("SELECT COUNT(*) FROM shop_dr.order_line")
+            .await
+            .unwrap();
+        if n == vec![1] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tables = vec!["shop.user".to_string(), "shop.orders".to_string()];
+    request(&client, cid, pid, &tables).await.unwrap();
+    let answer = wait_answer(&client, cid, pid, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer.state, RequestState::Started, "{answer:?}");
+    assert!(answer.run.is_some());
+    wait_equal(&src, &dst, Duration::from_secs(120), &[&node]).await;
+    // Once that run is over, a request naming a missing table is refused by the runner only
+    // when it starts; a malformed name is refused at once.
+    request(&client, cid, pid, &["no_dot".to_string()])
+        .await
+        .unwrap();
+    let answer = wait_answer(&client, cid, pid, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer.state, RequestState::Refused, "{answer:?}");
+    assert!(
+        answer
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("schema.table"),
+        "{answer:?}"
+    );
+}

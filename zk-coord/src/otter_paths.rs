@@ -37,6 +37,11 @@ pub fn mainstem(cid: u32, pid: u32) -> String {
     format!("{CHANNEL_ROOT}/{cid}/{pid}/mainstem")
 }
 
+/// `/otter/channel/{cid}/{pid}/snapshot`: an operator's snapshot request and the node's answer.
+pub fn snapshot_request(cid: u32, pid: u32) -> String {
+    format!("{CHANNEL_ROOT}/{cid}/{pid}/snapshot")
+}
+
 /// `/otter/channel/{cid}/{pid}/delay`: the delay Load measured last (JSON `{delay_ms, at_ms}`).
 pub fn delay(cid: u32, pid: u32) -> String {
     format!("{CHANNEL_ROOT}/{cid}/{pid}/delay")

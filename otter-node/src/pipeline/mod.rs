@@ -10,6 +10,7 @@ pub mod heartbeat;
 pub mod load;
 pub mod loopback;
 pub mod select;
+pub mod snapshot_request;
 pub(crate) mod stage_worker;
 pub mod transform;
 

@@ -170,8 +170,17 @@ async fn select_once(
         target_site: p.target_site().to_string(),
     });
     // The pipeline's heartbeat, while this node selects: what Load measures the delay with.
+    let requests_zk = opts.zk.connect().await?;
     let beating = ctx.stop.child_token();
     tokio::spawn(heartbeat::run(p.source.clone(), pid, beating.clone()));
+    // Operators' snapshot requests (`otter-manager snapshot`), while this node selects.
+    tokio::spawn(crate::pipeline::snapshot_request::serve(
+        requests_zk,
+        cid,
+        pid,
+        instance.clone(),
+        beating.clone(),
+    ));
     let result = select_work(ctx, status, &zk, &store, &mappings, filter, progress).await;
     beating.cancel();
     instance.stop().await;
