@@ -248,7 +248,17 @@ async fn run_ours(bin: &Path, src: &MariaDb, rows: u64) -> Result<(f64, f64)> {
         ),
     )?;
     let log = dir.path().join("server.log");
-    let mut cmd = Command::new(bin);
+    // BENCH_SERVER_PREFIX runs the server under a profiler (`perf record -g -o FILE`).
+    let prefix = std::env::var("BENCH_SERVER_PREFIX").unwrap_or_default();
+    let mut words = prefix.split_whitespace();
+    let mut cmd = match words.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(words).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
     cmd.arg("--config").arg(&config).env("RUST_LOG", "warn");
     let mut process = ManagedProcess::start("canal-server", cmd, &log)?;
     let mut c = SimpleConnector::new(

@@ -2,6 +2,7 @@
 //! paused, and their logs read.
 #![allow(dead_code)]
 
+pub mod shop;
 pub mod sites;
 
 use std::time::{Duration, Instant};
