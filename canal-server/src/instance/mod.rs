@@ -207,7 +207,7 @@ impl Instance {
             t.push(tender);
         }
         inst.snapshot
-            .resume_or_start(&inst.meta, &snapshot_tables)
+            .resume_or_start(&inst.meta, &inst.store, &snapshot_tables)
             .await;
         Ok(inst)
     }
@@ -278,7 +278,7 @@ impl Instance {
 
     /// Starts a snapshot of `tables` (`schema.table`) in the stream; returns the run id.
     pub fn start_snapshot(&self, tables: Vec<String>) -> Result<String, SnapshotStartError> {
-        self.snapshot.start(tables)
+        self.snapshot.start(&self.store, tables)
     }
 
     /// The current (or last) snapshot run.

@@ -23,6 +23,9 @@ pub enum SnapshotStartError {
     /// No tables, or a name that is not `schema.table`.
     #[error("{0}")]
     BadTables(String),
+    /// Clients are on catch-up streams, which would not carry the snapshot's rows.
+    #[error("clients {0:?} fell behind and are catching up from the binlog, where snapshot rows are not; start the snapshot once they are back on the shared store (see /health)")]
+    ClientsCatchingUp(Vec<i16>),
 }
 
 /// The snapshot machinery of one instance.
@@ -67,7 +70,12 @@ impl SnapshotControl {
 
     /// At instance start: resumes the stored run if unfinished, or starts the configured tables'
     /// snapshot when no run was ever stored.
-    pub(crate) async fn resume_or_start(&self, meta: &MetaBackend, configured: &[String]) {
+    pub(crate) async fn resume_or_start(
+        &self,
+        meta: &MetaBackend,
+        store: &Store,
+        configured: &[String],
+    ) {
         let stored = match meta.load_snapshot().await {
             Ok(Some(bytes)) => match Progress::from_json(&bytes) {
                 Ok(p) => Some(p),
@@ -85,11 +93,11 @@ impl SnapshotControl {
         match stored {
             Some(p) if !p.finished() => {
                 info!(destination = %self.runner.destination, run = %p.run, "resuming the unfinished snapshot");
-                self.spawn(p, false);
+                self.spawn(store, p, false);
             }
             Some(_) => {}
             None if !configured.is_empty() => {
-                if let Err(e) = self.start(configured.to_vec()) {
+                if let Err(e) = self.start(store, configured.to_vec()) {
                     error!(destination = %self.runner.destination, error = %e, "configured snapshot not started");
                 }
             }
@@ -98,7 +106,11 @@ impl SnapshotControl {
     }
 
     /// Starts a new run over `tables`; returns its id.
-    pub(crate) fn start(&self, tables: Vec<String>) -> Result<String, SnapshotStartError> {
+    pub(crate) fn start(
+        &self,
+        store: &Store,
+        tables: Vec<String>,
+    ) -> Result<String, SnapshotStartError> {
         if tables.is_empty() {
             return Err(SnapshotStartError::BadTables("no tables given".into()));
         }
@@ -110,9 +122,13 @@ impl SnapshotControl {
         if let Some(run) = self.running() {
             return Err(SnapshotStartError::Running(run));
         }
+        let detached = store.detached_clients();
+        if !detached.is_empty() {
+            return Err(SnapshotStartError::ClientsCatchingUp(detached));
+        }
         let p = Progress::new(runner::new_run_id(), &tables, runner::started_now());
         let run = p.run.clone();
-        self.spawn(p, true);
+        self.spawn(store, p, true);
         Ok(run)
     }
 
@@ -130,7 +146,7 @@ impl SnapshotControl {
         }
     }
 
-    fn spawn(&self, progress: Progress, new_run: bool) {
+    fn spawn(&self, store: &Store, progress: Progress, new_run: bool) {
         *self.acked.lock().unwrap_or_else(|e| e.into_inner()) = Some(progress.clone());
         if new_run {
             self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -144,11 +160,16 @@ impl SnapshotControl {
         );
         let span =
             tracing::info_span!("snapshot", destination = %cfg.destination, run = %progress.run);
+        // No client leaves the shared store for a catch-up stream while the run lasts (nor
+        // while its rows are held there, see the store's lanes).
+        store.hold_detach(true);
+        let store = store.clone();
         let handle = tokio::spawn(tracing::Instrument::instrument(
             async move {
                 if let Err(e) = runner::run(cfg, bridge, progress, status, c).await {
                     error!(error = %e, "snapshot stopped");
                 }
+                store.hold_detach(false);
             },
             span,
         ));

@@ -78,6 +78,11 @@ impl Inner {
     /// at least half of the window. A client without a cursor (nothing to resume a catch-up
     /// stream from) stays. True when some client was detached.
     pub(super) fn detach_laggards(&mut self) -> bool {
+        // Snapshot rows exist only in this window (a catch-up stream re-reads the binlog, where
+        // they are not): while a snapshot runs or its rows are held, laggards hold everyone back.
+        if self.hold_detach || self.snapshot_entries > 0 {
+            return false;
+        }
         let first = self.first_seq;
         let window = self.next_seq() - first;
         if window == 0 {
@@ -120,6 +125,21 @@ pub struct CatchUpStart {
 }
 
 impl Store {
+    /// While `on`, no client is detached to a catch-up stream (a snapshot runs).
+    pub fn hold_detach(&self, on: bool) {
+        self.lock().hold_detach = on;
+    }
+
+    /// Clients served from catch-up streams now.
+    pub fn detached_clients(&self) -> Vec<i16> {
+        self.lock()
+            .clients
+            .iter()
+            .filter(|(_, c)| matches!(c.lane, Lane::Detached { .. }))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// The lane of `client_id`, if subscribed.
     pub fn lane(&self, client_id: i16) -> Option<Lane> {
         self.lock().clients.get(&client_id).map(|c| c.lane.clone())
@@ -358,6 +378,40 @@ mod tests {
         );
         let start = s.catch_up_start(1).unwrap();
         assert_eq!(start.cursor.binlog.offset, 0, "from its own cursor");
+    }
+
+    /// Snapshot rows exist only in the shared window: while a snapshot runs, or while the window
+    /// holds its rows, a laggard is not detached (it would never see them) and holds the others.
+    #[tokio::test]
+    async fn no_laggard_is_detached_while_snapshot_rows_are_held_or_a_snapshot_runs() {
+        for hold in [false, true] {
+            let s = Store::new("d", items(4));
+            s.subscribe(1, "", None).unwrap();
+            s.subscribe(2, "", None).unwrap();
+            s.set_base(entry(0, true, "", 1).position);
+            s.hold_detach(hold);
+            let mut first = entry(10, true, "t", 1);
+            first.snapshot = !hold;
+            s.put(first).await.unwrap();
+            fill(&s, 2, 3).await;
+            let b = s.get(2, 4, GetWait::NonBlocking).await.unwrap();
+            s.ack(2, b.id).unwrap();
+            let s2 = s.clone();
+            let mut put = tokio::spawn(async move { fill(&s2, 5, 1).await });
+            tokio::task::yield_now().await;
+            assert!(
+                tokio::time::timeout(std::time::Duration::from_millis(100), &mut put)
+                    .await
+                    .is_err(),
+                "the put waits for client 1 (hold {hold})"
+            );
+            assert_eq!(s.lane(1), Some(Lane::Shared));
+            assert!(s.detached_clients().is_empty());
+            // Client 1 acks: the snapshot rows are delivered to it, and the put goes on.
+            let b = s.get(1, 4, GetWait::NonBlocking).await.unwrap();
+            s.ack(1, b.id).unwrap();
+            put.await.unwrap();
+        }
     }
 
     #[tokio::test]

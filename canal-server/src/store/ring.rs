@@ -23,6 +23,10 @@ pub(super) struct Inner {
     /// point. A new client without a stored cursor gets it, so that it has a cursor to resume
     /// from before its first ack.
     pub(super) base: Option<EntryPosition>,
+    /// Entries of snapshot rows in the window.
+    pub(super) snapshot_entries: usize,
+    /// A snapshot runs: no client is detached (its catch-up stream would miss the rows).
+    pub(super) hold_detach: bool,
 }
 
 impl Inner {
@@ -50,6 +54,7 @@ impl Inner {
                         self.base = Some(e.position.clone());
                     }
                     self.bytes -= e.bytes.len();
+                    self.snapshot_entries -= usize::from(e.snapshot);
                     self.first_seq += 1;
                     freed = true;
                 }
@@ -97,6 +102,7 @@ impl Store {
                     }
                     let entry = entries.pop_front().expect("front exists");
                     inner.bytes += entry.bytes.len();
+                    inner.snapshot_entries += usize::from(entry.snapshot);
                     inner.entries.push_back(Arc::new(entry));
                     added += 1;
                 }

@@ -26,6 +26,9 @@ pub struct StoredEntry {
     pub rows: u64,
     /// `Header.executeTime`.
     pub execute_time: i64,
+    /// Rows of a snapshot in the stream (header property `snapshot`): a catch-up stream never
+    /// has them, so no client is detached while the window holds one.
+    pub snapshot: bool,
 }
 
 impl StoredEntry {
@@ -68,6 +71,7 @@ impl StoredEntry {
             isolated_ddl: is_ddl_kind,
             rows,
             execute_time: header.map_or(0, |h| h.execute_time()),
+            snapshot: header.is_some_and(|h| h.props.iter().any(|p| p.key() == "snapshot")),
         }
     }
 }

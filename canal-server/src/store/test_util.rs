@@ -23,6 +23,7 @@ pub(super) fn entry(offset: u64, boundary: bool, table: &str, size: usize) -> St
         },
         table: table.into(),
         ack_point: boundary,
+        snapshot: false,
         isolated_ddl: false,
         rows: u64::from(!boundary),
         execute_time: 0,

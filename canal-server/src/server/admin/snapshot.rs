@@ -54,7 +54,9 @@ pub(super) async fn start(
             StatusCode::ACCEPTED,
             format!("snapshot {run} of {name} started\n"),
         ),
-        Err(e @ SnapshotStartError::Running(_)) => (StatusCode::CONFLICT, format!("{e}\n")),
+        Err(e @ (SnapshotStartError::Running(_) | SnapshotStartError::ClientsCatchingUp(_))) => {
+            (StatusCode::CONFLICT, format!("{e}\n"))
+        }
         Err(e @ SnapshotStartError::BadTables(_)) => (
             StatusCode::BAD_REQUEST,
             format!("{e} (use ?tables=schema.table,schema.table)\n"),
