@@ -12,9 +12,10 @@ use super::*;
 use crate::snapshot::{Chunk, Outcome, SnapshotBridge, WINDOW_CLOSE, WINDOW_OPEN};
 
 /// Most rows in one snapshot entry…
-const ROWS_PER_ENTRY: usize = 1000;
-/// …and most bytes (a binlog rows event holds about 8 KiB; an entry this size is still small).
-const BYTES_PER_ENTRY: usize = 1 << 20;
+const ROWS_PER_ENTRY: usize = 256;
+/// …and most bytes. Consumers batch by entries (otter's Select by 1000 entries), so a snapshot
+/// entry stays near a binlog rows event's size (8 KiB by default), a few rows more.
+const BYTES_PER_ENTRY: usize = 64 * 1024;
 
 /// Header property marking snapshot rows.
 pub const SNAPSHOT_PROP: &str = "snapshot";
