@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use canal_client::{ConnectorOptions, SimpleConnector};
 use canal_protocol::entry::{Entry, EntryType};
-use harness::bench::{cpu_and_load_lines, cpu_secs, env_num, group, log_tail};
+use harness::bench::{cpu_and_load_lines, cpu_secs, env_num, group, log_tail, time_shell};
 use harness::{ManagedProcess, MariaDb, MariaDbOptions};
 use prost::Message;
 
@@ -114,7 +114,7 @@ fn run() -> Result<()> {
             group(rows as f64 / secs)
         );
         ours.push(rows as f64 / secs);
-        let d = time_sh(&format!(
+        let d = time_shell(&format!(
             "mysqldump -h127.0.0.1 -P{} -uroot --single-transaction --quick shop big > /dev/null",
             src.port()
         ))?;
@@ -124,7 +124,7 @@ fn run() -> Result<()> {
         );
         dump.push(rows as f64 / d);
         let dir = tempfile::tempdir()?;
-        let m = time_sh(&format!(
+        let m = time_shell(&format!(
             "mydumper -h 127.0.0.1 -P {} -u root -B shop -t 2 -r 100000 --trx-consistency-only -o {}",
             src.port(),
             dir.path().display()
@@ -148,7 +148,7 @@ fn run() -> Result<()> {
         );
         dumper.push(rows as f64 / m);
         rt.block_on(dst.exec("DROP DATABASE IF EXISTS shop; CREATE DATABASE shop"))?;
-        let dl = time_sh(&format!(
+        let dl = time_shell(&format!(
             "mysqldump -h127.0.0.1 -P{} -uroot --single-transaction --quick shop big | mysql -h127.0.0.1 -P{} -uroot shop",
             src.port(),
             dst.port()
@@ -159,7 +159,7 @@ fn run() -> Result<()> {
         );
         dump_load.push(rows as f64 / dl);
         rt.block_on(dst.exec("DROP DATABASE IF EXISTS shop"))?;
-        let ml = time_sh(&format!(
+        let ml = time_shell(&format!(
             "myloader -h 127.0.0.1 -P {} -u root -t 2 -o -d {}",
             dst.port(),
             dir.path().display()
@@ -206,17 +206,6 @@ fn run() -> Result<()> {
         o / m
     );
     Ok(())
-}
-
-/// Runs `sh -c cmd`, returns its wall time; fails with its stderr.
-fn time_sh(cmd: &str) -> Result<f64> {
-    let t = Instant::now();
-    let out = Command::new("sh").args(["-c", cmd]).output()?;
-    let secs = t.elapsed().as_secs_f64();
-    if !out.status.success() {
-        bail!("`{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(secs)
 }
 
 /// One snapshot through a fresh release server; (seconds from the POST to the last row, server

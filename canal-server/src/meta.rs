@@ -336,13 +336,7 @@ impl ZkMeta {
     /// id is returned so the caller unsubscribes it.
     pub async fn save(&self, clients: &[ClientInfo]) -> Result<Vec<i16>, MetaError> {
         let not_active = || MetaError::NotActive(self.destination.clone());
-        if self.gate.as_ref().is_some_and(|g| !g()) {
-            return Err(not_active());
-        }
-        let fence = match &self.fencing {
-            Some(f) => Some(f.current().ok_or_else(not_active)?),
-            None => None,
-        };
+        let fence = self.fence_now()?;
         let dest_path = zk_coord::paths::destination(&self.destination);
         let mut attempt = 0;
         loop {
@@ -415,6 +409,19 @@ impl ZkMeta {
         }
     }
 
+    /// The fence every write checks (HA), or `NotActive` when the gate is closed or the
+    /// ownership ended; `None` without fencing.
+    fn fence_now(&self) -> Result<Option<zk_coord::fence::Fence>, MetaError> {
+        let not_active = || MetaError::NotActive(self.destination.clone());
+        if self.gate.as_ref().is_some_and(|g| !g()) {
+            return Err(not_active());
+        }
+        match &self.fencing {
+            Some(f) => Ok(Some(f.current().ok_or_else(not_active)?)),
+            None => Ok(None),
+        }
+    }
+
     /// The snapshot progress node's data, if it exists.
     pub async fn load_snapshot(&self) -> Result<Option<Vec<u8>>, MetaError> {
         let path = zk_coord::paths::snapshot(&self.destination);
@@ -429,13 +436,7 @@ impl ZkMeta {
     /// lost the destination writes nothing.
     pub async fn save_snapshot(&self, json: &[u8]) -> Result<(), MetaError> {
         let not_active = || MetaError::NotActive(self.destination.clone());
-        if self.gate.as_ref().is_some_and(|g| !g()) {
-            return Err(not_active());
-        }
-        let fence = match &self.fencing {
-            Some(f) => Some(f.current().ok_or_else(not_active)?),
-            None => None,
-        };
+        let fence = self.fence_now()?;
         let path = zk_coord::paths::snapshot(&self.destination);
         zk_coord::ensure_path(
             &self.client,

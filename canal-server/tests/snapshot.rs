@@ -155,6 +155,39 @@ fn replay_rows(r: &Replay) -> HashMap<String, (Option<String>, Option<String>)> 
         .collect()
 }
 
+/// A source with `shop.big` (`rows` rows) and `shop.sentinel`, the account allowed to write the
+/// signal table.
+async fn big_source(rows: i64) -> MariaDb {
+    let db = MariaDb::start().await.unwrap();
+    grant_signal(&db).await;
+    db.exec(&format!(
+        "CREATE DATABASE shop; CREATE TABLE shop.big (id INT PRIMARY KEY, v VARCHAR(40), n INT);
+         CREATE TABLE shop.sentinel (id INT PRIMARY KEY);
+         INSERT INTO shop.big SELECT seq, CONCAT('row-', seq), seq % 1000 FROM shop.seq_1_to_{rows}"
+    ))
+    .await
+    .unwrap();
+    db
+}
+
+/// A server reading `db` from its binlog's end, with `extra` in its destination section; returns
+/// once it streams.
+async fn server_at_end(db: &MariaDb, extra: &str) -> ServerProc {
+    let start = db.master_status().await.unwrap();
+    let s = ServerProc::start(
+        server_bin(),
+        db,
+        "",
+        &format!(
+            "journal_name = \"{}\"\nposition = {}\n{extra}",
+            start.file, start.position
+        ),
+    )
+    .await;
+    s.wait_streaming().await;
+    s
+}
+
 async fn snapshot_status(s: &ServerProc) -> serde_json::Value {
     let body = http_get(s.admin_port, "/destinations/example/snapshot")
         .await
@@ -189,18 +222,7 @@ async fn snapshot_rows_print_exactly_as_binlog_rows() {
     )
     .await
     .unwrap();
-    let start = db.master_status().await.unwrap();
-    let s = ServerProc::start(
-        server_bin(),
-        &db,
-        "",
-        &format!(
-            "journal_name = \"{}\"\nposition = {}\n",
-            start.file, start.position
-        ),
-    )
-    .await;
-    s.wait_streaming().await;
+    let s = server_at_end(&db, "").await;
     db.exec(
         "INSERT INTO shop.types VALUES
          (1, -5, 65000, -8000000, 18446744073709551615, 1.5, -2.25, 12.30, b'1010101010', 2024,
@@ -247,27 +269,12 @@ async fn a_snapshot_under_a_concurrent_workload_replays_to_the_source() {
     harness::init_tracing();
     const ROWS: i64 = 1_000_000;
     const CHUNK: i64 = 10_000;
-    let db = MariaDb::start().await.unwrap();
-    grant_signal(&db).await;
-    db.exec(&format!(
-        "CREATE DATABASE shop; CREATE TABLE shop.big (id INT PRIMARY KEY, v VARCHAR(40), n INT);
-         CREATE TABLE shop.sentinel (id INT PRIMARY KEY);
-         INSERT INTO shop.big SELECT seq, CONCAT('row-', seq), seq % 1000 FROM shop.seq_1_to_{ROWS}"
-    ))
-    .await
-    .unwrap();
-    let start = db.master_status().await.unwrap();
-    let s = ServerProc::start(
-        server_bin(),
+    let db = big_source(ROWS).await;
+    let s = server_at_end(
         &db,
-        "",
-        &format!(
-            "journal_name = \"{}\"\nposition = {}\nsnapshot_tables = [\"shop.big\"]\nsnapshot_chunk_rows = {CHUNK}\n",
-            start.file, start.position
-        ),
+        &format!("snapshot_tables = [\"shop.big\"]\nsnapshot_chunk_rows = {CHUNK}\n"),
     )
     .await;
-    s.wait_streaming().await;
     let mut c = RawClient::subscribed(&s.addr(), "1001", "").await;
 
     // The workload: changes near the chunk being copied (just past the last key read), and
@@ -370,27 +377,12 @@ async fn a_snapshot_under_a_concurrent_workload_replays_to_the_source() {
 async fn kill_9_during_a_snapshot_resumes_after_the_last_acked_chunk() {
     harness::init_tracing();
     const ROWS: i64 = 100_000;
-    let db = MariaDb::start().await.unwrap();
-    grant_signal(&db).await;
-    db.exec(&format!(
-        "CREATE DATABASE shop; CREATE TABLE shop.big (id INT PRIMARY KEY, v VARCHAR(40), n INT);
-         CREATE TABLE shop.sentinel (id INT PRIMARY KEY);
-         INSERT INTO shop.big SELECT seq, CONCAT('row-', seq), seq % 1000 FROM shop.seq_1_to_{ROWS}"
-    ))
-    .await
-    .unwrap();
-    let start = db.master_status().await.unwrap();
-    let mut s = ServerProc::start(
-        server_bin(),
+    let db = big_source(ROWS).await;
+    let mut s = server_at_end(
         &db,
-        "",
-        &format!(
-            "journal_name = \"{}\"\nposition = {}\nsnapshot_tables = [\"shop.big\"]\nsnapshot_chunk_rows = 2000\n",
-            start.file, start.position
-        ),
+        "snapshot_tables = [\"shop.big\"]\nsnapshot_chunk_rows = 2000\n",
     )
     .await;
-    s.wait_streaming().await;
     let mut c = RawClient::subscribed(&s.addr(), "1001", "").await;
     let mut replay = Replay::default();
     consume_until(&mut c, &mut replay, "big", |r| r.snapshot_rows >= 30_000).await;

@@ -20,11 +20,11 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use harness::bench::{cpu_and_load_lines, env_num, group};
+use harness::bench::{cpu_and_load_lines, env_num, group, time_shell};
 use harness::{MariaDb, MariaDbOptions, TestDir, ZooKeeper};
 use otter_node::model::{Channel, ChannelStatus, TableMapping};
 
@@ -38,17 +38,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Runs `sh -c cmd`; its wall time, or its stderr as the error.
-fn time_sh(cmd: &str) -> Result<f64> {
-    let t = Instant::now();
-    let out = Command::new("sh").args(["-c", cmd]).output()?;
-    let secs = t.elapsed().as_secs_f64();
-    if !out.status.success() {
-        bail!("`{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(secs)
 }
 
 async fn empty_target(dst: &MariaDb) -> Result<()> {
@@ -119,7 +108,7 @@ fn run() -> Result<()> {
         ours.push(rows as f64 / secs);
 
         rt.block_on(empty_target(&dst))?;
-        let d = time_sh(&format!(
+        let d = time_shell(&format!(
             "mysqldump -h127.0.0.1 -P{} -uroot --single-transaction --quick --no-create-info bench t1 | mysql -h127.0.0.1 -P{} -uroot bench_dr",
             src.port(),
             dst.port()
@@ -133,7 +122,7 @@ fn run() -> Result<()> {
 
         rt.block_on(empty_target(&dst))?;
         let files = tempfile::tempdir()?;
-        let m = time_sh(&format!(
+        let m = time_shell(&format!(
             "mydumper -h 127.0.0.1 -P {} -u root -B bench -t 2 -r 100000 --trx-consistency-only -m -o {} && \
              myloader -h 127.0.0.1 -P {} -u root -t 2 -s bench -B bench_dr -d {}",
             src.port(),
@@ -153,7 +142,12 @@ fn run() -> Result<()> {
         v[v.len() / 2]
     };
     let (o, d, m) = (med(&mut ours), med(&mut dump), med(&mut dumper));
-    println!("\nmedians (rows/s): ours {}, mysqldump | mysql {}, mydumper + myloader {}", group(o), group(d), group(m));
+    println!(
+        "\nmedians (rows/s): ours {}, mysqldump | mysql {}, mydumper + myloader {}",
+        group(o),
+        group(d),
+        group(m)
+    );
     println!(
         "ours / faster of the two = {:.2}×   (ours / mysqldump | mysql {:.2}×, ours / mydumper + myloader {:.2}×)",
         o / d.max(m),
@@ -213,8 +207,7 @@ async fn run_ours(
     c.status = ChannelStatus::Started;
     c.validate()?;
     let client = zk.client(Duration::from_secs(10)).await?;
-    zk_coord::put_persistent(&client, &zk_coord::otter_paths::channel(c.id), &c.to_json())
-        .await?;
+    zk_coord::put_persistent(&client, &zk_coord::otter_paths::channel(c.id), &c.to_json()).await?;
     let started = Instant::now();
     let mut node = Node::start(bin, dir, 1, zk, &format!("s{k}"))?;
     let mut conn = dst.conn().await?;
@@ -240,8 +233,7 @@ async fn run_ours(
     let secs = started.elapsed().as_secs_f64();
     // The channel stops; the node ends.
     c.status = ChannelStatus::Stopped;
-    zk_coord::put_persistent(&client, &zk_coord::otter_paths::channel(c.id), &c.to_json())
-        .await?;
+    zk_coord::put_persistent(&client, &zk_coord::otter_paths::channel(c.id), &c.to_json()).await?;
     node.process
         .terminate(Duration::from_secs(30))
         .context("stop otter-node")?;

@@ -344,6 +344,19 @@ pub fn write_doc(
     std::fs::write(path, new)
 }
 
+/// Runs `sh -c cmd` and returns its wall time in seconds; fails with its stderr.
+pub fn time_shell(cmd: &str) -> anyhow::Result<f64> {
+    let t = std::time::Instant::now();
+    let out = std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .output()?;
+    let secs = t.elapsed().as_secs_f64();
+    if !out.status.success() {
+        anyhow::bail!("`{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(secs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

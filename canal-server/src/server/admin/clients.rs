@@ -33,19 +33,10 @@ fn locate(
             format!("client id {client_id:?} is not a number in -32768..32767\n"),
         )
     })?;
-    let inst = s.ctx.instance(name).ok_or_else(|| {
-        let elsewhere = s
-            .ctx
-            .roles()
-            .get(name)
-            .and_then(|(_, running)| running.clone())
-            .map(|r| format!("; it runs on {r}"))
-            .unwrap_or_default();
-        (
-            StatusCode::NOT_FOUND,
-            format!("destination {name} is not served by this server{elsewhere}\n"),
-        )
-    })?;
+    let inst = s
+        .ctx
+        .instance(name)
+        .ok_or_else(|| super::not_served(s, name))?;
     if !inst.store().is_subscribed(id) {
         return Err((
             StatusCode::NOT_FOUND,

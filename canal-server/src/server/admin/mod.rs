@@ -102,6 +102,21 @@ async fn release(
     }
 }
 
+/// 404 for a destination this server does not run, naming the server that does when known.
+fn not_served(s: &AdminState, name: &str) -> (StatusCode, String) {
+    let elsewhere = s
+        .ctx
+        .roles()
+        .get(name)
+        .and_then(|(_, running)| running.clone())
+        .map(|r| format!("; it runs on {r}"))
+        .unwrap_or_default();
+    (
+        StatusCode::NOT_FOUND,
+        format!("destination {name} is not served by this server{elsewhere}\n"),
+    )
+}
+
 /// Serves the admin endpoints on `listener` until `shutdown`. POST/DELETE endpoints need
 /// `token` as a bearer token when given, else a loopback listener.
 pub async fn serve(

@@ -13,20 +13,6 @@ use axum::response::IntoResponse;
 use super::AdminState;
 use crate::instance::SnapshotStartError;
 
-fn not_here(s: &AdminState, name: &str) -> (StatusCode, String) {
-    let elsewhere = s
-        .ctx
-        .roles()
-        .get(name)
-        .and_then(|(_, running)| running.clone())
-        .map(|r| format!("; it runs on {r}"))
-        .unwrap_or_default();
-    (
-        StatusCode::NOT_FOUND,
-        format!("destination {name} is not served by this server{elsewhere}\n"),
-    )
-}
-
 /// `POST /destinations/{name}/snapshot?tables=a.b,c.d`.
 pub(super) async fn start(
     State(s): State<AdminState>,
@@ -38,7 +24,7 @@ pub(super) async fn start(
         return refused;
     }
     let Some(inst) = s.ctx.instance(&name) else {
-        return not_here(&s, &name);
+        return super::not_served(&s, &name);
     };
     let tables: Vec<String> = q
         .get("tables")
@@ -70,7 +56,7 @@ pub(super) async fn status(
     Path(name): Path<String>,
 ) -> axum::response::Response {
     let Some(inst) = s.ctx.instance(&name) else {
-        return not_here(&s, &name).into_response();
+        return super::not_served(&s, &name).into_response();
     };
     axum::Json(inst.snapshot_status()).into_response()
 }
