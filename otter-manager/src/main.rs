@@ -313,6 +313,13 @@ async fn run(cli: Cli) -> Result<Outcome> {
             if !pids.contains(&pid) {
                 bail!("channel {cid} has no pipeline {pid} (it has {pids:?})");
             }
+            let p = match &channel.reverse {
+                Some(r) if r.id == pid => r,
+                _ => &channel.pipeline,
+            };
+            if let Some(t) = tables.iter().find(|t| !p.maps_source_table(t)) {
+                bail!("pipeline {pid} maps no source table {t}: its rows would go nowhere");
+            }
             req::request(&zk, *cid, pid, tables).await?;
             let answer =
                 req::wait_answer(&zk, *cid, pid, std::time::Duration::from_secs(*wait_secs))

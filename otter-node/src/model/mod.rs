@@ -79,6 +79,13 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// Whether a table mapping takes source table `name` (`schema.table`).
+    pub fn maps_source_table(&self, name: &str) -> bool {
+        self.tables
+            .iter()
+            .any(|t| Regex::new(&format!("^(?:{})$", t.source)).is_ok_and(|re| re.is_match(name)))
+    }
+
     /// The site the source is in (`source.site`, else its address).
     pub fn source_site(&self) -> &str {
         site_or(&self.source.site, &self.source.address)
@@ -487,6 +494,21 @@ fn validate_pipeline(p: &Pipeline, key: &str) -> Result<(), ModelError> {
             ));
         }
     }
+    for (i, name) in p.source.snapshot_tables.iter().enumerate() {
+        let key = k(&format!("source.snapshot_tables[{i}]"));
+        if canal_server::snapshot::split_table_name(name).is_none() {
+            return Err(err(key, format!("{name:?} is not schema.table")));
+        }
+        if !p.maps_source_table(name) {
+            return Err(err(
+                key,
+                format!("{name} is not matched by any [[pipeline.tables]] source: its rows would go nowhere"),
+            ));
+        }
+    }
+    if p.source.snapshot_chunk_rows == Some(0) {
+        return Err(err(k("source.snapshot_chunk_rows"), "must be > 0"));
+    }
     Ok(())
 }
 
@@ -671,6 +693,20 @@ mod tests {
         let bad = EXAMPLE.replacen("address = \"127.0.0.1:3306\"", "address = \"nowhere\"", 1);
         let e = Channel::from_toml(&bad).unwrap_err();
         assert_eq!(e.key, "pipeline.source.address", "{e}");
+        // Snapshot tables must be schema.table and taken by a mapping.
+        let snap = |tables: &str| {
+            EXAMPLE.replacen(
+                "slave_id = 3301",
+                &format!("slave_id = 3301\nsnapshot_tables = [{tables}]"),
+                1,
+            )
+        };
+        assert!(Channel::from_toml(&snap("\"shop.user\", \"shop.orders\"")).is_ok());
+        let e = Channel::from_toml(&snap("\"shop.user\", \"shop.nothing\"")).unwrap_err();
+        assert_eq!(e.key, "pipeline.source.snapshot_tables[1]", "{e}");
+        assert!(e.to_string().contains("go nowhere"), "{e}");
+        let e = Channel::from_toml(&snap("\"orders\"")).unwrap_err();
+        assert_eq!(e.key, "pipeline.source.snapshot_tables[0]", "{e}");
     }
 
     /// Source and target on one server: a mapping that writes what it reads is refused, naming it.
