@@ -38,6 +38,7 @@ pub mod destination;
 pub mod entry;
 pub mod filter;
 pub mod instance;
+pub mod mq;
 pub(crate) mod meta;
 pub mod mysql_tls;
 pub mod position;

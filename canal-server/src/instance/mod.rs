@@ -68,6 +68,8 @@ pub struct Instance {
     /// Write cursors on every ack (flush period 0).
     flush_on_ack: bool,
     handle_result: Arc<AsyncMutex<Option<Result<(), DestinationError>>>>,
+    /// The MQ publisher's status, when the destination publishes to a broker.
+    producer: std::sync::OnceLock<crate::mq::StatusCell>,
 }
 
 impl std::fmt::Debug for Instance {
@@ -134,6 +136,12 @@ impl Instance {
                 let _ = store.subscribe(c.client_id, "", c.cursor.clone());
             }
         }
+        // The MQ publisher is a client like any other: its cursor counts for the resume point.
+        if let Some(mq) = &config.mq {
+            if !store.is_subscribed(mq.client_id) {
+                let _ = store.subscribe(mq.client_id, "", None);
+            }
+        }
         // Resume from the oldest acked cursor; a client without a cursor means "from the
         // configured start".
         let cursor = resume_cursor(clients.iter().map(|c| c.cursor.as_ref()));
@@ -172,8 +180,10 @@ impl Instance {
             cancel: cancel.clone(),
             tasks: AsyncMutex::new(Vec::new()),
             handle_result: handle_result.clone(),
+            producer: std::sync::OnceLock::new(),
         });
         let span = tracing::info_span!("instance", destination = %name);
+        let config_mq = config.mq.clone();
         let parser = pump::Parser {
             name: name.to_string(),
             config,
@@ -189,11 +199,18 @@ impl Instance {
             pump::flusher(Arc::downgrade(&inst), flush_period, cancel.clone())
                 .instrument(span.clone()),
         );
+        let publisher = config_mq.map(|mq| {
+            let (task, status) =
+                crate::mq::spawn(Arc::downgrade(&inst), mq, cancel.clone());
+            let _ = inst.producer.set(status);
+            task
+        });
         let tender = tokio::spawn(pump::tender(Arc::downgrade(&inst), cancel).instrument(span));
         if let Ok(mut t) = inst.tasks.try_lock() {
             t.push(pump);
             t.push(flusher);
             t.push(tender);
+            t.extend(publisher);
         }
         Ok(inst)
     }
@@ -201,6 +218,13 @@ impl Instance {
     /// The destination's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The MQ publisher's status, when the destination publishes to a broker.
+    pub fn producer_status(&self) -> Option<crate::mq::ProducerStatus> {
+        self.producer
+            .get()
+            .map(|c| c.lock().unwrap_or_else(|p| p.into_inner()).clone())
     }
 
     /// Its store.

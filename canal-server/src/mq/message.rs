@@ -1,0 +1,160 @@
+//! A batch of stored entries → the messages to publish, in order: Canal's flat JSON (one per
+//! ROWDATA entry, split by partition, built by `canal-client`'s flat module so it is what
+//! `canal-client tail` prints) or the protobuf `Packet{MESSAGES}` of the batch's entries.
+
+use bytes::{Bytes, BytesMut};
+use canal_client::flat::{flat_message, now_ms, FlatMessage};
+use canal_protocol::{Entry, EntryType};
+use prost::Message as _;
+
+use super::route::Router;
+use super::{MqConfig, MqError, OversizePolicy};
+
+/// One message to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    /// Topic (routing key base).
+    pub topic: String,
+    /// Partition, `None` when the topic is not partitioned.
+    pub partition: Option<u32>,
+    /// Body.
+    pub payload: Vec<u8>,
+    /// Flat JSON (else protobuf).
+    pub json: bool,
+    /// Rows in it.
+    pub rows: u64,
+}
+
+/// Builds the messages of batch `batch_id`.
+pub fn build(
+    c: &MqConfig,
+    router: &Router,
+    batch_id: i64,
+    entries: &[Bytes],
+) -> Result<Vec<Outgoing>, MqError> {
+    let decoded = entries
+        .iter()
+        .map(|b| Entry::decode(b.clone()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| MqError::Encode(format!("stored entry does not decode: {e}")))?;
+    if !c.flat_message {
+        return protobuf(c, router, batch_id, entries, &decoded);
+    }
+    let ts = now_ms();
+    let mut out = Vec::new();
+    for e in &decoded {
+        let Some(m) = flat_message(batch_id, e, ts).map_err(|e| MqError::Encode(e.to_string()))?
+        else {
+            continue;
+        };
+        for r in router.route(m) {
+            push_flat(c, r.topic, r.partition, r.message, &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Appends `m`, split by rows while it is over the size limit (policy `split_rows`).
+fn push_flat(
+    c: &MqConfig,
+    topic: String,
+    partition: Option<u32>,
+    m: FlatMessage,
+    out: &mut Vec<Outgoing>,
+) -> Result<(), MqError> {
+    let json = m.to_json().into_bytes();
+    let rows = m.data.as_ref().map_or(0, Vec::len);
+    if json.len() <= c.max_message_bytes {
+        out.push(Outgoing {
+            topic,
+            partition,
+            payload: json,
+            json: true,
+            rows: rows as u64,
+        });
+        return Ok(());
+    }
+    if c.oversize == OversizePolicy::Stop || rows < 2 {
+        return Err(MqError::TooLarge {
+            what: format!(
+                "flat message of {}.{} ({} {}, {rows} rows)",
+                m.database, m.table, m.kind, m.es
+            ),
+            bytes: json.len(),
+            limit: c.max_message_bytes,
+        });
+    }
+    let half = rows / 2;
+    let (mut a, mut b) = (m.clone(), m);
+    let data = a.data.take().unwrap_or_default();
+    let old = a.old.take();
+    a.data = Some(data[..half].to_vec());
+    b.data = Some(data[half..].to_vec());
+    if let Some(o) = old {
+        a.old = Some(o[..half.min(o.len())].to_vec());
+        b.old = Some(o[half.min(o.len())..].to_vec());
+    }
+    push_flat(c, topic.clone(), partition, a, out)?;
+    push_flat(c, topic, partition, b, out)
+}
+
+/// Protobuf mode: the batch's entries as Canal's `Packet{MESSAGES}` (without the TCP length
+/// prefix); with dynamic topics, the ROWDATA entries grouped by topic in batch order.
+fn protobuf(
+    c: &MqConfig,
+    router: &Router,
+    batch_id: i64,
+    raw: &[Bytes],
+    decoded: &[Entry],
+) -> Result<Vec<Outgoing>, MqError> {
+    let mut groups: Vec<(String, Vec<&Bytes>, u64)> = Vec::new();
+    for (bytes, e) in raw.iter().zip(decoded) {
+        let topic = if c.dynamic_topic.trim().is_empty() {
+            c.topic.clone()
+        } else {
+            if e.entry_type() != EntryType::Rowdata {
+                continue;
+            }
+            let h = e.header.clone().unwrap_or_default();
+            router.topic_of(h.schema_name(), h.table_name())
+        };
+        let rows = e
+            .header
+            .as_ref()
+            .and_then(|h| h.props.iter().find(|p| p.key() == "rowsCount"))
+            .and_then(|p| p.value().parse().ok())
+            .unwrap_or(0);
+        match groups.iter_mut().find(|g| g.0 == topic) {
+            Some(g) => {
+                g.1.push(bytes);
+                g.2 += rows;
+            }
+            None => groups.push((topic, vec![bytes], rows)),
+        }
+    }
+    let mut out = Vec::new();
+    for (topic, entries, rows) in groups {
+        let mut buf = BytesMut::new();
+        canal_protocol::encode_raw_messages(batch_id, &entries, &mut buf)
+            .map_err(|e| MqError::Encode(e.to_string()))?;
+        let payload = buf
+            .get(canal_protocol::frame::LENGTH_PREFIX_LEN..)
+            .unwrap_or_default()
+            .to_vec();
+        if payload.len() > c.max_message_bytes {
+            return Err(MqError::TooLarge {
+                what: format!("protobuf message of batch {batch_id} to {topic}"),
+                bytes: payload.len(),
+                limit: c.max_message_bytes,
+            });
+        }
+        out.push(Outgoing {
+            topic,
+            partition: (c.partition > 0).then_some(c.partition),
+            payload,
+            json: false,
+            rows,
+        });
+    }
+    Ok(out)
+}
