@@ -46,9 +46,13 @@ async fn declare(uri: &str) -> lapin::Channel {
         .unwrap();
     let ch = conn.create_channel().await.unwrap();
     for q in QUEUES {
-        ch.queue_declare(q.into(), QueueDeclareOptions::durable(), FieldTable::default())
-            .await
-            .unwrap();
+        ch.queue_declare(
+            q.into(),
+            QueueDeclareOptions::durable(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
     }
     // The connection closes when dropped: keep it alive with the channel's owner.
     std::mem::forget(conn);
@@ -155,7 +159,9 @@ async fn workload_reaches_partitions_in_order_and_survives_a_broker_outage() {
     db.exec("UPDATE shop.orders SET id = 105 WHERE id = 5")
         .await
         .unwrap();
-    db.exec("DELETE FROM shop.orders WHERE id = 20").await.unwrap();
+    db.exec("DELETE FROM shop.orders WHERE id = 20")
+        .await
+        .unwrap();
     for i in 11..=20 {
         db.exec(&format!("INSERT INTO shop.items VALUES ({i}, 'item{i}')"))
             .await

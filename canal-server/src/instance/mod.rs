@@ -200,8 +200,7 @@ impl Instance {
                 .instrument(span.clone()),
         );
         let publisher = config_mq.map(|mq| {
-            let (task, status) =
-                crate::mq::spawn(Arc::downgrade(&inst), mq, cancel.clone());
+            let (task, status) = crate::mq::spawn(Arc::downgrade(&inst), mq, cancel.clone());
             let _ = inst.producer.set(status);
             task
         });

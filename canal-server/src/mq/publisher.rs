@@ -207,7 +207,8 @@ async fn run(
         let rows: u64 = messages.iter().map(|m| m.rows).sum();
         let bytes: usize = messages.iter().map(|m| m.payload.len()).sum();
         let d = name.clone();
-        metrics::counter!("canal_mq_messages", "destination" => d.clone()).increment(messages.len() as u64);
+        metrics::counter!("canal_mq_messages", "destination" => d.clone())
+            .increment(messages.len() as u64);
         metrics::counter!("canal_mq_rows", "destination" => d.clone()).increment(rows);
         metrics::counter!("canal_mq_bytes", "destination" => d.clone()).increment(bytes as u64);
         metrics::counter!("canal_mq_batches", "destination" => d).increment(1);

@@ -97,7 +97,9 @@ impl RabbitProducer {
                         })
                     }
                     Ok(Confirmation::Nack(None)) => {
-                        return Err(MqError::Broker(format!("broker nacked a message to {key:?}")))
+                        return Err(MqError::Broker(format!(
+                            "broker nacked a message to {key:?}"
+                        )))
                     }
                     Ok(Confirmation::NotRequested) => {
                         return Err(MqError::Broker("channel is not in confirm mode".into()))
@@ -110,7 +112,10 @@ impl RabbitProducer {
         tokio::time::timeout(self.confirm_timeout, wait)
             .await
             .map_err(|_| {
-                MqError::Broker(format!("confirms not received within {:?}", self.confirm_timeout))
+                MqError::Broker(format!(
+                    "confirms not received within {:?}",
+                    self.confirm_timeout
+                ))
             })?
     }
 

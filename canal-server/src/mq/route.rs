@@ -213,11 +213,7 @@ impl Router {
         }
         let rule = self.hash_rule(&m.database, &m.table);
         let Some(rule) = rule.filter(|_| !m.is_ddl && m.data.is_some()) else {
-            let every: Vec<u32> = if m.is_ddl {
-                (0..n).collect()
-            } else {
-                vec![0]
-            };
+            let every: Vec<u32> = if m.is_ddl { (0..n).collect() } else { vec![0] };
             return every
                 .into_iter()
                 .map(|p| Routed {
@@ -337,7 +333,10 @@ mod tests {
         let refs: Vec<(&str, &str)> = rows.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
         let out = r.route(msg("INSERT", &refs, None));
         assert!(out.len() > 1, "40 keys over 4 partitions");
-        let total: usize = out.iter().map(|o| o.message.data.as_ref().unwrap().len()).sum();
+        let total: usize = out
+            .iter()
+            .map(|o| o.message.data.as_ref().unwrap().len())
+            .sum();
         assert_eq!(total, 40, "each row once");
         for o in &out {
             for row in o.message.data.as_ref().unwrap() {
@@ -372,7 +371,11 @@ mod tests {
         want.sort_unstable();
         assert_eq!(got, want);
         for o in &out {
-            assert_eq!(o.message.old.as_ref().unwrap().len(), 1, "old stays aligned");
+            assert_eq!(
+                o.message.old.as_ref().unwrap().len(),
+                1,
+                "old stays aligned"
+            );
         }
     }
 
