@@ -48,6 +48,16 @@ pub struct ProducerStatus {
     pub failed_attempts: u64,
 }
 
+impl ProducerStatus {
+    /// Why the producer makes its destination unhealthy (retrying or failed), if it does.
+    pub fn unhealthy(&self) -> Option<String> {
+        matches!(self.state, ProducerState::Retrying | ProducerState::Failed).then(|| {
+            let error = self.error.as_deref().unwrap_or("");
+            format!("MQ producer is {:?}: {error}", self.state)
+        })
+    }
+}
+
 /// Shared handle on a producer's status.
 pub type StatusCell = Arc<Mutex<ProducerStatus>>;
 

@@ -385,8 +385,10 @@ mod tests {
         let out = r.route(msg("INSERT", &[("1", "a")], None));
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].partition, None);
-        let mut c = MqConfig::default();
-        c.partition_hash = "db\\.(:id".into();
+        let mut c = MqConfig {
+            partition_hash: "db\\.(:id".into(),
+            ..Default::default()
+        };
         assert_eq!(Router::new(&c).unwrap_err().key, "partition_hash");
         c.partition_hash.clear();
         c.dynamic_topic_partition_num = "t:x".into();

@@ -197,22 +197,8 @@ fn served_here(i: &Instance, role: String, running: Option<String>) -> Destinati
         })
     } else if !clients.is_empty() && clients.iter().all(|c| c.state == "purged") {
         Some("every client's cursor is behind a purged binlog".to_string())
-    } else if let Some(p) = producer.as_ref().filter(|p| {
-        matches!(
-            p.state,
-            crate::mq::ProducerState::Retrying | crate::mq::ProducerState::Failed
-        )
-    }) {
-        Some(format!(
-            "MQ producer is {:?}{}",
-            p.state,
-            p.error
-                .as_deref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
-        ))
     } else {
-        None
+        producer.as_ref().and_then(crate::mq::ProducerStatus::unhealthy)
     };
     let (store_entries, store_bytes) = i.store().usage();
     DestinationHealth {
