@@ -158,3 +158,109 @@ fn protobuf(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use canal_protocol::entry::{Column, Header, RowChange, RowData};
+    use canal_protocol::EventType;
+
+    fn insert(rows: usize) -> Bytes {
+        let change = RowChange {
+            event_type: Some(EventType::Insert as i32),
+            is_ddl: Some(false),
+            row_datas: (0..rows)
+                .map(|i| RowData {
+                    after_columns: vec![Column {
+                        name: Some("id".into()),
+                        value: Some(format!("{i:0100}")),
+                        is_key: Some(true),
+                        sql_type: Some(4),
+                        mysql_type: Some("int".into()),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let e = Entry {
+            header: Some(Header {
+                schema_name: Some("db".into()),
+                table_name: Some("t".into()),
+                event_type: Some(EventType::Insert as i32),
+                ..Default::default()
+            }),
+            entry_type: Some(EntryType::Rowdata as i32),
+            store_value: Some(change.encode_to_vec().into()),
+        };
+        e.encode_to_vec().into()
+    }
+
+    fn config(limit: usize, oversize: OversizePolicy) -> MqConfig {
+        MqConfig {
+            max_message_bytes: limit,
+            oversize,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn oversize_messages_split_by_rows_keep_every_row_in_order() {
+        let c = config(2048, OversizePolicy::SplitRows);
+        let r = Router::new(&c).unwrap();
+        let out = build(&c, &r, 1, &[insert(40)]).unwrap();
+        assert!(out.len() > 1, "split");
+        assert!(out.iter().all(|m| m.payload.len() <= 2048));
+        let ids: Vec<String> = out
+            .iter()
+            .flat_map(|m| {
+                let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+                v["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["id"].as_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let want: Vec<String> = (0..40).map(|i| format!("{i:0100}")).collect();
+        assert_eq!(ids, want);
+        assert_eq!(out.iter().map(|m| m.rows).sum::<u64>(), 40);
+    }
+
+    #[test]
+    fn oversize_stop_policy_and_a_single_huge_row_are_errors() {
+        let c = config(2048, OversizePolicy::Stop);
+        let r = Router::new(&c).unwrap();
+        let e = build(&c, &r, 1, &[insert(40)]).unwrap_err();
+        assert!(matches!(e, MqError::TooLarge { limit: 2048, .. }), "{e}");
+        assert!(!e.is_retryable());
+        let c = config(1024, OversizePolicy::SplitRows);
+        let mut big = insert(1);
+        // One row of ~3 KB cannot be split.
+        let mut entry = Entry::decode(big.clone()).unwrap();
+        let mut change = RowChange::decode(entry.store_value.clone().unwrap()).unwrap();
+        change.row_datas[0].after_columns[0].value = Some("x".repeat(3000));
+        entry.store_value = Some(change.encode_to_vec().into());
+        big = entry.encode_to_vec().into();
+        let e = build(&c, &r, 1, &[big]).unwrap_err();
+        assert!(e.to_string().contains("max_message_bytes = 1024"), "{e}");
+    }
+
+    #[test]
+    fn protobuf_mode_is_canal_packet_of_the_batch() {
+        let c = MqConfig {
+            flat_message: false,
+            ..Default::default()
+        };
+        let r = Router::new(&c).unwrap();
+        let entries = [insert(2), insert(3)];
+        let out = build(&c, &r, 7, &entries).unwrap();
+        assert_eq!(out.len(), 1);
+        let p = canal_protocol::Packet::decode(out[0].payload.as_slice()).unwrap();
+        let m = canal_protocol::packet::Messages::decode(p.body.clone()).unwrap();
+        assert_eq!(m.batch_id, 7);
+        assert_eq!(m.messages, entries.to_vec());
+    }
+}

@@ -198,7 +198,9 @@ fn served_here(i: &Instance, role: String, running: Option<String>) -> Destinati
     } else if !clients.is_empty() && clients.iter().all(|c| c.state == "purged") {
         Some("every client's cursor is behind a purged binlog".to_string())
     } else {
-        producer.as_ref().and_then(crate::mq::ProducerStatus::unhealthy)
+        producer
+            .as_ref()
+            .and_then(crate::mq::ProducerStatus::unhealthy)
     };
     let (store_entries, store_bytes) = i.store().usage();
     DestinationHealth {
