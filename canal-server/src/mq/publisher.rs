@@ -119,6 +119,7 @@ async fn run(
     let mut backoff = first_backoff;
     let mut producer: Option<RabbitProducer> = None;
     let wait = GetWait::Up(Duration::from_millis(c.get_timeout_ms.max(1)));
+    let mut start_persisted = false;
     loop {
         let Some(i) = inst.upgrade() else {
             return Ok(());
@@ -141,6 +142,21 @@ async fn run(
         };
         if batch.id == -1 {
             continue;
+        }
+        if !start_persisted {
+            // Store where this client starts before publishing anything: a server killed before
+            // its first cursor write would otherwise leave a successor no cursor for this client,
+            // and it would start from the configured start (the end of the binlog), skipping rows.
+            if let Err(e) = i.flush().await {
+                warn!(destination = %name, error = %e, "could not persist the MQ client's start; retrying");
+                let _ = i.rollback(c.client_id, batch.id);
+                drop(i);
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(first_backoff) => continue,
+                }
+            }
+            start_persisted = true;
         }
         let messages = match build(c, &router, batch.id, &batch.entries) {
             Ok(m) => m,
