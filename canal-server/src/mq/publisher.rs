@@ -237,6 +237,10 @@ async fn run(
             .increment(messages.len() as u64);
         metrics::counter!("canal_mq_rows", "destination" => d.clone()).increment(rows);
         metrics::counter!("canal_mq_bytes", "destination" => d.clone()).increment(bytes as u64);
+        if let Some(t) = batch.last_execute_time.filter(|t| *t > 0) {
+            let delay = (canal_client::flat::now_ms() - t).max(0);
+            metrics::gauge!("canal_mq_delay", "destination" => d.clone()).set(delay as f64);
+        }
         metrics::counter!("canal_mq_batches", "destination" => d).increment(1);
         set(status, |s| {
             s.state = ProducerState::Publishing;
