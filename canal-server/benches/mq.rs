@@ -6,7 +6,8 @@
 //! `cargo build --release -p canal-client && cargo bench -p canal-server --bench mq`
 //!
 //! Knobs: `BENCH_TABLE_ROWS` (workload size, as the e2e bench; default 40000), `BENCH_RUNS`
-//! (default 3), `BENCH_TAIL_BIN` (default `$CARGO_TARGET_DIR/release/canal-client`). The clock
+//! (default 3), `BENCH_MQ_EXTRA` (more `[destinations.example.mq]` keys, e.g. `batch_size = 500`),
+//! `BENCH_TAIL_BIN` (default `$CARGO_TARGET_DIR/release/canal-client`). The clock
 //! runs from spawning the server to the last row confirmed by the broker (the server's
 //! `canal_mq_rows` metric) or acked by tail (its `canal_client_rows_total`). Prints a table;
 //! docs/PERFORMANCE.md's MQ section is written by hand from it.
@@ -110,7 +111,10 @@ fn run_mq(bin: &Path, spec: &Spec, uri: &str) -> Result<f64> {
     let server = Server::start(
         bin,
         spec,
-        &format!("[destinations.example.mq]\nservers = \"{uri}\"\ntopic = \"bench\"\n"),
+        &format!(
+            "[destinations.example.mq]\nservers = \"{uri}\"\ntopic = \"bench\"\n{}\n",
+            std::env::var("BENCH_MQ_EXTRA").unwrap_or_default()
+        ),
     )?;
     let mut last = (0, Instant::now());
     loop {

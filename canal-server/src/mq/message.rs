@@ -3,7 +3,7 @@
 //! `canal-client tail` prints) or the protobuf `Packet{MESSAGES}` of the batch's entries.
 
 use bytes::{Bytes, BytesMut};
-use canal_client::flat::{flat_message, now_ms, FlatMessage};
+use canal_client::flat::{flat_message, now_ms, write_flat_json_lines, FlatMessage};
 use canal_protocol::{Entry, EntryType};
 use prost::Message as _;
 
@@ -42,7 +42,40 @@ pub fn build(
     }
     let ts = now_ms();
     let mut out = Vec::new();
+    let mut line = Vec::new();
     for e in &decoded {
+        if e.entry_type() != EntryType::Rowdata {
+            continue;
+        }
+        // Unpartitioned topics: the JSON straight from the entry's bytes (`tail`'s writer, the
+        // same bytes as `FlatMessage::to_json`); a message over the limit takes the path below,
+        // which splits it.
+        let (schema, table) = e
+            .header
+            .as_ref()
+            .map_or(("", ""), |h| (h.schema_name(), h.table_name()));
+        let topic = router.topic_of(schema, table);
+        if router.partitions_of(&topic) <= 1 {
+            line.clear();
+            let summary = write_flat_json_lines(batch_id, std::slice::from_ref(e), ts, &mut line)
+                .map_err(|e| MqError::Encode(e.to_string()))?;
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            if line.is_empty() {
+                continue;
+            }
+            if line.len() <= c.max_message_bytes {
+                out.push(Outgoing {
+                    topic,
+                    partition: router.fixed_partition(),
+                    payload: line.clone(),
+                    json: true,
+                    rows: summary.rows,
+                });
+                continue;
+            }
+        }
         let Some(m) = flat_message(batch_id, e, ts).map_err(|e| MqError::Encode(e.to_string()))?
         else {
             continue;

@@ -165,6 +165,11 @@ impl Router {
         self.topic.clone()
     }
 
+    /// The partition of messages to unpartitioned topics (`partition`, `None` when 0).
+    pub fn fixed_partition(&self) -> Option<u32> {
+        (self.partition > 0).then_some(self.partition)
+    }
+
     /// How many partitions `topic` has (1 = not partitioned).
     pub fn partitions_of(&self, topic: &str) -> u32 {
         if self.hashes.is_empty() {
@@ -207,7 +212,7 @@ impl Router {
         if n <= 1 {
             return vec![Routed {
                 topic,
-                partition: (self.partition > 0).then_some(self.partition),
+                partition: self.fixed_partition(),
                 message: m,
             }];
         }
