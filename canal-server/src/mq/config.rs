@@ -60,6 +60,9 @@ pub struct MqConfig {
     pub get_timeout_ms: u64,
     /// The internal consumer's client id (Canal: 1001).
     pub client_id: i16,
+    /// Batches sent and awaiting the broker's confirms at once (acked in order as they are
+    /// confirmed; a failure re-sends all of them).
+    pub max_in_flight_batches: usize,
     /// Wait at most this long for the broker's confirms of a batch, ms.
     pub confirm_timeout_ms: u64,
     /// Connect timeout and the first reconnect delay, ms.
@@ -91,6 +94,7 @@ impl Default for MqConfig {
             batch_size: 50,
             get_timeout_ms: 100,
             client_id: 1001,
+            max_in_flight_batches: 16,
             confirm_timeout_ms: 30_000,
             connect_timeout_ms: 1_000,
             max_retry_backoff_ms: 10_000,
@@ -119,6 +123,9 @@ impl MqConfig {
         }
         if self.batch_size <= 0 {
             return Err(err("batch_size", "must be > 0".into()));
+        }
+        if self.max_in_flight_batches == 0 {
+            return Err(err("max_in_flight_batches", "must be at least 1".into()));
         }
         if self.max_message_bytes < 1024 {
             return Err(err("max_message_bytes", "must be at least 1024".into()));

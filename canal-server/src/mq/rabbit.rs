@@ -13,6 +13,9 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
 use super::{MqConfig, MqError, Outgoing};
 
+/// The confirms of one sent batch, in publish order.
+pub struct Pending(Vec<(String, lapin::PublisherConfirm)>);
+
 /// A connected producer.
 pub struct RabbitProducer {
     connection: Connection,
@@ -56,8 +59,8 @@ impl RabbitProducer {
         }
     }
 
-    /// Publishes `batch` in order and waits until the broker confirmed every message.
-    pub async fn publish(&self, batch: &[Outgoing]) -> Result<(), MqError> {
+    /// Publishes `batch` in order; the broker's confirms are awaited with [`Self::confirm`].
+    pub async fn send(&self, batch: &[Outgoing]) -> Result<Pending, MqError> {
         let props = BasicProperties::default()
             .with_delivery_mode(self.delivery_mode)
             .with_content_type(if batch.first().is_some_and(|m| m.json) {
@@ -85,8 +88,13 @@ impl RabbitProducer {
                 .map_err(|e| MqError::Broker(format!("publish to {key:?}: {e}")))?;
             pending.push((key, confirm));
         }
+        Ok(Pending(pending))
+    }
+
+    /// Waits until the broker confirmed every message of a sent batch.
+    pub async fn confirm(&self, pending: Pending) -> Result<(), MqError> {
         let wait = async {
-            for (key, confirm) in pending {
+            for (key, confirm) in pending.0 {
                 match confirm.await {
                     Ok(Confirmation::Ack(None)) => {}
                     Ok(Confirmation::Ack(Some(r))) | Ok(Confirmation::Nack(Some(r))) => {
