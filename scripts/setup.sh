@@ -10,7 +10,9 @@ set -euo pipefail
 #   redis-server                    target of the cache-invalidation sink
 #   python3-venv                    venvs for compatibility tests with third-party clients
 #   openssl                         test certificates for the TLS tests (MySQL, the Canal port)
-PACKAGES=(mariadb-server mariadb-client zookeeper libslf4j-java default-jre-headless redis-server python3-venv openssl mydumper)
+#   mydumper                        baseline of the snapshot benches (mydumper, myloader)
+#   rabbitmq-server                 broker of the MQ mode tests (run as a local process by the harness)
+PACKAGES=(mariadb-server mariadb-client zookeeper libslf4j-java default-jre-headless redis-server python3-venv openssl mydumper rabbitmq-server)
 
 if [ ! -f /etc/debian_version ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "setup.sh: this is not a Debian machine (no /etc/debian_version or apt-get)." >&2

@@ -205,6 +205,9 @@ pub struct DestinationConfig {
     pub snapshot_chunk_rows: usize,
     /// Tables copied at once.
     pub snapshot_parallel_tables: usize,
+    /// MQ mode (`canal.serverMode` + `canal.mq.*`): publish to a broker besides serving TCP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mq: Option<crate::mq::MqConfig>,
 }
 
 impl Default for DestinationConfig {
@@ -244,6 +247,7 @@ impl Default for DestinationConfig {
             snapshot_signal_table: "canal_snapshot.signal".into(),
             snapshot_chunk_rows: 8192,
             snapshot_parallel_tables: 2,
+            mq: None,
         }
     }
 }
@@ -332,6 +336,9 @@ impl DestinationConfig {
     /// Checks every field; `prefix` is the section path (`destinations.NAME`).
     pub fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
         let k = |f: &str| format!("{prefix}.{f}");
+        if let Some(mq) = &self.mq {
+            mq.validate(&k("mq"))?;
+        }
         if self.address.trim().is_empty() {
             return Err(cerr(k("address"), "must be host:port of the source"));
         }
@@ -718,6 +725,17 @@ mod example_file {
         let with_zk = format!("{text}\n[zookeeper]\nservers = \"127.0.0.1:2181\"\n");
         let cfg = ServerConfig::from_toml(&with_zk).unwrap();
         assert_eq!(cfg.zookeeper, Some(zk_coord::ZkConfig::default()));
+    }
+
+    /// The MQ example is valid and its `mq` keys are the defaults.
+    #[test]
+    fn mq_example_is_valid() {
+        let text = include_str!("../../config/canal-server-mq.toml");
+        let cfg = ServerConfig::from_toml(text).expect("config/canal-server-mq.toml is valid");
+        assert_eq!(
+            cfg.destinations["example"].mq,
+            Some(crate::mq::MqConfig::default())
+        );
     }
 
     /// The HA example is valid, runs in HA mode, and its keys say what the defaults are.

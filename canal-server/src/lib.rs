@@ -39,6 +39,7 @@ pub mod entry;
 pub mod filter;
 pub mod instance;
 pub(crate) mod meta;
+pub mod mq;
 pub mod mysql_tls;
 pub mod position;
 pub mod schema;

@@ -624,7 +624,13 @@ async fn prepare_site_creates_retl_or_names_the_missing_privilege() {
         .unwrap();
     assert_eq!(
         tables,
-        ["retl_conflict", "retl_fence", "retl_mark", "snapshot_signal", "xdual"]
+        [
+            "retl_conflict",
+            "retl_fence",
+            "retl_mark",
+            "snapshot_signal",
+            "xdual"
+        ]
     );
     // Idempotent.
     ok(&manager("127.0.0.1:1", &["prepare-site", "--address", &addr]).await);

@@ -73,6 +73,8 @@ pub struct Instance {
     handle_result: Arc<AsyncMutex<Option<Result<(), DestinationError>>>>,
     /// The snapshot in the stream (idle unless configured or asked for).
     snapshot: snapshot::SnapshotControl,
+    /// The MQ publisher's status, when the destination publishes to a broker.
+    producer: std::sync::OnceLock<crate::mq::StatusCell>,
 }
 
 impl std::fmt::Debug for Instance {
@@ -139,6 +141,12 @@ impl Instance {
                 let _ = store.subscribe(c.client_id, "", c.cursor.clone());
             }
         }
+        // The MQ publisher is a client like any other: its cursor counts for the resume point.
+        if let Some(mq) = &config.mq {
+            if !store.is_subscribed(mq.client_id) {
+                let _ = store.subscribe(mq.client_id, "", None);
+            }
+        }
         // Resume from the oldest acked cursor; a client without a cursor means "from the
         // configured start".
         let cursor = resume_cursor(clients.iter().map(|c| c.cursor.as_ref()));
@@ -182,8 +190,10 @@ impl Instance {
             tasks: AsyncMutex::new(Vec::new()),
             handle_result: handle_result.clone(),
             snapshot,
+            producer: std::sync::OnceLock::new(),
         });
         let span = tracing::info_span!("instance", destination = %name);
+        let config_mq = config.mq.clone();
         let parser = pump::Parser {
             name: name.to_string(),
             config,
@@ -200,11 +210,17 @@ impl Instance {
             pump::flusher(Arc::downgrade(&inst), flush_period, cancel.clone())
                 .instrument(span.clone()),
         );
+        let publisher = config_mq.map(|mq| {
+            let (task, status) = crate::mq::spawn(Arc::downgrade(&inst), mq, cancel.clone());
+            let _ = inst.producer.set(status);
+            task
+        });
         let tender = tokio::spawn(pump::tender(Arc::downgrade(&inst), cancel).instrument(span));
         if let Ok(mut t) = inst.tasks.try_lock() {
             t.push(pump);
             t.push(flusher);
             t.push(tender);
+            t.extend(publisher);
         }
         inst.snapshot
             .resume_or_start(&inst.meta, &inst.store, &snapshot_tables)
@@ -215,6 +231,13 @@ impl Instance {
     /// The destination's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The MQ publisher's status, when the destination publishes to a broker.
+    pub fn producer_status(&self) -> Option<crate::mq::ProducerStatus> {
+        self.producer
+            .get()
+            .map(|c| c.lock().unwrap_or_else(|p| p.into_inner()).clone())
     }
 
     /// Its store.

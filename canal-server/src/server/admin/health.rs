@@ -91,6 +91,9 @@ struct DestinationHealth {
     store_entries: usize,
     store_bytes: usize,
     clients: Vec<ClientHealth>,
+    /// The MQ publisher, when the destination publishes to a broker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    producer: Option<crate::mq::ProducerStatus>,
 }
 
 #[derive(Serialize)]
@@ -186,6 +189,7 @@ fn served_here(i: &Instance, role: String, running: Option<String>) -> Destinati
         .into_iter()
         .map(|(c, up)| client_health(c, up, head))
         .collect();
+    let producer = i.producer_status();
     let reason = if status_text != "running" {
         Some(match &error {
             Some(e) => format!("parser is {status_text}: {e}"),
@@ -194,7 +198,9 @@ fn served_here(i: &Instance, role: String, running: Option<String>) -> Destinati
     } else if !clients.is_empty() && clients.iter().all(|c| c.state == "purged") {
         Some("every client's cursor is behind a purged binlog".to_string())
     } else {
-        None
+        producer
+            .as_ref()
+            .and_then(crate::mq::ProducerStatus::unhealthy)
     };
     let (store_entries, store_bytes) = i.store().usage();
     DestinationHealth {
@@ -210,6 +216,7 @@ fn served_here(i: &Instance, role: String, running: Option<String>) -> Destinati
         store_entries,
         store_bytes,
         clients,
+        producer,
     }
 }
 
@@ -234,6 +241,7 @@ fn served_elsewhere(name: String, role: String, running: Option<String>) -> Dest
         store_entries: 0,
         store_bytes: 0,
         clients: Vec::new(),
+        producer: None,
     }
 }
 
