@@ -1,0 +1,263 @@
+//! The web console (`otter-manager serve`) as a real process against a real ZooKeeper, driven over
+//! HTTP: login, pages, CSRF, roles, confirmed actions and the audit log.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use harness::{free_port, init_tracing, TestDir, ZooKeeper};
+use otter_manager::console::hash_password;
+use otter_node::model::{Channel, ChannelStatus};
+use tokio::process::{Child, Command};
+
+fn example() -> Channel {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/channel.toml");
+    Channel::from_toml(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Starts `otter-manager serve` and waits until it answers.
+async fn serve(zk: &str, port: u16, config: &Path) -> Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_otter-manager"))
+        .args(["--zk", zk, "serve", "--http"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--config")
+        .arg(config)
+        .env_remove("OTTER_ZK")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("otter-manager serve exited with {status}");
+        }
+        if http
+            .get(format!("http://127.0.0.1:{port}/login"))
+            .send()
+            .await
+            .is_ok()
+        {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the console never answered on port {port}");
+}
+
+/// The value of the first `name="csrf"` hidden input of a page.
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    html[at..at + 64].to_string()
+}
+
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Browser {
+    fn new(port: u16) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .build()
+                .unwrap(),
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    async fn get(&self, path: &str) -> (reqwest::StatusCode, String, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let url = r.url().path().to_string();
+        (r.status(), url, r.text().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (reqwest::StatusCode, String) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    }
+
+    /// Logs in; returns the session's CSRF token (from the overview page).
+    async fn login(&self, user: &str, password: &str) -> (reqwest::StatusCode, String) {
+        let (_, _, page) = self.get("/login").await;
+        let token = csrf_of(&page);
+        let (status, body) = self
+            .post(
+                "/login",
+                &[("csrf", &token), ("user", user), ("password", password)],
+            )
+            .await;
+        if status.is_success() && !body.contains("Log in</h1>") {
+            (status, csrf_of(&body))
+        } else {
+            (status, body)
+        }
+    }
+}
+
+async fn stored_status(zk: &zookeeper_client::Client, cid: u32) -> ChannelStatus {
+    otter_manager::get(zk, cid).await.unwrap().status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_logs_in_shows_and_controls_channels_with_csrf_and_roles() {
+    init_tracing();
+    let zk = ZooKeeper::start().await.unwrap();
+    let client = zk.client(Duration::from_secs(10)).await.unwrap();
+    let channel = example();
+    otter_manager::apply(&client, &channel).await.unwrap();
+    let cid = channel.id;
+
+    let dir = TestDir::new("otter-console").unwrap();
+    let config = dir.path().join("manager.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[console]\nhttp = \"127.0.0.1:1\"\n\n[[console.users]]\nname = \"olga\"\npassword_hash = \"{}\"\nrole = \"operator\"\n\n[[console.users]]\nname = \"victor\"\npassword_hash = \"{}\"\nrole = \"viewer\"\n",
+            hash_password("olga-pass").unwrap(),
+            hash_password("victor-pass").unwrap()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let _server = serve(&zk.connect_string(), port, &config).await;
+
+    // Not logged in: pages send to the login form, POSTs are refused.
+    let anon = Browser::new(port);
+    let (status, url, page) = anon.get("/").await;
+    assert_eq!((status.as_u16(), url.as_str()), (200, "/login"));
+    assert!(page.contains("<form method=\"post\" action=\"/login\""));
+    let (status, _) = anon.post(&format!("/channel/{cid}/start"), &[]).await;
+    assert_eq!(status.as_u16(), 401);
+
+    // A login without the form's token, or with a wrong password, does not log in.
+    let (status, _) = anon
+        .post("/login", &[("user", "olga"), ("password", "olga-pass")])
+        .await;
+    assert_eq!(status.as_u16(), 403);
+    let (status, page) = anon.login("olga", "wrong").await;
+    assert_eq!(status.as_u16(), 401);
+    assert!(page.contains("wrong user or password"));
+    assert_eq!(anon.get("/").await.1, "/login");
+
+    // The operator logs in and sees the channel, stopped, with its pipeline.
+    let olga = Browser::new(port);
+    let (status, csrf) = olga.login("olga", "olga-pass").await;
+    assert_eq!(status.as_u16(), 200);
+    let (status, url, page) = olga.get("/").await;
+    assert_eq!((status.as_u16(), url.as_str()), (200, "/"));
+    assert!(
+        page.contains(&format!("<a href=\"/channel/{cid}\">{cid}</a>")),
+        "{page}"
+    );
+    assert!(page.contains("<span class=\"status stopped\">stopped</span>"));
+    assert!(page.contains(&channel.pipeline.source.address));
+    assert!(page.contains("olga (operator)"));
+
+    // A POST without the CSRF token, or with another one, changes nothing.
+    let start = format!("/channel/{cid}/start");
+    let (status, body) = olga.post(&start, &[("confirm", "yes")]).await;
+    assert_eq!(status.as_u16(), 403, "{body}");
+    let (status, _) = olga
+        .post(&start, &[("confirm", "yes"), ("csrf", &"0".repeat(64))])
+        .await;
+    assert_eq!(status.as_u16(), 403);
+    assert_eq!(stored_status(&client, cid).await, ChannelStatus::Stopped);
+
+    // The first step only asks for confirmation.
+    let (status, page) = olga.post(&start, &[("csrf", &csrf)]).await;
+    assert_eq!(status.as_u16(), 200);
+    assert!(page.contains("name=\"confirm\" value=\"yes\""), "{page}");
+    assert_eq!(stored_status(&client, cid).await, ChannelStatus::Stopped);
+    // Confirmed: started in ZooKeeper, shown on the channel page with the audit entry.
+    let (status, page) = olga
+        .post(&start, &[("csrf", &csrf), ("confirm", "yes")])
+        .await;
+    assert_eq!(status.as_u16(), 200);
+    assert_eq!(stored_status(&client, cid).await, ChannelStatus::Started);
+    assert!(page.contains("id=\"status\">started</span>"), "{page}");
+    assert!(
+        page.contains("<td>olga</td><td>start</td><td>ok</td>"),
+        "{page}"
+    );
+
+    // The viewer sees the channel started but may not stop it, even with its own token.
+    let victor = Browser::new(port);
+    let (status, vcsrf) = victor.login("victor", "victor-pass").await;
+    assert_eq!(status.as_u16(), 200);
+    let (_, _, page) = victor.get(&format!("/channel/{cid}")).await;
+    assert!(page.contains("id=\"status\">started</span>"));
+    assert!(!page.contains("id=\"action-stop\""));
+    let (status, _) = victor
+        .post(
+            &format!("/channel/{cid}/stop"),
+            &[("csrf", &vcsrf), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(status.as_u16(), 403);
+    assert_eq!(stored_status(&client, cid).await, ChannelStatus::Started);
+
+    // The operator stops it; the audit log has both actions, newest first, with their authors.
+    let (_, page) = olga
+        .post(
+            &format!("/channel/{cid}/stop"),
+            &[("csrf", &csrf), ("confirm", "yes")],
+        )
+        .await;
+    assert!(page.contains("id=\"status\">stopped</span>"));
+    assert_eq!(stored_status(&client, cid).await, ChannelStatus::Stopped);
+    let (_, _, audit) = victor.get("/audit").await;
+    let stop_at = audit.find("<td>stop</td>").expect("the stop is audited");
+    let start_at = audit.find("<td>start</td>").expect("the start is audited");
+    assert!(stop_at < start_at, "newest first: {audit}");
+    assert_eq!(audit.matches("<td>olga</td>").count(), 2);
+
+    // Nodes (none) and ZooKeeper (one standalone member, with its znode count).
+    let (status, _, page) = victor.get("/nodes").await;
+    assert_eq!(status.as_u16(), 200);
+    assert!(page.contains("No live node"));
+    let (status, _, page) = victor.get("/zookeeper").await;
+    assert_eq!(status.as_u16(), 200);
+    let member = zk.members()[0].mntr().unwrap();
+    assert!(
+        page.contains(&format!("<td>{}</td>", member["zk_server_state"])),
+        "{page}"
+    );
+    assert!(!page.contains("unreachable"), "{page}");
+
+    // An unknown channel is a 404 page, not a crash.
+    let (status, _, page) = victor.get("/channel/999").await;
+    assert_eq!(status.as_u16(), 404);
+    assert!(page.contains("channel 999 does not exist"));
+
+    // Logging out ends the session.
+    let (status, _) = victor.post("/logout", &[("csrf", &vcsrf)]).await;
+    assert_eq!(status.as_u16(), 200);
+    assert_eq!(victor.get("/").await.1, "/login");
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_without_users_off_loopback() {
+    let out = Command::new(env!("CARGO_BIN_EXE_otter-manager"))
+        .args(["--zk", "127.0.0.1:1", "serve", "--http", "0.0.0.0:0"])
+        .env_remove("OTTER_ZK")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no console user configured"), "{err}");
+}
