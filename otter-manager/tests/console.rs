@@ -108,6 +108,21 @@ impl Browser {
     }
 }
 
+/// A config with the operator `olga` and the viewer `victor` (passwords `{name}-pass`).
+fn write_config(dir: &TestDir) -> std::path::PathBuf {
+    let config = dir.path().join("manager.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[console]\nhttp = \"127.0.0.1:1\"\n\n[[console.users]]\nname = \"olga\"\npassword_hash = \"{}\"\nrole = \"operator\"\n\n[[console.users]]\nname = \"victor\"\npassword_hash = \"{}\"\nrole = \"viewer\"\n",
+            hash_password("olga-pass").unwrap(),
+            hash_password("victor-pass").unwrap()
+        ),
+    )
+    .unwrap();
+    config
+}
+
 async fn stored_status(zk: &zookeeper_client::Client, cid: u32) -> ChannelStatus {
     otter_manager::get(zk, cid).await.unwrap().status
 }
@@ -122,16 +137,7 @@ async fn console_logs_in_shows_and_controls_channels_with_csrf_and_roles() {
     let cid = channel.id;
 
     let dir = TestDir::new("otter-console").unwrap();
-    let config = dir.path().join("manager.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[console]\nhttp = \"127.0.0.1:1\"\n\n[[console.users]]\nname = \"olga\"\npassword_hash = \"{}\"\nrole = \"operator\"\n\n[[console.users]]\nname = \"victor\"\npassword_hash = \"{}\"\nrole = \"viewer\"\n",
-            hash_password("olga-pass").unwrap(),
-            hash_password("victor-pass").unwrap()
-        ),
-    )
-    .unwrap();
+    let config = write_config(&dir);
     let port = free_port();
     let _server = serve(&zk.connect_string(), port, &config).await;
 
@@ -260,4 +266,103 @@ async fn serve_refuses_to_start_without_users_off_loopback() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no console user configured"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_shows_canal_destinations_and_releases_one_to_a_standby() {
+    init_tracing();
+    let zk = ZooKeeper::start().await.unwrap();
+    let client = zk.client(Duration::from_secs(10)).await.unwrap();
+    // The layout a canal-server and a client leave: a running owner, two candidates, a cursor.
+    let dest = "orders";
+    let running = zk_coord::paths::running(dest);
+    let cursor = r#"{"@type":"com.alibaba.otter.canal.protocol.position.LogPosition","postion":{"journalName":"mysql-bin.000003","position":4242}}"#;
+    let opts =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    for (path, data) in [
+        (
+            zk_coord::paths::destination_cluster_node(dest, "127.0.0.1:11111"),
+            "",
+        ),
+        (
+            zk_coord::paths::destination_cluster_node(dest, "127.0.0.1:11112"),
+            "",
+        ),
+        (
+            running.clone(),
+            r#"{"active":true,"address":"127.0.0.1:11111","cid":1}"#,
+        ),
+        (zk_coord::paths::cursor(dest, 1001), cursor),
+        (zk_coord::paths::destination("idle"), ""),
+    ] {
+        let parent = path.rsplit_once('/').unwrap().0;
+        zk_coord::ensure_path(&client, parent).await.unwrap();
+        client.create(&path, data.as_bytes(), &opts).await.unwrap();
+    }
+
+    let dir = TestDir::new("otter-console-canal").unwrap();
+    let config = write_config(&dir);
+    let port = free_port();
+    let _server = serve(&zk.connect_string(), port, &config).await;
+
+    let olga = Browser::new(port);
+    let (_, csrf) = olga.login("olga", "olga-pass").await;
+    let (status, _, page) = olga.get("/canal").await;
+    assert_eq!(status.as_u16(), 200);
+    let row = &page[page
+        .find("<td>orders</td>")
+        .expect("the destination is listed")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(row.contains("<td>127.0.0.1:11111</td>"), "{row}");
+    assert!(
+        row.contains("<td>127.0.0.1:11112</td>"),
+        "the other candidate is the standby: {row}"
+    );
+    assert!(row.contains("mysql-bin.000003"), "{row}");
+    assert!(row.contains("id=\"release-orders\""));
+    assert!(page.contains("<td>idle</td>"));
+
+    // The viewer may not release.
+    let victor = Browser::new(port);
+    let (_, vcsrf) = victor.login("victor", "victor-pass").await;
+    let release = format!("/canal/{dest}/release");
+    let (status, _) = victor
+        .post(&release, &[("csrf", &vcsrf), ("confirm", "yes")])
+        .await;
+    assert_eq!(status.as_u16(), 403);
+    // Nor anyone without the token; the first step only asks.
+    let (status, _) = olga.post(&release, &[("confirm", "yes")]).await;
+    assert_eq!(status.as_u16(), 403);
+    let (status, page) = olga.post(&release, &[("csrf", &csrf)]).await;
+    assert_eq!(status.as_u16(), 200);
+    assert!(page.contains("Release destination orders?"), "{page}");
+    let (data, _) = client.get_data(&running).await.unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&data).unwrap();
+    assert_eq!(v["active"], true);
+
+    // Confirmed: the running node says active:false (what makes its owner hand over), the rest
+    // of it unchanged; the page shows the hand-over and the audit log the release.
+    let (status, page) = olga
+        .post(&release, &[("csrf", &csrf), ("confirm", "yes")])
+        .await;
+    assert_eq!(status.as_u16(), 200);
+    let (data, _) = client.get_data(&running).await.unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&data).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"active": false, "address": "127.0.0.1:11111", "cid": 1})
+    );
+    assert!(page.contains("(handing over)"), "{page}");
+    let (_, _, audit) = olga.get("/audit").await;
+    assert!(audit.contains("<td>olga</td><td>release</td><td>destination orders</td><td>ok: 127.0.0.1:11111 asked to hand over</td>"), "{audit}");
+
+    // A destination nobody runs cannot be released.
+    let (status, page) = olga
+        .post(
+            "/canal/idle/release",
+            &[("csrf", &csrf), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(status.as_u16(), 409);
+    assert!(page.contains("destination idle has no running server"));
 }

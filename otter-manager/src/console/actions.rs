@@ -167,6 +167,53 @@ pub async fn channel_action(
     }
 }
 
+/// POST /canal/{dest}/release: after confirmation, asks the running server to hand the
+/// destination to a standby ([`super::canal::release`]) and records it.
+pub async fn canal_release(
+    AxState(state): AxState<State>,
+    session: Session,
+    Path(dest): Path<String>,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    if let Err(r) = session.check_csrf(&form.csrf) {
+        return r.into_response();
+    }
+    if let Err(r) = session.require_operator() {
+        return r.into_response();
+    }
+    if form.confirm != "yes" {
+        return state.render(
+            "confirm.html",
+            context! {
+                action => "release",
+                what => format!("destination {dest}"),
+                post_to => format!("/canal/{dest}/release"),
+                back => "/canal",
+                ..base(&session)
+            },
+        );
+    }
+    let result = super::canal::release(&state.zk, &dest).await;
+    state.audit.record(AuditEntry {
+        at: utc(otter_node::pipeline::heartbeat::now_ms()),
+        user: session.user.clone(),
+        action: "release".to_string(),
+        target: format!("destination {dest}"),
+        outcome: match &result {
+            Ok(addr) => format!("ok: {addr} asked to hand over"),
+            Err(e) => e.to_string(),
+        },
+        channel: None,
+    });
+    match result {
+        Ok(_) => Redirect::to("/canal").into_response(),
+        Err(e @ super::canal::ReleaseError::NotRunning(_)) => {
+            error_page(&state, &session, StatusCode::CONFLICT, &e.to_string())
+        }
+        Err(e) => error_page(&state, &session, StatusCode::BAD_GATEWAY, &e.to_string()),
+    }
+}
+
 /// GET /audit.
 pub async fn audit(AxState(state): AxState<State>, session: Session) -> Response {
     state.render(

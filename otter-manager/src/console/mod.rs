@@ -9,6 +9,7 @@
 
 pub mod actions;
 pub mod auth;
+pub mod canal;
 pub mod pages;
 pub mod zkstat;
 
@@ -154,6 +155,7 @@ fn templates() -> Result<minijinja::Environment<'static>, ConsoleError> {
         ),
         ("confirm.html", include_str!("../../templates/confirm.html")),
         ("audit.html", include_str!("../../templates/audit.html")),
+        ("canal.html", include_str!("../../templates/canal.html")),
         ("error.html", include_str!("../../templates/error.html")),
     ] {
         // The templates are part of the binary: one that does not parse is a bug the tests catch.
@@ -210,6 +212,8 @@ pub fn router(state: State) -> Router {
         .route("/nodes", get(pages::nodes))
         .route("/zookeeper", get(pages::zookeeper))
         .route("/audit", get(actions::audit))
+        .route("/canal", get(pages::canal))
+        .route("/canal/{dest}/release", post(actions::canal_release))
         .route("/channel/{cid}/{action}", post(actions::channel_action))
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/logout", post(auth::logout))

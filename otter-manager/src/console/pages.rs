@@ -265,3 +265,14 @@ pub async fn conflicts(
         },
     )
 }
+
+/// GET /canal: destinations, their running server, standbys and clients' cursors.
+pub async fn canal(AxState(state): AxState<State>, session: Session) -> Response {
+    match super::canal::destinations(&state.zk).await {
+        Ok(d) => state.render(
+            "canal.html",
+            context! { destinations => d, ..base(&session) },
+        ),
+        Err(e) => manager_error(&state, &session, e),
+    }
+}
