@@ -110,11 +110,15 @@ impl Browser {
 
 /// A config with the operator `olga` and the viewer `victor` (passwords `{name}-pass`).
 fn write_config(dir: &TestDir) -> std::path::PathBuf {
+    write_config_with(dir, "")
+}
+
+fn write_config_with(dir: &TestDir, extra: &str) -> std::path::PathBuf {
     let config = dir.path().join("manager.toml");
     std::fs::write(
         &config,
         format!(
-            "[console]\nhttp = \"127.0.0.1:1\"\n\n[[console.users]]\nname = \"olga\"\npassword_hash = \"{}\"\nrole = \"operator\"\n\n[[console.users]]\nname = \"victor\"\npassword_hash = \"{}\"\nrole = \"viewer\"\n",
+            "[console]\nhttp = \"127.0.0.1:1\"\n{extra}\n\n[[console.users]]\nname = \"olga\"\npassword_hash = \"{}\"\nrole = \"operator\"\n\n[[console.users]]\nname = \"victor\"\npassword_hash = \"{}\"\nrole = \"viewer\"\n",
             hash_password("olga-pass").unwrap(),
             hash_password("victor-pass").unwrap()
         ),
@@ -365,4 +369,115 @@ async fn console_shows_canal_destinations_and_releases_one_to_a_standby() {
         .await;
     assert_eq!(status.as_u16(), 409);
     assert!(page.contains("destination idle has no running server"));
+}
+
+/// A stand-in for an otter-node's `/metrics`: `otter_load_rows_total` grows by 50 per scrape.
+async fn fake_node_metrics() -> u16 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let rows = Arc::new(AtomicU64::new(0));
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let rows = rows.clone();
+            async move {
+                let n = rows.fetch_add(50, Ordering::SeqCst) + 50;
+                format!("# TYPE otter_load_rows_total counter\notter_load_rows_total {n}\n")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
+fn polyline_points(svg_page: &str, label: &str) -> usize {
+    let Some(at) = svg_page.find(&format!("data-label=\"{label}\"")) else {
+        return 0;
+    };
+    let rest = &svg_page[at..];
+    let start = rest.find("points=\"").unwrap() + 8;
+    let end = start + rest[start..].find('"').unwrap();
+    rest[start..end].split(' ').count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_samples_delays_and_node_rows_into_svg_charts() {
+    init_tracing();
+    let zk = ZooKeeper::start().await.unwrap();
+    let client = zk.client(Duration::from_secs(10)).await.unwrap();
+    let channel = example();
+    otter_manager::apply(&client, &channel).await.unwrap();
+    let pid = channel.pipeline.id;
+    // What a running Load and a live node leave in ZooKeeper.
+    let delay = zk_coord::otter_paths::delay(channel.id, pid);
+    zk_coord::ensure_path(&client, &zk_coord::otter_paths::pipeline(channel.id, pid))
+        .await
+        .unwrap();
+    let now = otter_node::pipeline::heartbeat::now_ms();
+    client
+        .create(
+            &delay,
+            format!("{{\"delay_ms\":2500,\"at_ms\":{now}}}").as_bytes(),
+            &zookeeper_client::CreateMode::Persistent
+                .with_acls(zookeeper_client::Acls::anyone_all()),
+        )
+        .await
+        .unwrap();
+    let metrics_port = fake_node_metrics().await;
+    zk_coord::ensure_path(&client, zk_coord::otter_paths::NODE_ROOT)
+        .await
+        .unwrap();
+    client
+        .create(
+            &zk_coord::otter_paths::node(7),
+            format!("127.0.0.1:{metrics_port}").as_bytes(),
+            &zookeeper_client::CreateMode::Ephemeral
+                .with_acls(zookeeper_client::Acls::anyone_all()),
+        )
+        .await
+        .unwrap();
+
+    let dir = TestDir::new("otter-console-history").unwrap();
+    let config = write_config_with(&dir, "sample_secs = 1");
+    let port = free_port();
+    let _server = serve(&zk.connect_string(), port, &config).await;
+    let victor = Browser::new(port);
+    victor.login("victor", "victor-pass").await;
+
+    // Wait (bounded by the number of tries, not a clock) until three samples are drawn.
+    let mut page = String::new();
+    for _ in 0..200 {
+        page = victor.get("/").await.2;
+        if polyline_points(&page, &format!("pipeline {pid}")) >= 3
+            && polyline_points(&page, "node 7") >= 2
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        polyline_points(&page, &format!("pipeline {pid}")) >= 3,
+        "{page}"
+    );
+    assert!(polyline_points(&page, "node 7") >= 2, "{page}");
+    // The delay line is flat at 2.5 s: every point has the same y.
+    let at = page
+        .find(&format!("data-label=\"pipeline {pid}\""))
+        .unwrap();
+    let rest = &page[at..];
+    let start = rest.find("points=\"").unwrap() + 8;
+    let pts = &rest[start..start + rest[start..].find('"').unwrap()];
+    let ys: std::collections::BTreeSet<&str> = pts
+        .split(' ')
+        .map(|p| p.split(',').nth(1).unwrap())
+        .collect();
+    assert_eq!(ys.len(), 1, "{pts}");
+    // The y axis tops at 110% of the largest value: 2.75 s.
+    assert!(page.contains(">2.8 s</text>"), "{page}");
+
+    // The channel page draws the same delay line.
+    let (_, _, page) = victor.get(&format!("/channel/{}", channel.id)).await;
+    assert!(polyline_points(&page, &format!("pipeline {pid}")) >= 3);
 }

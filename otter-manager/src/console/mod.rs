@@ -10,6 +10,8 @@
 pub mod actions;
 pub mod auth;
 pub mod canal;
+pub mod charts;
+pub mod history;
 pub mod pages;
 pub mod zkstat;
 
@@ -42,6 +44,19 @@ pub struct ConsoleConfig {
     /// Sessions kept at once (the oldest is dropped first).
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
+    /// Seconds between two metric samples (delays from ZooKeeper, rows from the nodes).
+    #[serde(default = "default_sample_secs")]
+    pub sample_secs: u64,
+    /// Hours of samples kept in memory.
+    #[serde(default = "default_history_hours")]
+    pub history_hours: u64,
+}
+
+fn default_sample_secs() -> u64 {
+    10
+}
+fn default_history_hours() -> u64 {
+    24
 }
 
 fn default_http() -> SocketAddr {
@@ -61,6 +76,8 @@ impl Default for ConsoleConfig {
             users: Vec::new(),
             audit_capacity: default_audit_capacity(),
             max_sessions: default_max_sessions(),
+            sample_secs: default_sample_secs(),
+            history_hours: default_history_hours(),
         }
     }
 }
@@ -90,6 +107,9 @@ pub enum ConsoleError {
     /// Two users with one name.
     #[error("console user {0} is configured twice")]
     DuplicateUser(String),
+    /// The history settings are out of range.
+    #[error("[console] sample_secs must be at least 1 and history_hours / sample_secs at most 1,000,000 samples")]
+    History,
     /// An embedded template does not parse (a bug).
     #[error("console template: {0}")]
     Template(String),
@@ -104,8 +124,16 @@ pub enum ConsoleError {
 }
 
 impl ConsoleConfig {
+    /// Samples kept: `history_hours` at `sample_secs`.
+    pub fn history_capacity(&self) -> usize {
+        (self.history_hours * 3600 / self.sample_secs.max(1)) as usize
+    }
+
     /// Checks the rules `serve` enforces before binding.
     pub fn validate(&self) -> Result<(), ConsoleError> {
+        if self.sample_secs == 0 || self.history_capacity() > 1_000_000 {
+            return Err(ConsoleError::History);
+        }
         if self.users.is_empty() && !self.http.ip().is_loopback() {
             return Err(ConsoleError::NoUsers(self.http));
         }
@@ -127,6 +155,7 @@ pub struct Console {
     pub(crate) config: ConsoleConfig,
     pub(crate) sessions: auth::Sessions,
     pub(crate) audit: actions::AuditLog,
+    pub(crate) history: history::History,
     pub(crate) templates: minijinja::Environment<'static>,
 }
 
@@ -179,6 +208,7 @@ impl Console {
             zk_servers,
             sessions: auth::Sessions::new(config.max_sessions),
             audit: actions::AuditLog::new(config.audit_capacity),
+            history: history::History::new(config.history_capacity()),
             config,
             templates: templates()?,
         }))
@@ -236,6 +266,10 @@ pub async fn serve(state: State) -> Result<(), ConsoleError> {
         .map_err(|source| ConsoleError::Io { addr, source })?;
     let local = listener.local_addr().unwrap_or(addr);
     tracing::info!(%local, "console listening");
+    tokio::spawn(history::run(
+        state.clone(),
+        std::time::Duration::from_secs(state.config.sample_secs.max(1)),
+    ));
     eprintln!("console: http://{local}/");
     axum::serve(listener, router(state))
         .await

@@ -141,7 +141,11 @@ pub(crate) async fn channel_view(
 }
 
 /// GET /: every channel with its status and per-pipeline delay.
-pub async fn overview(AxState(state): AxState<State>, session: Session) -> Response {
+pub async fn overview(
+    AxState(state): AxState<State>,
+    session: Session,
+    Query(window): Query<Window>,
+) -> Response {
     let channels = match crate::list(&state.zk).await {
         Ok(c) => c,
         Err(e) => return manager_error(&state, &session, e),
@@ -154,10 +158,88 @@ pub async fn overview(AxState(state): AxState<State>, session: Session) -> Respo
         }
     }
     let nodes = crate::nodes(&state.zk).await.map(|n| n.len()).unwrap_or(0);
+    let (from, to) = window_ms(&window);
+    let pids: Vec<u32> = views
+        .iter()
+        .flat_map(|c| c.pipelines.iter().map(|p| p.id))
+        .collect();
     state.render(
         "overview.html",
-        context! { channels => views, nodes => nodes, ..base(&session) },
+        context! {
+            channels => views,
+            nodes => nodes,
+            delay_chart => delay_chart(&state, &pids, from, to),
+            rows_chart => rows_chart(&state, from, to),
+            samples => state.history.len(),
+            sample_secs => state.config.sample_secs,
+            ..base(&session)
+        },
     )
+}
+
+/// `?minutes=` of the pages with charts.
+#[derive(Deserialize)]
+pub struct Window {
+    /// How far back the charts go (default 60, at most 24 h).
+    #[serde(default = "default_minutes")]
+    minutes: i64,
+}
+
+fn default_minutes() -> i64 {
+    60
+}
+
+fn window_ms(w: &Window) -> (i64, i64) {
+    let now = otter_node::pipeline::heartbeat::now_ms();
+    (now - w.minutes.clamp(1, 24 * 60) * 60_000, now)
+}
+
+/// The delay chart of some pipelines.
+fn delay_chart(state: &State, pids: &[u32], from: i64, to: i64) -> minijinja::Value {
+    let samples = state.history.since(from);
+    let series: Vec<super::charts::Series> = pids
+        .iter()
+        .map(|pid| super::charts::Series {
+            label: format!("pipeline {pid}"),
+            points: samples
+                .iter()
+                .filter_map(|s| s.delay_s.get(pid).map(|v| (s.at_ms, *v)))
+                .collect(),
+        })
+        .collect();
+    minijinja::Value::from_safe_string(super::charts::line_chart(
+        "delay per pipeline",
+        "s",
+        from,
+        to,
+        &series,
+    ))
+}
+
+/// The rows/s chart of every node sampled.
+fn rows_chart(state: &State, from: i64, to: i64) -> minijinja::Value {
+    let samples = state.history.since(from);
+    let nids: std::collections::BTreeSet<u32> = samples
+        .iter()
+        .flat_map(|s| s.node_rows_per_s.keys().copied())
+        .collect();
+    let series: Vec<super::charts::Series> = nids
+        .iter()
+        .map(|nid| super::charts::Series {
+            label: format!("node {nid}"),
+            points: samples
+                .iter()
+                .filter_map(|s| s.node_rows_per_s.get(nid).map(|v| (s.at_ms, *v)))
+                .collect(),
+        })
+        .collect();
+    minijinja::Value::from_safe_string(super::charts::line_chart(
+        "rows loaded per second, per node",
+        "rows/s",
+        from,
+        to,
+        &series,
+    ))
 }
 
 /// GET /channel/{cid}.
@@ -165,6 +247,7 @@ pub async fn channel(
     AxState(state): AxState<State>,
     session: Session,
     Path(cid): Path<u32>,
+    Query(window): Query<Window>,
 ) -> Response {
     let c = match crate::get(&state.zk, cid).await {
         Ok(c) => c,
@@ -176,9 +259,19 @@ pub async fn channel(
     };
     let json = serde_json::to_string_pretty(&c).unwrap_or_default();
     let audit = state.audit.for_channel(cid);
+    let (from, to) = window_ms(&window);
+    let pids: Vec<u32> = view.pipelines.iter().map(|p| p.id).collect();
     state.render(
         "channel.html",
-        context! { channel => view, json => json, audit => audit, ..base(&session) },
+        context! {
+            channel => view,
+            json => json,
+            audit => audit,
+            delay_chart => delay_chart(&state, &pids, from, to),
+            rows_chart => rows_chart(&state, from, to),
+            minutes => window.minutes,
+            ..base(&session)
+        },
     )
 }
 
