@@ -481,3 +481,158 @@ async fn console_samples_delays_and_node_rows_into_svg_charts() {
     let (_, _, page) = victor.get(&format!("/channel/{}", channel.id)).await;
     assert!(polyline_points(&page, &format!("pipeline {pid}")) >= 3);
 }
+
+/// A webhook receiver that answers 503 to its first request (the sender must retry) and records
+/// the JSON bodies of the others.
+async fn webhook_receiver() -> (u16, tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let refused = Arc::new(AtomicBool::new(false));
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let tx = tx.clone();
+            let refused = refused.clone();
+            async move {
+                if !refused.swap(true, Ordering::SeqCst) {
+                    return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                }
+                let _ = tx.send(serde_json::from_slice(&body).unwrap());
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (port, rx)
+}
+
+async fn next_hook(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+) -> serde_json::Value {
+    tokio::time::timeout(Duration::from_secs(60), rx.recv())
+        .await
+        .expect("a webhook call")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarms_fire_and_resolve_once_per_change_at_the_webhook_and_in_the_console() {
+    init_tracing();
+    let zk = ZooKeeper::start().await.unwrap();
+    let client = zk.client(Duration::from_secs(10)).await.unwrap();
+    let channel = example();
+    otter_manager::apply(&client, &channel).await.unwrap();
+    let pid = channel.pipeline.id;
+    let delay = zk_coord::otter_paths::delay(channel.id, pid);
+    zk_coord::ensure_path(&client, &zk_coord::otter_paths::pipeline(channel.id, pid))
+        .await
+        .unwrap();
+    let set_delay = |ms: i64| {
+        let client = client.clone();
+        let delay = delay.clone();
+        async move {
+            let data = format!(
+                "{{\"delay_ms\":{ms},\"at_ms\":{}}}",
+                otter_node::pipeline::heartbeat::now_ms()
+            );
+            match client.set_data(&delay, data.as_bytes(), None).await {
+                Ok(_) => {}
+                Err(_) => {
+                    client
+                        .create(
+                            &delay,
+                            data.as_bytes(),
+                            &zookeeper_client::CreateMode::Persistent
+                                .with_acls(zookeeper_client::Acls::anyone_all()),
+                        )
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+    };
+    set_delay(200).await;
+    let (hook_port, mut hooks) = webhook_receiver().await;
+    let dir = TestDir::new("otter-console-alarms").unwrap();
+    let config = write_config_with(
+        &dir,
+        &format!(
+            "sample_secs = 1\n\n[[console.alarms]]\nname = \"p{pid}-delay\"\nkind = \"delay\"\npipeline = {pid}\nabove_secs = 2.0\nfor_secs = 2\nwebhook = \"http://127.0.0.1:{hook_port}/hook\"\n\n[[console.alarms]]\nname = \"orders-down\"\nkind = \"destination_not_running\"\ndestination = \"orders\"\n"
+        ),
+    );
+    let port = free_port();
+    let _server = serve(&zk.connect_string(), port, &config).await;
+    let victor = Browser::new(port);
+    victor.login("victor", "victor-pass").await;
+
+    // The destination alarm (no webhook) fires in the console; the delay one is fine.
+    let mut page = String::new();
+    for _ in 0..200 {
+        page = victor.get("/").await.2;
+        if page.contains("<tr class=\"alarm firing\"><td>orders-down</td>") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        page.contains("<tr class=\"alarm firing\"><td>orders-down</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("<tr class=\"alarm ok\"><td>p{pid}-delay</td>")),
+        "{page}"
+    );
+
+    // The delay rises: one "firing" reaches the webhook (after a refused first try).
+    set_delay(5_000).await;
+    let fired = next_hook(&mut hooks).await;
+    assert_eq!(fired["alarm"], format!("p{pid}-delay"));
+    assert_eq!(fired["state"], "firing");
+    assert!(
+        fired["detail"].as_str().unwrap().contains("delay 5.000 s"),
+        "{fired}"
+    );
+    let page = victor.get("/").await.2;
+    assert!(
+        page.contains(&format!("<tr class=\"alarm firing\"><td>p{pid}-delay</td>")),
+        "{page}"
+    );
+
+    // It comes back: the next call is "resolved", not a repeated "firing".
+    set_delay(100).await;
+    let resolved = next_hook(&mut hooks).await;
+    assert_eq!(resolved["alarm"], format!("p{pid}-delay"));
+    assert_eq!(resolved["state"], "resolved");
+    assert!(resolved["at_ms"].as_i64().unwrap() > fired["at_ms"].as_i64().unwrap());
+    assert!(hooks.try_recv().is_err(), "one call per state change");
+
+    // A server takes the destination: its alarm resolves.
+    let running = zk_coord::paths::running("orders");
+    zk_coord::ensure_path(&client, &zk_coord::paths::destination("orders"))
+        .await
+        .unwrap();
+    client
+        .create(
+            &running,
+            br#"{"active":true,"address":"127.0.0.1:11111"}"#,
+            &zookeeper_client::CreateMode::Ephemeral
+                .with_acls(zookeeper_client::Acls::anyone_all()),
+        )
+        .await
+        .unwrap();
+    let mut page = String::new();
+    for _ in 0..200 {
+        page = victor.get("/").await.2;
+        if page.contains("<tr class=\"alarm ok\"><td>orders-down</td>") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        page.contains("<tr class=\"alarm ok\"><td>orders-down</td>"),
+        "{page}"
+    );
+}

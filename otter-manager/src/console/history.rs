@@ -146,6 +146,7 @@ pub async fn run(state: super::State, every: Duration) {
             }
             Err(e) => tracing::warn!(error = %e, "cannot list nodes to sample"),
         }
+        state.alarms.evaluate(&state.zk, &sample).await;
         state.history.push(sample);
     }
 }

@@ -8,6 +8,7 @@
 //! The console reads ZooKeeper on every page view (no cache): what it shows is what the nodes see.
 
 pub mod actions;
+pub mod alarms;
 pub mod auth;
 pub mod canal;
 pub mod charts;
@@ -50,6 +51,9 @@ pub struct ConsoleConfig {
     /// Hours of samples kept in memory.
     #[serde(default = "default_history_hours")]
     pub history_hours: u64,
+    /// Alarm rules, evaluated after every sample.
+    #[serde(default)]
+    pub alarms: Vec<alarms::Rule>,
 }
 
 fn default_sample_secs() -> u64 {
@@ -78,6 +82,7 @@ impl Default for ConsoleConfig {
             max_sessions: default_max_sessions(),
             sample_secs: default_sample_secs(),
             history_hours: default_history_hours(),
+            alarms: Vec::new(),
         }
     }
 }
@@ -156,6 +161,7 @@ pub struct Console {
     pub(crate) sessions: auth::Sessions,
     pub(crate) audit: actions::AuditLog,
     pub(crate) history: history::History,
+    pub(crate) alarms: alarms::Alarms,
     pub(crate) templates: minijinja::Environment<'static>,
 }
 
@@ -209,6 +215,7 @@ impl Console {
             sessions: auth::Sessions::new(config.max_sessions),
             audit: actions::AuditLog::new(config.audit_capacity),
             history: history::History::new(config.history_capacity()),
+            alarms: alarms::Alarms::start(config.alarms.clone()),
             config,
             templates: templates()?,
         }))

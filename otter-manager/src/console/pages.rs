@@ -171,6 +171,7 @@ pub async fn overview(
             delay_chart => delay_chart(&state, &pids, from, to),
             rows_chart => rows_chart(&state, from, to),
             samples => state.history.len(),
+            alarms => state.alarms.views(),
             sample_secs => state.config.sample_secs,
             ..base(&session)
         },
