@@ -11,6 +11,8 @@ set -euo pipefail
 #   python3-venv                    venvs for compatibility tests with third-party clients
 #   openssl                         test certificates for the TLS tests (MySQL, the Canal port)
 PACKAGES=(mariadb-server mariadb-client zookeeper libslf4j-java default-jre-headless redis-server python3-venv openssl)
+# The otter-manager console's browser tests (otter-manager/tests/browser.rs) drive these through WebDriver.
+PACKAGES+=(chromium chromium-driver)
 
 if [ ! -f /etc/debian_version ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "setup.sh: this is not a Debian machine (no /etc/debian_version or apt-get)." >&2
