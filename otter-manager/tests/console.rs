@@ -636,3 +636,128 @@ async fn alarms_fire_and_resolve_once_per_change_at_the_webhook_and_in_the_conso
         "{page}"
     );
 }
+
+fn textarea(page: &str) -> String {
+    let start = page.find("<textarea name=\"toml\"").expect("the form");
+    let start = start + page[start..].find('>').unwrap() + 1;
+    let end = start + page[start..].find("</textarea>").unwrap();
+    page[start..end]
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#x2f;", "/")
+        .replace("&amp;", "&")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_creates_and_edits_channels_with_apply_s_checks() {
+    init_tracing();
+    let zk = ZooKeeper::start().await.unwrap();
+    let client = zk.client(Duration::from_secs(10)).await.unwrap();
+    let first = example();
+    otter_manager::apply(&client, &first).await.unwrap();
+    let dir = TestDir::new("otter-console-edit").unwrap();
+    let config = write_config(&dir);
+    let port = free_port();
+    let _server = serve(&zk.connect_string(), port, &config).await;
+    let olga = Browser::new(port);
+    let (_, csrf) = olga.login("olga", "olga-pass").await;
+
+    // The new-channel form starts from the example.
+    let (status, _, page) = olga.get("/channel/new").await;
+    assert_eq!(status.as_u16(), 200);
+    let example_text = textarea(&page);
+    assert_eq!(Channel::from_toml(&example_text).unwrap(), first);
+
+    // A bad value: the model's error, naming the key, next to the definition; nothing stored.
+    let bad = example_text.replacen("id = 1 ", "id = 0 ", 1);
+    let (status, page) = olga
+        .post(
+            "/channel/apply",
+            &[("csrf", &csrf), ("toml", &bad), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(status.as_u16(), 422, "{page}");
+    let err = &page[page.find("id=\"toml-error\">").expect("a field error")..];
+    assert!(err.contains("channel.id"), "{err}");
+    assert_eq!(textarea(&page), bad, "the text is kept for fixing");
+    // A pipeline id that channel 1 holds: refused by apply's check among the stored channels.
+    let taken = example_text.replacen("id = 1 ", "id = 2 ", 1);
+    let (status, page) = olga
+        .post(
+            "/channel/apply",
+            &[("csrf", &csrf), ("toml", &taken), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(status.as_u16(), 422, "{page}");
+    assert!(page.contains("id=\"toml-error\""));
+    assert!(matches!(
+        otter_manager::get(&client, 2).await,
+        Err(otter_manager::ManagerError::NoSuchChannel(2))
+    ));
+
+    // A good one: confirmation first, then created, audited, shown.
+    let good = taken
+        .replacen("id = 1 ", "id = 2 ", 1)
+        .replace("slave_id = 3301", "slave_id = 3302")
+        .replace("name = \"shop-to-dr\"", "name = \"made-in-console\"");
+    let (status, page) = olga
+        .post("/channel/apply", &[("csrf", &csrf), ("toml", &good)])
+        .await;
+    assert_eq!(status.as_u16(), 200);
+    assert!(
+        page.contains("Apply channel 2 (made-in-console)?"),
+        "{page}"
+    );
+    assert!(matches!(
+        otter_manager::get(&client, 2).await,
+        Err(otter_manager::ManagerError::NoSuchChannel(2))
+    ));
+    let (status, page) = olga
+        .post(
+            "/channel/apply",
+            &[("csrf", &csrf), ("toml", &good), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200, "{page}");
+    let stored = otter_manager::get(&client, 2).await.unwrap();
+    assert_eq!(stored, Channel::from_toml(&good).unwrap());
+    assert!(page.contains("Channel 2 · made-in-console"));
+    assert!(
+        page.contains("<td>olga</td><td>apply</td><td>ok: created</td>"),
+        "{page}"
+    );
+
+    // Editing shows the stored channel as TOML that reads back to the same channel; applying it
+    // unchanged writes nothing.
+    let (_, _, page) = olga.get("/channel/2/edit").await;
+    let text = textarea(&page);
+    assert_eq!(Channel::from_toml(&text).unwrap(), stored);
+    let (_, page) = olga
+        .post(
+            "/channel/apply",
+            &[("csrf", &csrf), ("toml", &text), ("confirm", "yes")],
+        )
+        .await;
+    assert!(
+        page.contains("<td>olga</td><td>apply</td><td>ok: unchanged</td>"),
+        "{page}"
+    );
+
+    // A viewer may not, and nobody without the token.
+    let victor = Browser::new(port);
+    let (_, vcsrf) = victor.login("victor", "victor-pass").await;
+    assert_eq!(victor.get("/channel/new").await.0.as_u16(), 403);
+    let (status, _) = victor
+        .post(
+            "/channel/apply",
+            &[("csrf", &vcsrf), ("toml", &good), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(status.as_u16(), 403);
+    let (status, _) = olga
+        .post("/channel/apply", &[("toml", &good), ("confirm", "yes")])
+        .await;
+    assert_eq!(status.as_u16(), 403);
+}

@@ -12,6 +12,7 @@ pub mod alarms;
 pub mod auth;
 pub mod canal;
 pub mod charts;
+pub mod edit;
 pub mod history;
 pub mod pages;
 pub mod zkstat;
@@ -192,6 +193,7 @@ fn templates() -> Result<minijinja::Environment<'static>, ConsoleError> {
         ("audit.html", include_str!("../../templates/audit.html")),
         ("canal.html", include_str!("../../templates/canal.html")),
         ("error.html", include_str!("../../templates/error.html")),
+        ("edit.html", include_str!("../../templates/edit.html")),
     ] {
         // The templates are part of the binary: one that does not parse is a bug the tests catch.
         env.add_template(name, text)
@@ -244,7 +246,10 @@ impl Console {
 pub fn router(state: State) -> Router {
     Router::new()
         .route("/", get(pages::overview))
+        .route("/channel/new", get(edit::new_channel))
+        .route("/channel/apply", post(edit::apply))
         .route("/channel/{cid}", get(pages::channel))
+        .route("/channel/{cid}/edit", get(edit::edit_channel))
         .route("/channel/{cid}/conflicts", get(pages::conflicts))
         .route("/nodes", get(pages::nodes))
         .route("/zookeeper", get(pages::zookeeper))
