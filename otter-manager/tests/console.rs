@@ -376,16 +376,18 @@ async fn fake_node_metrics() -> u16 {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
     let rows = Arc::new(AtomicU64::new(0));
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let rows = rows.clone();
-            async move {
-                let n = rows.fetch_add(50, Ordering::SeqCst) + 50;
-                format!("# TYPE otter_load_rows_total counter\notter_load_rows_total {n}\n")
-            }
-        }),
-    );
+    let app = axum::Router::new()
+        .route("/health", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let rows = rows.clone();
+                async move {
+                    let n = rows.fetch_add(50, Ordering::SeqCst) + 50;
+                    format!("# TYPE otter_load_rows_total counter\notter_load_rows_total {n}\n")
+                }
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -476,6 +478,25 @@ async fn console_samples_delays_and_node_rows_into_svg_charts() {
     assert_eq!(ys.len(), 1, "{pts}");
     // The y axis tops at 110% of the largest value: 2.75 s.
     assert!(page.contains(">2.8 s</text>"), "{page}");
+
+    // The nodes page: node 7 healthy, with its last rate (50 rows per 1 s sample, about).
+    let (_, _, page) = victor.get("/nodes").await;
+    let row = &page[page.find("<td>7</td>").expect("node 7 listed")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(
+        row.contains(&format!("<td>127.0.0.1:{metrics_port}</td>")),
+        "{row}"
+    );
+    assert!(row.contains("<td class=\"\">ok ("), "{row}");
+    let needle = "class=\"num\">";
+    let rate: f64 = row[row.find(needle).unwrap() + needle.len()..]
+        .split('<')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // 50 rows per scrape: a positive rate (its size depends on the sampler's timing).
+    assert!(rate > 0.0, "{row}");
 
     // The channel page draws the same delay line.
     let (_, _, page) = victor.get(&format!("/channel/{}", channel.id)).await;

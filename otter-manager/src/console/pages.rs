@@ -276,7 +276,8 @@ pub async fn channel(
     )
 }
 
-/// GET /nodes.
+/// GET /nodes: each live node, whether its `/health` answers `ok` (and how fast), and its last
+/// sampled rows/s.
 pub async fn nodes(AxState(state): AxState<State>, session: Session) -> Response {
     let nodes = match crate::nodes(&state.zk).await {
         Ok(n) => n,
@@ -286,12 +287,48 @@ pub async fn nodes(AxState(state): AxState<State>, session: Session) -> Response
     struct NodeView {
         id: u32,
         address: String,
+        health: String,
+        healthy: bool,
+        rows_per_s: Option<String>,
     }
-    let nodes: Vec<NodeView> = nodes
+    let last = state
+        .history
+        .since(0)
         .into_iter()
-        .map(|(id, address)| NodeView { id, address })
-        .collect();
-    state.render("nodes.html", context! { nodes => nodes, ..base(&session) })
+        .next_back()
+        .unwrap_or_default();
+    let http = reqwest::Client::new();
+    let mut views = Vec::with_capacity(nodes.len());
+    for (id, address) in nodes {
+        let started = std::time::Instant::now();
+        let answer = http
+            .get(format!("http://{address}/health"))
+            .timeout(std::time::Duration::from_secs(2))
+            .send()
+            .await;
+        let (healthy, health) = match answer {
+            Ok(r) if r.status().is_success() => match r.text().await {
+                Ok(t) if t.trim() == "ok" => {
+                    (true, format!("ok ({} ms)", started.elapsed().as_millis()))
+                }
+                Ok(t) => (
+                    false,
+                    format!("answered {:?}", t.chars().take(80).collect::<String>()),
+                ),
+                Err(e) => (false, e.to_string()),
+            },
+            Ok(r) => (false, format!("HTTP {}", r.status())),
+            Err(e) => (false, format!("unreachable: {e}")),
+        };
+        views.push(NodeView {
+            id,
+            address,
+            health,
+            healthy,
+            rows_per_s: last.node_rows_per_s.get(&id).map(|v| format!("{v:.1}")),
+        });
+    }
+    state.render("nodes.html", context! { nodes => views, ..base(&session) })
 }
 
 /// GET /zookeeper: each member's `mntr`.
