@@ -1,6 +1,7 @@
 //! The console in a real headless Chromium (Debian's `chromium` and `chromium-driver`, installed by
 //! scripts/setup.sh), driven through WebDriver against a real manager and ZooKeeper: log in, see
-//! the channel, start and stop it through the confirmation page, a forged POST without the CSRF
+//! the channel, create one through the form (a field error first), start and stop it through the
+//! confirmation page, a forged POST without the CSRF
 //! token is refused, a viewer has no buttons and is refused when it posts anyway.
 //!
 //! With `CONSOLE_SCREENSHOTS=1` the pages are saved as docs/console-*.png (shown in the README).
@@ -246,6 +247,65 @@ async fn browser_logs_in_starts_and_stops_a_channel_and_refuses_forged_and_viewe
     let status = c.wait().for_element(Locator::Id("status")).await.unwrap();
     assert_eq!(status.text().await.unwrap(), "stopped");
     assert_eq!(stored(&client, cid).await, ChannelStatus::Stopped);
+
+    // Create a channel through the form: a bad value first, shown next to the definition.
+    c.goto(&base).await.unwrap();
+    c.find(Locator::Id("new-channel"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let edit = |js: &'static str| {
+        let c = c.clone();
+        async move {
+            c.execute(
+                &format!("const t = document.getElementById('toml'); t.value = {js};"),
+                vec![],
+            )
+            .await
+            .unwrap();
+        }
+    };
+    edit("t.value.replace('id = 1 ', 'id = 0 ')").await;
+    c.find(Locator::Id("apply"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let error = c
+        .wait()
+        .for_element(Locator::Id("toml-error"))
+        .await
+        .unwrap();
+    assert!(error.text().await.unwrap().contains("channel.id"));
+    screenshot(&c, "edit").await;
+    edit("t.value.replace('id = 0 ', 'id = 2 ').replace('id = 1 ', 'id = 2 ').replace('slave_id = 3301', 'slave_id = 3302')").await;
+    c.find(Locator::Id("apply"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::Id("confirm"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let status = c.wait().for_element(Locator::Id("status")).await.unwrap();
+    assert_eq!(status.text().await.unwrap(), "stopped");
+    assert!(c
+        .find(Locator::Css("main h1"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .starts_with("Channel 2"));
+    assert_eq!(otter_manager::get(&client, 2).await.unwrap().pipeline.id, 2);
 
     // Log out; the viewer has no buttons, and its own token does not let it start the channel.
     c.find(Locator::Css("form.logout button"))
