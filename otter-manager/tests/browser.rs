@@ -1,8 +1,8 @@
 //! The console in a real headless Chromium (Debian's `chromium` and `chromium-driver`, installed by
 //! scripts/setup.sh), driven through WebDriver against a real manager and ZooKeeper: log in, see
 //! the channel, create one through the form (a field error first), start and stop it through the
-//! confirmation page, a forged POST without the CSRF
-//! token is refused, a viewer has no buttons and is refused when it posts anyway.
+//! confirmation page, a forged POST without the CSRF token is refused, a viewer has no buttons and
+//! is refused when it posts anyway.
 //!
 //! With `CONSOLE_SCREENSHOTS=1` the pages are saved as docs/console-*.png (shown in the README).
 

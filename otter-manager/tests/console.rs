@@ -581,7 +581,7 @@ async fn alarms_fire_and_resolve_once_per_change_at_the_webhook_and_in_the_conso
     let config = write_config_with(
         &dir,
         &format!(
-            "sample_secs = 1\n\n[[console.alarms]]\nname = \"p{pid}-delay\"\nkind = \"delay\"\npipeline = {pid}\nabove_secs = 2.0\nfor_secs = 2\nwebhook = \"http://127.0.0.1:{hook_port}/hook\"\n\n[[console.alarms]]\nname = \"orders-down\"\nkind = \"destination_not_running\"\ndestination = \"orders\"\n"
+            "sample_secs = 1\n\n[[console.alarms]]\nname = \"p{pid}-delay\"\nkind = \"delay\"\npipeline = {pid}\nabove_secs = 2.0\nfor_secs = 2\nwebhook = \"http://127.0.0.1:{hook_port}/hook\"\n\n[[console.alarms]]\nname = \"orders-down\"\nkind = \"destination_not_running\"\ndestination = \"orders\"\n\n[[console.alarms]]\nname = \"node-9-down\"\nkind = \"node_down\"\nnode = 9\n"
         ),
     );
     let port = free_port();
@@ -654,6 +654,35 @@ async fn alarms_fire_and_resolve_once_per_change_at_the_webhook_and_in_the_conso
     }
     assert!(
         page.contains("<tr class=\"alarm ok\"><td>orders-down</td>"),
+        "{page}"
+    );
+
+    // Node 9 was never registered: down; it registers: resolved.
+    assert!(
+        page.contains("<tr class=\"alarm firing\"><td>node-9-down</td>"),
+        "{page}"
+    );
+    zk_coord::ensure_path(&client, zk_coord::otter_paths::NODE_ROOT)
+        .await
+        .unwrap();
+    client
+        .create(
+            &zk_coord::otter_paths::node(9),
+            b"127.0.0.1:1",
+            &zookeeper_client::CreateMode::Ephemeral
+                .with_acls(zookeeper_client::Acls::anyone_all()),
+        )
+        .await
+        .unwrap();
+    for _ in 0..200 {
+        page = victor.get("/").await.2;
+        if page.contains("<tr class=\"alarm ok\"><td>node-9-down</td>") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        page.contains("<tr class=\"alarm ok\"><td>node-9-down</td>"),
         "{page}"
     );
 }

@@ -27,6 +27,11 @@ pub enum Condition {
         /// Threshold, seconds.
         above_secs: f64,
     },
+    /// An otter-node not registered (its ephemeral `/otter/node/{nid}` is gone).
+    NodeDown {
+        /// The node id.
+        node: u32,
+    },
     /// A Canal destination without a running server.
     DestinationNotRunning {
         /// The destination.
@@ -140,6 +145,21 @@ impl Alarms {
                     Some(d) => Some((*d > *above_secs, format!("pipeline {pipeline} delay {d:.3} s"))),
                     None => Some((false, format!("pipeline {pipeline}: no delay measured"))),
                 },
+                Condition::NodeDown { node } => {
+                    match zk.check_stat(&zk_coord::otter_paths::node(*node)).await {
+                        Ok(stat) => Some((
+                            stat.is_none(),
+                            format!(
+                                "node {node} {}",
+                                if stat.is_some() { "registered" } else { "not registered" }
+                            ),
+                        )),
+                        Err(e) => {
+                            tracing::warn!(node, error = %e, "cannot check the node");
+                            None
+                        }
+                    }
+                }
                 Condition::DestinationNotRunning { destination } => {
                     match zk.check_stat(&zk_coord::paths::running(destination)).await {
                         Ok(stat) => Some((
