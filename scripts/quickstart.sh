@@ -210,6 +210,18 @@ echo "   both sites hold the same $n orders; order 1001 is site a's (customer 'c
 echo "   the conflict is recorded at both sites (kept at a, taken from a at b)."
 otter show 2 2>&1 >/dev/null | sed 's/^/   /'
 
+# The web console over this demo: user "demo" with a fresh password, up while the demo runs.
+console_password=$(python3 -c 'import secrets; print(secrets.token_urlsafe(12))')
+console_hash=$(printf '%s\n' "$console_password" | "$bin/otter-manager" hash-password)
+console_port=$(free_port)
+printf '[console]\nhttp = "127.0.0.1:%s"\n\n[[console.users]]\nname = "demo"\npassword_hash = "%s"\nrole = "operator"\n' \
+  "$console_port" "$console_hash" >"$work/manager.toml"
+chmod 600 "$work/manager.toml"
+"$bin/otter-manager" --zk "$zk" serve --config "$work/manager.toml" >"$work/console.log" 2>&1 &
+pids+=($!)
+console_up() { (exec 9<>"/dev/tcp/127.0.0.1/$console_port") 2>/dev/null; }
+wait_for "the web console" 30 console_up
+
 cat <<EOF
 
 == done. By hand:
@@ -226,3 +238,7 @@ cat <<EOF
 (edit address/username/password/servers in config/canal-server-ha.toml for your source and ZooKeeper,
  and the sites of config/channel-two-way.toml)
 EOF
+echo "== web console: http://127.0.0.1:$console_port/  (user demo, password $console_password)"
+if [ -t 0 ]; then
+  read -r -p "   the demo and its console keep running; press Enter to stop them " _ || true
+fi

@@ -13,6 +13,8 @@ set -euo pipefail
 #   mydumper                        baseline of the snapshot benches (mydumper, myloader)
 #   rabbitmq-server                 broker of the MQ mode tests (run as a local process by the harness)
 PACKAGES=(mariadb-server mariadb-client zookeeper libslf4j-java default-jre-headless redis-server python3-venv openssl mydumper rabbitmq-server)
+# The otter-manager console's browser tests (otter-manager/tests/browser.rs) drive these through WebDriver.
+PACKAGES+=(chromium chromium-driver)
 
 if [ ! -f /etc/debian_version ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "setup.sh: this is not a Debian machine (no /etc/debian_version or apt-get)." >&2

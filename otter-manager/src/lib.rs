@@ -12,6 +12,8 @@
 //! - [`get`], [`list`] and [`nodes`] read.
 #![deny(missing_docs)]
 
+pub mod console;
+
 use std::fmt;
 use std::time::Duration;
 

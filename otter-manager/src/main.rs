@@ -161,6 +161,19 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         recheck_wait_ms: u64,
     },
+    /// Serve the web console (pages, actions, audit log) until killed.
+    Serve {
+        /// Listen here (overrides `[console] http` of the config).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
+        /// A manager config file with a `[console]` section (users, address), e.g.
+        /// config/manager.toml.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Print an argon2 hash of the password read from standard input (one line), for
+    /// `[[console.users]] password_hash`.
+    HashPassword,
     /// Give every znode under /otter (canal's and otter's) the ACLs of the security model: all
     /// for the --zk-digest identity, read for everyone on running and cluster nodes only. For a
     /// tree created before digest auth was turned on.
@@ -359,6 +372,42 @@ async fn run(cli: Cli) -> Result<Outcome> {
                     println!("{c}");
                 }
             }
+        }
+        Command::Serve { http, config } => {
+            let mut console = match config {
+                Some(path) => {
+                    // Holds password hashes: nobody else may rewrite it.
+                    zk_coord::secret::check_config_file(path)?;
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    toml::from_str::<otter_manager::console::ManagerConfig>(&text)
+                        .map_err(|e| anyhow!("{}: {e}", path.display()))?
+                        .console
+                }
+                None => otter_manager::console::ConsoleConfig::default(),
+            };
+            if let Some(addr) = http {
+                console.http = *addr;
+            }
+            // Checked before connecting: a console that must not start fails fast.
+            console.validate()?;
+            let zk = connect(&cli).await?;
+            let state = otter_manager::console::Console::new(zk, cli.zk.clone(), console)?;
+            otter_manager::console::serve(state).await?;
+        }
+        Command::HashPassword => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("cannot read the password from standard input")?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                bail!("empty password");
+            }
+            println!(
+                "{}",
+                otter_manager::console::hash_password(password).map_err(|e| anyhow!(e))?
+            );
         }
         Command::Secure => {
             let zk = connect(&cli).await?;

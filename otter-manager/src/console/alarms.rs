@@ -1,0 +1,253 @@
+//! Alarm rules, evaluated after every history sample. A rule fires when its condition has held for
+//! `for_secs`, resolves when it no longer holds, and POSTs JSON to its webhook once per state
+//! change (retried with back-off by one sender task; the queue is bounded). After firing, a rule
+//! with `pause_secs` is not evaluated again for that long (Otter's `pauseTime`).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::history::Sample;
+
+/// Webhook deliveries waiting; beyond this a change is dropped with a warning.
+const QUEUE: usize = 256;
+/// Attempts per delivery.
+const ATTEMPTS: u32 = 6;
+
+/// What a rule watches.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Condition {
+    /// A pipeline's measured delay above `above_secs`.
+    Delay {
+        /// The pipeline.
+        pipeline: u32,
+        /// Threshold, seconds.
+        above_secs: f64,
+    },
+    /// An otter-node not registered (its ephemeral `/otter/node/{nid}` is gone).
+    NodeDown {
+        /// The node id.
+        node: u32,
+    },
+    /// A Canal destination without a running server.
+    DestinationNotRunning {
+        /// The destination.
+        destination: String,
+    },
+}
+
+/// One `[[console.alarms]]` rule. (Unknown keys are not refused here: serde cannot with the
+/// flattened condition.)
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Rule {
+    /// Shown in the console and sent in the webhook.
+    pub name: String,
+    /// What it watches.
+    #[serde(flatten)]
+    pub condition: Condition,
+    /// How long the condition must hold before the rule fires.
+    #[serde(default)]
+    pub for_secs: u64,
+    /// After firing, not evaluated for this long.
+    #[serde(default)]
+    pub pause_secs: u64,
+    /// Where state changes are POSTed (JSON); none: shown in the console only.
+    #[serde(default)]
+    pub webhook: Option<String>,
+}
+
+/// A rule's state as shown.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlarmView {
+    /// The rule's name.
+    pub name: String,
+    /// `ok` or `firing`.
+    pub state: &'static str,
+    /// When it fired, UTC.
+    pub since: Option<String>,
+    /// What was seen last.
+    pub detail: String,
+}
+
+#[derive(Default)]
+struct RuleState {
+    holding_since: Option<i64>,
+    firing_since: Option<i64>,
+    paused_until: i64,
+    detail: String,
+}
+
+/// The body POSTed to a webhook.
+#[derive(Debug, Clone, Serialize)]
+pub struct Notification {
+    /// The rule.
+    pub alarm: String,
+    /// `firing` or `resolved`.
+    pub state: &'static str,
+    /// ms since the epoch.
+    pub at_ms: i64,
+    /// What was seen.
+    pub detail: String,
+    #[serde(skip)]
+    url: String,
+}
+
+/// The rules and their states.
+pub struct Alarms {
+    rules: Vec<Rule>,
+    states: Mutex<Vec<RuleState>>,
+    queue: mpsc::Sender<Notification>,
+}
+
+impl Alarms {
+    /// The rules, with the webhook sender task spawned (needs a runtime).
+    pub fn start(rules: Vec<Rule>) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(deliver(rx));
+        Self {
+            states: Mutex::new(rules.iter().map(|_| RuleState::default()).collect()),
+            rules,
+            queue: tx,
+        }
+    }
+
+    /// Every rule's state, in config order.
+    pub fn views(&self) -> Vec<AlarmView> {
+        let g = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        self.rules
+            .iter()
+            .zip(g.iter())
+            .map(|(r, s)| AlarmView {
+                name: r.name.clone(),
+                state: if s.firing_since.is_some() {
+                    "firing"
+                } else {
+                    "ok"
+                },
+                since: s.firing_since.map(super::actions::utc),
+                detail: s.detail.clone(),
+            })
+            .collect()
+    }
+
+    /// Evaluates every rule against `sample` (and ZooKeeper for destinations).
+    pub async fn evaluate(&self, zk: &zookeeper_client::Client, sample: &Sample) {
+        let mut seen = Vec::with_capacity(self.rules.len());
+        for r in &self.rules {
+            seen.push(match &r.condition {
+                Condition::Delay {
+                    pipeline,
+                    above_secs,
+                } => match sample.delay_s.get(pipeline) {
+                    Some(d) => Some((*d > *above_secs, format!("pipeline {pipeline} delay {d:.3} s"))),
+                    None => Some((false, format!("pipeline {pipeline}: no delay measured"))),
+                },
+                Condition::NodeDown { node } => {
+                    match zk.check_stat(&zk_coord::otter_paths::node(*node)).await {
+                        Ok(stat) => Some((
+                            stat.is_none(),
+                            format!(
+                                "node {node} {}",
+                                if stat.is_some() { "registered" } else { "not registered" }
+                            ),
+                        )),
+                        Err(e) => {
+                            tracing::warn!(node, error = %e, "cannot check the node");
+                            None
+                        }
+                    }
+                }
+                Condition::DestinationNotRunning { destination } => {
+                    match zk.check_stat(&zk_coord::paths::running(destination)).await {
+                        Ok(stat) => Some((
+                            stat.is_none(),
+                            format!(
+                                "destination {destination} {}",
+                                if stat.is_some() { "running" } else { "has no running server" }
+                            ),
+                        )),
+                        Err(e) => {
+                            tracing::warn!(destination, error = %e, "cannot check the running node");
+                            None
+                        }
+                    }
+                }
+            });
+        }
+        let now = sample.at_ms;
+        let mut out = Vec::new();
+        {
+            let mut g = self.states.lock().unwrap_or_else(|p| p.into_inner());
+            for ((r, s), seen) in self.rules.iter().zip(g.iter_mut()).zip(seen) {
+                let Some((holds, detail)) = seen else {
+                    continue;
+                };
+                if now < s.paused_until {
+                    continue;
+                }
+                s.detail = detail.clone();
+                if holds {
+                    let since = *s.holding_since.get_or_insert(now);
+                    if s.firing_since.is_none() && now - since >= (r.for_secs * 1000) as i64 {
+                        s.firing_since = Some(now);
+                        s.paused_until = now + (r.pause_secs * 1000) as i64;
+                        out.push((r, "firing", detail));
+                    }
+                } else {
+                    s.holding_since = None;
+                    if s.firing_since.take().is_some() {
+                        out.push((r, "resolved", detail));
+                    }
+                }
+            }
+        }
+        for (r, state, detail) in out {
+            tracing::warn!(alarm = %r.name, state, %detail, "alarm state changed");
+            if let Some(url) = &r.webhook {
+                let n = Notification {
+                    alarm: r.name.clone(),
+                    state,
+                    at_ms: now,
+                    detail,
+                    url: url.clone(),
+                };
+                if self.queue.try_send(n).is_err() {
+                    tracing::warn!(alarm = %r.name, "webhook queue full; notification dropped");
+                }
+            }
+        }
+    }
+}
+
+async fn deliver(mut rx: mpsc::Receiver<Notification>) {
+    let http = reqwest::Client::new();
+    while let Some(n) = rx.recv().await {
+        let body = serde_json::to_vec(&n).unwrap_or_default();
+        let mut wait = Duration::from_millis(500);
+        for attempt in 1..=ATTEMPTS {
+            match http
+                .post(&n.url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => break,
+                Ok(r) => {
+                    tracing::warn!(alarm = %n.alarm, attempt, status = %r.status(), "webhook refused")
+                }
+                Err(e) => {
+                    tracing::warn!(alarm = %n.alarm, attempt, error = %e, "webhook unreachable")
+                }
+            }
+            if attempt < ATTEMPTS {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
