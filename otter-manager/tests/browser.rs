@@ -96,12 +96,7 @@ async fn login(c: &Client, base: &str, user: &str, password: &str) {
         .send_keys(password)
         .await
         .unwrap();
-    c.find(Locator::Id("login"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "login").await;
     let who = c.wait().for_element(Locator::Id("who")).await.unwrap();
     assert!(who.text().await.unwrap().starts_with(user));
 }
@@ -143,6 +138,27 @@ async fn forge_post(c: &Client, action: &str, fields: &[(&str, &str)]) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the forged form never reached {action}");
+}
+
+/// Clicks the element with id `id`.
+async fn click(c: &Client, id: &str) {
+    c.find(Locator::Id(id))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Waits for the element with id `id` to appear, then clicks it.
+async fn click_shown(c: &Client, id: &str) {
+    c.wait()
+        .for_element(Locator::Id(id))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,12 +219,7 @@ async fn browser_logs_in_starts_and_stops_a_channel_and_refuses_forged_and_viewe
         .click()
         .await
         .unwrap();
-    c.find(Locator::Id("action-start"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "action-start").await;
     let confirm = c.wait().for_element(Locator::Id("confirm")).await.unwrap();
     assert_eq!(
         stored(&client, cid).await,
@@ -231,31 +242,15 @@ async fn browser_logs_in_starts_and_stops_a_channel_and_refuses_forged_and_viewe
 
     // Stop through the UI.
     c.goto(&format!("{base}/channel/{cid}")).await.unwrap();
-    c.find(Locator::Id("action-stop"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .for_element(Locator::Id("confirm"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "action-stop").await;
+    click_shown(&c, "confirm").await;
     let status = c.wait().for_element(Locator::Id("status")).await.unwrap();
     assert_eq!(status.text().await.unwrap(), "stopped");
     assert_eq!(stored(&client, cid).await, ChannelStatus::Stopped);
 
     // Create a channel through the form: a bad value first, shown next to the definition.
     c.goto(&base).await.unwrap();
-    c.find(Locator::Id("new-channel"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "new-channel").await;
     let edit = |js: &'static str| {
         let c = c.clone();
         async move {
@@ -268,12 +263,7 @@ async fn browser_logs_in_starts_and_stops_a_channel_and_refuses_forged_and_viewe
         }
     };
     edit("t.value.replace('id = 1 ', 'id = 0 ')").await;
-    c.find(Locator::Id("apply"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "apply").await;
     let error = c
         .wait()
         .for_element(Locator::Id("toml-error"))
@@ -282,19 +272,8 @@ async fn browser_logs_in_starts_and_stops_a_channel_and_refuses_forged_and_viewe
     assert!(error.text().await.unwrap().contains("channel.id"));
     screenshot(&c, "edit").await;
     edit("t.value.replace('id = 0 ', 'id = 2 ').replace('id = 1 ', 'id = 2 ').replace('slave_id = 3301', 'slave_id = 3302')").await;
-    c.find(Locator::Id("apply"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .for_element(Locator::Id("confirm"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "apply").await;
+    click_shown(&c, "confirm").await;
     let status = c.wait().for_element(Locator::Id("status")).await.unwrap();
     assert_eq!(status.text().await.unwrap(), "stopped");
     assert!(c
