@@ -9,11 +9,13 @@
 //!    a fresh target table of the same shape the way Load writes them (multi-row
 //!    `INSERT … ON DUPLICATE KEY UPDATE` of 500 rows with every column for inserts and updates,
 //!    `DELETE … WHERE id IN (…500 keys)` for deletes), one autocommit transaction per statement,
-//!    on one connection (Load's parallelism for a single table) and again on two;
+//!    on one connection and again on two (Load spreads the table over `BENCH_LOAD_CONNECTIONS`,
+//!    default the shipped 4);
 //! 3. for each of `BENCH_BATCH_SIZES` (entries per Select batch, default `200,4000,1000`; 1000
 //!    is `config/channel.toml`'s; a `c` suffix, e.g. `1000c`, turns conflict detection on for the
 //!    mapping (`conflict = "site_priority"`, as in a two-way channel) to measure what it costs
-//!    against the same batch size without): a fresh table pair and channel (`BENCH_PARALLELISM` = 5, the
+//!    against the same batch size without; a `/N` suffix, e.g. `1000/1`, runs Load with
+//!    `load_connections` = N instead of `BENCH_LOAD_CONNECTIONS`): a fresh table pair and channel (`BENCH_PARALLELISM` = 5, the
 //!    shipped `config/channel.toml` otherwise) started at the source's binlog end, a fresh
 //!    `otter-node` (the release binary cargo built for this bench), 1 000 single-row warm-up
 //!    transactions waited for at the target, then the workload written on the source as fast as it takes it: `BENCH_ROWS`
@@ -203,6 +205,8 @@ struct Throughput {
     batch_size: u32,
     /// Conflict detection was on.
     conflicts: bool,
+    /// Load's `load_connections`.
+    load_connections: u32,
     secs: f64,
     write_secs: f64,
     rows_per_sec: f64,
@@ -228,7 +232,7 @@ async fn start_pipeline(
     zk: &ZooKeeper,
     k: u32,
     batch_size: u32,
-    parallelism: u32,
+    (parallelism, load_connections): (u32, u32),
     conflicts: bool,
 ) -> Result<Run> {
     let source_table = format!("bench.t{k}");
@@ -257,6 +261,7 @@ async fn start_pipeline(
     p.load_nodes = vec![1];
     p.batch_size = batch_size;
     p.parallelism = parallelism;
+    p.load_connections = load_connections;
     p.tables = vec![TableMapping {
         source: format!("bench\\.t{k}"),
         target_schema: Some("bench_dr".into()),
@@ -423,6 +428,7 @@ async fn measure_throughput(
     Ok(Throughput {
         batch_size,
         conflicts: false,
+        load_connections: 0,
         secs,
         write_secs,
         rows_per_sec: s.total() as f64 / secs,
@@ -601,19 +607,27 @@ fn run() -> Result<()> {
         bail!("BENCH_ROWS must be a multiple of 8, at least 8000");
     }
     let shape = Shape::new(inserts);
-    let batch_sizes: Vec<(u32, bool)> = std::env::var("BENCH_BATCH_SIZES")
+    let parallelism: u32 = env_num("BENCH_PARALLELISM", 5)?;
+    let load_connections: u32 = env_num(
+        "BENCH_LOAD_CONNECTIONS",
+        otter_node::model::DEFAULT_LOAD_CONNECTIONS,
+    )?;
+    // `1000`, `1000c` (conflict detection), `1000/1` (that many Load connections).
+    let batch_sizes: Vec<(u32, bool, u32)> = std::env::var("BENCH_BATCH_SIZES")
         .unwrap_or_else(|_| "200,4000,1000".into())
         .split(',')
         .map(|v| {
-            let v = v.trim();
+            let (v, connections) = match v.trim().split_once('/') {
+                Some((v, n)) => (v, n.parse().context("BENCH_BATCH_SIZES: connections")?),
+                None => (v.trim(), load_connections),
+            };
             let (n, c) = match v.strip_suffix('c') {
                 Some(n) => (n, true),
                 None => (v, false),
             };
-            Ok((n.parse().context("BENCH_BATCH_SIZES")?, c))
+            Ok((n.parse().context("BENCH_BATCH_SIZES")?, c, connections))
         })
         .collect::<Result<_>>()?;
-    let parallelism: u32 = env_num("BENCH_PARALLELISM", 5)?;
     let lat_rate: u64 = env_num("BENCH_LAT_RATE", 500)?;
     let lat_secs: u64 = env_num("BENCH_LAT_SECS", 10)?;
     let skip_latency = env_flag("BENCH_SKIP_LATENCY");
@@ -708,7 +722,7 @@ fn run() -> Result<()> {
     let mut results = Vec::new();
     let mut delay = None;
     let mut last_run = None;
-    for (i, &(batch_size, conflicts)) in batch_sizes.iter().enumerate() {
+    for (i, &(batch_size, conflicts, load_connections)) in batch_sizes.iter().enumerate() {
         let k = i as u32 + 1;
         if let Some(prev) = last_run.take() {
             stop_run(&rt, &zk, prev, k - 1)?;
@@ -721,7 +735,7 @@ fn run() -> Result<()> {
             &zk,
             k,
             batch_size,
-            parallelism,
+            (parallelism, load_connections),
             conflicts,
         ))?;
         let pids = Pids(vec![
@@ -743,8 +757,9 @@ fn run() -> Result<()> {
         ))?;
         let mut t = t;
         t.conflicts = conflicts;
+        t.load_connections = load_connections;
         eprintln!(
-            "pipeline, batch_size {batch_size}{}: {} rows/s ({:.2} s; source written in {:.2} s); {}; {:?}",
+            "pipeline, batch_size {batch_size}, load_connections {load_connections}{}: {} rows/s ({:.2} s; source written in {:.2} s); {}; {:?}",
             if conflicts { ", conflict detection" } else { "" },
             group(t.rows_per_sec),
             t.secs,
@@ -796,8 +811,9 @@ fn run() -> Result<()> {
     }
     for t in &results {
         table.push_str(&format!(
-            "| **otter pipeline, `batch_size` = {}, `parallelism` = {parallelism}{}** | {} | {:.2} | {:.2}× | {:.2}× |\n",
+            "| **otter pipeline, `batch_size` = {}, `parallelism` = {parallelism}, `load_connections` = {}{}** | {} | {:.2} | {:.2}× | {:.2}× |\n",
             t.batch_size,
+            t.load_connections,
             if t.conflicts { ", conflict detection (`site_priority`)" } else { "" },
             group(t.rows_per_sec),
             t.secs,
@@ -852,9 +868,9 @@ fn run() -> Result<()> {
          target server (the median of {ceiling_runs} runs for each connection count): the same row changes written into a fresh table of the same shape the \
          way Load writes them (`INSERT … ON DUPLICATE KEY UPDATE` of {CHUNK} rows with every \
          column, `DELETE … WHERE id IN (…)` of {CHUNK} keys), one transaction per statement, \
-         statements of each phase spread round-robin over 1 or 2 connections. Load uses one \
-         connection per table, so for this one-table workload the 1-connection ceiling is the \
-         one it can reach.\n\n\
+         statements of each phase spread round-robin over 1 or 2 connections. Load spreads a \
+         large table's share of each batch over `load_connections` connections by key hash \
+         (the table has no unique secondary key), so both ceilings apply.\n\n\
          The pipeline: channel from the shipped `config/channel.toml` with one mapping \
          (`bench\\.tN` → `bench_dr.tN`), `parallelism` = {parallelism}, node 1 running every \
          stage (Select, Extract, Transform, Load; release `otter-node` binary, \

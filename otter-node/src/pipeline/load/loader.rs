@@ -18,13 +18,14 @@ use crate::pipeline::load::error::{
 };
 use crate::pipeline::load::fence::{self, Fence};
 use crate::pipeline::load::literal::push_ident;
-use crate::pipeline::load::sql::{plan, TablePlan};
+use crate::pipeline::load::sql::{plan, plan_sharded, TablePlan};
 use crate::pipeline::load::{conflict, merge, LoadError};
 use crate::pipeline::loopback::{self, mark_slot};
 use crate::runtime::retry::Backoff;
 use canal_server::mysql_tls::MysqlTls;
 
-/// Most connections the [`Loader`] opens to the target (tables of one weight beyond this wait).
+/// Most connections the [`Loader`] opens to the target (tables and shards of one weight beyond
+/// this wait), unless [`Loader::spreading`] asks for more.
 pub const MAX_CONNECTIONS: usize = 8;
 /// First wait before redoing a table's transaction after a retryable error.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -76,6 +77,10 @@ pub struct Loader {
     /// Set once `retl.retl_fence` and `retl.retl_mark` are known to exist.
     fence_table: AtomicBool,
     mark: MarkSpec,
+    /// Connections one table's rows may be spread over ([`super::shard`]).
+    pub(super) connections: usize,
+    /// Which target tables may be spread.
+    pub(super) shapes: super::shard::Shapes,
 }
 
 /// How one attempt at a transaction ended, short of an error.
@@ -100,8 +105,28 @@ impl Loader {
     /// A loader for `target` with a pool of at most [`MAX_CONNECTIONS`] connections (opened on
     /// demand; nothing is connected yet).
     pub fn new(target: &TargetDb) -> Result<Self, LoadError> {
+        Self::with_pool(target, MAX_CONNECTIONS)
+    }
+
+    /// The same loader spreading each large table of a batch over up to `connections`
+    /// connections by key hash, where that is safe ([`super::shard`]); 1 (the default) keeps a
+    /// table on one. The pool grows to at least `connections`.
+    pub fn spreading(self, target: &TargetDb, connections: usize) -> Result<Self, LoadError> {
+        let connections = connections.max(1);
+        let loader = if connections > MAX_CONNECTIONS {
+            Self::with_pool(target, connections)?.marking(self.mark)
+        } else {
+            self
+        };
+        Ok(Self {
+            connections,
+            ..loader
+        })
+    }
+
+    fn with_pool(target: &TargetDb, size: usize) -> Result<Self, LoadError> {
         let (host, port) = parse_address(&target.address)?;
-        let constraints = PoolConstraints::new(0, MAX_CONNECTIONS).unwrap_or_default();
+        let constraints = PoolConstraints::new(0, size).unwrap_or_default();
         let pool_opts = PoolOpts::default()
             .with_constraints(constraints)
             .with_inactive_connection_ttl(Duration::from_secs(60));
@@ -128,6 +153,8 @@ impl Loader {
             retries: AtomicU64::new(0),
             fence_table: AtomicBool::new(false),
             mark: MarkSpec::default(),
+            connections: 1,
+            shapes: Default::default(),
         })
     }
 
@@ -195,6 +222,8 @@ impl Loader {
             let retries = self.raise_fence(fence, stop).await?;
             let origin = batch.ddl_origin().unwrap_or(&self.mark.source_site);
             let mut stats = self.load_ddl(ddl, origin, stop).await?;
+            // An index may have come or gone: read the tables' shapes again.
+            self.shapes.clear();
             stats.retries += retries;
             return Ok(stats);
         }
@@ -204,7 +233,13 @@ impl Loader {
         let mut plans = Vec::new();
         for (origin, rows) in LoadBatch::origin_runs(batch.rows, &batch.origins) {
             let merged = merge(rows);
-            let mut plan = plan(&merged)?;
+            let shards = self.shard_counts(&merged, &batch.checked).await;
+            let mut plan = plan_sharded(&merged, |schema, table, _| {
+                shards
+                    .iter()
+                    .find(|(s, t, _)| s == schema && t == table)
+                    .map_or(1, |(.., n)| *n)
+            })?;
             self.attach_checks(&mut plan, merged, &batch.checked);
             if !plan.is_empty() {
                 plans.push((
@@ -479,8 +514,13 @@ impl Loader {
         fence: Fence,
     ) -> Result<Attempt, Failure> {
         let mut conn = self.conn().await.map_err(failure("(connect)"))?;
+        let mut opts = TxOpts::default();
+        if table.shard.1 > 1 {
+            // Shards of one table run side by side: no gap locks between them (see `shard`).
+            opts.with_isolation_level(mysql_async::IsolationLevel::ReadCommitted);
+        }
         let mut tx = conn
-            .start_transaction(TxOpts::default())
+            .start_transaction(opts)
             .await
             .map_err(failure("START TRANSACTION"))?;
         let mark = (

@@ -4,8 +4,10 @@
 //! SQL: per table, `DELETE … WHERE key IN (…)` for removed rows and multi-row
 //! `INSERT … ON DUPLICATE KEY UPDATE` (upserts) for inserted and updated rows, in chunks bounded
 //! by rows and bytes. Tables are loaded in ascending weight; tables of one weight in parallel,
-//! each in one transaction on its own connection (deletes first, then upserts). Every statement is
-//! an upsert or a delete by key, so replaying a batch after a crash or a retry is harmless.
+//! each in one transaction on its own connection (deletes first, then upserts), and a large table
+//! without unique secondary or foreign keys spread over several connections by key hash
+//! ([`shard`]). Every statement is an upsert or a delete by key, so replaying a batch after a
+//! crash or a retry is harmless.
 //!
 //! Values are written as literals from Canal's text, chosen by `java.sql.Types` code: numbers are
 //! validated and written as is, binary values as `X'…'` of their ISO-8859-1 bytes, and every other
@@ -26,7 +28,8 @@
 //! Modules, by job: [`merge`](mod@merge) (one write per key), [`literal`] (values as validated
 //! SQL literals), [`sql`] (the statements of each table, grouped by weight), [`fence`] (the
 //! fencing token in `retl.retl_fence`), [`loader`] (the pool that runs a batch's transactions with
-//! retries), [`target`] (the target tables a pipeline needs exist and have a primary key),
+//! retries), [`shard`] (one large table spread over several connections by key hash, where that is safe),
+//! [`target`] (the target tables a pipeline needs exist and have a primary key),
 //! [`conflict`] (two-way conflicts: detected in the table's transaction, resolved, reported),
 //! [`site`] (creating `retl` and its tables on a site, for `otter-manager prepare-site`),
 //! [`error`] (why a load failed, and which driver errors a retry can fix), `worker` (the Load
@@ -39,6 +42,7 @@ pub mod fence;
 pub mod literal;
 pub mod loader;
 pub mod merge;
+pub mod shard;
 pub mod site;
 pub mod sql;
 pub mod target;

@@ -32,6 +32,9 @@ pub(crate) struct TablePlan {
     pub(crate) statements: Vec<String>,
     /// Row changes the statements write.
     pub(crate) rows: usize,
+    /// Which of how many key-hash shards of the table this is (`(0, 1)`: the whole table; see
+    /// [`super::shard`]).
+    pub(crate) shard: (usize, usize),
 }
 
 /// Collects rendered tuples into statements `prefix tuple,tuple… suffix` of at most
@@ -246,6 +249,15 @@ fn write_statements(
 
 /// Tables of merged rows grouped by weight (ascending), each with its statements.
 pub(crate) fn plan(merged: &[RowEvent]) -> Result<Vec<(u32, Vec<TablePlan>)>, LoadError> {
+    plan_sharded(merged, |_, _, _| 1)
+}
+
+/// [`plan`], with each table split into `shards(schema, table, rows)` key-hash shards (see
+/// [`super::shard`]), each shard a table plan of its own next to the table's others.
+pub(crate) fn plan_sharded(
+    merged: &[RowEvent],
+    shards: impl Fn(&str, &str, usize) -> usize,
+) -> Result<Vec<(u32, Vec<TablePlan>)>, LoadError> {
     struct Group<'r> {
         weight: u32,
         schema: &'r str,
@@ -276,23 +288,38 @@ pub(crate) fn plan(merged: &[RowEvent]) -> Result<Vec<(u32, Vec<TablePlan>)>, Lo
     groups.sort_by_key(|g| g.weight);
     let mut out: Vec<(u32, Vec<TablePlan>)> = Vec::new();
     for g in groups {
-        let mut statements = Vec::new();
         let name = format!("{}.{}", g.schema, g.table);
         let target = qualified(g.schema, g.table, &name)?;
-        delete_statements((&name, &target), &g.deletes, &mut statements)?;
-        upsert_statements((&name, &target), &g.upserts, &mut statements)?;
-        let table = TablePlan {
-            name,
-            schema: g.schema.to_string(),
-            table: g.table.to_string(),
-            target,
-            checked: None,
-            statements,
-            rows: g.deletes.len() + g.upserts.len(),
+        let n = shards(g.schema, g.table, g.deletes.len() + g.upserts.len()).max(1);
+        let parts: Vec<(Vec<&RowEvent>, Vec<&RowEvent>)> = if n == 1 {
+            vec![(g.deletes, g.upserts)]
+        } else {
+            super::shard::split(&g.deletes, n)
+                .into_iter()
+                .zip(super::shard::split(&g.upserts, n))
+                .collect()
         };
-        match out.last_mut() {
-            Some((w, tables)) if *w == g.weight => tables.push(table),
-            _ => out.push((g.weight, vec![table])),
+        for (shard, (deletes, upserts)) in parts.into_iter().enumerate() {
+            if deletes.is_empty() && upserts.is_empty() {
+                continue;
+            }
+            let mut statements = Vec::new();
+            delete_statements((&name, &target), &deletes, &mut statements)?;
+            upsert_statements((&name, &target), &upserts, &mut statements)?;
+            let table = TablePlan {
+                name: name.clone(),
+                schema: g.schema.to_string(),
+                table: g.table.to_string(),
+                target: target.clone(),
+                checked: None,
+                statements,
+                rows: deletes.len() + upserts.len(),
+                shard: (shard, n),
+            };
+            match out.last_mut() {
+                Some((w, tables)) if *w == g.weight => tables.push(table),
+                _ => out.push((g.weight, vec![table])),
+            }
         }
     }
     Ok(out)
@@ -303,6 +330,63 @@ mod tests {
     use super::*;
     use crate::pipeline::load::merge;
     use crate::pipeline::load::test_rows::*;
+
+    #[test]
+    fn a_sharded_table_splits_its_keys_and_keeps_deletes_before_upserts() {
+        let rows: Vec<RowEvent> = (0..2000)
+            .map(|i| {
+                row(
+                    if i % 4 == 0 { D } else { I },
+                    &i.to_string(),
+                    &[("a", "x")],
+                )
+            })
+            .collect();
+        let m = merge(rows);
+        let plans = plan_sharded(&m, |s, t, n| {
+            assert_eq!((s, t, n), ("s", "t", 2000));
+            3
+        })
+        .unwrap();
+        assert_eq!(plans.len(), 1);
+        let tables = &plans[0].1;
+        assert_eq!(tables.len(), 3);
+        assert_eq!(tables.iter().map(|t| t.rows).sum::<usize>(), 2000);
+        let mut seen = std::collections::HashSet::new();
+        for (i, t) in tables.iter().enumerate() {
+            assert_eq!(t.shard, (i, 3));
+            assert_eq!(t.name, "s.t");
+            assert!(
+                t.statements[0].starts_with("DELETE"),
+                "{:?}",
+                t.statements[0]
+            );
+            assert!(t.statements.last().unwrap().starts_with("INSERT"));
+            for r in m
+                .iter()
+                .filter(|r| super::super::shard::shard_of(r, 3) == i)
+            {
+                let id = r.keys().next().unwrap().value.clone().unwrap();
+                assert!(seen.insert(id.clone()), "{id} in two shards");
+                // An upsert's tuple, or an element of a delete's key list.
+                let forms = [
+                    format!("({id},'x')"),
+                    format!("IN ({id},"),
+                    format!("IN ({id})"),
+                    format!(",{id},"),
+                    format!(",{id})"),
+                ];
+                let found = t
+                    .statements
+                    .iter()
+                    .any(|s| forms.iter().any(|f| s.contains(f.as_str())));
+                assert!(found, "{id} missing from shard {i}");
+            }
+        }
+        assert_eq!(seen.len(), 2000);
+        // One shard asked for: the plan of `plan`.
+        assert_eq!(plan_sharded(&m, |_, _, _| 1).unwrap(), plan(&m).unwrap());
+    }
 
     #[test]
     fn statements_for_a_table() {

@@ -22,13 +22,17 @@ use crate::runtime::retry::{pause, retry_until_stopped, Progress};
 /// Load side of one pipeline: loads the oldest transformed process when nobody else does.
 pub(crate) async fn run_load(ctx: StageContext) {
     let p = &ctx.channel.pipeline;
-    let loader = match Loader::new(&p.target) {
-        Ok(l) => l.marking(MarkSpec {
+    let loader = Loader::new(&p.target).and_then(|l| {
+        l.marking(MarkSpec {
             channel: ctx.cid(),
             pipeline: p.id,
             source_site: p.source_site().to_string(),
             priority_site: ctx.channel.priority_site().to_string(),
-        }),
+        })
+        .spreading(&p.target, p.load_connections as usize)
+    });
+    let loader = match loader {
+        Ok(l) => l,
         Err(e) => {
             error!(error = %e, "cannot set up the target; Load does not run");
             return;
