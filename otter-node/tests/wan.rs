@@ -87,3 +87,73 @@ async fn a_pipeline_across_a_wan_survives_a_60_s_partition_and_kill9_in_the_remo
     wait_equal(&src, &dst, Duration::from_secs(240), &[&n1, &n2]).await;
     println!("across the WAN: {changes} single-row changes and 4 workload rounds, target equal");
 }
+
+/// A two-way channel across the same WAN: site A (hangzhou) and site B (singapore) both write, on
+/// keys of their own and on shared rows; node 1 in site A selects A's changes and loads B's, node 2
+/// in site B the other way round, each pulling the other's batches across the WAN. Both sites end
+/// with the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_way_channel_across_a_wan_converges() {
+    use common::sites;
+    harness::init_tracing();
+    let (a, b) = (sites::site().await, sites::site().await);
+    sites::prepare(&a).await;
+    sites::prepare(&b).await;
+    let wan = WanSites::start(Duration::from_millis(50)).await;
+    let c = sites::channel(&a, &b).await;
+    assert_eq!(c.pipeline.select_nodes, vec![1]);
+    assert_eq!(c.pipeline.load_nodes, vec![2]);
+    publish(&wan.zk, &c).await;
+    let dir = TestDir::new("otter-wan-two-way").unwrap();
+    let n1 = Node::start_in_site(
+        &dir,
+        1,
+        &wan.site_a_zk(),
+        &wan.http_upstream,
+        &wan.http_link.addr().to_string(),
+    );
+    let n2 = Node::start_in_site(
+        &dir,
+        2,
+        &wan.site_b_zk(),
+        &wan.http_b_upstream,
+        &wan.http_b_link.addr().to_string(),
+    );
+    let nodes = [&n1, &n2];
+    for i in 0..30 {
+        a.exec(&format!(
+            "INSERT INTO shop.user VALUES ({i}, 'a{i}@x', 'from a', X'01', {i}.5, '2001-01-01');
+             INSERT INTO shop.orders VALUES ({i}, {i}, 1.5, 'a')"
+        ))
+        .await
+        .unwrap();
+        let j = 1000 + i;
+        b.exec(&format!(
+            "INSERT INTO shop.user VALUES ({j}, 'b{j}@x', 'from b', X'02', {i}.25, '2002-02-02');
+             INSERT INTO shop.orders VALUES ({j}, {j}, 2.5, 'b')"
+        ))
+        .await
+        .unwrap();
+    }
+    sites::wait_converged(&a, &b, |r| r.len() == 120, &nodes).await;
+    // Each site changes rows that came from the other; a delete crosses too.
+    b.exec("UPDATE shop.user SET name = 'changed at b' WHERE id BETWEEN 0 AND 9")
+        .await
+        .unwrap();
+    a.exec("UPDATE shop.orders SET note = 'changed at a' WHERE id BETWEEN 1000 AND 1009; DELETE FROM shop.orders WHERE id = 1029")
+        .await
+        .unwrap();
+    sites::wait_converged(
+        &a,
+        &b,
+        |r| {
+            r.iter().filter(|l| l.contains("changed at b")).count() == 10
+                && r.iter().filter(|l| l.contains("changed at a")).count() == 10
+                && r.len() == 119
+        },
+        &nodes,
+    )
+    .await;
+    assert_eq!(wan.sessions_across(), 0, "a site-B session crossed the WAN");
+    assert!(wan.http_link.accepted_connections() > 0 && wan.http_b_link.accepted_connections() > 0);
+}

@@ -1,7 +1,8 @@
 //! Two sites joined by an emulated WAN: ZooKeeper voters in site A, observers in site B, and every
 //! connection that crosses between the sites going through a [`FaultProxy`]: observer to voter
 //! (the ensemble's site links), site-B clients to the voters' client ports (their fall-back
-//! group), and site-B nodes pulling batch data from a site-A node's HTTP server.
+//! group), and each site's nodes pulling batch data from a node of the other site (one HTTP link
+//! each way).
 
 use std::time::Duration;
 
@@ -16,6 +17,11 @@ pub struct WanSites {
     pub http_link: FaultProxy,
     /// The site-A node's `--http` address (the upstream of `http_link`).
     pub http_upstream: String,
+    /// Site A's way to a site-B node's HTTP server (`http_b_upstream`), for a pipeline the other
+    /// way.
+    pub http_b_link: FaultProxy,
+    /// That site-B node's `--http` address.
+    pub http_b_upstream: String,
 }
 
 impl WanSites {
@@ -28,11 +34,15 @@ impl WanSites {
             .collect();
         let http_upstream = format!("127.0.0.1:{}", harness::free_port());
         let http_link = FaultProxy::start(http_upstream.parse().unwrap()).unwrap();
+        let http_b_upstream = format!("127.0.0.1:{}", harness::free_port());
+        let http_b_link = FaultProxy::start(http_b_upstream.parse().unwrap()).unwrap();
         let sites = WanSites {
             zk,
             voter_links,
             http_link,
             http_upstream,
+            http_b_link,
+            http_b_upstream,
         };
         sites.set_wan(Wan::symmetric(one_way));
         sites
@@ -43,7 +53,7 @@ impl WanSites {
             .site_links()
             .iter()
             .chain(&self.voter_links)
-            .chain(std::iter::once(&self.http_link))
+            .chain([&self.http_link, &self.http_b_link])
     }
 
     /// Puts `wan` on every link between the sites.
