@@ -14,7 +14,9 @@
 //! cargo bench -p otter-node --bench wan
 //! ```
 //! Knobs: `BENCH_RTTS` (default `0,100,200`, ms), `BENCH_ROWS` (inserts of the burst, default
-//! 16000), `BENCH_LAT_RATE` (default 1000 rows/s), `BENCH_LAT_SECS` (default 15).
+//! 16000), `BENCH_LAT_RATE` (default 1000 rows/s), `BENCH_LAT_SECS` (default 15),
+//! `BENCH_PARALLELISM` (batches in flight; default: the example channel's) and
+//! `BENCH_BATCH_SIZE` (entries per batch; default: the example channel's).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -111,7 +113,14 @@ fn run() -> Result<()> {
             "CREATE DATABASE bench_dr; CREATE TABLE {target_table} {CREATE}"
         ))
         .await?;
-        let c = channel(&src, &dst).await?;
+        let mut c = channel(&src, &dst).await?;
+        c.pipeline.parallelism = env_num("BENCH_PARALLELISM", c.pipeline.parallelism)?;
+        c.pipeline.batch_size = env_num("BENCH_BATCH_SIZE", c.pipeline.batch_size)?;
+        c.validate()?;
+        eprintln!(
+            "pipeline: parallelism {}, batch_size {}",
+            c.pipeline.parallelism, c.pipeline.batch_size
+        );
         let client = sites.zk.client(Duration::from_secs(10)).await?;
         zk_coord::put_persistent(&client, &zk_coord::otter_paths::channel(c.id), &c.to_json())
             .await?;
