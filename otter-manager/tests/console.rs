@@ -371,8 +371,9 @@ async fn console_shows_canal_destinations_and_releases_one_to_a_standby() {
     assert!(page.contains("destination idle has no running server"));
 }
 
-/// A stand-in for an otter-node's `/metrics`: `otter_load_rows_total` grows by 50 per scrape.
-async fn fake_node_metrics() -> u16 {
+/// A stand-in for an otter-node's `/metrics`: `otter_load_rows_total{pipeline}` grows by 50 per
+/// scrape.
+async fn fake_node_metrics(pid: u32) -> u16 {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
     let rows = Arc::new(AtomicU64::new(0));
@@ -384,7 +385,7 @@ async fn fake_node_metrics() -> u16 {
                 let rows = rows.clone();
                 async move {
                     let n = rows.fetch_add(50, Ordering::SeqCst) + 50;
-                    format!("# TYPE otter_load_rows_total counter\notter_load_rows_total {n}\n")
+                    format!("# TYPE otter_load_rows_total counter\notter_load_rows_total{{pipeline=\"{pid}\"}} {n}\n")
                 }
             }),
         );
@@ -392,6 +393,11 @@ async fn fake_node_metrics() -> u16 {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await });
     port
+}
+
+/// The page from its rows/s chart on.
+fn rows_chart(page: &str) -> &str {
+    &page[page.find("id=\"rows-chart\"").unwrap_or(page.len())..]
 }
 
 fn polyline_points(svg_page: &str, label: &str) -> usize {
@@ -427,7 +433,7 @@ async fn console_samples_delays_and_node_rows_into_svg_charts() {
         )
         .await
         .unwrap();
-    let metrics_port = fake_node_metrics().await;
+    let metrics_port = fake_node_metrics(pid).await;
     zk_coord::ensure_path(&client, zk_coord::otter_paths::NODE_ROOT)
         .await
         .unwrap();
@@ -453,7 +459,7 @@ async fn console_samples_delays_and_node_rows_into_svg_charts() {
     for _ in 0..200 {
         page = victor.get("/").await.2;
         if polyline_points(&page, &format!("pipeline {pid}")) >= 3
-            && polyline_points(&page, "node 7") >= 2
+            && polyline_points(rows_chart(&page), &format!("pipeline {pid}")) >= 2
         {
             break;
         }
@@ -463,7 +469,10 @@ async fn console_samples_delays_and_node_rows_into_svg_charts() {
         polyline_points(&page, &format!("pipeline {pid}")) >= 3,
         "{page}"
     );
-    assert!(polyline_points(&page, "node 7") >= 2, "{page}");
+    assert!(
+        polyline_points(rows_chart(&page), &format!("pipeline {pid}")) >= 2,
+        "{page}"
+    );
     // The delay line is flat at 2.5 s: every point has the same y.
     let at = page
         .find(&format!("data-label=\"pipeline {pid}\""))

@@ -14,6 +14,7 @@ pub mod canal;
 pub mod charts;
 pub mod edit;
 pub mod history;
+pub mod metrics;
 pub mod pages;
 pub mod zkstat;
 

@@ -169,7 +169,7 @@ pub async fn overview(
             channels => views,
             nodes => nodes,
             delay_chart => delay_chart(&state, &pids, from, to),
-            rows_chart => rows_chart(&state, from, to),
+            rows_chart => rows_chart(&state, &pids, from, to),
             samples => state.history.len(),
             alarms => state.alarms.views(),
             sample_secs => state.config.sample_secs,
@@ -217,25 +217,21 @@ fn delay_chart(state: &State, pids: &[u32], from: i64, to: i64) -> minijinja::Va
     ))
 }
 
-/// The rows/s chart of every node sampled.
-fn rows_chart(state: &State, from: i64, to: i64) -> minijinja::Value {
+/// The rows/s chart of some pipelines (summed over the nodes that load each).
+fn rows_chart(state: &State, pids: &[u32], from: i64, to: i64) -> minijinja::Value {
     let samples = state.history.since(from);
-    let nids: std::collections::BTreeSet<u32> = samples
+    let series: Vec<super::charts::Series> = pids
         .iter()
-        .flat_map(|s| s.node_rows_per_s.keys().copied())
-        .collect();
-    let series: Vec<super::charts::Series> = nids
-        .iter()
-        .map(|nid| super::charts::Series {
-            label: format!("node {nid}"),
+        .map(|pid| super::charts::Series {
+            label: format!("pipeline {pid}"),
             points: samples
                 .iter()
-                .filter_map(|s| s.node_rows_per_s.get(nid).map(|v| (s.at_ms, *v)))
+                .filter_map(|s| s.pipeline_rows_per_s.get(pid).map(|v| (s.at_ms, *v)))
                 .collect(),
         })
         .collect();
     minijinja::Value::from_safe_string(super::charts::line_chart(
-        "rows loaded per second, per node",
+        "rows loaded per second, per pipeline",
         "rows/s",
         from,
         to,
@@ -269,7 +265,7 @@ pub async fn channel(
             json => json,
             audit => audit,
             delay_chart => delay_chart(&state, &pids, from, to),
-            rows_chart => rows_chart(&state, from, to),
+            rows_chart => rows_chart(&state, &pids, from, to),
             minutes => window.minutes,
             ..base(&session)
         },
