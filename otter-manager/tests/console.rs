@@ -280,7 +280,12 @@ async fn console_shows_canal_destinations_and_releases_one_to_a_standby() {
     // The layout a canal-server and a client leave: a running owner, two candidates, a cursor.
     let dest = "orders";
     let running = zk_coord::paths::running(dest);
-    let cursor = r#"{"@type":"com.alibaba.otter.canal.protocol.position.LogPosition","postion":{"journalName":"mysql-bin.000003","position":4242}}"#;
+    // Acked an hour behind now.
+    let cursor = format!(
+        r#"{{"@type":"com.alibaba.otter.canal.protocol.position.LogPosition","postion":{{"journalName":"mysql-bin.000003","position":4242,"timestamp":{}}}}}"#,
+        otter_node::pipeline::heartbeat::now_ms() - 3_600_000
+    );
+    let cursor = cursor.as_str();
     let opts =
         zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
     for (path, data) in [
@@ -323,6 +328,8 @@ async fn console_shows_canal_destinations_and_releases_one_to_a_standby() {
         "the other candidate is the standby: {row}"
     );
     assert!(row.contains("mysql-bin.000003"), "{row}");
+    // The page is read within a few seconds of writing the cursor: lag 3600 to 3609 s.
+    assert!(row.contains("<small class=\"lag\">lag 360"), "{row}");
     assert!(row.contains("id=\"release-orders\""));
     assert!(page.contains("<td>idle</td>"));
 
