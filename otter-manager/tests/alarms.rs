@@ -3,44 +3,18 @@
 //! and automatic recovery (Otter's `pauseTime`, `autoRecovery`). A real manager process and a real
 //! ZooKeeper; the node is a stand-in `/metrics` whose counters the test raises.
 
+mod web;
+
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use harness::{free_port, init_tracing, TestDir, ZooKeeper};
 use otter_node::model::{Channel, ChannelStatus};
-use tokio::process::{Child, Command};
 use tokio::sync::mpsc::UnboundedReceiver;
+use web::http::{page, serve, viewer};
 use zookeeper_client::{Acls, CreateMode};
-
-/// Starts `otter-manager serve` and waits until it listens.
-async fn serve(zk: &str, port: u16, config: &Path) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_otter-manager"))
-        .args(["--zk", zk, "serve", "--http"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--config")
-        .arg(config)
-        .env_remove("OTTER_ZK")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    for _ in 0..300 {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("otter-manager serve exited with {status}");
-        }
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return child;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the console never listened on port {port}");
-}
 
 /// A stand-in otter-node `/metrics` for pipeline `pid`: retries and conflicts as the test sets
 /// them.
@@ -103,40 +77,6 @@ async fn next_of(
         }
         aside.push(v);
     }
-}
-
-/// A cookie-keeping client logged in as the viewer `victor`.
-async fn viewer(port: u16) -> reqwest::Client {
-    let http = reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .unwrap();
-    let login = format!("http://127.0.0.1:{port}/login");
-    let html = http.get(&login).send().await.unwrap().text().await.unwrap();
-    let at = html.find("name=\"csrf\" value=\"").expect("the login form") + 19;
-    let csrf = &html[at..at + html[at..].find('"').unwrap()];
-    let r = http
-        .post(&login)
-        .form(&[
-            ("user", "victor"),
-            ("password", "victor-pass"),
-            ("csrf", csrf),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.status());
-    http
-}
-
-async fn page(http: &reqwest::Client, port: u16, path: &str) -> String {
-    http.get(format!("http://127.0.0.1:{port}{path}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 async fn create(zk: &zookeeper_client::Client, path: &str, mode: CreateMode) {

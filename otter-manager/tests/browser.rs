@@ -297,6 +297,25 @@ async fn browser_drives_a_real_channel_through_start_load_and_a_target_outage_al
         assert!(c.find(Locator::Css("main h1")).await.is_ok());
         screenshot(&c, name).await;
     }
+    // The nodes page (visited above): node 1's version and when it was last sampled.
+    c.goto(&format!("{base}/nodes")).await.unwrap();
+    let version = c
+        .find(Locator::Css("#nodes td.version"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(version, env!("CARGO_PKG_VERSION"));
+    let seen = c
+        .find(Locator::Css("#nodes td.seen"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(seen.ends_with(" s ago"), "{seen}");
+    c.goto(&format!("{base}/audit")).await.unwrap();
     let audit = body(&c).await;
     assert!(audit.contains("olga start channel 1 ok"), "{audit}");
     assert!(

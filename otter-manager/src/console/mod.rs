@@ -16,6 +16,7 @@ pub mod edit;
 pub mod history;
 pub mod metrics;
 pub mod pages;
+pub mod window;
 pub mod zkstat;
 
 use std::net::SocketAddr;

@@ -2,6 +2,7 @@
 //! forge a POST, screenshots.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod sites;
 
 use std::path::{Path, PathBuf};
