@@ -1,7 +1,8 @@
 //! Console pages read from what the nodes leave: the channel page's process window (each batch's
 //! last stage, the node holding its data, the locks held) and termins (a rollback shown with its
 //! error), and the conflicts page filtered by table and time over a real target's
-//! `retl.retl_conflict`. A real manager process, ZooKeeper and MariaDB.
+//! `retl.retl_conflict`; the audit log and the history kept across a restart in `data_dir`. A real
+//! manager process, ZooKeeper and MariaDB.
 
 mod web;
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 use harness::{free_port, init_tracing, MariaDb, TestDir, ZooKeeper};
 use otter_node::model::{Channel, TargetDb};
 use otter_node::process::{Produced, Stage, Termin};
-use web::http::{page, serve, viewer};
+use web::http::{csrf_of, login, page, serve, viewer};
 use zookeeper_client::{Acls, CreateMode};
 
 async fn put(zk: &zookeeper_client::Client, path: &str, data: &[u8]) {
@@ -153,5 +154,74 @@ async fn channel_page_shows_the_window_and_termins_and_conflicts_filter_by_table
     assert!(
         row_with(&recent, "<td>shop.user</td>").contains("<td>3</td><td>delete</td>"),
         "{recent}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_and_history_survive_a_restart_with_a_data_dir() {
+    init_tracing();
+    let zk = ZooKeeper::start().await.unwrap();
+    let client = zk.client(Duration::from_secs(10)).await.unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/channel.toml");
+    let channel = Channel::from_toml(&std::fs::read_to_string(path).unwrap()).unwrap();
+    otter_manager::apply(&client, &channel).await.unwrap();
+    let dir = TestDir::new("otter-console-data-dir").unwrap();
+    let data = dir.path().join("console-data");
+    let config = dir.path().join("manager.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[console]\nsample_secs = 1\ndata_dir = \"{}\"\n\n[[console.users]]\nname = \"olga\"\npassword_hash = \"{}\"\nrole = \"operator\"\n",
+            data.display(),
+            otter_manager::console::hash_password("olga-pass").unwrap()
+        ),
+    )
+    .unwrap();
+
+    let port = free_port();
+    let mut server = serve(&zk.connect_string(), port, &config).await;
+    let olga = login(port, "olga", "olga-pass").await;
+    let csrf = csrf_of(&page(&olga, port, "/").await);
+    let r = olga
+        .post(format!(
+            "http://127.0.0.1:{port}/channel/{}/start",
+            channel.id
+        ))
+        .form(&[("csrf", csrf.as_str()), ("confirm", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    // Two samples written.
+    let history = data.join("history.jsonl");
+    for _ in 0..300 {
+        if std::fs::read_to_string(&history).is_ok_and(|t| t.lines().count() >= 2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let samples = std::fs::read_to_string(&history).unwrap().lines().count();
+    assert!(samples >= 2, "{samples} samples on disk");
+    server.kill().await.unwrap();
+
+    // A new manager process reads both back.
+    let port = free_port();
+    let _server = serve(&zk.connect_string(), port, &config).await;
+    let olga = login(port, "olga", "olga-pass").await;
+    let audit = page(&olga, port, "/audit").await;
+    assert!(
+        audit.contains("<td>olga</td><td>start</td><td>channel 1</td><td>ok</td>"),
+        "{audit}"
+    );
+    let overview = page(&olga, port, "/").await;
+    let kept: usize = overview
+        .split(" sample(s) in memory")
+        .next()
+        .and_then(|s| s.rsplit('>').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{overview}"));
+    assert!(
+        kept >= samples,
+        "{kept} samples after the restart, {samples} before"
     );
 }

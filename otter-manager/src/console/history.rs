@@ -2,14 +2,15 @@
 //! and its oldest batch in flight (from ZooKeeper), and each live node's counters per pipeline
 //! (rows loaded, stage failures, conflicts: [`super::metrics`]) from its `/metrics`, and keeps the
 //! samples in
-//! a bounded in-memory ring (24 h at 10 s by default: 8,640 samples, a few MB at most). Nothing
-//! is written to disk: a restarted manager starts an empty history.
+//! a bounded in-memory ring (24 h at 10 s by default: 8,640 samples, a few MB at most). With
+//! `[console] data_dir` the samples are also written to `history.jsonl` there and read back at
+//! start ([`super::store`]); without it a restarted manager starts an empty history.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::metrics::{self, NodeCounters};
 
@@ -17,7 +18,8 @@ use super::metrics::{self, NodeCounters};
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// One sampling round.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Sample {
     /// When, ms since the epoch.
     pub at_ms: i64,
@@ -62,19 +64,28 @@ pub fn current_delay_s(
 pub struct History {
     cap: usize,
     samples: Mutex<VecDeque<Sample>>,
+    store: Option<super::store::Jsonl>,
 }
 
 impl History {
-    /// A ring keeping at most `cap` samples.
-    pub fn new(cap: usize) -> Self {
+    /// A ring keeping at most `cap` samples, starting with those `store` kept, if any.
+    pub fn new(cap: usize, store: Option<super::store::Jsonl>) -> Self {
+        let kept: VecDeque<Sample> = store
+            .as_ref()
+            .map(|s| s.load().into_iter().collect())
+            .unwrap_or_default();
         Self {
             cap: cap.max(1),
-            samples: Mutex::new(VecDeque::new()),
+            samples: Mutex::new(kept),
+            store,
         }
     }
 
-    /// Appends, dropping the oldest beyond the capacity.
+    /// Appends, dropping the oldest beyond the capacity (and writes it to the store, if any).
     pub fn push(&self, s: Sample) {
+        if let Some(store) = &self.store {
+            store.append(&s);
+        }
         let mut g = self.samples.lock().unwrap_or_else(|p| p.into_inner());
         while g.len() >= self.cap {
             g.pop_front();
@@ -227,7 +238,7 @@ mod tests {
 
     #[test]
     fn the_ring_keeps_the_newest() {
-        let h = History::new(3);
+        let h = History::new(3, None);
         for i in 0..5 {
             h.push(Sample {
                 at_ms: i,

@@ -33,8 +33,13 @@ pub async fn serve(zk: &str, port: u16, config: &Path) -> Child {
     panic!("the console never listened on port {port}");
 }
 
-/// A cookie-keeping client logged in as the viewer `victor`.
+/// A cookie-keeping client logged in as the viewer `victor` (password `victor-pass`).
 pub async fn viewer(port: u16) -> reqwest::Client {
+    login(port, "victor", "victor-pass").await
+}
+
+/// A cookie-keeping client logged in as `user`.
+pub async fn login(port: u16, user: &str, password: &str) -> reqwest::Client {
     let http = reqwest::Client::builder()
         .cookie_store(true)
         .build()
@@ -45,11 +50,7 @@ pub async fn viewer(port: u16) -> reqwest::Client {
     let csrf = &html[at..at + html[at..].find('"').unwrap()];
     let r = http
         .post(&login)
-        .form(&[
-            ("user", "victor"),
-            ("password", "victor-pass"),
-            ("csrf", csrf),
-        ])
+        .form(&[("user", user), ("password", password), ("csrf", csrf)])
         .send()
         .await
         .unwrap();
@@ -65,4 +66,10 @@ pub async fn page(http: &reqwest::Client, port: u16, path: &str) -> String {
         .text()
         .await
         .unwrap()
+}
+
+/// The session's CSRF token, read from a page's logout form.
+pub fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    html[at..at + html[at..].find('"').unwrap()].to_string()
 }
