@@ -1,10 +1,11 @@
 //! The console in a real headless Chromium (Debian's `chromium` and `chromium-driver`, installed by
 //! scripts/setup.sh), driven through WebDriver against a real manager, ZooKeeper, source and
-//! target MariaDBs and an otter-node: log in; create a channel through the form (a field error
-//! first); start it through the confirmation page; watch its rows/s rise on the chart while rows
-//! are written; stop the target MariaDB and see the delay alarm fire in the console and at a local
-//! webhook receiver, then resolve once the target is back; a forged POST without the CSRF token is
-//! refused; a viewer has no buttons and is refused when it posts anyway.
+//! target MariaDBs and an otter-node: log in; create a channel through the form's fields (a bad
+//! channel id first, its error next to the field); start it through the confirmation page; watch
+//! its rows/s rise on the chart while rows are written; stop the target MariaDB and see the delay
+//! alarm fire in the console and at a local webhook receiver, then resolve once the target is
+//! back; a forged POST without the CSRF token is refused; a viewer has no buttons and is refused
+//! when it posts anyway.
 //!
 //! With `CONSOLE_SCREENSHOTS=1` the pages are saved as docs/console-*.png (shown in the README).
 
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, Locator};
 use harness::{free_port, init_tracing, TestDir, ZooKeeper};
 use otter_manager::console::edit::channel_toml;
+use otter_manager::console::fields::split;
 use otter_manager::console::hash_password;
 use otter_node::model::ChannelStatus;
 use tokio::process::Command;
@@ -118,20 +120,32 @@ async fn browser_drives_a_real_channel_through_start_load_and_a_target_outage_al
     screenshot(&c, "login").await;
     login(&c, &base, "olga", "olga-pass").await;
 
-    // Create the channel through the form: a bad value first, the error next to the definition.
+    // Create the channel through the form: its settings in the fields (the rest of the definition
+    // as TOML beside them), a bad channel id typed first, the error next to that field.
     click(&c, "new-channel").await;
-    let mut bad = channel.clone();
-    bad.id = 0;
-    set_value(&c, "toml", &channel_toml(&bad).unwrap()).await;
+    let (fields, rest) = split(&channel_toml(&channel).unwrap());
+    for f in &fields {
+        set_value(&c, &format!("f-{}", f.id), &f.value).await;
+    }
+    set_value(&c, "toml", &rest).await;
+    let type_channel_id = |id: String| {
+        let c = c.clone();
+        async move {
+            let field = c.find(Locator::Id("f-channel-id")).await.unwrap();
+            field.clear().await.unwrap();
+            field.send_keys(&id).await.unwrap();
+        }
+    };
+    type_channel_id("0".into()).await;
     click(&c, "apply").await;
     let error = c
         .wait()
-        .for_element(Locator::Id("toml-error"))
+        .for_element(Locator::Id("error-channel-id"))
         .await
         .unwrap();
     assert!(error.text().await.unwrap().contains("channel.id"));
     screenshot(&c, "edit").await;
-    set_value(&c, "toml", &channel_toml(&channel).unwrap()).await;
+    type_channel_id(cid.to_string()).await;
     click(&c, "apply").await;
     click_shown(&c, "confirm").await;
     let status = c.wait().for_element(Locator::Id("status")).await.unwrap();

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod canal;
 pub mod charts;
 pub mod edit;
+pub mod fields;
 pub mod history;
 pub mod metrics;
 pub mod pages;
