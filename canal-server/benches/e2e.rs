@@ -40,13 +40,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use bytes::Bytes;
 use canal_protocol::entry::{EntryType, RowChange};
 use common::server::{consume, Server};
 use common::tail::{default_tail_bin, TailProcess, TAIL_POLL_MS};
