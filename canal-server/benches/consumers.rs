@@ -27,13 +27,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use common::server::{consume, Consumed, Server};
+use common::server::{consume, server_bin, Consumed, Server};
 use common::*;
 use harness::bench::{env_num, group, nproc, own_cpu_secs, tree_text, write_doc, OtherWork};
 
@@ -91,15 +91,7 @@ fn run() -> Result<()> {
     if table_rows < 40 || table_rows % 4 != 0 {
         bail!("BENCH_TABLE_ROWS must be a multiple of 4, at least 40");
     }
-    let server_bin = std::env::var_os("BENCH_SERVER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_canal-server")));
-    if !server_bin.is_file() {
-        bail!(
-            "{} is missing: build it with `cargo build --release -p canal-server`",
-            server_bin.display()
-        );
-    }
+    let server_bin = server_bin()?;
     let mut watch = OtherWork::pgrep("-af", OTHER_WORK);
     let tree = tree_text(&workspace, &["canal-server/src", "canal-client/src"]);
 

@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use canal_protocol::entry::{EntryType, RowChange};
-use common::server::{consume, Server};
+use common::server::{consume, server_bin, Server};
 use common::tail::{default_tail_bin, TailProcess, TAIL_POLL_MS};
 use common::*;
 use harness::bench::{
@@ -154,15 +154,7 @@ fn run() -> Result<()> {
     if table_rows < 40 || table_rows % 4 != 0 {
         bail!("BENCH_TABLE_ROWS must be a multiple of 4, at least 40");
     }
-    let server_bin = std::env::var_os("BENCH_SERVER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_canal-server")));
-    if !server_bin.is_file() {
-        bail!(
-            "{} is missing: build it with `cargo build --release -p canal-server`",
-            server_bin.display()
-        );
-    }
+    let server_bin = server_bin()?;
 
     let time_bin = Path::new("/usr/bin/time");
     if !time_bin.exists() && !only_ours {

@@ -20,6 +20,20 @@ use super::Spec;
 /// range at most this much is added.
 pub const THROUGHPUT_POLL: Duration = Duration::from_millis(10);
 
+/// The canal-server binary to measure: `BENCH_SERVER_BIN`, else the one cargo built for the bench.
+pub fn server_bin() -> Result<PathBuf> {
+    let bin = std::env::var_os("BENCH_SERVER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_canal-server")));
+    if !bin.is_file() {
+        bail!(
+            "{} is missing: build it with `cargo build --release -p canal-server`",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
 /// A canal-server process with its own config and data dir.
 pub struct Server {
     process: ManagedProcess,
