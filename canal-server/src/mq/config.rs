@@ -192,3 +192,39 @@ impl MqConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &str) -> Result<MqConfig, String> {
+        let c: MqConfig = toml::from_str(extra).map_err(|e| e.to_string())?;
+        c.validate("destinations.x.mq").map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    #[test]
+    fn kafka_example_is_valid() {
+        let text = include_str!("../../../config/canal-server-kafka.toml");
+        let cfg = crate::config::ServerConfig::from_toml(text)
+            .expect("config/canal-server-kafka.toml is valid");
+        let mq = cfg.destinations["example"].mq.clone().expect("mq section");
+        assert_eq!(mq.mode, MqMode::Kafka);
+        assert_eq!(mq.compression, KafkaCompression::None);
+        assert_eq!(mq.max_message_bytes, 1_048_576);
+    }
+
+    #[test]
+    fn kafka_keys_are_checked() {
+        let base = "mode = \"kafka\"\nservers = \"127.0.0.1:9092\"\n";
+        assert!(parse(base).is_ok());
+        assert!(parse(&format!("{base}compression = \"zstd\"\nacks = \"-1\"\n")).is_ok());
+        let e = parse(&format!("{base}acks = \"1\"\n")).unwrap_err();
+        assert!(e.contains("destinations.x.mq.acks"), "{e}");
+        let e = parse("mode = \"kafka\"\nservers = \"amqp://h:1\"\n").unwrap_err();
+        assert!(e.contains("destinations.x.mq.servers"), "{e}");
+        assert!(parse(&format!("{base}compression = \"brotli\"\n")).is_err());
+        // RabbitMQ ignores the Kafka keys' defaults.
+        assert!(parse("servers = \"amqp://h:1/%2f\"\n").is_ok());
+    }
+}
