@@ -250,3 +250,62 @@ async fn kill9_of_the_active_standby_publishes_from_the_last_confirmed_cursor() 
     let health = http_get(b.admin_port, "/health").await.unwrap();
     assert!(health.contains("\"state\":\"publishing\""), "{health}");
 }
+
+/// What the test broker does with the requests the producer sends: every compression codec
+/// round-trips, records come back in produce order, and a produce to a topic that was never
+/// created is refused (tansu does not auto-create topics for producers), so the publisher
+/// retries and shows why instead of writing somewhere else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_round_trips_every_codec_and_refuses_unknown_topics() {
+    use rskafka::client::partition::Compression;
+    use rskafka::record::Record;
+    harness::init_tracing();
+    let kafka = Kafka::start().await.unwrap();
+    let kc = client(&kafka).await;
+    create_topics(&kc, &[("codecs", 1)]).await;
+    let pc = kc
+        .partition_client("codecs", 0, UnknownTopicHandling::Retry)
+        .await
+        .unwrap();
+    let record = |v: &str| Record {
+        key: None,
+        value: Some(format!("{{\"v\":\"{v}\"}}").into_bytes()),
+        headers: Default::default(),
+        timestamp: Default::default(),
+    };
+    let codecs = [
+        ("none", Compression::NoCompression),
+        ("gzip", Compression::Gzip),
+        ("snappy", Compression::Snappy),
+        ("lz4", Compression::Lz4),
+        ("zstd", Compression::Zstd),
+    ];
+    for (name, codec) in codecs {
+        pc.produce(vec![record(name), record(&format!("{name}2"))], codec)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let mut cons = Consumer::default();
+    cons.poll(&kc, "codecs", 0).await;
+    let got: Vec<String> = cons
+        .of("codecs", 0)
+        .iter()
+        .map(|v| v["v"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let want: Vec<String> = codecs
+        .iter()
+        .flat_map(|(n, _)| [n.to_string(), format!("{n}2")])
+        .collect();
+    assert_eq!(got, want);
+
+    let unknown = async {
+        let pc = kc
+            .partition_client("never_created", 0, UnknownTopicHandling::Error)
+            .await?;
+        pc.produce(vec![record("x")], Compression::NoCompression)
+            .await
+    };
+    let r = tokio::time::timeout(Duration::from_secs(20), unknown).await;
+    println!("produce to a topic never created: {r:?}");
+    assert!(!matches!(r, Ok(Ok(_))), "tansu auto-created the topic");
+}
