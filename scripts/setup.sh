@@ -56,7 +56,7 @@ fi
 
 # Kafka-protocol broker of the Kafka MQ tests (Debian has none): tansu from crates.io, with its
 # SQLite storage engine (libsql), run as a local process by the harness (tests/src/kafka.rs).
-# Built in its own target directory, removed afterwards; about 25 minutes on two busy cores.
+# Built in its own target directory, removed afterwards; 57 minutes on two cores shared with other builds.
 TANSU_VERSION=0.6.0
 if command -v tansu >/dev/null 2>&1 || [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
   echo "setup.sh: tansu present"
