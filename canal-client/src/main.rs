@@ -118,7 +118,9 @@ struct SourceArgs {
     /// A canal server, host:port (direct mode).
     #[arg(long, conflicts_with = "zk", required_unless_present = "zk")]
     server: Option<String>,
-    /// ZooKeeper servers, host:port[,host:port…][/chroot]: follow the destination's running server.
+    /// ZooKeeper servers, host:port[,host:port…][;host:port…][/chroot]: follow the destination's
+    /// running server. Groups separated by `;` are tried in order for each new session, so a
+    /// remote site lists its local observers first.
     #[arg(long)]
     zk: Option<String>,
     /// ZooKeeper session timeout, ms.
@@ -300,11 +302,11 @@ async fn consume<S: Sink>(args: SourceArgs, sink: &mut S) -> Result<()> {
         server.parse::<HostPort>().context("--server")?;
     }
     if let Some(zk) = &args.zk {
-        let servers = zk.split_once('/').map_or(zk.as_str(), |(s, _)| s);
-        for s in servers.split(',') {
-            s.parse::<HostPort>().with_context(|| {
-                format!("--zk {zk:?}: expected host:port[,host:port…][/chroot]")
-            })?;
+        let expected =
+            || format!("--zk {zk:?}: expected host:port[,host:port…][;host:port…][/chroot]");
+        let groups = zk_coord::servers::ServerGroups::parse(zk).with_context(expected)?;
+        for s in groups.groups().iter().flatten() {
+            s.parse::<HostPort>().with_context(expected)?;
         }
     }
     let source = match (&args.server, &args.zk) {

@@ -40,22 +40,21 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use bytes::Bytes;
-use canal_client::{ConnectorOptions, SimpleConnector};
-use canal_protocol::entry::{Entry, EntryType, EventType, RowChange};
+use canal_protocol::entry::{EntryType, RowChange};
+use common::server::{consume, server_bin, Server};
 use common::tail::{default_tail_bin, TailProcess, TAIL_POLL_MS};
 use common::*;
 use harness::bench::{
-    cpu_secs, env_flag, env_num, group, log_tail, nearest_rank, own_cpu_secs, root_opts, tree_text,
-    vm_hwm_kb_of, write_doc, OtherWork,
+    env_flag, env_num, group, nearest_rank, own_cpu_secs, root_opts, tree_text, write_doc,
+    OtherWork,
 };
-use harness::{ManagedProcess, MariaDb};
+use harness::MariaDb;
 use mysql_async::prelude::Queryable;
 use prost::Message as _;
 
@@ -64,9 +63,6 @@ const DOC_END: &str = "<!-- e2e:end -->";
 const HEADING: &str = "## End to end: MariaDB → canal-server → Rust client over TCP\n\n\
 Reproduce with:\n\n```sh\ncargo bench -p canal-server --bench e2e\n```";
 
-/// Server-side wait of each throughput GET: a full batch usually comes first; at the end of the
-/// range at most this much is added.
-const THROUGHPUT_POLL: Duration = Duration::from_millis(10);
 /// Transactions written before latencies are recorded.
 const LAT_WARMUP_SECS: u64 = 2;
 
@@ -158,15 +154,7 @@ fn run() -> Result<()> {
     if table_rows < 40 || table_rows % 4 != 0 {
         bail!("BENCH_TABLE_ROWS must be a multiple of 4, at least 40");
     }
-    let server_bin = std::env::var_os("BENCH_SERVER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_canal-server")));
-    if !server_bin.is_file() {
-        bail!(
-            "{} is missing: build it with `cargo build --release -p canal-server`",
-            server_bin.display()
-        );
-    }
+    let server_bin = server_bin()?;
 
     let time_bin = Path::new("/usr/bin/time");
     if !time_bin.exists() && !only_ours {
@@ -572,150 +560,6 @@ fn median_ours(v: &[OursSample]) -> OursSample {
     }
 }
 
-/// A canal-server process with its own config and data dir.
-struct Server {
-    process: ManagedProcess,
-    _dir: tempfile::TempDir,
-    log: PathBuf,
-    addr: String,
-}
-
-impl Server {
-    /// Writes the config (destination `example` from `file`:`position`) and spawns the binary.
-    fn start(bin: &Path, spec: &Spec, file: &str, position: u64) -> Result<Server> {
-        let dir = tempfile::tempdir()?;
-        let port = harness::free_port();
-        let admin_port = harness::free_port();
-        let config = dir.path().join("canal-server.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[server]\nip = \"127.0.0.1\"\nport = {port}\nadmin_port = {admin_port}\n\
-                 data_dir = \"{data}\"\nflush_period_ms = 1000\n\n\
-                 [destinations.example]\naddress = \"{host}:{db_port}\"\nusername = \"{u}\"\n\
-                 password = \"{p}\"\nslave_id = {sid}\nblack_filter = \"\"\n\
-                 journal_name = \"{file}\"\nposition = {position}\n\
-                 batch_mode = \"MEMSIZE\"\nmem_unit = 1024\nparser_buffer = 4096\n\
-                 store_max_entries = 65536\nstore_max_bytes = 67108864\n",
-                data = dir.path().join("data").display(),
-                host = spec.host,
-                db_port = spec.port,
-                u = spec.user,
-                p = spec.password,
-                sid = spec.server_id,
-            ),
-        )?;
-        let prefix = std::env::var("BENCH_SERVER_PREFIX").unwrap_or_default();
-        let mut words = prefix.split_whitespace();
-        let mut cmd = match words.next() {
-            Some(program) => {
-                let mut c = Command::new(program);
-                c.args(words).arg(bin);
-                c
-            }
-            None => Command::new(bin),
-        };
-        cmd.arg("--config").arg(&config).env("RUST_LOG", "warn");
-        let log = dir.path().join("server.log");
-        let process = ManagedProcess::start("canal-server", cmd, &log)?;
-        Ok(Server {
-            process,
-            _dir: dir,
-            log,
-            addr: format!("127.0.0.1:{port}"),
-        })
-    }
-
-    fn log_tail(&self) -> String {
-        log_tail(&self.log, 20)
-    }
-
-    /// Connects and subscribes as client 1001, retrying while the server starts.
-    async fn client(&mut self) -> Result<SimpleConnector> {
-        let mut c = SimpleConnector::new(self.addr.clone(), "example", ConnectorOptions::default());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match c.connect().await {
-                Ok(()) => break,
-                Err(_) if Instant::now() < deadline => {
-                    if let Some(st) = self.process.try_exit_status() {
-                        bail!("canal-server exited with {st}: {}", self.log_tail());
-                    }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err(e) => bail!("cannot connect to canal-server: {e}\n{}", self.log_tail()),
-            }
-        }
-        c.subscribe(None).await?;
-        Ok(c)
-    }
-
-    /// (peak RSS in KiB, CPU seconds) of the server so far.
-    fn usage(&self) -> (u64, f64) {
-        let Some(pid) = self.process.pid() else {
-            return (0, 0.0);
-        };
-        (vm_hwm_kb_of(pid), cpu_secs(pid))
-    }
-
-    fn stop(mut self) -> Result<()> {
-        self.process.terminate(Duration::from_secs(30))?;
-        Ok(())
-    }
-}
-
-/// A RowChange whose rows stay encoded (`row_datas` is tag 12).
-#[derive(Clone, PartialEq, prost::Message)]
-struct RowChangeRows {
-    #[prost(bool, optional, tag = "10")]
-    is_ddl: Option<bool>,
-    #[prost(bytes = "bytes", repeated, tag = "12")]
-    row_datas: Vec<Bytes>,
-}
-
-/// Row changes in a DML ROWDATA entry; `decode` decodes the whole RowChange as a Canal client
-/// does, else only counts the encoded rows. Also returns the number of non-null values seen.
-fn dml_rows(e: &Entry, decode: bool) -> Result<(u64, u64)> {
-    if e.entry_type() != EntryType::Rowdata {
-        return Ok((0, 0));
-    }
-    let ev = e
-        .header
-        .as_ref()
-        .map_or(EventType::Update, |h| h.event_type());
-    if !matches!(
-        ev,
-        EventType::Insert | EventType::Update | EventType::Delete
-    ) {
-        return Ok((0, 0));
-    }
-    let value = e.store_value.clone().unwrap_or_default();
-    if decode {
-        let rc = RowChange::decode(value)?;
-        if rc.is_ddl() {
-            return Ok((0, 0));
-        }
-        let values = rc
-            .row_datas
-            .iter()
-            .map(|r| {
-                r.before_columns
-                    .iter()
-                    .chain(&r.after_columns)
-                    .filter(|c| !c.is_null())
-                    .count() as u64
-            })
-            .sum();
-        Ok((rc.row_datas.len() as u64, values))
-    } else {
-        let rc = RowChangeRows::decode(value)?;
-        if rc.is_ddl.unwrap_or(false) {
-            return Ok((0, 0));
-        }
-        Ok((rc.row_datas.len() as u64, 0))
-    }
-}
-
 /// Starts canal-server at the workload's start, then, once it accepts connections, the
 /// `canal-client tail` binary `tail_bin` against it; the clock runs from spawning the server to
 /// the tail's metrics counting every row change as written and acked.
@@ -758,61 +602,28 @@ async fn run_ours(bin: &Path, spec: &Spec, batch: i32, decode: bool) -> Result<O
     let started = Instant::now();
     let mut server = Server::start(bin, spec, &spec.file, spec.start)?;
     let mut c = server.client().await?;
-    let mut rows = 0u64;
-    let mut values = 0u64;
-    let mut entries = 0u64;
-    let mut first_batch = None;
-    let mut waiting = Duration::ZERO;
-    let mut last_progress = Instant::now();
-    while rows < spec.rows {
-        let t_get = Instant::now();
-        let m = c.get_without_ack(batch, Some(THROUGHPUT_POLL)).await?;
-        waiting += t_get.elapsed();
-        if m.is_empty() {
-            if last_progress.elapsed() > Duration::from_secs(60) {
-                bail!(
-                    "no rows for 60 s after {rows} of {}: {}",
-                    spec.rows,
-                    server.log_tail()
-                );
-            }
-            continue;
-        }
-        last_progress = Instant::now();
-        first_batch.get_or_insert_with(|| started.elapsed().as_secs_f64());
-        for e in &m.entries {
-            let (r, v) = dml_rows(e, decode)?;
-            rows += r;
-            values += v;
-        }
-        entries += m.entries.len() as u64;
-        c.ack(m.id).await?;
-    }
-    let secs = started.elapsed().as_secs_f64();
+    let seen = consume(&mut c, spec.rows, batch, decode, started, server.log()).await?;
     let client_cpu = own_cpu_secs() - client_cpu0;
     eprintln!(
         "  (the client spent {:.2} s in get_without_ack: request, wait, reply, Entry decode)",
-        waiting.as_secs_f64()
+        seen.waiting.as_secs_f64()
     );
     let (rss, server_cpu) = server.usage();
     let _ = c.disconnect().await;
     server.stop()?;
-    if rows != spec.rows {
-        bail!("the client saw {rows} row changes, expected {}", spec.rows);
-    }
-    if decode && values == 0 {
+    if decode && seen.values == 0 {
         bail!("the client decoded no values");
     }
     Ok(OursSample {
         sample: Sample {
-            rows_per_sec: rows as f64 / secs,
-            secs,
+            rows_per_sec: seen.rows as f64 / seen.secs,
+            secs: seen.secs,
             max_rss_kb: rss,
         },
         server_cpu,
         client_cpu,
-        entries,
-        first_batch: first_batch.unwrap_or(0.0),
+        entries: seen.entries,
+        first_batch: seen.first_batch,
     })
 }
 

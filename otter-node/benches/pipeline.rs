@@ -39,13 +39,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use harness::bench::{
-    cpu_and_load_lines, cpu_secs, env_flag, env_num, group, nearest_rank, pgrep_others,
-    program_version, root_opts, tree_text, write_doc, OtherWork,
+    cpu_and_load_lines, cpu_secs, env_flag, env_num, group, pgrep_others, program_version,
+    tree_text, write_doc, OtherWork,
 };
 use harness::{MariaDb, MariaDbOptions, TestDir, ZooKeeper};
 use mysql_async::prelude::Queryable;
@@ -442,136 +441,6 @@ async fn measure_throughput(
 // ---------------------------------------------------------------------------------------------
 // Delay
 
-#[derive(Debug, Clone, Copy)]
-struct Percentiles {
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    max: f64,
-}
-
-fn percentiles(mut v: Vec<f64>) -> Percentiles {
-    v.sort_by(f64::total_cmp);
-    let at = |q: f64| nearest_rank(&v, q);
-    Percentiles {
-        p50: at(0.5),
-        p90: at(0.9),
-        p99: at(0.99),
-        max: v.last().copied().unwrap_or(0.0),
-    }
-}
-
-struct Delay {
-    rows: usize,
-    achieved: f64,
-    from_send: Percentiles,
-    cpu: Vec<(&'static str, f64)>,
-    wall: f64,
-}
-
-/// `rate` single-row inserts per second for `secs` s, each carrying its send time (µs since the
-/// bench's epoch); the target is polled every 5 ms.
-async fn measure_delay(
-    run: &Run,
-    src: &MariaDb,
-    dst: &MariaDb,
-    rate: u64,
-    secs: u64,
-    pids: &Pids,
-) -> Result<Delay> {
-    let n = (rate * secs) as usize;
-    let epoch = Instant::now();
-    let us = move || epoch.elapsed().as_micros() as u64;
-    let sent = Arc::new(Mutex::new(vec![0u64; n]));
-    let port = src.port();
-    let table = run.source_table.clone();
-    let cpu0 = pids.snapshot();
-    let writer = {
-        let sent = sent.clone();
-        std::thread::spawn(move || -> Result<f64> {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                let opts = root_opts(port);
-                let mut conn = mysql_async::Conn::new(opts).await?;
-                let interval = Duration::from_nanos(1_000_000_000 / rate);
-                let t0 = Instant::now();
-                for i in 0..n {
-                    let slot = t0 + interval * i as u32;
-                    let now = Instant::now();
-                    if slot > now {
-                        std::thread::sleep(slot - now);
-                    }
-                    let id = LAT_BASE + i as u64;
-                    let s = us();
-                    if let Ok(mut v) = sent.lock() {
-                        v[i] = s;
-                    }
-                    let mut row = tuple(id, false);
-                    row.truncate(row.len() - 2);
-                    conn.query_drop(format!("INSERT INTO {table} ({COLUMNS}) VALUES {row}{s})"))
-                        .await?;
-                }
-                conn.disconnect().await?;
-                Ok(n as f64 / t0.elapsed().as_secs_f64())
-            })
-        })
-    };
-    let mut conn = dst.conn().await?;
-    let mut arrived = vec![0u64; n];
-    let mut got = 0usize;
-    let mut last_progress = Instant::now();
-    while got < n {
-        let rows: Vec<(u64, u64)> = conn
-            .query(format!(
-                "SELECT id, sent_us FROM {} WHERE id >= {} ORDER BY id",
-                run.target_table,
-                LAT_BASE + got as u64
-            ))
-            .await?;
-        let at = us();
-        for (id, s) in rows {
-            let i = (id - LAT_BASE) as usize;
-            if i < n && arrived[i] == 0 {
-                arrived[i] = at;
-                let want = sent.lock().map(|v| v[i]).unwrap_or(0);
-                if s != want {
-                    bail!("row {id} carried send time {s}, the writer recorded {want}");
-                }
-                got += 1;
-                last_progress = Instant::now();
-            }
-        }
-        if last_progress.elapsed() > Duration::from_secs(60) {
-            bail!(
-                "delay: no rows for 60 s after {got} of {n}: {}",
-                run.node.log_tail()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    conn.disconnect().await?;
-    let achieved = writer
-        .join()
-        .map_err(|_| anyhow::anyhow!("the writer thread panicked"))??;
-    let wall = epoch.elapsed().as_secs_f64();
-    let cpu = pids.since(&cpu0);
-    let sent = sent.lock().map(|v| v.clone()).unwrap_or_default();
-    let delays: Vec<f64> = arrived
-        .iter()
-        .zip(&sent)
-        .map(|(a, s)| a.saturating_sub(*s) as f64 / 1000.0)
-        .collect();
-    Ok(Delay {
-        rows: n,
-        achieved,
-        from_send: percentiles(delays),
-        cpu,
-        wall,
-    })
-}
-
 // ---------------------------------------------------------------------------------------------
 // Machine, other work, the doc
 
@@ -769,7 +638,19 @@ fn run() -> Result<()> {
         );
         results.push(t);
         if last && !skip_latency {
-            let d = rt.block_on(measure_delay(&run, &src, &dst, lat_rate, lat_secs, &pids))?;
+            let d = rt.block_on(measure_delay(
+                DelayTables {
+                    source: &run.source_table,
+                    target: &run.target_table,
+                    base: LAT_BASE,
+                    log_tail: &|| run.node.log_tail(),
+                },
+                &src,
+                &dst,
+                lat_rate,
+                lat_secs,
+                &pids,
+            ))?;
             eprintln!(
                 "delay: {} rows at {:.0}/s: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {}",
                 d.rows,

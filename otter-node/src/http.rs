@@ -22,7 +22,7 @@ struct AppState {
 
 /// Serves on `listener` until `stop`: `GET /pipelines/{pid}/processes/{id}/{stage}` (the
 /// gzip'd data a stage produced,
-/// 404 once acked or unknown), `GET /health`, `GET /metrics`.
+/// 404 once acked or unknown), `GET /health`, `GET /version`, `GET /metrics`.
 pub async fn serve(
     listener: TcpListener,
     registry: Registry,
@@ -32,6 +32,7 @@ pub async fn serve(
     let app = Router::new()
         .route("/pipelines/{pid}/processes/{id}/{stage}", get(batch))
         .route("/health", get(|| async { "ok" }))
+        .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))
         .route("/metrics", get(metrics_text))
         .with_state(AppState {
             registry,

@@ -26,7 +26,9 @@ struct Args {
     /// This node's id (pipelines list node ids in select_nodes / load_nodes).
     #[arg(long)]
     id: u32,
-    /// ZooKeeper servers, host:port[,host:port…][/chroot].
+    /// ZooKeeper servers, host:port[,host:port…][;host:port…][/chroot]. Groups separated by `;`
+    /// are tried in order for each new session: a remote site lists its local observers first,
+    /// then the voters (docs/ZOOKEEPER-ACROSS-SITES.md).
     #[arg(long, env = "OTTER_ZK", default_value = "127.0.0.1:2181")]
     zk: String,
     /// ZooKeeper session timeout, ms.

@@ -138,6 +138,12 @@ async fn big_rows(db: &MariaDb) -> BTreeMap<i64, i64> {
     rows.into_iter().map(|(id, v, _)| (id, v)).collect()
 }
 
+async fn uniq_rows(db: &MariaDb) -> Vec<(i64, String)> {
+    db.query("SELECT id, email FROM shop.uniq ORDER BY id")
+        .await
+        .unwrap()
+}
+
 /// Transactions Load committed for the default mark (pipeline 0): the sum of its slots' `seq`.
 async fn transactions(db: &MariaDb) -> i64 {
     let n: Vec<Option<i64>> = db
@@ -177,11 +183,7 @@ async fn a_large_table_spreads_over_connections_and_unique_keys_stay_on_one() {
     let stats = loader.load(batch.clone(), FENCE, &stop).await.unwrap();
     assert_eq!(stats.retries, 0, "{stats:?}");
     assert_eq!(big_rows(&db).await, want);
-    let uniq: Vec<(i64, String)> = db
-        .query("SELECT id, email FROM shop.uniq ORDER BY id")
-        .await
-        .unwrap();
-    assert_eq!(uniq, uniq_want());
+    assert_eq!(uniq_rows(&db).await, uniq_want());
     // shop.big went out as four transactions (its 8000 keys are enough for four connections),
     // shop.uniq as one: five marks written.
     assert_eq!(transactions(&db).await, 5);
@@ -189,11 +191,7 @@ async fn a_large_table_spreads_over_connections_and_unique_keys_stay_on_one() {
     // The same batch again changes nothing, spread the same way.
     loader.load(batch, FENCE, &stop).await.unwrap();
     assert_eq!(big_rows(&db).await, want);
-    let again: Vec<(i64, String)> = db
-        .query("SELECT id, email FROM shop.uniq ORDER BY id")
-        .await
-        .unwrap();
-    assert_eq!(again, uniq_want());
+    assert_eq!(uniq_rows(&db).await, uniq_want());
     assert_eq!(transactions(&db).await, 10);
 
     // A loader that does not spread writes each table in one transaction.

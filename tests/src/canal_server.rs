@@ -205,17 +205,32 @@ pub async fn http_request_with(
 /// `…/target/<profile>/canal-server`. Blocks while cargo runs (it waits for cargo's build lock, and
 /// is quick when the binary is up to date). Panics with cargo's output if the build fails.
 pub fn canal_server_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("CANAL_SERVER_BIN") {
+    static BUILT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    workspace_bin("canal-server", "CANAL_SERVER_BIN", &BUILT)
+}
+
+/// The `otter-node` binary for tests of other crates (the manager's console test), found or built
+/// as [`canal_server_bin`] does (`OTTER_NODE_BIN` if set).
+pub fn otter_node_bin() -> PathBuf {
+    static BUILT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    workspace_bin("otter-node", "OTTER_NODE_BIN", &BUILT)
+}
+
+fn workspace_bin(
+    name: &str,
+    env: &str,
+    built: &'static OnceLock<std::result::Result<PathBuf, String>>,
+) -> PathBuf {
+    if let Some(bin) = std::env::var_os(env) {
         return PathBuf::from(bin);
     }
-    static BUILT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
-    let built = || BUILT.get_or_init(build_canal_server);
+    let build = || built.get_or_init(|| build_bin(name, env));
     // Do not stall the other tasks of a multi-thread runtime while cargo runs.
     let built = match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(built)
+            tokio::task::block_in_place(build)
         }
-        _ => built(),
+        _ => build(),
     };
     match built {
         Ok(bin) => bin.clone(),
@@ -223,8 +238,8 @@ pub fn canal_server_bin() -> PathBuf {
     }
 }
 
-fn build_canal_server() -> std::result::Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("canal_server_bin: current_exe: {e}"))?;
+fn build_bin(name: &str, env: &str) -> std::result::Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("{name}: current_exe: {e}"))?;
     // …/target/<profile>/deps/<exe> for tests and benches, …/target/<profile>/examples/<exe> for
     // examples, …/target/<profile>/<exe> for binaries.
     let mut profile_dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -239,7 +254,7 @@ fn build_canal_server() -> std::result::Result<PathBuf, String> {
         profile_dir.file_name().and_then(|n| n.to_str()),
     ) else {
         return Err(format!(
-            "canal_server_bin: cannot find the target directory from {}; set CANAL_SERVER_BIN",
+            "{name}: cannot find the target directory from {}; set {env}",
             exe.display()
         ));
     };
@@ -247,8 +262,8 @@ fn build_canal_server() -> std::result::Result<PathBuf, String> {
     let cargo = option_env!("CARGO").unwrap_or("cargo");
     let mut cmd = std::process::Command::new(cargo);
     // `--workspace` resolves features as the workspace build of the test run did, so after
-    // `cargo nextest run --workspace` this is a no-op instead of a rebuild of canal-server.
-    cmd.args(["build", "--workspace", "--bin", "canal-server", "--locked"])
+    // `cargo nextest run --workspace` this is a no-op instead of a rebuild of the binary.
+    cmd.args(["build", "--workspace", "--bin", name, "--locked"])
         .arg("--target-dir")
         .arg(target_dir)
         .args(["--profile", cargo_profile]);
@@ -260,19 +275,19 @@ fn build_canal_server() -> std::result::Result<PathBuf, String> {
     let shown = format!("{cmd:?}");
     let out = cmd
         .output()
-        .map_err(|e| format!("canal_server_bin: cannot run {shown}: {e}"))?;
+        .map_err(|e| format!("{name}: cannot run {shown}: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "canal_server_bin: {shown} failed ({}); set CANAL_SERVER_BIN to use a built binary\n{}{}",
+            "{name}: {shown} failed ({}); set {env} to use a built binary\n{}{}",
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    let bin = profile_dir.join("canal-server");
+    let bin = profile_dir.join(name);
     if !bin.is_file() {
         return Err(format!(
-            "canal_server_bin: {shown} succeeded but {} does not exist",
+            "{name}: {shown} succeeded but {} does not exist",
             bin.display()
         ));
     }

@@ -21,7 +21,7 @@
 //! - [`TestCerts`]: a CA, server and client certificates made with `openssl`, for TLS tests.
 //! - [`Kafka`]: a Kafka-protocol broker (`tansu` from crates.io, SQLite storage) with stop/restart.
 //! - [`CanalServer`]: the `canal-server` binary against a [`MariaDb`], with process faults;
-//!   [`canal_server_bin`] builds the binary for tests of other crates.
+//!   [`canal_server_bin`] and [`otter_node_bin`] build those binaries for tests of other crates.
 //! - [`bench`]: helpers shared by the benchmark programs (`/proc` CPU time, the other-work watcher,
 //!   machine and tree lines, the docs/PERFORMANCE.md section writer).
 #![deny(missing_docs)]
@@ -39,7 +39,9 @@ mod redis;
 mod tls;
 mod zookeeper;
 
-pub use canal_server::{canal_server_bin, http_get, http_request, http_request_with, CanalServer};
+pub use canal_server::{
+    canal_server_bin, http_get, http_request, http_request_with, otter_node_bin, CanalServer,
+};
 pub use error::{HarnessError, Result};
 pub use fault_proxy::{FaultProxy, ProxyMode, Wan, MAX_IN_FLIGHT};
 pub use kafka::{tansu_bin, Kafka};

@@ -147,6 +147,18 @@ impl ZkMember {
         Ok(map)
     }
 
+    /// Whether session `session_id` (as the client reports it) has a connection to this member,
+    /// from the `cons` four-letter word (`sid=0x…` per connection). False while the member is down.
+    pub fn serves_session(&self, session_id: i64) -> bool {
+        let Ok(reply) = four_letter(self.client_port, "cons") else {
+            return false;
+        };
+        let want = format!("sid={:#x}", session_id);
+        reply
+            .split([',', ']', ')', '('])
+            .any(|field| field.trim() == want)
+    }
+
     fn wait_ready(&mut self, deadline: Instant) -> Result<()> {
         loop {
             if let Some(p) = self.process.as_mut() {

@@ -13,6 +13,8 @@
 //!   [`election::Role::Fenced`] once the session is (or must be assumed) expired.
 //! - [`fence::Fence`] / [`fence::Fencing`]: the version checks an owner puts first in each multi it
 //!   commits, so its writes fail as a whole once another candidate has won.
+//! - [`servers::ServerGroups`]: the connect string with local members first
+//!   (`obs1:2181,obs2:2181;zk1:2181,…`), each session opened in the first group that answers.
 #![deny(missing_docs)]
 
 pub mod acl;
@@ -22,6 +24,7 @@ pub mod otter_paths;
 pub mod paths;
 pub mod registration;
 pub mod secret;
+pub mod servers;
 
 use std::time::Duration;
 
@@ -33,7 +36,9 @@ pub use zookeeper_client::{Client, Error as ZkError};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ZkConfig {
-    /// Connect string, `host:port,host:port`.
+    /// Connect string, `host:port,host:port`, optionally in preference groups separated by `;`
+    /// (`obs1:2181,obs2:2181;zk1:2181,zk2:2181,zk3:2181`): each new session is opened in the first
+    /// group that answers, so a remote site lists its local observers first ([`servers`]).
     pub servers: String,
     /// Session timeout asked for, ms (the server clamps it to its min/max).
     pub session_timeout_ms: u64,
@@ -127,12 +132,7 @@ impl ZkConfig {
 
     /// Checks the fields.
     pub fn validate(&self) -> Result<(), CoordError> {
-        if self.servers.trim().is_empty() {
-            return Err(CoordError::Config {
-                key: "servers",
-                message: "must list host:port of the ZooKeeper servers".into(),
-            });
-        }
+        self.server_groups()?;
         if self.session_timeout_ms < 400 {
             return Err(CoordError::Config {
                 key: "session_timeout_ms",
@@ -168,10 +168,51 @@ impl ZkConfig {
         }
     }
 
-    /// Opens a new session.
+    /// The connect string's preference groups.
+    pub fn server_groups(&self) -> Result<servers::ServerGroups, CoordError> {
+        servers::ServerGroups::parse(&self.servers).map_err(|e| CoordError::Config {
+            key: "servers",
+            message: e.to_string(),
+        })
+    }
+
+    /// Opens a new session, in the first preference group of `servers` that answers (with one
+    /// group: wherever the client gets one, waiting up to twice the connect timeout). A group is
+    /// given up once each of its members has refused or timed out, so a remote site whose
+    /// observers are all down opens its session on the voters instead; the next session starts
+    /// from the first group again.
     pub async fn connect(&self) -> Result<Client, CoordError> {
-        let mut servers = self.servers.clone();
-        servers.push_str(&self.chroot);
+        let groups = self.server_groups()?;
+        let mut last = None;
+        for i in 0..groups.groups().len() {
+            let Some(servers) = groups.connect_string(i, &self.chroot) else {
+                break;
+            };
+            match self.connect_to(&servers, groups.has_fallback()).await {
+                Ok(client) => {
+                    if i > 0 {
+                        tracing::warn!(
+                            servers = %servers,
+                            "no member of an earlier ZooKeeper group answered; session opened in a fall-back group"
+                        );
+                    }
+                    return Ok(client);
+                }
+                Err(e) => {
+                    if groups.has_fallback() {
+                        tracing::info!(servers = %servers, error = %e, "ZooKeeper group did not answer");
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or(CoordError::Connect {
+            servers: self.servers.clone(),
+            source: ZkError::NoHosts,
+        }))
+    }
+
+    async fn connect_to(&self, servers: &str, fail_eagerly: bool) -> Result<Client, CoordError> {
         let mut connector = Client::connector()
             .with_session_timeout(self.session_timeout())
             .with_connection_timeout(Duration::from_millis(self.connect_timeout_ms));
@@ -179,7 +220,10 @@ impl ZkConfig {
         if let Some(d) = &digest {
             connector = connector.with_auth("digest", d.as_bytes());
         }
-        let connect = connector.connect(&servers);
+        if fail_eagerly {
+            connector = connector.with_fail_eagerly();
+        }
+        let connect = connector.connect(servers);
         match tokio::time::timeout(
             Duration::from_millis(self.connect_timeout_ms.max(1000) * 2),
             connect,
@@ -193,11 +237,11 @@ impl ZkConfig {
                 Ok(client)
             }
             Ok(Err(source)) => Err(CoordError::Connect {
-                servers: self.servers.clone(),
+                servers: servers.to_string(),
                 source,
             }),
             Err(_) => Err(CoordError::Connect {
-                servers: self.servers.clone(),
+                servers: servers.to_string(),
                 source: ZkError::Timeout,
             }),
         }

@@ -6,6 +6,7 @@
 //! `harness::bench`.
 #![allow(dead_code)]
 
+pub mod server;
 pub mod tail;
 
 use std::path::{Path, PathBuf};

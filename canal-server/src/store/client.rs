@@ -174,7 +174,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::test_util::{entry, items};
-    use crate::store::GetWait;
+    use crate::store::{GetWait, StoreConfig};
 
     #[tokio::test]
     async fn clients_are_independent_and_filters_are_per_client() {
@@ -232,5 +232,80 @@ mod tests {
         let c3 = s.clients().into_iter().find(|c| c.client_id == 3).unwrap();
         let cur = c3.cursor.unwrap();
         assert_eq!((cur.binlog.offset, cur.inclusive), (10, false));
+    }
+
+    /// Issue #13, many consumers: four clients consuming at once through a small bounded store
+    /// each receive every entry exactly once and in order, and all get the same bytes (the entry
+    /// is encoded once and shared, not copied per client).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn four_clients_each_receive_every_entry_in_order_and_share_its_bytes() {
+        const N: u64 = 500;
+        const BOUND: usize = 8;
+        let s = Store::new(
+            "d",
+            StoreConfig {
+                // The store alone has no catch-up stream to send a laggard to.
+                detach_laggards: false,
+                ..items(BOUND)
+            },
+        );
+        for c in 1..=4 {
+            s.subscribe(c, "", None).unwrap();
+        }
+        let producer = {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for i in 0..N {
+                    let mut e = entry(i * 10, i % 3 == 2, "t", 1);
+                    e.bytes = bytes::Bytes::from(i.to_be_bytes().to_vec());
+                    s.put(e).await.unwrap();
+                    assert!(s.usage().0 <= BOUND, "the store stays bounded");
+                }
+            })
+        };
+        let consumers: Vec<_> = (1..=4i16)
+            .map(|c| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    while (seen.len() as u64) < N {
+                        // Batch sizes differ per client, so they drift apart within the bound.
+                        let b = s
+                            .get(
+                                c,
+                                i32::from(c),
+                                GetWait::Up(std::time::Duration::from_millis(5)),
+                            )
+                            .await
+                            .unwrap();
+                        if b.entries.is_empty() {
+                            continue;
+                        }
+                        seen.extend(b.entries.iter().cloned());
+                        s.ack(c, b.id).unwrap();
+                    }
+                    seen
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for c in consumers {
+            all.push(c.await.unwrap());
+        }
+        producer.await.unwrap();
+        for seen in &all {
+            let order: Vec<u64> = seen
+                .iter()
+                .map(|b| u64::from_be_bytes(b[..].try_into().unwrap()))
+                .collect();
+            assert_eq!(order, (0..N).collect::<Vec<_>>(), "every entry, in order");
+        }
+        for i in 0..N as usize {
+            let p = all[0][i].as_ptr();
+            assert!(
+                all.iter().all(|seen| seen[i].as_ptr() == p),
+                "entry {i}: every client gets the same buffer"
+            );
+        }
     }
 }

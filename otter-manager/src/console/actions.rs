@@ -1,5 +1,6 @@
 //! Actions (start, stop, pause a channel), each confirmed on a second page and recorded in the
-//! audit log: who, what, when, and how it ended. The log is in memory, bounded (oldest dropped).
+//! audit log: who, what, when, and how it ended. The log is in memory, bounded (oldest dropped),
+//! and also written to `audit.jsonl` under `[console] data_dir` when one is set ([`super::store`]).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -17,7 +18,7 @@ use super::pages::{base, error_page};
 use super::State;
 
 /// One audited action.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditEntry {
     /// UTC, `YYYY-MM-DD HH:MM:SS`.
     pub at: String,
@@ -30,7 +31,7 @@ pub struct AuditEntry {
     /// `ok` or the error.
     pub outcome: String,
     /// The channel, for the channel page's excerpt.
-    #[serde(skip)]
+    #[serde(default)]
     pub channel: Option<u32>,
 }
 
@@ -38,19 +39,29 @@ pub struct AuditEntry {
 pub struct AuditLog {
     cap: usize,
     entries: Mutex<VecDeque<AuditEntry>>,
+    store: Option<super::store::Jsonl>,
 }
 
 impl AuditLog {
-    pub(crate) fn new(cap: usize) -> Self {
+    /// A log of at most `cap` entries, starting with those `store` kept, if any.
+    pub(crate) fn new(cap: usize, store: Option<super::store::Jsonl>) -> Self {
+        let kept: VecDeque<AuditEntry> = store
+            .as_ref()
+            .map(|s| s.load().into_iter().collect())
+            .unwrap_or_default();
         Self {
             cap: cap.max(1),
-            entries: Mutex::new(VecDeque::new()),
+            entries: Mutex::new(kept),
+            store,
         }
     }
 
     /// Appends, dropping the oldest beyond the capacity; also logged through tracing.
     pub fn record(&self, e: AuditEntry) {
         tracing::info!(user = %e.user, action = %e.action, target = %e.target, outcome = %e.outcome, "console audit");
+        if let Some(store) = &self.store {
+            store.append(&e);
+        }
         let mut g = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if g.len() >= self.cap {
             g.pop_front();
@@ -235,7 +246,7 @@ mod tests {
 
     #[test]
     fn the_log_keeps_the_newest() {
-        let log = AuditLog::new(2);
+        let log = AuditLog::new(2, None);
         for i in 0..3 {
             log.record(AuditEntry {
                 at: String::new(),

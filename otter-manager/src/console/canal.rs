@@ -16,6 +16,9 @@ pub struct ClientView {
     pub id: String,
     /// The stored cursor (LogPosition JSON), if any.
     pub cursor: Option<String>,
+    /// How far the cursor is behind now, seconds: now − the binlog time of the position it
+    /// acked (`postion.timestamp`); `None` without a cursor or timestamp.
+    pub lag_s: Option<i64>,
     /// The running consumer process (JSON), if any.
     pub running: Option<String>,
 }
@@ -79,6 +82,14 @@ fn text(d: Option<(Vec<u8>, i32)>) -> Option<String> {
     d.map(|(d, _)| String::from_utf8_lossy(&d).trim().to_string())
 }
 
+/// Seconds from the binlog time of a stored cursor (Canal's LogPosition JSON, `postion.timestamp`
+/// in ms) to `now_ms`; `None` when it has no timestamp.
+pub fn cursor_lag_s(cursor: &str, now_ms: i64) -> Option<i64> {
+    let v: serde_json::Value = serde_json::from_str(cursor).ok()?;
+    let ts = v.get("postion")?.get("timestamp")?.as_i64()?;
+    Some(((now_ms - ts) / 1000).max(0))
+}
+
 /// Every destination under `/otter/canal/destinations`, by name.
 pub async fn destinations(zk: &Client) -> Result<Vec<DestinationView>, ManagerError> {
     let mut out = Vec::new();
@@ -97,9 +108,13 @@ pub async fn destinations(zk: &Client) -> Result<Vec<DestinationView>, ManagerEr
             let Ok(id) = child.parse::<i16>() else {
                 continue;
             };
+            let cursor = text(data(zk, &paths::cursor(&name, id)).await?);
             clients.push(ClientView {
                 id: child,
-                cursor: text(data(zk, &paths::cursor(&name, id)).await?),
+                lag_s: cursor
+                    .as_deref()
+                    .and_then(|c| cursor_lag_s(c, otter_node::pipeline::heartbeat::now_ms())),
+                cursor,
                 running: text(data(zk, &paths::client_running(&name, id)).await?),
             });
         }
@@ -157,5 +172,18 @@ pub async fn release(zk: &Client, dest: &str) -> Result<String, ReleaseError> {
             Err(ReleaseError::NotRunning(dest.to_string()))
         }
         Err(e) => Err(zk_err("set_data", &path, e).into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_s_lag_is_now_minus_its_binlog_time() {
+        let c = r#"{"postion":{"journalName":"mysql-bin.000003","position":4,"timestamp":1000}}"#;
+        assert_eq!(cursor_lag_s(c, 61_500), Some(60));
+        assert_eq!(cursor_lag_s(r#"{"postion":{"position":4}}"#, 61_500), None);
+        assert_eq!(cursor_lag_s("not json", 61_500), None);
     }
 }

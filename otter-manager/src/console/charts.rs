@@ -73,9 +73,12 @@ pub fn line_chart(title: &str, unit: &str, from_ms: i64, to_ms: i64, series: &[S
             .iter()
             .map(|&(t, v)| format!("{:.1},{:.1}", x(t), y(v)))
             .collect();
+        // The newest and the largest value, for a reader of the page (and the browser test).
+        let last = s.points.last().map_or(0.0, |p| p.1);
+        let largest = s.points.iter().map(|p| p.1).fold(0.0f64, f64::max);
         let _ = write!(
             out,
-            r#"<polyline class="series" data-label="{l}" fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"#,
+            r#"<polyline class="series" data-label="{l}" data-last="{last:.3}" data-max="{largest:.3}" fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"#,
             pts.join(" "),
             l = escape(&s.label)
         );
@@ -122,6 +125,7 @@ mod tests {
             W - 8.0
         )));
         assert!(svg.contains("pipeline &lt;1&gt;"));
+        assert!(svg.contains("data-last=\"2.000\" data-max=\"2.000\""));
         assert!(!svg.contains("<p1>"));
         assert!(line_chart("t", "s", 0, 1, &[]).contains("no data yet"));
     }

@@ -1,6 +1,7 @@
-//! Creating and editing a channel: a form holding the channel's TOML (the format of
-//! `otter-manager apply -f`), checked by the same model code as `apply`, confirmed, then stored by
-//! [`crate::apply`] and audited. An error is shown next to the definition, naming the key.
+//! Creating and editing a channel: a form of fields for the main settings and the rest of the
+//! channel's TOML (the format of `otter-manager apply -f`) beside them ([`super::fields`]), merged
+//! and checked by the same model code as `apply`, confirmed, then stored by [`crate::apply`] and
+//! audited. An error is shown next to the field whose key it names, else next to the TOML.
 
 use axum::extract::{Path, State as AxState};
 use axum::http::StatusCode;
@@ -10,6 +11,8 @@ use minijinja::context;
 use otter_node::model::Channel;
 use serde::Deserialize;
 
+use super::fields::{self, FieldError, FieldView};
+
 use super::actions::{utc, AuditEntry};
 use super::auth::Session;
 use super::pages::{base, error_page};
@@ -18,21 +21,50 @@ use super::State;
 /// The example channel, offered as the starting point of a new one.
 const EXAMPLE: &str = include_str!("../../../config/channel.toml");
 
+fn render_form(
+    state: &State,
+    session: &Session,
+    title: &str,
+    fields: Vec<FieldView>,
+    rest: &str,
+    toml_error: Option<String>,
+    failed: bool,
+) -> Response {
+    let mut r = state.render(
+        "edit.html",
+        context! { title => title, fields => fields, toml => rest, error => toml_error, ..base(session) },
+    );
+    if failed {
+        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    r
+}
+
+/// The form for a whole definition `text`, with `error` placed.
 fn form(
     state: &State,
     session: &Session,
     title: &str,
-    toml: &str,
-    error: Option<String>,
+    text: &str,
+    error: Option<FieldError>,
 ) -> Response {
-    let mut r = state.render(
-        "edit.html",
-        context! { title => title, toml => toml, error => error, ..base(session) },
-    );
-    if error.is_some() {
-        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    match &error {
+        None => {
+            let (fields, rest) = fields::split(text);
+            render_form(state, session, title, fields, &rest, None, false)
+        }
+        Some(e) => {
+            let (fields, rest, toml_error) = fields::with_error(text, e);
+            render_form(state, session, title, fields, &rest, toml_error, true)
+        }
     }
-    r
+}
+
+fn model_error(e: &otter_node::model::ModelError) -> FieldError {
+    FieldError {
+        key: fields::field_key(&e.key),
+        message: e.to_string(),
+    }
 }
 
 /// GET /channel/new.
@@ -99,7 +131,8 @@ pub fn channel_toml(channel: &Channel) -> Result<String, String> {
     toml::to_string(&file).map_err(|e| e.to_string())
 }
 
-/// The form.
+/// The form: the token, the TOML (the whole definition, or the rest beside the fields), the
+/// fields (`f.<key>`) and, on the second step, `confirm=yes`.
 #[derive(Deserialize)]
 pub struct ApplyForm {
     #[serde(default)]
@@ -108,13 +141,15 @@ pub struct ApplyForm {
     toml: String,
     #[serde(default)]
     confirm: String,
+    #[serde(flatten)]
+    fields: std::collections::BTreeMap<String, String>,
 }
 
 /// The checks `apply` makes before touching ZooKeeper.
-fn check(text: &str) -> Result<Channel, String> {
-    let c = Channel::from_toml(text).map_err(|e| e.to_string())?;
-    c.validate().map_err(|e| e.to_string())?;
-    c.check_no_literal_secrets().map_err(|e| e.to_string())?;
+fn check(text: &str) -> Result<Channel, FieldError> {
+    let c = Channel::from_toml(text).map_err(|e| model_error(&e))?;
+    c.validate().map_err(|e| model_error(&e))?;
+    c.check_no_literal_secrets().map_err(|e| model_error(&e))?;
     Ok(c)
 }
 
@@ -131,9 +166,25 @@ pub async fn apply(
     if let Err(r) = session.require_operator() {
         return r.into_response();
     }
-    let channel = match check(&f.toml) {
+    let text = match fields::merge(&f.toml, f.fields.iter()) {
+        Ok(t) => t,
+        Err(e) => {
+            let views = fields::posted(f.fields.iter(), &e);
+            let toml_error = e.key.is_none().then_some(e.message);
+            return render_form(
+                &state,
+                &session,
+                "Fix the channel",
+                views,
+                &f.toml,
+                toml_error,
+                true,
+            );
+        }
+    };
+    let channel = match check(&text) {
         Ok(c) => c,
-        Err(e) => return form(&state, &session, "Fix the channel", &f.toml, Some(e)),
+        Err(e) => return form(&state, &session, "Fix the channel", &text, Some(e)),
     };
     let cid = channel.id;
     if f.confirm != "yes" {
@@ -144,7 +195,7 @@ pub async fn apply(
                 what => format!("channel {cid} ({})", channel.name),
                 post_to => "/channel/apply",
                 back => "/",
-                fields => vec![("toml", f.toml.clone())],
+                fields => vec![("toml", text.clone())],
                 ..base(&session)
             },
         );
@@ -167,8 +218,8 @@ pub async fn apply(
             &state,
             &session,
             "Fix the channel",
-            &f.toml,
-            Some(e.to_string()),
+            &text,
+            Some(model_error(&e)),
         ),
         Err(e) => error_page(&state, &session, StatusCode::BAD_GATEWAY, &e.to_string()),
     }

@@ -1,46 +1,91 @@
 //! Metric history: every `sample_secs` the manager reads each pipeline's delay (from ZooKeeper)
-//! and each live node's `otter_load_rows_total` (from its `/metrics`), and keeps the samples in
-//! a bounded in-memory ring (24 h at 10 s by default: 8,640 samples, a few MB at most). Nothing
-//! is written to disk: a restarted manager starts an empty history.
+//! and its oldest batch in flight (from ZooKeeper), and each live node's counters per pipeline
+//! (rows loaded, stage failures, conflicts: [`super::metrics`]) from its `/metrics`, and keeps the
+//! samples in
+//! a bounded in-memory ring (24 h at 10 s by default: 8,640 samples, a few MB at most). With
+//! `[console] data_dir` the samples are also written to `history.jsonl` there and read back at
+//! start ([`super::store`]); without it a restarted manager starts an empty history.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use super::metrics::{self, NodeCounters};
 
 /// How long one node's `/metrics` may take.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// One sampling round.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Sample {
     /// When, ms since the epoch.
     pub at_ms: i64,
-    /// Pipeline id → last measured delay, seconds (pipelines without a measure are absent).
+    /// Pipeline id → delay, seconds: how old the newest heartbeat loaded at the target is (see
+    /// [`current_delay_s`]; pipelines without a measure are absent).
     pub delay_s: BTreeMap<u32, f64>,
     /// Node id → rows loaded per second since the previous sample (absent for the first sample
     /// of a node, or when its `/metrics` could not be read).
     pub node_rows_per_s: BTreeMap<u32, f64>,
+    /// Pipeline id → rows loaded per second since the previous sample, summed over the nodes
+    /// that load it.
+    pub pipeline_rows_per_s: BTreeMap<u32, f64>,
+    /// Pipeline id → stage workers restarted after a failure since the previous sample
+    /// (`otter_retries_total`): a stage exception.
+    pub pipeline_failures: BTreeMap<u32, f64>,
+    /// Pipeline id → conflicts per minute since the previous sample (`otter_conflicts_total`).
+    pub pipeline_conflicts_per_min: BTreeMap<u32, f64>,
+    /// Pipeline id → how long the oldest batch of the window has been the oldest, seconds
+    /// (absent when the window is empty or the channel is stopped).
+    pub process_age_s: BTreeMap<u32, f64>,
+}
+
+/// A pipeline's delay now, seconds. The nodes write a measure whenever a heartbeat reaches the
+/// target (about every second); a pipeline that stopped loading (its target down, say) writes
+/// none, so the measure alone would stay small forever. What is known at `now_ms` is that the
+/// newest loaded heartbeat left the source `delay_ms` before `at_ms`: the delay is at least its
+/// age. A stopped channel keeps its last measure (nobody expects it to load).
+pub fn current_delay_s(
+    d: &otter_node::pipeline::heartbeat::Delay,
+    now_ms: i64,
+    running: bool,
+) -> f64 {
+    let behind = if running {
+        d.delay_ms + (now_ms - d.at_ms).max(0)
+    } else {
+        d.delay_ms
+    };
+    behind.max(0) as f64 / 1000.0
 }
 
 /// The bounded ring.
 pub struct History {
     cap: usize,
     samples: Mutex<VecDeque<Sample>>,
+    store: Option<super::store::Jsonl>,
 }
 
 impl History {
-    /// A ring keeping at most `cap` samples.
-    pub fn new(cap: usize) -> Self {
+    /// A ring keeping at most `cap` samples, starting with those `store` kept, if any.
+    pub fn new(cap: usize, store: Option<super::store::Jsonl>) -> Self {
+        let kept: VecDeque<Sample> = store
+            .as_ref()
+            .map(|s| s.load().into_iter().collect())
+            .unwrap_or_default();
         Self {
             cap: cap.max(1),
-            samples: Mutex::new(VecDeque::new()),
+            samples: Mutex::new(kept),
+            store,
         }
     }
 
-    /// Appends, dropping the oldest beyond the capacity.
+    /// Appends, dropping the oldest beyond the capacity (and writes it to the store, if any).
     pub fn push(&self, s: Sample) {
+        if let Some(store) = &self.store {
+            store.append(&s);
+        }
         let mut g = self.samples.lock().unwrap_or_else(|p| p.into_inner());
         while g.len() >= self.cap {
             g.pop_front();
@@ -65,38 +110,36 @@ impl History {
     }
 }
 
-/// The sum of every `otter_load_rows_total` series in a Prometheus text exposition.
-pub fn rows_total(text: &str) -> Option<f64> {
-    let mut found = None;
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("otter_load_rows_total") else {
-            continue;
-        };
-        if !(rest.starts_with(' ') || rest.starts_with('{')) {
-            continue;
-        }
-        if let Some(v) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
-            *found.get_or_insert(0.0) += v;
-        }
-    }
-    found
-}
-
-async fn scrape(http: &reqwest::Client, address: &str) -> Option<f64> {
+async fn scrape(http: &reqwest::Client, address: &str) -> Option<NodeCounters> {
     let r = http
         .get(format!("http://{address}/metrics"))
         .timeout(SCRAPE_TIMEOUT)
         .send()
         .await
         .ok()?;
-    rows_total(&r.text().await.ok()?)
+    NodeCounters::parse(&r.text().await.ok()?)
+}
+
+/// The oldest process of pipeline (`cid`, `pid`)'s window, if any.
+async fn oldest_process(zk: &zookeeper_client::Client, cid: u32, pid: u32) -> Option<String> {
+    let path = zk_coord::otter_paths::processes(cid, pid);
+    match zk.list_children(&path).await {
+        Ok(names) => names.into_iter().min(),
+        Err(zk_coord::ZkError::NoNode) => None,
+        Err(e) => {
+            tracing::warn!(%path, error = %e, "cannot list the process window");
+            None
+        }
+    }
 }
 
 /// Samples until the process ends.
 pub async fn run(state: super::State, every: Duration) {
     let http = reqwest::Client::new();
-    // Node id → (ms, rows_total) of the previous scrape.
-    let mut last: BTreeMap<u32, (i64, f64)> = BTreeMap::new();
+    // Node id → (ms, counters) of the previous scrape.
+    let mut last: BTreeMap<u32, (i64, NodeCounters)> = BTreeMap::new();
+    // Pipeline id → (oldest process, since when it is the oldest).
+    let mut oldest: BTreeMap<u32, (String, i64)> = BTreeMap::new();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -111,9 +154,32 @@ pub async fn run(state: super::State, every: Duration) {
                 for c in &channels {
                     match crate::delays(&state.zk, c).await {
                         Ok(ds) => {
+                            let running = c.status != otter_node::model::ChannelStatus::Stopped;
                             for (pid, d) in ds {
                                 if let Some(d) = d {
-                                    sample.delay_s.insert(pid, d.delay_ms as f64 / 1000.0);
+                                    sample
+                                        .delay_s
+                                        .insert(pid, current_delay_s(&d, now, running));
+                                }
+                                let head = if running {
+                                    oldest_process(&state.zk, c.id, pid).await
+                                } else {
+                                    None
+                                };
+                                match head {
+                                    Some(name) => {
+                                        let since = match oldest.get(&pid) {
+                                            Some((n, since)) if *n == name => *since,
+                                            _ => now,
+                                        };
+                                        sample
+                                            .process_age_s
+                                            .insert(pid, (now - since) as f64 / 1000.0);
+                                        oldest.insert(pid, (name, since));
+                                    }
+                                    None => {
+                                        oldest.remove(&pid);
+                                    }
                                 }
                             }
                         }
@@ -129,24 +195,39 @@ pub async fn run(state: super::State, every: Duration) {
             Ok(nodes) => {
                 let mut seen = BTreeMap::new();
                 for (nid, address) in nodes {
-                    let Some(total) = scrape(&http, &address).await else {
-                        tracing::debug!(node = nid, %address, "no otter_load_rows_total");
+                    let Some(counters) = scrape(&http, &address).await else {
+                        tracing::debug!(node = nid, %address, "no otter-node counters");
                         continue;
                     };
-                    if let Some((t0, v0)) = last.get(&nid) {
+                    if let Some((t0, before)) = last.get(&nid) {
                         let secs = (now - t0) as f64 / 1000.0;
-                        // A restarted node starts from zero again: no negative rate.
-                        if secs > 0.0 && total >= *v0 {
-                            sample.node_rows_per_s.insert(nid, (total - v0) / secs);
+                        if secs > 0.0 {
+                            let rows = metrics::growth(&counters.rows, &before.rows);
+                            sample
+                                .node_rows_per_s
+                                .insert(nid, rows.values().sum::<f64>() / secs);
+                            metrics::add_scaled(&mut sample.pipeline_rows_per_s, &rows, 1.0 / secs);
+                            metrics::add_scaled(
+                                &mut sample.pipeline_failures,
+                                &metrics::growth(&counters.failures, &before.failures),
+                                1.0,
+                            );
+                            metrics::add_scaled(
+                                &mut sample.pipeline_conflicts_per_min,
+                                &metrics::growth(&counters.conflicts, &before.conflicts),
+                                60.0 / secs,
+                            );
                         }
                     }
-                    seen.insert(nid, (now, total));
+                    seen.insert(nid, (now, counters));
                 }
                 last = seen;
             }
             Err(e) => tracing::warn!(error = %e, "cannot list nodes to sample"),
         }
-        state.alarms.evaluate(&state.zk, &sample).await;
+        for (alarm, pid) in state.alarms.evaluate(&state.zk, &sample).await {
+            tokio::spawn(super::alarms::recover(state.clone(), alarm, pid));
+        }
         state.history.push(sample);
     }
 }
@@ -157,7 +238,7 @@ mod tests {
 
     #[test]
     fn the_ring_keeps_the_newest() {
-        let h = History::new(3);
+        let h = History::new(3, None);
         for i in 0..5 {
             h.push(Sample {
                 at_ms: i,
@@ -170,9 +251,13 @@ mod tests {
     }
 
     #[test]
-    fn rows_total_sums_every_series_and_ignores_lookalikes() {
-        let text = "# TYPE otter_load_rows_total counter\notter_load_rows_total 120\notter_load_rows_total{pipeline=\"2\"} 30\notter_load_rows_total_other 9\n";
-        assert_eq!(rows_total(text), Some(150.0));
-        assert_eq!(rows_total("up 1\n"), None);
+    fn a_pipeline_that_stopped_loading_grows_its_delay_unless_stopped() {
+        let d = otter_node::pipeline::heartbeat::Delay {
+            delay_ms: 400,
+            at_ms: 10_000,
+        };
+        assert_eq!(current_delay_s(&d, 10_000, true), 0.4);
+        assert_eq!(current_delay_s(&d, 70_000, true), 60.4);
+        assert_eq!(current_delay_s(&d, 70_000, false), 0.4);
     }
 }

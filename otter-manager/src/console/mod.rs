@@ -13,8 +13,12 @@ pub mod auth;
 pub mod canal;
 pub mod charts;
 pub mod edit;
+pub mod fields;
 pub mod history;
+pub mod metrics;
 pub mod pages;
+pub mod store;
+pub mod window;
 pub mod zkstat;
 
 use std::net::SocketAddr;
@@ -55,6 +59,10 @@ pub struct ConsoleConfig {
     /// Alarm rules, evaluated after every sample.
     #[serde(default)]
     pub alarms: Vec<alarms::Rule>,
+    /// Where the audit log and the history are also written (`audit.jsonl`, `history.jsonl`,
+    /// each bounded like its in-memory copy) and read back at start; none: memory only.
+    #[serde(default)]
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 fn default_sample_secs() -> u64 {
@@ -84,6 +92,7 @@ impl Default for ConsoleConfig {
             sample_secs: default_sample_secs(),
             history_hours: default_history_hours(),
             alarms: Vec::new(),
+            data_dir: None,
         }
     }
 }
@@ -116,6 +125,14 @@ pub enum ConsoleError {
     /// The history settings are out of range.
     #[error("[console] sample_secs must be at least 1 and history_hours / sample_secs at most 1,000,000 samples")]
     History,
+    /// `data_dir` cannot be created.
+    #[error("[console] data_dir {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// An embedded template does not parse (a bug).
     #[error("console template: {0}")]
     Template(String),
@@ -211,12 +228,30 @@ impl Console {
         config: ConsoleConfig,
     ) -> Result<State, ConsoleError> {
         config.validate()?;
+        let store = |name: &str, cap: usize| {
+            config
+                .data_dir
+                .as_ref()
+                .map(|dir| store::Jsonl::new(dir, name, cap))
+        };
+        if let Some(dir) = &config.data_dir {
+            std::fs::create_dir_all(dir).map_err(|source| ConsoleError::DataDir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
         Ok(Arc::new(Console {
             zk,
             zk_servers,
             sessions: auth::Sessions::new(config.max_sessions),
-            audit: actions::AuditLog::new(config.audit_capacity),
-            history: history::History::new(config.history_capacity()),
+            audit: actions::AuditLog::new(
+                config.audit_capacity,
+                store("audit.jsonl", config.audit_capacity),
+            ),
+            history: history::History::new(
+                config.history_capacity(),
+                store("history.jsonl", config.history_capacity()),
+            ),
             alarms: alarms::Alarms::start(config.alarms.clone()),
             config,
             templates: templates()?,

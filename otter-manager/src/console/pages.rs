@@ -49,14 +49,17 @@ pub struct PipelineView {
     id: u32,
     source: String,
     target: String,
-    /// Last measured delay, seconds (3 decimals); `None` before the first measure.
+    /// Delay now, seconds (3 decimals; [`super::history::current_delay_s`]); `None` before the
+    /// first measure.
     delay_s: Option<String>,
     /// How old that measure is, seconds.
     delay_age_s: Option<i64>,
     /// What the mainstem znode holds (the node running Select), if any.
     mainstem: Option<String>,
-    /// Batches in flight: the process znodes' names.
-    processes: Vec<String>,
+    /// Batches in flight, oldest first ([`super::window`]).
+    processes: Vec<super::window::ProcessRow>,
+    /// Termins present (rollbacks are those not `ok`).
+    termins: Vec<super::window::TerminRow>,
 }
 
 /// One channel as shown.
@@ -84,21 +87,6 @@ async fn optional_data(
     }
 }
 
-async fn children(zk: &zookeeper_client::Client, path: &str) -> Result<Vec<String>, ManagerError> {
-    match zk.list_children(path).await {
-        Ok(mut c) => {
-            c.sort();
-            Ok(c)
-        }
-        Err(ZkError::NoNode) => Ok(Vec::new()),
-        Err(error) => Err(ManagerError::Zk {
-            op: "list_children",
-            path: path.to_string(),
-            error,
-        }),
-    }
-}
-
 /// Reads what the console shows of `channel`; `detail` adds mainstem and process window.
 pub(crate) async fn channel_view(
     zk: &zookeeper_client::Client,
@@ -113,22 +101,27 @@ pub(crate) async fn channel_view(
             .iter()
             .find(|(id, _)| *id == p.id)
             .and_then(|(_, d)| *d);
-        let (mainstem, processes) = if detail {
+        let (mainstem, processes, termins) = if detail {
             (
                 optional_data(zk, &otter_paths::mainstem(channel.id, p.id)).await?,
-                children(zk, &otter_paths::processes(channel.id, p.id)).await?,
+                super::window::processes(zk, channel.id, p.id).await?,
+                super::window::termins(zk, channel.id, p.id).await?,
             )
         } else {
-            (None, Vec::new())
+            (None, Vec::new(), Vec::new())
         };
         pipelines.push(PipelineView {
             id: p.id,
             source: p.source.address.clone(),
             target: p.target.address.clone(),
-            delay_s: delay.map(|d| format!("{:.3}", d.delay_ms as f64 / 1000.0)),
+            delay_s: delay.map(|d| {
+                let running = channel.status != otter_node::model::ChannelStatus::Stopped;
+                format!("{:.3}", super::history::current_delay_s(&d, now, running))
+            }),
             delay_age_s: delay.map(|d| (now - d.at_ms).max(0) / 1000),
             mainstem,
             processes,
+            termins,
         });
     }
     Ok(ChannelView {
@@ -169,7 +162,7 @@ pub async fn overview(
             channels => views,
             nodes => nodes,
             delay_chart => delay_chart(&state, &pids, from, to),
-            rows_chart => rows_chart(&state, from, to),
+            rows_chart => rows_chart(&state, &pids, from, to),
             samples => state.history.len(),
             alarms => state.alarms.views(),
             sample_secs => state.config.sample_secs,
@@ -217,25 +210,21 @@ fn delay_chart(state: &State, pids: &[u32], from: i64, to: i64) -> minijinja::Va
     ))
 }
 
-/// The rows/s chart of every node sampled.
-fn rows_chart(state: &State, from: i64, to: i64) -> minijinja::Value {
+/// The rows/s chart of some pipelines (summed over the nodes that load each).
+fn rows_chart(state: &State, pids: &[u32], from: i64, to: i64) -> minijinja::Value {
     let samples = state.history.since(from);
-    let nids: std::collections::BTreeSet<u32> = samples
+    let series: Vec<super::charts::Series> = pids
         .iter()
-        .flat_map(|s| s.node_rows_per_s.keys().copied())
-        .collect();
-    let series: Vec<super::charts::Series> = nids
-        .iter()
-        .map(|nid| super::charts::Series {
-            label: format!("node {nid}"),
+        .map(|pid| super::charts::Series {
+            label: format!("pipeline {pid}"),
             points: samples
                 .iter()
-                .filter_map(|s| s.node_rows_per_s.get(nid).map(|v| (s.at_ms, *v)))
+                .filter_map(|s| s.pipeline_rows_per_s.get(pid).map(|v| (s.at_ms, *v)))
                 .collect(),
         })
         .collect();
     minijinja::Value::from_safe_string(super::charts::line_chart(
-        "rows loaded per second, per node",
+        "rows loaded per second, per pipeline",
         "rows/s",
         from,
         to,
@@ -269,15 +258,16 @@ pub async fn channel(
             json => json,
             audit => audit,
             delay_chart => delay_chart(&state, &pids, from, to),
-            rows_chart => rows_chart(&state, from, to),
+            rows_chart => rows_chart(&state, &pids, from, to),
             minutes => window.minutes,
             ..base(&session)
         },
     )
 }
 
-/// GET /nodes: each live node, whether its `/health` answers `ok` (and how fast), and its last
-/// sampled rows/s.
+/// GET /nodes: each live node, whether its `/health` answers `ok` (and how fast), its version
+/// (`/version`), its last sampled rows/s and how long ago the sampler last read it, and since
+/// when it is registered.
 pub async fn nodes(AxState(state): AxState<State>, session: Session) -> Response {
     let nodes = match crate::nodes(&state.zk).await {
         Ok(n) => n,
@@ -290,13 +280,15 @@ pub async fn nodes(AxState(state): AxState<State>, session: Session) -> Response
         health: String,
         healthy: bool,
         rows_per_s: Option<String>,
+        version: Option<String>,
+        /// Seconds since the sampler last read the node's counters.
+        last_sampled_s: Option<i64>,
+        /// When its registration znode was created, UTC.
+        registered: Option<String>,
     }
-    let last = state
-        .history
-        .since(0)
-        .into_iter()
-        .next_back()
-        .unwrap_or_default();
+    let samples = state.history.since(0);
+    let last = samples.last().cloned().unwrap_or_default();
+    let now = otter_node::pipeline::heartbeat::now_ms();
     let http = reqwest::Client::new();
     let mut views = Vec::with_capacity(nodes.len());
     for (id, address) in nodes {
@@ -320,12 +312,36 @@ pub async fn nodes(AxState(state): AxState<State>, session: Session) -> Response
             Ok(r) => (false, format!("HTTP {}", r.status())),
             Err(e) => (false, format!("unreachable: {e}")),
         };
+        let version = match http
+            .get(format!("http://{address}/version"))
+            .timeout(std::time::Duration::from_secs(2))
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => r
+                .text()
+                .await
+                .ok()
+                .map(|t| t.trim().chars().take(40).collect()),
+            _ => None,
+        };
+        let registered = match state.zk.check_stat(&otter_paths::node(id)).await {
+            Ok(Some(stat)) => Some(super::actions::utc(stat.ctime)),
+            _ => None,
+        };
         views.push(NodeView {
             id,
             address,
             health,
             healthy,
             rows_per_s: last.node_rows_per_s.get(&id).map(|v| format!("{v:.1}")),
+            version,
+            last_sampled_s: samples
+                .iter()
+                .rev()
+                .find(|s| s.node_rows_per_s.contains_key(&id))
+                .map(|s| ((now - s.at_ms) / 1000).max(0)),
+            registered,
         });
     }
     state.render("nodes.html", context! { nodes => views, ..base(&session) })

@@ -12,6 +12,10 @@ use harness::bench::{cpu_secs, log_tail, nproc};
 use harness::{ManagedProcess, MariaDb, TestDir, ZooKeeper};
 use mysql_async::prelude::Queryable;
 
+pub mod delay;
+#[allow(unused_imports)] // not every bench measures delay
+pub use delay::*;
+
 /// Rows per INSERT / DELETE statement (Load's `CHUNK_ROWS`).
 pub const CHUNK: u64 = 500;
 /// Rows per UPDATE / DELETE statement on the source.
@@ -134,21 +138,43 @@ pub struct Node {
 
 impl Node {
     pub fn start(bin: &Path, dir: &TestDir, id: u32, zk: &ZooKeeper, label: &str) -> Result<Node> {
+        Self::start_in_site(
+            bin,
+            dir,
+            id,
+            &zk.connect_string(),
+            free_port()?,
+            None,
+            label,
+        )
+    }
+
+    /// A node with its own `--zk` string, on `http` (127.0.0.1), that others reach at `advertise`
+    /// (e.g. through the proxy standing for the WAN).
+    pub fn start_in_site(
+        bin: &Path,
+        dir: &TestDir,
+        id: u32,
+        zk_servers: &str,
+        http: u16,
+        advertise: Option<&str>,
+        label: &str,
+    ) -> Result<Node> {
         let log = dir.path().join(format!("node-{label}.log"));
         let data = dir.path().join(format!("data-{label}"));
-        let http = free_port()?;
         let mut cmd = Command::new(bin);
         cmd.args([
             "--id",
             &id.to_string(),
             "--zk",
-            &zk.connect_string(),
+            zk_servers,
             "--http",
             &format!("127.0.0.1:{http}"),
-        ])
-        .arg("--data-dir")
-        .arg(&data)
-        .env("RUST_LOG", "info");
+        ]);
+        if let Some(a) = advertise {
+            cmd.args(["--advertise", a]);
+        }
+        cmd.arg("--data-dir").arg(&data).env("RUST_LOG", "info");
         let process = ManagedProcess::start(format!("otter-node-{label}"), cmd, &log)?;
         Ok(Node { process, log, http })
     }

@@ -3,9 +3,12 @@
 //! stage workers), and [`load`] (into the target MySQL, strictly in process order).
 //! Batches move between stages through the process window in ZooKeeper ([`crate::process`]).
 //! [`loopback`] is how two-way and multi-site sync never echo: Load marks, Select drops.
+//! `handoff` is the in-site shortcut: a small batch on a node that may run every stage is
+//! extracted and transformed by Select itself, its stage children written at once.
 
 mod context;
 pub mod extract;
+pub(crate) mod handoff;
 pub mod heartbeat;
 pub mod load;
 pub mod loopback;

@@ -19,10 +19,10 @@ use zk_coord::otter_paths;
 use zookeeper_client::Client;
 
 use crate::model::{find_mapping, ChannelStatus, CompiledMapping};
-use crate::pipeline::heartbeat;
 use crate::pipeline::load::target::check_targets;
 use crate::pipeline::loopback::{Judge, LoopFilter};
 use crate::pipeline::StageContext;
+use crate::pipeline::{handoff, heartbeat};
 use crate::process::view;
 use crate::process::{window, Process, Produced, Stage};
 use crate::runtime::error::RuntimeError;
@@ -238,6 +238,8 @@ async fn select_work(
     let (cid, pid) = (ctx.cid(), ctx.pid());
     let client_id = pid as i16;
     let batches = metrics::counter!("otter_select_batches_total", "pipeline" => pid.to_string());
+    let inline_batches =
+        metrics::counter!("otter_select_inline_batches_total", "pipeline" => pid.to_string());
     let mut status = status.clone();
     let mut window = view.subscribe();
     // process id → canal batch id, in flight.
@@ -330,17 +332,56 @@ async fn select_work(
                 Err(_) => {}
             }
         }
+        let n = entries.len();
+        // A small batch on a node that may run every stage up to Load: extracted and transformed
+        // here, its three stage children written at once (see `handoff`).
+        let (decoded, done) = if handoff::inline(ctx, n) {
+            (
+                None,
+                handoff::extract_and_transform(ctx, mappings, &entries, decoded),
+            )
+        } else {
+            (decoded, None)
+        };
         let process = Process::open(zk, cid, pid).await?;
         let id = process.id;
-        let n = entries.len();
         registry.put(
             pid,
             id,
             Stage::Selected,
             StageData::Entries(Arc::new(SelectedEntries::new(entries, decoded))),
         );
-        let produced = Produced::new(opts.id, &opts.http_address, pid, id, Stage::Selected, n);
-        process.write_done(zk, Stage::Selected, &produced).await?;
+        let produced =
+            |stage, rows| Produced::new(opts.id, &opts.http_address, pid, id, stage, rows);
+        match done {
+            None => {
+                process
+                    .write_done(zk, Stage::Selected, &produced(Stage::Selected, n))
+                    .await?
+            }
+            Some(batch) => {
+                let rows = batch.rows.len();
+                registry.put(
+                    pid,
+                    id,
+                    Stage::Transformed,
+                    StageData::Batch(Arc::new(batch)),
+                );
+                // Last stage first: the window's watch reports the children one by one, and a
+                // worker seeing `selected` before `extracted` would claim Extract in vain.
+                process
+                    .write_stages(
+                        zk,
+                        &[
+                            (Stage::Transformed, produced(Stage::Transformed, rows)),
+                            (Stage::Extracted, produced(Stage::Extracted, rows)),
+                            (Stage::Selected, produced(Stage::Selected, n)),
+                        ],
+                    )
+                    .await?;
+                inline_batches.increment(1);
+            }
+        }
         inflight.insert(id, batch.id);
         batches.increment(1);
     }

@@ -1,11 +1,13 @@
 //! The Extract (on select nodes) and Transform (on load nodes) workers of a pipeline: any eligible
 //! node claims a batch whose previous stage is done with an ephemeral lock child, pulls the data,
 //! works on it and writes the stage-done child. Batches of one pipeline go through these stages
-//! in parallel.
+//! in parallel, up to the pipeline's `parallelism` at once on one node.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::task::JoinSet;
 use tracing::{debug, warn};
 use zookeeper_client::Client;
 
@@ -19,7 +21,7 @@ use crate::process::{Lock, Process, Produced, Stage};
 use crate::runtime::error::RuntimeError;
 use crate::runtime::pull::pull;
 use crate::runtime::registry::StageData;
-use crate::runtime::retry::{pause, retry_until_stopped, Progress};
+use crate::runtime::retry::{retry_until_stopped, Progress};
 
 /// Which stage a worker runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,24 +64,34 @@ impl Work {
 
 /// Runs one stage for one pipeline until `ctx.stop`.
 pub(crate) async fn run_stage(work: Work, ctx: StageContext) {
-    let mappings = match CompiledMapping::compile(&ctx.channel.pipeline) {
-        Ok(m) => m,
+    let mappings: Arc<[CompiledMapping]> = match CompiledMapping::compile(&ctx.channel.pipeline) {
+        Ok(m) => m.into(),
         Err(e) => {
             warn!(error = %e, "invalid mappings; the stage does not run");
             return;
         }
     };
-    let (c, m) = (&ctx, &mappings[..]);
+    let (c, m) = (&ctx, &mappings);
     retry_until_stopped(ctx.task(work.task_name()), &ctx.stop, |progress| {
         stage_loop(work, c, m, progress)
     })
     .await;
 }
 
+/// How long a batch finished here is not claimed again while the view does not show it finished.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// One batch being worked on, with what its task returned.
+type Running = JoinSet<(Process, Result<bool, RuntimeError>)>;
+
+/// Claims batches whose input is ready and works on up to `parallelism` of them at once (each in
+/// its own task), so that a stage whose every claim and completion is a round trip to a distant
+/// ZooKeeper leader keeps the window full instead of waiting for each batch in turn. The order of
+/// batches does not matter here: Load applies them strictly in order.
 async fn stage_loop(
     work: Work,
     ctx: &StageContext,
-    mappings: &[CompiledMapping],
+    mappings: &Arc<[CompiledMapping]>,
     progress: Progress,
 ) -> Result<(), RuntimeError> {
     let (opts, registry, view, stop) = (&ctx.opts, &ctx.registry, &ctx.view, &ctx.stop);
@@ -93,60 +105,95 @@ async fn stage_loop(
         "stage" => work.output().name()
     );
     let (input, output, lock) = (work.input(), work.output(), work.lock());
-    loop {
+    let limit = ctx.channel.pipeline.parallelism.max(1) as usize;
+    let mut running = Running::new();
+    // Claimed by this worker and not finished: never claimed twice.
+    let mut busy: BTreeMap<u64, Process> = BTreeMap::new();
+    // Finished here, not yet seen finished in the view (which lags this node's own writes by a
+    // round trip): not claimed again meanwhile, for at most `SETTLE` (a window reset numbers its
+    // new processes from 0 again, so an id seen finished may come back as a new batch).
+    let mut finished: HashMap<u64, Instant> = HashMap::new();
+    let result = loop {
         if stop.is_cancelled() {
-            return Ok(());
+            break Ok(());
         }
         let snap = window.borrow_and_update().clone();
         registry.sweep(pid, &snap, &mut last_sweep);
-        let mut claimed = None;
+        finished.retain(|id, at| {
+            at.elapsed() < SETTLE
+                && snap
+                    .processes
+                    .get(id)
+                    .is_some_and(|p| !p.has(output) && p.has(input))
+        });
+        let mut claim_failed = None;
         for (id, p) in &snap.processes {
+            if busy.len() >= limit {
+                break;
+            }
+            if busy.contains_key(id) || finished.contains_key(id) {
+                continue;
+            }
             if !p.has(input) || p.has(output) || p.has(lock) {
                 continue;
             }
             let process = Process::new(cid, pid, *id, p.name.clone());
-            if process.try_lock(&zk, lock, opts.id).await?.is_some() {
-                claimed = Some(process);
-                break;
+            match process.try_lock(&zk, lock, opts.id).await {
+                Ok(Some(_)) => {}
+                Ok(None) => continue,
+                Err(e) => {
+                    claim_failed = Some(e);
+                    break;
+                }
             }
-        }
-        let Some(process) = claimed else {
-            // Nothing to claim: wait for the window to change (the 1 s is only a safety net).
-            if view::changed(&mut window, stop, Duration::from_secs(1))
-                .await
-                .is_none()
-            {
-                return Ok(());
-            }
-            continue;
-        };
-        let outcome = run_one(work, ctx, &zk, &http, mappings, &process).await;
-        let ok = outcome.is_ok();
-        let released = matches!(outcome, Ok(true));
-        match outcome {
-            Ok(_) => {
-                done.increment(1);
-                progress.made();
-            }
-            Err(e) => {
-                warn!(process = process.id, stage = output.name(), error = %e, "stage failed; will retry");
-                if pause(stop, Duration::from_millis(200)).await {
+            busy.insert(*id, process.clone());
+            let (ctx, zk, http, mappings) =
+                (ctx.clone(), zk.clone(), http.clone(), mappings.clone());
+            running.spawn(async move {
+                let outcome = run_one(work, &ctx, &zk, &http, &mappings, &process).await;
+                if let Err(e) = &outcome {
+                    warn!(process = process.id, stage = output.name(), error = %e, "stage failed; will retry");
+                    // Not at once: whatever failed may need a moment.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                if !matches!(outcome, Ok(true)) {
                     process.release(&zk, lock).await;
-                    return Ok(());
+                }
+                (process, outcome)
+            });
+        }
+        if let Some(e) = claim_failed {
+            break Err(e);
+        }
+        tokio::select! {
+            Some(joined) = running.join_next(), if !running.is_empty() => {
+                let (process, outcome) = match joined {
+                    Ok(r) => r,
+                    Err(e) => break Err(RuntimeError::StageTask(e)),
+                };
+                busy.remove(&process.id);
+                if outcome.is_ok() {
+                    finished.insert(process.id, Instant::now());
+                    done.increment(1);
+                    progress.made();
+                }
+            }
+            // Nothing finished: wait for the window to change (the 1 s is only a safety net).
+            changed = view::changed(&mut window, stop, Duration::from_secs(1)) => {
+                if changed.is_none() {
+                    break Ok(());
                 }
             }
         }
-        if !released {
-            process.release(&zk, lock).await;
-        }
-        // Let the view catch up with what this worker just did before looking for work again.
-        view::settle(&mut window, Duration::from_secs(2), |s| {
-            s.processes
-                .get(&process.id)
-                .is_none_or(|p| !p.has(lock) && (p.has(output) || !ok))
-        })
-        .await;
+    };
+    // Stopping (or starting over on a new session): the batches still being worked on are given
+    // up, their locks released so that anyone may take them (they also vanish with the session).
+    running.abort_all();
+    while running.join_next().await.is_some() {}
+    for process in busy.values() {
+        process.release(&zk, lock).await;
     }
+    result
 }
 
 /// Runs one stage of one batch: pulls the input, works on it, writes the output. True when the

@@ -39,6 +39,34 @@ impl Process {
             .map_err(RuntimeError::zk("create", path))
     }
 
+    /// Writes the stage-done children of several stages in one transaction (one write, one fsync
+    /// on the ensemble): a node that ran those stages itself, in a row.
+    pub async fn write_stages(
+        &self,
+        zk: &Client,
+        stages: &[(Stage, Produced)],
+    ) -> Result<(), RuntimeError> {
+        let first = stages
+            .first()
+            .map(|(s, _)| self.child(*s))
+            .unwrap_or_else(|| self.path());
+        let mut multi = zk.new_multi_writer();
+        for (stage, produced) in stages {
+            let path = self.child(*stage);
+            multi
+                .add_create(&path, &produced.to_json(), &persistent(zk))
+                .map_err(RuntimeError::zk("multi", path))?;
+        }
+        multi
+            .commit()
+            .await
+            .map(|_| ())
+            .map_err(|source| RuntimeError::Multi {
+                path: first,
+                source,
+            })
+    }
+
     /// Writes the stage-done child of `stage` and deletes `lock` in one transaction: one write
     /// (and one fsync on the ensemble) instead of two.
     pub async fn complete(

@@ -9,6 +9,9 @@ use zookeeper_client::{Client, CreateMode};
 use crate::process::{Lock, Process};
 use crate::runtime::error::RuntimeError;
 
+/// How long [`Process::release`] keeps trying while ZooKeeper does not answer.
+pub const RELEASE_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Process {
     /// Creates the ephemeral `lock` child holding node id `nid`. Returns the creation zxid
     /// (`czxid`) of the new znode, or `None` when someone else holds it or the process is gone.
@@ -39,13 +42,47 @@ impl Process {
             Err(zookeeper_client::Error::NodeExists) | Err(zookeeper_client::Error::NoNode) => {
                 Ok(None)
             }
-            Err(e) => Err(RuntimeError::zk("create", path)(e)),
+            Err(e) => {
+                // No answer does not mean no lock: the create may have been applied. A lock of
+                // this session that nobody knows it holds would block the batch for good.
+                if let Ok(Some(stat)) = zk.check_stat(&path).await {
+                    if stat.ephemeral_owner == zk.session_id().0 {
+                        self.release(zk, lock).await;
+                    }
+                }
+                Err(RuntimeError::zk("create", path)(e))
+            }
         }
     }
 
-    /// Deletes the `lock` child (best effort: a lock of a lost session is gone already).
+    /// Deletes the `lock` child. A lock of a lost session is gone already; but when the
+    /// connection only dropped (ZooKeeper answered nothing for a while, the session lives on),
+    /// an ephemeral lock left behind would keep every other worker off the batch for as long as
+    /// this node runs, and the strictly ordered Load behind it waits forever. So the delete is
+    /// retried until it is done or the session is over (for at most [`RELEASE_FOR`]).
     pub async fn release(&self, zk: &Client, lock: Lock) {
-        let _ = zk.delete(&self.child(lock), None).await;
+        use zookeeper_client::Error as E;
+        let path = self.child(lock);
+        let started = std::time::Instant::now();
+        let mut wait = std::time::Duration::from_millis(50);
+        loop {
+            match zk.delete(&path, None).await {
+                Ok(()) | Err(E::NoNode) => return,
+                // The ephemeral lock went (or goes) with the session.
+                Err(E::SessionExpired | E::ClientClosed | E::AuthFailed | E::SessionMoved) => {
+                    return
+                }
+                Err(e) if started.elapsed() >= RELEASE_FOR => {
+                    tracing::warn!(path = %path, error = %e, "cannot release a stage lock; it stays until this node's session ends");
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(path = %path, error = %e, "releasing a stage lock failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(1));
+                }
+            }
+        }
     }
 
     /// Deletes the `lock` child if node `nid` still holds it (ZooKeeper was only slow to confirm

@@ -91,16 +91,6 @@ pub(crate) async fn changed(
     }
 }
 
-/// Waits until `done` holds for the view, at most `d` (the view may lag this node's own writes by
-/// a round trip; waiting for it avoids claiming again what this node just finished).
-pub(crate) async fn settle(
-    rx: &mut watch::Receiver<Arc<Snapshot>>,
-    d: Duration,
-    done: impl FnMut(&Arc<Snapshot>) -> bool,
-) {
-    let _ = tokio::time::timeout(d, rx.wait_for(done)).await;
-}
-
 /// What a node event changes.
 #[derive(Debug, PartialEq, Eq)]
 enum Target<'a> {

@@ -74,6 +74,17 @@ pub enum RuntimeError {
         #[source]
         source: FetchError,
     },
+    /// The node a stage-done child points at is up but no longer holds the data (404): the
+    /// child was deleted so the stage runs again.
+    #[error("node {node} no longer holds the {stage} data ({url}); redoing that stage")]
+    DataGone {
+        /// The node that produced the data.
+        node: u32,
+        /// The stage (`extracted`, `transformed`).
+        stage: &'static str,
+        /// What was asked for.
+        url: String,
+    },
     /// A znode holds JSON that does not parse.
     #[error("{what} JSON: {source}")]
     Json {
@@ -118,6 +129,9 @@ pub enum RuntimeError {
     /// The task writing a loaded process's termin panicked or was cancelled.
     #[error("finishing a process: {0}")]
     Finishing(#[from] tokio::task::JoinError),
+    /// The task working on one batch of an Extract or Transform worker panicked.
+    #[error("a stage task ended abnormally: {0}")]
+    StageTask(tokio::task::JoinError),
 }
 
 impl RuntimeError {

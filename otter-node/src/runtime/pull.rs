@@ -36,6 +36,17 @@ pub(crate) async fn pull(
     }
     match fetch(http, &produced.url).await {
         Ok(d) => Ok(StageData::decode(stage, &d)?),
+        // The producer is up but answers that it has no such data (it forgot it, or it is a
+        // batch of an earlier window that had the same number): nothing will bring it back, so
+        // the stage is redone instead of asked again forever.
+        Err(FetchError::Status(reqwest::StatusCode::NOT_FOUND)) if stage != Stage::Selected => {
+            let _ = zk.delete(&child, None).await;
+            Err(RuntimeError::DataGone {
+                node: produced.node,
+                stage: stage.name(),
+                url: produced.url,
+            })
+        }
         Err(source) => {
             let gone = matches!(
                 zk.check_stat(&otter_paths::node(produced.node)).await,

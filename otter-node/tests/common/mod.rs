@@ -4,6 +4,7 @@
 
 pub mod shop;
 pub mod sites;
+pub mod wan;
 
 use std::time::{Duration, Instant};
 
@@ -26,24 +27,61 @@ impl Node {
     }
 
     pub fn start_with_env(dir: &TestDir, id: u32, zk: &ZooKeeper, env: &[(&str, &str)]) -> Node {
-        Self::start_full(dir, id, zk, "127.0.0.1:0", None, env, GRACE_MS)
+        Self::start_full(
+            dir,
+            id,
+            &zk.connect_string(),
+            "127.0.0.1:0",
+            None,
+            env,
+            GRACE_MS,
+        )
     }
 
     /// A node whose standby roles wait `grace_ms` after a holder vanished.
     pub fn start_with_grace(dir: &TestDir, id: u32, zk: &ZooKeeper, grace_ms: u64) -> Node {
-        Self::start_full(dir, id, zk, "127.0.0.1:0", None, &[], grace_ms)
+        Self::start_full(
+            dir,
+            id,
+            &zk.connect_string(),
+            "127.0.0.1:0",
+            None,
+            &[],
+            grace_ms,
+        )
     }
 
     /// A node on a fixed `--http` address that others reach at `advertise` (e.g. through a fault
     /// proxy standing for the link between two sites).
     pub fn start_at(dir: &TestDir, id: u32, zk: &ZooKeeper, http: &str, advertise: &str) -> Node {
-        Self::start_full(dir, id, zk, http, Some(advertise), &[], GRACE_MS)
+        Self::start_full(
+            dir,
+            id,
+            &zk.connect_string(),
+            http,
+            Some(advertise),
+            &[],
+            GRACE_MS,
+        )
+    }
+
+    /// A node in one site of several: `zk_servers` is its own `--zk` string (e.g. its site's
+    /// observers first, then the voters across the WAN), `http`/`advertise` as in
+    /// [`Node::start_at`].
+    pub fn start_in_site(
+        dir: &TestDir,
+        id: u32,
+        zk_servers: &str,
+        http: &str,
+        advertise: &str,
+    ) -> Node {
+        Self::start_full(dir, id, zk_servers, http, Some(advertise), &[], GRACE_MS)
     }
 
     fn start_full(
         dir: &TestDir,
         id: u32,
-        zk: &ZooKeeper,
+        zk_servers: &str,
         http: &str,
         advertise: Option<&str>,
         env: &[(&str, &str)],
@@ -52,14 +90,7 @@ impl Node {
         let log = dir.path().join(format!("node-{id}.log"));
         let data = dir.path().join(format!("data-{id}"));
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_otter-node"));
-        cmd.args([
-            "--id",
-            &id.to_string(),
-            "--zk",
-            &zk.connect_string(),
-            "--http",
-            http,
-        ]);
+        cmd.args(["--id", &id.to_string(), "--zk", zk_servers, "--http", http]);
         if let Some(a) = advertise {
             cmd.args(["--advertise", a]);
         }

@@ -443,7 +443,7 @@ impl Loader {
         match outcome {
             Ok(Attempt::Fenced(newer)) => Err(fenced(fence, newer)),
             Ok(Attempt::Committed) => {
-                metrics::counter!("otter_load_rows_total").increment(table.rows as u64);
+                metrics::counter!("otter_load_rows_total", "pipeline" => self.mark.pipeline.to_string()).increment(table.rows as u64);
                 Ok(LoadStats {
                     rows: table.rows,
                     statements: table.statements.len(),
