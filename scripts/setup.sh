@@ -53,3 +53,20 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "setup.sh: cargo not found: install a Rust toolchain (rustup) first" >&2
   exit 1
 fi
+
+# Kafka-protocol broker of the Kafka MQ tests (Debian has none): tansu from crates.io, with its
+# SQLite storage engine (libsql), run as a local process by the harness (tests/src/kafka.rs).
+# Built in its own target directory, removed afterwards; 57 minutes on two cores shared with other builds.
+TANSU_VERSION=0.6.0
+if command -v tansu >/dev/null 2>&1 || [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
+  echo "setup.sh: tansu present"
+else
+  echo "setup.sh: installing tansu $TANSU_VERSION (cargo install, several minutes)"
+  tansu_build=$(mktemp -d /tmp/tansu-build.XXXXXX)
+  CARGO_TARGET_DIR="$tansu_build" cargo install --locked tansu --version "$TANSU_VERSION" \
+    --features libsql >/tmp/cdc-setup-tansu.log 2>&1 || {
+    echo "setup.sh: cargo install tansu failed; log:" >&2; tail -n 30 /tmp/cdc-setup-tansu.log >&2
+    rm -rf "$tansu_build"; exit 1; }
+  rm -rf "$tansu_build"
+  echo "setup.sh: installed tansu $TANSU_VERSION"
+fi

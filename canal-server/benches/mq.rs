@@ -1,12 +1,14 @@
 //! MQ mode throughput: rows/s from a local MariaDB through the `canal-server` binary into a local
-//! RabbitMQ (flat messages, publisher confirms, persistent messages on a durable queue), next to
-//! `canal-client tail` (JSON lines to /dev/null) against a fresh server over the same binlog range
-//! in the same run, interleaved.
+//! RabbitMQ (flat messages, publisher confirms, persistent messages on a durable queue) and into a
+//! local Kafka-protocol broker (tansu with SQLite storage; flat messages, acks=all, one
+//! partition), next to `canal-client tail` (JSON lines to /dev/null) against a fresh server over
+//! the same binlog range in the same run, interleaved.
 //!
 //! `cargo build --release -p canal-client && cargo bench -p canal-server --bench mq`
 //!
 //! Knobs: `BENCH_TABLE_ROWS` (workload size, as the e2e bench; default 40000), `BENCH_RUNS`
-//! (default 3), `BENCH_MQ_EXTRA` (more `[destinations.example.mq]` keys, e.g. `batch_size = 500`),
+//! (default 3), `BENCH_MQ_EXTRA` (more `[destinations.example.mq]` keys for both brokers, e.g.
+//! `batch_size = 500`),
 //! `BENCH_TAIL_BIN` (default `$CARGO_TARGET_DIR/release/canal-client`). The clock
 //! runs from spawning the server to the last row confirmed by the broker (the server's
 //! `canal_mq_rows` metric) or acked by tail (its `canal_client_rows_total`). Prints a table;
@@ -23,7 +25,7 @@ use anyhow::{bail, Context, Result};
 use common::tail::{default_tail_bin, TailProcess, TAIL_POLL_MS};
 use common::*;
 use harness::bench::env_num;
-use harness::{ManagedProcess, RabbitMq};
+use harness::{Kafka, ManagedProcess, RabbitMq};
 
 fn main() -> ExitCode {
     if std::env::args().any(|a| a == "--list") {
@@ -106,13 +108,14 @@ impl Server {
     }
 }
 
-fn run_mq(bin: &Path, spec: &Spec, uri: &str) -> Result<f64> {
+/// `mq` is the broker's part of `[destinations.example.mq]` (mode, servers, topic).
+fn run_mq(bin: &Path, spec: &Spec, mq: &str) -> Result<f64> {
     let started = Instant::now();
     let server = Server::start(
         bin,
         spec,
         &format!(
-            "[destinations.example.mq]\nservers = \"{uri}\"\ntopic = \"bench\"\n{}\n",
+            "[destinations.example.mq]\n{mq}\n{}\n",
             std::env::var("BENCH_MQ_EXTRA").unwrap_or_default()
         ),
     )?;
@@ -186,7 +189,11 @@ fn run() -> Result<()> {
     let spec = workload.spec.clone();
     let rabbit = rt.block_on(RabbitMq::start())?;
     let uri = rabbit.uri();
-    let (mut mq, mut tail) = (Vec::new(), Vec::new());
+    let kafka = rt.block_on(Kafka::start())?;
+    let kafka_client = rt
+        .block_on(rskafka::client::ClientBuilder::new(vec![kafka.bootstrap()]).build())
+        .context("connect to tansu")?;
+    let (mut mq, mut kf, mut tail) = (Vec::new(), Vec::new(), Vec::new());
     for run in 1..=runs {
         // A fresh queue per run (the broker keeps what earlier runs published otherwise).
         rt.block_on(async {
@@ -202,22 +209,43 @@ fn run() -> Result<()> {
             conn.close(200, "ok".into()).await
         })
         .context("declare the bench queue")?;
-        let m = run_mq(&server_bin, &spec, &uri)?;
+        let m = run_mq(
+            &server_bin,
+            &spec,
+            &format!("servers = \"{uri}\"\ntopic = \"bench\""),
+        )?;
+        // A fresh topic per run.
+        let topic = format!("bench{run}");
+        rt.block_on(
+            kafka_client
+                .controller_client()?
+                .create_topic(&topic, 1, 1, 5_000),
+        )
+        .context("create the bench topic")?;
+        let k = run_mq(
+            &server_bin,
+            &spec,
+            &format!(
+                "mode = \"kafka\"\nservers = \"{}\"\ntopic = \"{topic}\"\nmax_message_bytes = 1048576",
+                kafka.bootstrap()
+            ),
+        )?;
         let t = run_tail(&server_bin, &tail_bin, &spec)?;
         println!(
-            "run {run}: rabbitmq {:>10.0} rows/s   tail {:>10.0} rows/s   ratio {:.2}",
-            m,
-            t,
-            m / t
+            "run {run}: rabbitmq {m:>10.0} rows/s   kafka {k:>10.0} rows/s   tail {t:>10.0} rows/s   rabbitmq/tail {:.2}   kafka/tail {:.2}",
+            m / t,
+            k / t
         );
         mq.push(m);
+        kf.push(k);
         tail.push(t);
     }
-    let (m, t) = (median(mq), median(tail));
+    let (m, k, t) = (median(mq), median(kf), median(tail));
     println!(
-        "median of {runs} runs, {} row changes: rabbitmq {m:.0} rows/s, tail {t:.0} rows/s, rabbitmq ÷ tail = {:.2}",
+        "median of {runs} runs, {} row changes: rabbitmq {m:.0} rows/s, kafka {k:.0} rows/s, tail {t:.0} rows/s; rabbitmq ÷ tail = {:.2}, kafka ÷ tail = {:.2}",
         spec.rows,
-        m / t
+        m / t,
+        k / t
     );
     Ok(())
 }

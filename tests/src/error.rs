@@ -13,6 +13,14 @@ pub enum HarnessError {
         /// The Debian package that provides it.
         package: &'static str,
     },
+    /// A program installed with `cargo install` is missing.
+    #[error("`{program}` not found: `{install}` (scripts/setup.sh does), or set TANSU_BIN")]
+    MissingCargoTool {
+        /// The executable that was looked for.
+        program: String,
+        /// The command that installs it.
+        install: &'static str,
+    },
     /// A server did not become ready in time or exited while starting.
     #[error("{what} did not start: {reason}; log {log}:\n{tail}")]
     NotReady {

@@ -19,6 +19,7 @@
 //! - [`Redis`]: a Redis server (`redis-server` package) with an fsynced append-only file, process
 //!   faults, and a minimal RESP client ([`Redis::command`]).
 //! - [`TestCerts`]: a CA, server and client certificates made with `openssl`, for TLS tests.
+//! - [`Kafka`]: a Kafka-protocol broker (`tansu` from crates.io, SQLite storage) with stop/restart.
 //! - [`CanalServer`]: the `canal-server` binary against a [`MariaDb`], with process faults;
 //!   [`canal_server_bin`] and [`otter_node_bin`] build those binaries for tests of other crates.
 //! - [`bench`]: helpers shared by the benchmark programs (`/proc` CPU time, the other-work watcher,
@@ -29,6 +30,7 @@ pub mod bench;
 mod canal_server;
 mod error;
 mod fault_proxy;
+mod kafka;
 mod mariadb;
 mod ports;
 mod process;
@@ -42,6 +44,7 @@ pub use canal_server::{
 };
 pub use error::{HarnessError, Result};
 pub use fault_proxy::{FaultProxy, ProxyMode, Wan, MAX_IN_FLIGHT};
+pub use kafka::{tansu_bin, Kafka};
 pub use mariadb::{BinlogPosition, MariaDb, MariaDbOptions, ReplicationUser, RowMetadata};
 pub use ports::free_port;
 pub use process::{ManagedProcess, TestDir};

@@ -12,6 +12,34 @@ use crate::config::ConfigError;
 pub enum MqMode {
     /// RabbitMQ (AMQP 0.9.1), `canal.serverMode = rabbitMQ`.
     Rabbitmq,
+    /// Kafka (any Kafka-protocol broker), `canal.serverMode = kafka`.
+    Kafka,
+}
+
+impl MqMode {
+    /// The name `/health` shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            MqMode::Rabbitmq => "rabbitmq",
+            MqMode::Kafka => "kafka",
+        }
+    }
+}
+
+/// `kafka.compression.type`: how a Kafka produce request's records are compressed.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum KafkaCompression {
+    /// No compression (Canal's default).
+    None,
+    /// gzip.
+    Gzip,
+    /// Snappy.
+    Snappy,
+    /// LZ4.
+    Lz4,
+    /// Zstandard.
+    Zstd,
 }
 
 /// What to do with a message larger than `max_message_bytes`.
@@ -31,7 +59,7 @@ pub enum OversizePolicy {
 pub struct MqConfig {
     /// `canal.serverMode`.
     pub mode: MqMode,
-    /// Broker URI (`rabbitmq.host`, `rabbitmq.virtual.host`, `rabbitmq.username`,
+    /// Kafka: `kafka.bootstrap.servers`, `host:port` pairs, comma separated. RabbitMQ: the broker URI (`rabbitmq.host`, `rabbitmq.virtual.host`, `rabbitmq.username`,
     /// `rabbitmq.password` in one `amqp://user:pass@host:port/vhost`). `env:NAME` reads it from
     /// the environment.
     pub servers: String,
@@ -75,6 +103,10 @@ pub struct MqConfig {
     pub max_message_bytes: usize,
     /// What happens to larger messages.
     pub oversize: OversizePolicy,
+    /// `kafka.acks`: only `"all"` (the Kafka client always waits for every in-sync replica).
+    pub acks: String,
+    /// `kafka.compression.type`.
+    pub compression: KafkaCompression,
 }
 
 impl Default for MqConfig {
@@ -101,6 +133,8 @@ impl Default for MqConfig {
             delivery_mode: 2,
             max_message_bytes: 16 * 1024 * 1024,
             oversize: OversizePolicy::SplitRows,
+            acks: "all".into(),
+            compression: KafkaCompression::None,
         }
     }
 }
@@ -133,6 +167,20 @@ impl MqConfig {
         if !matches!(self.delivery_mode, 1 | 2) {
             return Err(err("delivery_mode", "must be 1 or 2".into()));
         }
+        if self.mode == MqMode::Kafka {
+            if !matches!(self.acks.as_str(), "all" | "-1") {
+                return Err(err(
+                    "acks",
+                    format!(
+                        "{:?} is not supported: the Kafka producer always waits for all in-sync replicas (acks = \"all\")",
+                        self.acks
+                    ),
+                ));
+            }
+            if !self.servers.starts_with("env:") {
+                super::kafka::parse_servers(&self.servers).map_err(|m| err("servers", m))?;
+            }
+        }
         super::route::Router::new(self).map_err(|e| err(e.key, e.message))?;
         if !self.flat_message && !self.partition_hash.trim().is_empty() {
             return Err(err(
@@ -142,5 +190,41 @@ impl MqConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &str) -> Result<MqConfig, String> {
+        let c: MqConfig = toml::from_str(extra).map_err(|e| e.to_string())?;
+        c.validate("destinations.x.mq").map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    #[test]
+    fn kafka_example_is_valid() {
+        let text = include_str!("../../../config/canal-server-kafka.toml");
+        let cfg = crate::config::ServerConfig::from_toml(text)
+            .expect("config/canal-server-kafka.toml is valid");
+        let mq = cfg.destinations["example"].mq.clone().expect("mq section");
+        assert_eq!(mq.mode, MqMode::Kafka);
+        assert_eq!(mq.compression, KafkaCompression::None);
+        assert_eq!(mq.max_message_bytes, 1_048_576);
+    }
+
+    #[test]
+    fn kafka_keys_are_checked() {
+        let base = "mode = \"kafka\"\nservers = \"127.0.0.1:9092\"\n";
+        assert!(parse(base).is_ok());
+        assert!(parse(&format!("{base}compression = \"zstd\"\nacks = \"-1\"\n")).is_ok());
+        let e = parse(&format!("{base}acks = \"1\"\n")).unwrap_err();
+        assert!(e.contains("destinations.x.mq.acks"), "{e}");
+        let e = parse("mode = \"kafka\"\nservers = \"amqp://h:1\"\n").unwrap_err();
+        assert!(e.contains("destinations.x.mq.servers"), "{e}");
+        assert!(parse(&format!("{base}compression = \"brotli\"\n")).is_err());
+        // RabbitMQ ignores the Kafka keys' defaults.
+        assert!(parse("servers = \"amqp://h:1/%2f\"\n").is_ok());
     }
 }

@@ -1,10 +1,10 @@
-//! MQ mode: a destination publishes its row changes to a broker (RabbitMQ) as Canal's MQ mode
+//! MQ mode: a destination publishes its row changes to a broker (Kafka or RabbitMQ) as Canal's MQ mode
 //! does, as an in-process client of its store.
 //!
 //! The publisher is client `client_id` (Canal: 1001, empty filter) of the destination's store:
 //! it GETs a batch, builds its messages (`message`: Canal's flat JSON from `canal-client`'s flat
 //! module, split by partition by `route`, or the protobuf `Packet`), publishes them in order and
-//! waits for the broker's confirm of every one (`rabbit`), and only then ACKs the batch. Its
+//! waits for the broker's confirm of every one (`kafka`, `rabbit`), and only then ACKs the batch. Its
 //! cursor is persisted like any client's (meta file or ZooKeeper), so a restart or an HA
 //! failover resumes from the last confirmed batch: at most the unconfirmed tail is published
 //! twice, nothing is skipped. A failed publish (broker down, nack, unroutable, timeout) is
@@ -14,23 +14,29 @@
 //! loses its session.
 //!
 //! One file per job: `config` (the keys), `route` (topics and partitions), `message` (bodies and
-//! the size policy), `rabbit` (the producer), `publisher` (the loop and its state).
+//! the size policy), `kafka` and `rabbit` (the producers, behind `producer`), `publisher` (the
+//! loop and its state).
 
 mod config;
+mod kafka;
 mod message;
+mod producer;
 mod publisher;
 mod rabbit;
 pub mod route;
 
-pub use config::{MqConfig, MqMode, OversizePolicy};
+pub use config::{KafkaCompression, MqConfig, MqMode, OversizePolicy};
+pub use kafka::KafkaProducer;
 pub use message::{build, Outgoing};
+pub use producer::Producer;
 pub use publisher::{spawn, ProducerState, ProducerStatus, StatusCell};
 pub use rabbit::RabbitProducer;
 
 /// Why publishing a batch failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MqError {
-    /// The broker could not be reached, closed the connection, nacked or did not confirm.
+    /// The broker could not be reached, closed the connection, nacked, did not confirm, or (Kafka)
+    /// the topic lacks the partition.
     #[error("broker: {0}")]
     Broker(String),
     /// A mandatory message matched no queue: nothing is bound to its routing key.

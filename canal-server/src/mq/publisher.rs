@@ -8,7 +8,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::rabbit::{Pending, RabbitProducer};
+use super::producer::{Pending, Producer};
 use super::route::Router;
 use super::{build, MqConfig, MqError};
 use crate::instance::Instance;
@@ -33,7 +33,7 @@ pub enum ProducerState {
 /// The producer's state and counters, for `/health`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProducerStatus {
-    /// `rabbitmq`.
+    /// `kafka` or `rabbitmq`.
     pub mode: &'static str,
     /// The internal client id.
     pub client_id: i16,
@@ -73,7 +73,7 @@ pub fn spawn(
     cancel: CancellationToken,
 ) -> (tokio::task::JoinHandle<()>, StatusCell) {
     let status = Arc::new(Mutex::new(ProducerStatus {
-        mode: "rabbitmq",
+        mode: c.mode.name(),
         client_id: c.client_id,
         state: ProducerState::Connecting,
         error: None,
@@ -128,7 +128,7 @@ struct Loop<'a> {
     uri: String,
     name: String,
     status: &'a StatusCell,
-    producer: Option<RabbitProducer>,
+    producer: Option<Producer>,
     in_flight: VecDeque<InFlight>,
     start_persisted: bool,
 }
@@ -231,7 +231,7 @@ impl Loop<'_> {
                 build(self.c, &self.router, batch.id, &batch.entries).map_err(Round::Retry)?;
             drop(inst);
             if self.producer.is_none() {
-                let p = RabbitProducer::connect(self.c, &self.uri)
+                let p = Producer::connect(self.c, &self.uri)
                     .await
                     .map_err(Round::Retry)?;
                 info!(destination = %self.name, "MQ publisher connected");

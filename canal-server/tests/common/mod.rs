@@ -1,6 +1,7 @@
 //! Shared helpers for canal-server integration tests against a real MariaDB.
 #![allow(dead_code)]
 
+pub mod mq;
 pub mod server;
 
 use std::path::PathBuf;
