@@ -56,14 +56,18 @@ fi
 
 # Kafka-protocol broker of the Kafka MQ tests (Debian has none): tansu from crates.io, with its
 # SQLite storage engine (libsql), run as a local process by the harness (tests/src/kafka.rs).
-# Built in its own target directory, removed afterwards; 57 minutes on two cores shared with other builds.
+# Built in its own target directory, removed afterwards. The full release profile took 57 minutes
+# on two cores shared with other builds; the tests need a working broker, not a fast one, so it is
+# built at opt-level 1 without LTO or debug info, which cuts most of the compile time.
 TANSU_VERSION=0.6.0
 if command -v tansu >/dev/null 2>&1 || [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
   echo "setup.sh: tansu present"
 else
   echo "setup.sh: installing tansu $TANSU_VERSION (cargo install, several minutes)"
   tansu_build=$(mktemp -d /tmp/tansu-build.XXXXXX)
-  CARGO_TARGET_DIR="$tansu_build" cargo install --locked tansu --version "$TANSU_VERSION" \
+  CARGO_TARGET_DIR="$tansu_build" CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_LTO=off \
+    CARGO_PROFILE_RELEASE_CODEGEN_UNITS=256 CARGO_PROFILE_RELEASE_DEBUG=0 \
+    cargo install --locked tansu --version "$TANSU_VERSION" \
     --features libsql >/tmp/cdc-setup-tansu.log 2>&1 || {
     echo "setup.sh: cargo install tansu failed; log:" >&2; tail -n 30 /tmp/cdc-setup-tansu.log >&2
     rm -rf "$tansu_build"; exit 1; }
