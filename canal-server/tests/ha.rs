@@ -37,18 +37,6 @@ async fn ha_server(db: &MariaDb, zk_servers: &str) -> ServerProc {
     .await
 }
 
-async fn running_address(zk: &zookeeper_client::Client) -> Option<String> {
-    let (data, _) = tokio::time::timeout(
-        Duration::from_secs(2),
-        zk.get_data("/otter/canal/destinations/example/running"),
-    )
-    .await
-    .ok()?
-    .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&data).ok()?;
-    v["address"].as_str().map(str::to_string)
-}
-
 async fn wait_running(
     zk: &zookeeper_client::Client,
     want: Option<&str>,

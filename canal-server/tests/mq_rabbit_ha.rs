@@ -11,26 +11,6 @@ use harness::{MariaDb, RabbitMq, ZooKeeper};
 use lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 
-async fn running_address(zk: &zookeeper_client::Client) -> Option<String> {
-    let (data, _) = tokio::time::timeout(
-        Duration::from_secs(2),
-        zk.get_data("/otter/canal/destinations/example/running"),
-    )
-    .await
-    .ok()?
-    .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&data).ok()?;
-    v["address"].as_str().map(str::to_string)
-}
-
-async fn wait_running(zk: &zookeeper_client::Client, want: &str) {
-    let until = Instant::now() + Duration::from_secs(60);
-    while running_address(zk).await.as_deref() != Some(want) {
-        assert!(Instant::now() < until, "running node never became {want}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_of_the_active_standby_publishes_from_the_last_confirmed_cursor() {
     harness::init_tracing();
@@ -60,7 +40,7 @@ async fn kill9_of_the_active_standby_publishes_from_the_last_confirmed_cursor() 
     let mut a =
         ServerProc::start_with(server_bin(), &db, "flush_period_ms = 0\n", "", &extra).await;
     let zc = zk.client(Duration::from_secs(10)).await.unwrap();
-    wait_running(&zc, &a.addr()).await;
+    wait_running_at(&zc, &a.addr()).await;
     wait_streaming(&a).await;
     let b = ServerProc::start_with(server_bin(), &db, "flush_period_ms = 0\n", "", &extra).await;
     let standby = http_get(b.admin_port, "/health").await.unwrap();
@@ -82,7 +62,7 @@ async fn kill9_of_the_active_standby_publishes_from_the_last_confirmed_cursor() 
             a.kill9();
         }
     }
-    wait_running(&zc, &b.addr()).await;
+    wait_running_at(&zc, &b.addr()).await;
 
     let mut ids: Vec<i64> = Vec::new();
     let until = Instant::now() + Duration::from_secs(120);

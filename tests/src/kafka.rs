@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{HarnessError, Result};
 use crate::ports::free_port;
@@ -82,25 +82,16 @@ impl Kafka {
             cmd,
             &self.log_path(),
         )?);
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(p) = self.broker.as_mut() {
-                if let Some(status) = p.try_exit_status() {
-                    self.broker = None;
-                    return Err(self.not_ready(format!("tansu exited with {status}")));
-                }
-            }
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(self.not_ready(format!("no listener after {START_TIMEOUT:?}")));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let port = self.port;
+        crate::process::wait_listening(
+            &mut self.broker,
+            port,
+            ("tansu", "listener"),
+            START_TIMEOUT,
+            Duration::from_millis(50),
+        )
+        .await
+        .map_err(|reason| self.not_ready(reason))
     }
 
     fn not_ready(&self, reason: String) -> HarnessError {

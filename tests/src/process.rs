@@ -276,3 +276,34 @@ pub(crate) fn find_program(program: &str, package: &'static str) -> Result<PathB
             package,
         })
 }
+
+/// Waits until the process in `slot` accepts TCP connections on `127.0.0.1:port`, polling every
+/// `poll` for at most `timeout`. On failure says why (`program` exited, or no `listener`), for the
+/// caller's [`crate::error::HarnessError::NotReady`]; a process that exited is taken out of `slot`.
+pub(crate) async fn wait_listening(
+    slot: &mut Option<ManagedProcess>,
+    port: u16,
+    (program, listener): (&str, &str),
+    timeout: std::time::Duration,
+    poll: std::time::Duration,
+) -> std::result::Result<(), String> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(p) = slot.as_mut() {
+            if let Some(status) = p.try_exit_status() {
+                *slot = None;
+                return Err(format!("{program} exited with {status}"));
+            }
+        }
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!("no {listener} after {timeout:?}"));
+        }
+        tokio::time::sleep(poll).await;
+    }
+}

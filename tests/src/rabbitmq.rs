@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{io_err, HarnessError, Result};
 use crate::ports::free_port;
@@ -102,26 +102,17 @@ impl RabbitMq {
             self.command_line(),
             &self.log_path(),
         )?);
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(p) = self.broker.as_mut() {
-                if let Some(status) = p.try_exit_status() {
-                    self.broker = None;
-                    return Err(self.not_ready(format!("rabbitmq-server exited with {status}")));
-                }
-            }
-            // The AMQP listener opens once the broker has booted.
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(self.not_ready(format!("no AMQP listener after {START_TIMEOUT:?}")));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        // The AMQP listener opens once the broker has booted.
+        let port = self.port;
+        crate::process::wait_listening(
+            &mut self.broker,
+            port,
+            ("rabbitmq-server", "AMQP listener"),
+            START_TIMEOUT,
+            Duration::from_millis(100),
+        )
+        .await
+        .map_err(|reason| self.not_ready(reason))
     }
 
     fn not_ready(&self, reason: String) -> HarnessError {

@@ -255,3 +255,28 @@ pub fn row_ids(es: &[canal_protocol::entry::Entry]) -> Vec<String> {
     }
     out
 }
+
+/// The address in destination `example`'s `running` znode (Canal's JSON), if any.
+pub async fn running_address(zk: &zookeeper_client::Client) -> Option<String> {
+    let (data, _) = tokio::time::timeout(
+        Duration::from_secs(2),
+        zk.get_data("/otter/canal/destinations/example/running"),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&data).ok()?;
+    v["address"].as_str().map(str::to_string)
+}
+
+/// Waits up to 60 s until destination `example` runs at `want`.
+pub async fn wait_running_at(zk: &zookeeper_client::Client, want: &str) {
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while running_address(zk).await.as_deref() != Some(want) {
+        assert!(
+            std::time::Instant::now() < until,
+            "running node never became {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
