@@ -86,7 +86,7 @@ async fn create(zk: &zookeeper_client::Client, path: &str, mode: CreateMode) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stage_exception_stuck_batch_and_conflict_alarms_fire_pause_and_recover() {
+async fn stage_exception_stuck_batch_position_and_conflict_alarms_fire_pause_and_recover() {
     init_tracing();
     let zk = ZooKeeper::start().await.unwrap();
     let client = zk.client(Duration::from_secs(10)).await.unwrap();
@@ -117,6 +117,19 @@ async fn stage_exception_stuck_batch_and_conflict_alarms_fire_pause_and_recover(
         .unwrap();
     let first = zk_coord::otter_paths::process(cid, pid, "p0000000001");
     create(&client, &first, CreateMode::Persistent).await;
+    // The cursor the pipeline's Select acknowledged, as its embedded destination writes it.
+    let cursor = zk_coord::paths::cursor(
+        &otter_node::pipeline::select::destination_name(pid),
+        pid as i16,
+    );
+    let at = |offset: i64| {
+        let mut p = canal_protocol::position::LogPosition::default();
+        p.position.journal_name = Some("mysql-bin.000003".into());
+        p.position.position = Some(offset);
+        p.to_cursor_json().into_bytes()
+    };
+    zk_coord::ensure_path(&client, &cursor).await.unwrap();
+    client.set_data(&cursor, &at(1234), None).await.unwrap();
 
     let (hook_port, mut hooks) = webhook_receiver().await;
     let hook = format!("http://127.0.0.1:{hook_port}/hook");
@@ -128,6 +141,7 @@ async fn stage_exception_stuck_batch_and_conflict_alarms_fire_pause_and_recover(
             "[console]\nsample_secs = 1\n\n\
              [[console.users]]\nname = \"victor\"\npassword_hash = \"{}\"\nrole = \"viewer\"\n\n\
              [[console.alarms]]\nname = \"stuck\"\nkind = \"process_stuck\"\npipeline = {pid}\nabove_secs = 3.0\nwebhook = \"{hook}\"\n\n\
+             [[console.alarms]]\nname = \"position\"\nkind = \"position_stuck\"\npipeline = {pid}\nabove_secs = 3.0\nwebhook = \"{hook}\"\n\n\
              [[console.alarms]]\nname = \"conflicts\"\nkind = \"conflicts\"\npipeline = {pid}\nabove_per_min = 100.0\nwebhook = \"{hook}\"\n\n\
              [[console.alarms]]\nname = \"stage\"\nkind = \"stage_exception\"\npipeline = {pid}\npause_secs = 5\nauto_recovery = true\nwebhook = \"{hook}\"\n",
             otter_manager::console::hash_password("victor-pass").unwrap()
@@ -161,6 +175,22 @@ async fn stage_exception_stuck_batch_and_conflict_alarms_fire_pause_and_recover(
     assert_eq!(resolved["state"], "resolved", "{resolved}");
     // (An empty window from here on: nothing can be stuck while the rest is tested.)
     client.delete(&second, None).await.unwrap();
+
+    // The acknowledged position stays put for more than 3 s: fires, naming it; it moves:
+    // resolved. (The cursor then goes: nothing left to watch.)
+    let fired = next_of(&mut hooks, &mut aside, "position").await;
+    assert_eq!(fired["state"], "firing", "{fired}");
+    assert!(
+        fired["detail"]
+            .as_str()
+            .unwrap()
+            .contains("source position mysql-bin.000003:1234 unchanged for"),
+        "{fired}"
+    );
+    client.set_data(&cursor, &at(5678), None).await.unwrap();
+    let resolved = next_of(&mut hooks, &mut aside, "position").await;
+    assert_eq!(resolved["state"], "resolved", "{resolved}");
+    client.delete(&cursor, None).await.unwrap();
 
     // 500 conflicts within one sample: far above 100 a minute; none after: resolved.
     conflicts.fetch_add(500, Ordering::SeqCst);

@@ -80,6 +80,8 @@ async fn browser_drives_a_real_channel_through_start_load_and_a_target_outage_al
     let pid = channel.pipeline.id;
     let (hook_port, mut hooks) = sites::webhook_receiver().await;
     let alarm = format!("pipeline {pid} delay");
+    // Shown in the console only (the webhook receiver counts the delay alarm's calls).
+    let position_alarm = format!("pipeline {pid} position");
 
     let config = dir.path().join("manager.toml");
     std::fs::write(
@@ -90,7 +92,9 @@ async fn browser_drives_a_real_channel_through_start_load_and_a_target_outage_al
              [[console.users]]\nname = \"victor\"\npassword_hash = \"{}\"\nrole = \"viewer\"\n\n\
              [[console.alarms]]\nname = \"{alarm}\"\nkind = \"delay\"\npipeline = {pid}\n\
              above_secs = {DELAY_ALARM_SECS}.0\nfor_secs = 2\n\
-             webhook = \"http://127.0.0.1:{hook_port}/hook\"\n",
+             webhook = \"http://127.0.0.1:{hook_port}/hook\"\n\n\
+             [[console.alarms]]\nname = \"{position_alarm}\"\nkind = \"position_stuck\"\n\
+             pipeline = {pid}\nabove_secs = {DELAY_ALARM_SECS}.0\n",
             hash_password("olga-pass").unwrap(),
             hash_password("victor-pass").unwrap()
         ),
@@ -222,8 +226,12 @@ async fn browser_drives_a_real_channel_through_start_load_and_a_target_outage_al
         &c,
         &base,
         Duration::from_secs(120),
-        "the delay alarm firing in the console",
-        |html| alarm_row(html, &alarm).is_some_and(|r| r.contains("alarm firing")),
+        "the delay and position alarms firing in the console",
+        |html| {
+            [&alarm, &position_alarm]
+                .iter()
+                .all(|a| alarm_row(html, a).is_some_and(|r| r.contains("alarm firing")))
+        },
     )
     .await;
     screenshot(&c, "alarm").await;
@@ -242,8 +250,12 @@ async fn browser_drives_a_real_channel_through_start_load_and_a_target_outage_al
         &c,
         &base,
         Duration::from_secs(180),
-        "the delay alarm resolved in the console",
-        |html| alarm_row(html, &alarm).is_some_and(|r| r.contains("alarm ok")),
+        "the delay and position alarms resolved in the console",
+        |html| {
+            [&alarm, &position_alarm]
+                .iter()
+                .all(|a| alarm_row(html, a).is_some_and(|r| r.contains("alarm ok")))
+        },
     )
     .await;
     let resolved = sites::next_hook(&mut hooks, "resolved", Duration::from_secs(60)).await;

@@ -43,6 +43,16 @@ pub enum Condition {
         /// Threshold, seconds.
         above_secs: f64,
     },
+    /// The pipeline's source position (the binlog position its Select has acknowledged, the
+    /// cursor in ZooKeeper) has not moved for more than `above_secs` while the channel is
+    /// started: Otter's position timeout. An idle source still moves it (the pipeline's own
+    /// heartbeats are in the binlog), so an unmoving position means nothing completes.
+    PositionStuck {
+        /// The pipeline.
+        pipeline: u32,
+        /// Threshold, seconds.
+        above_secs: f64,
+    },
     /// More than `above_per_min` conflicts per minute at the pipeline's target
     /// (`otter_conflicts_total`).
     Conflicts {
@@ -94,6 +104,7 @@ impl Condition {
             Condition::Delay { pipeline, .. }
             | Condition::StageException { pipeline }
             | Condition::ProcessStuck { pipeline, .. }
+            | Condition::PositionStuck { pipeline, .. }
             | Condition::Conflicts { pipeline, .. } => Some(*pipeline),
             Condition::NodeDown { .. } | Condition::DestinationNotRunning { .. } => None,
         }
@@ -205,6 +216,23 @@ impl Alarms {
                         format!("pipeline {pipeline} oldest batch in flight for {age:.0} s"),
                     )),
                     None => Some((false, format!("pipeline {pipeline}: no batch in flight"))),
+                },
+                Condition::PositionStuck {
+                    pipeline,
+                    above_secs,
+                } => match sample.position_age_s.get(pipeline) {
+                    Some(age) => Some((
+                        *age > *above_secs,
+                        format!(
+                            "pipeline {pipeline} source position {} unchanged for {age:.0} s",
+                            sample
+                                .position
+                                .get(pipeline)
+                                .map(String::as_str)
+                                .unwrap_or("?")
+                        ),
+                    )),
+                    None => Some((false, format!("pipeline {pipeline}: no position to watch"))),
                 },
                 Condition::Conflicts {
                     pipeline,

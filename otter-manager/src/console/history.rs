@@ -1,10 +1,10 @@
-//! Metric history: every `sample_secs` the manager reads each pipeline's delay (from ZooKeeper)
-//! and its oldest batch in flight (from ZooKeeper), and each live node's counters per pipeline
-//! (rows loaded, stage failures, conflicts: [`super::metrics`]) from its `/metrics`, and keeps the
-//! samples in
-//! a bounded in-memory ring (24 h at 10 s by default: 8,640 samples, a few MB at most). With
-//! `[console] data_dir` the samples are also written to `history.jsonl` there and read back at
-//! start ([`super::store`]); without it a restarted manager starts an empty history.
+//! Metric history: every `sample_secs` the manager reads from ZooKeeper each pipeline's delay,
+//! its oldest batch in flight and the source position its Select acknowledged, and from each
+//! live node's `/metrics` its counters per pipeline (rows loaded, stage failures, conflicts:
+//! [`super::metrics`]), and keeps the samples in a bounded in-memory ring (24 h at 10 s by
+//! default: 8,640 samples, a few MB at most). With `[console] data_dir` the samples are also
+//! written to `history.jsonl` there and read back at start ([`super::store`]); without it a
+//! restarted manager starts an empty history.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
@@ -40,6 +40,12 @@ pub struct Sample {
     /// Pipeline id → how long the oldest batch of the window has been the oldest, seconds
     /// (absent when the window is empty or the channel is stopped).
     pub process_age_s: BTreeMap<u32, f64>,
+    /// Pipeline id → the source position its Select acknowledged (`file:offset`), read from the
+    /// embedded destination's cursor in ZooKeeper (absent before the first ack).
+    pub position: BTreeMap<u32, String>,
+    /// Pipeline id → how long that position has not moved, seconds (absent when the channel is
+    /// stopped or there is no cursor yet).
+    pub position_age_s: BTreeMap<u32, f64>,
 }
 
 /// A pipeline's delay now, seconds. The nodes write a measure whenever a heartbeat reaches the
@@ -133,6 +139,53 @@ async fn oldest_process(zk: &zookeeper_client::Client, cid: u32, pid: u32) -> Op
     }
 }
 
+/// The source position pipeline `pid`'s Select acknowledged, as `file:offset`, if it has a
+/// cursor.
+async fn acked_position(zk: &zookeeper_client::Client, pid: u32) -> Option<String> {
+    let dest = otter_node::pipeline::select::destination_name(pid);
+    let path = zk_coord::paths::cursor(&dest, pid as i16);
+    let data = match zk.get_data(&path).await {
+        Ok((data, _)) => data,
+        Err(zk_coord::ZkError::NoNode) => return None,
+        Err(e) => {
+            tracing::warn!(%path, error = %e, "cannot read the pipeline's cursor");
+            return None;
+        }
+    };
+    let text = String::from_utf8_lossy(&data);
+    match canal_protocol::position::LogPosition::from_cursor_json(&text) {
+        Ok(p) => Some(format!(
+            "{}:{}",
+            p.position.journal_name.unwrap_or_default(),
+            p.position.position.unwrap_or_default()
+        )),
+        Err(e) => {
+            tracing::warn!(%path, error = %e, "the pipeline's cursor does not parse");
+            None
+        }
+    }
+}
+
+/// How long `now`'s value of a watched thing has been the same, updating `seen` (key → (value,
+/// since when)); `None` forgets the key.
+fn unchanged_for<K: Ord + Copy>(
+    seen: &mut BTreeMap<K, (String, i64)>,
+    key: K,
+    value: Option<String>,
+    now: i64,
+) -> Option<f64> {
+    let Some(value) = value else {
+        seen.remove(&key);
+        return None;
+    };
+    let since = match seen.get(&key) {
+        Some((v, since)) if *v == value => *since,
+        _ => now,
+    };
+    seen.insert(key, (value, since));
+    Some((now - since) as f64 / 1000.0)
+}
+
 /// Samples until the process ends.
 pub async fn run(state: super::State, every: Duration) {
     let http = reqwest::Client::new();
@@ -140,6 +193,8 @@ pub async fn run(state: super::State, every: Duration) {
     let mut last: BTreeMap<u32, (i64, NodeCounters)> = BTreeMap::new();
     // Pipeline id → (oldest process, since when it is the oldest).
     let mut oldest: BTreeMap<u32, (String, i64)> = BTreeMap::new();
+    // Pipeline id → (acked position, since when it is that).
+    let mut positions: BTreeMap<u32, (String, i64)> = BTreeMap::new();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -166,20 +221,20 @@ pub async fn run(state: super::State, every: Duration) {
                                 } else {
                                     None
                                 };
-                                match head {
-                                    Some(name) => {
-                                        let since = match oldest.get(&pid) {
-                                            Some((n, since)) if *n == name => *since,
-                                            _ => now,
-                                        };
-                                        sample
-                                            .process_age_s
-                                            .insert(pid, (now - since) as f64 / 1000.0);
-                                        oldest.insert(pid, (name, since));
-                                    }
-                                    None => {
-                                        oldest.remove(&pid);
-                                    }
+                                if let Some(age) = unchanged_for(&mut oldest, pid, head, now) {
+                                    sample.process_age_s.insert(pid, age);
+                                }
+                                let position = if running {
+                                    acked_position(&state.zk, pid).await
+                                } else {
+                                    None
+                                };
+                                if let Some(p) = &position {
+                                    sample.position.insert(pid, p.clone());
+                                }
+                                if let Some(age) = unchanged_for(&mut positions, pid, position, now)
+                                {
+                                    sample.position_age_s.insert(pid, age);
                                 }
                             }
                         }
