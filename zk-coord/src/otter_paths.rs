@@ -58,6 +58,18 @@ pub fn process_prefix(cid: u32, pid: u32) -> String {
     format!("{CHANNEL_ROOT}/{cid}/{pid}/process/p")
 }
 
+/// `/otter/channel/{cid}/{pid}/process/t`: the prefix of a process handed through Extract and
+/// Transform by its Select node (`t{seq}`): every stage of it is done at creation and its data
+/// holds what Load pulls; its sequence shares the window's counter with `p` processes.
+pub fn inline_process_prefix(cid: u32, pid: u32) -> String {
+    format!("{CHANNEL_ROOT}/{cid}/{pid}/process/t")
+}
+
+/// Whether a process node name is an inline one ([`inline_process_prefix`]).
+pub fn is_inline_process(name: &str) -> bool {
+    name.starts_with('t')
+}
+
 /// `/otter/channel/{cid}/{pid}/process/{name}`.
 pub fn process(cid: u32, pid: u32, name: &str) -> String {
     format!("{CHANNEL_ROOT}/{cid}/{pid}/process/{name}")
@@ -86,6 +98,9 @@ mod tests {
     fn ids() {
         assert_eq!(super::process_id("p0000000042"), Some(42));
         assert_eq!(super::process_id("0000000007"), Some(7));
+        assert_eq!(super::process_id("t0000000043"), Some(43));
+        assert!(super::is_inline_process("t0000000043"));
+        assert!(!super::is_inline_process("p0000000042"));
         assert_eq!(super::process_id("lock"), None);
         assert_eq!(
             super::termin(1, 2, 42),

@@ -85,6 +85,13 @@ pub async fn processes(zk: &Client, cid: u32, pid: u32) -> Result<Vec<ProcessRow
             holder: None,
             locks: Vec::new(),
         };
+        // An inline process: its Select node did every stage; the node's data says which.
+        if otter_paths::is_inline_process(&name) {
+            if let Some(d) = data(zk, &path).await? {
+                row.stage = Stage::Transformed.name();
+                row.holder = serde_json::from_slice::<Produced>(&d).ok().map(|p| p.node);
+            }
+        }
         let kids: Vec<Child> = children(zk, &path)
             .await?
             .iter()

@@ -244,6 +244,8 @@ async fn select_work(
     let mut window = view.subscribe();
     // process id → canal batch id, in flight.
     let mut inflight: BTreeMap<u64, i64> = BTreeMap::new();
+    // Termins acked and not deleted yet.
+    let mut acked_termins: Vec<u64> = Vec::new();
     loop {
         if stop.is_cancelled() {
             return Ok(());
@@ -263,7 +265,9 @@ async fn select_work(
                 let batch = inflight.remove(&id).unwrap_or(-1);
                 store.ack(client_id, batch)?;
                 registry.forget(pid, id);
-                window::delete_termin(zk, cid, pid, id).await?;
+                // Deleted with the next process's creation (one write fewer per batch), or
+                // on their own when nothing follows for a while.
+                acked_termins.push(id);
                 progress.made();
             } else {
                 warn!(process = id, error = %t.error, "Load failed the batch: rolling back and redoing every batch in flight");
@@ -309,6 +313,8 @@ async fn select_work(
             b = store.get(client_id, p.batch_size as i32, wait) => b,
         }?;
         if batch.id == -1 {
+            // Nothing to select: the acked termins go now.
+            window::delete_termins(zk, cid, pid, &mut acked_termins).await?;
             continue;
         }
         // Transactions another pipeline's Load wrote, going back where they came from, are
@@ -343,7 +349,22 @@ async fn select_work(
         } else {
             (decoded, None)
         };
-        let process = Process::open(zk, cid, pid).await?;
+        let produced =
+            |stage, id, rows| Produced::new(opts.id, &opts.http_address, pid, id, stage, rows);
+        let process = match &done {
+            // A small batch already transformed: one node, every stage done.
+            Some(batch) => {
+                let transformed = Produced::inline(
+                    opts.id,
+                    &opts.http_address,
+                    pid,
+                    Stage::Transformed,
+                    batch.rows.len(),
+                );
+                Process::open_inline(zk, cid, pid, &transformed, &mut acked_termins).await?
+            }
+            None => Process::open(zk, cid, pid, &mut acked_termins).await?,
+        };
         let id = process.id;
         registry.put(
             pid,
@@ -351,34 +372,19 @@ async fn select_work(
             Stage::Selected,
             StageData::Entries(Arc::new(SelectedEntries::new(entries, decoded))),
         );
-        let produced =
-            |stage, rows| Produced::new(opts.id, &opts.http_address, pid, id, stage, rows);
         match done {
             None => {
                 process
-                    .write_done(zk, Stage::Selected, &produced(Stage::Selected, n))
+                    .write_done(zk, Stage::Selected, &produced(Stage::Selected, id, n))
                     .await?
             }
             Some(batch) => {
-                let rows = batch.rows.len();
                 registry.put(
                     pid,
                     id,
                     Stage::Transformed,
                     StageData::Batch(Arc::new(batch)),
                 );
-                // Last stage first: the window's watch reports the children one by one, and a
-                // worker seeing `selected` before `extracted` would claim Extract in vain.
-                process
-                    .write_stages(
-                        zk,
-                        &[
-                            (Stage::Transformed, produced(Stage::Transformed, rows)),
-                            (Stage::Extracted, produced(Stage::Extracted, rows)),
-                            (Stage::Selected, produced(Stage::Selected, n)),
-                        ],
-                    )
-                    .await?;
                 inline_batches.increment(1);
             }
         }

@@ -102,11 +102,17 @@ impl Process {
 
     /// Ends a loaded process: writes its termin and removes the process with its children in
     /// one transaction (one write instead of six). If the children changed meanwhile (a worker's
-    /// lock appeared), it falls back to writing the termin and [`Process::remove`].
+    /// lock appeared), it falls back to writing the termin and [`Process::remove`]. An inline
+    /// process has no child but Load's lock, so its children are not listed first.
     pub async fn finish(&self, zk: &Client, termin: &Termin) -> Result<(), RuntimeError> {
         let (proc_path, termin_path) = (self.path(), self.termin_path());
         let termin = termin.to_json();
-        if let Ok(children) = zk.list_children(&proc_path).await {
+        let children = if self.is_inline() {
+            Ok(vec![Lock::Load.name().to_string()])
+        } else {
+            zk.list_children(&proc_path).await
+        };
+        if let Ok(children) = children {
             let mut multi = zk.new_multi_writer();
             let staged = multi
                 .add_create(&termin_path, &termin, &persistent(zk))

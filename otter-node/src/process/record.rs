@@ -37,11 +37,33 @@ impl Produced {
         }
     }
 
+    /// The record an inline process holds ([`crate::process::Process::open_inline`]), written
+    /// before ZooKeeper numbers the process: its URL says [`PROCESS_ID`] where the id goes
+    /// ([`Produced::url_of`]).
+    pub fn inline(node: u32, http_address: &str, pid: u32, stage: Stage, rows: usize) -> Self {
+        Self {
+            node,
+            url: format!(
+                "http://{http_address}/pipelines/{pid}/processes/{PROCESS_ID}/{}",
+                stage.name()
+            ),
+            rows,
+        }
+    }
+
+    /// Where process `id`'s data is pulled from.
+    pub fn url_of(&self, id: u64) -> String {
+        self.url.replace(PROCESS_ID, &id.to_string())
+    }
+
     /// The JSON written in the child.
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
 }
+
+/// What stands for the process id in the URL of an inline process's record.
+pub const PROCESS_ID: &str = "{process}";
 
 /// What `termin/{id}` says: whether Load applied the batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

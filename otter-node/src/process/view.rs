@@ -36,9 +36,12 @@ pub(crate) struct ProcessNode {
 }
 
 impl ProcessNode {
-    /// Whether the child `c` exists.
+    /// Whether the child `c` exists; every stage of an inline process is done
+    /// ([`crate::process::Process::open_inline`]).
     pub fn has(&self, c: impl Into<Child>) -> bool {
-        self.children.contains(c.into().name())
+        let c = c.into();
+        (matches!(c, Child::Done(_)) && paths::is_inline_process(&self.name))
+            || self.children.contains(c.name())
     }
 }
 

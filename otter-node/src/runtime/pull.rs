@@ -19,7 +19,14 @@ pub(crate) async fn pull(
     process: &Process,
     stage: Stage,
 ) -> Result<StageData, RuntimeError> {
-    let child = process.child(stage);
+    // An inline process holds its `transformed` record itself; it has no stage children to
+    // delete, so data gone means the batch cannot be loaded (Load fails it and Select redoes it).
+    let inline = process.is_inline();
+    let child = if inline && stage == Stage::Transformed {
+        process.path()
+    } else {
+        process.child(stage)
+    };
     let (data, _) = zk
         .get_data(&child)
         .await
@@ -34,17 +41,20 @@ pub(crate) async fn pull(
             return Ok(d);
         }
     }
-    match fetch(http, &produced.url).await {
+    let url = produced.url_of(process.id);
+    match fetch(http, &url).await {
         Ok(d) => Ok(StageData::decode(stage, &d)?),
         // The producer is up but answers that it has no such data (it forgot it, or it is a
         // batch of an earlier window that had the same number): nothing will bring it back, so
         // the stage is redone instead of asked again forever.
         Err(FetchError::Status(reqwest::StatusCode::NOT_FOUND)) if stage != Stage::Selected => {
-            let _ = zk.delete(&child, None).await;
+            if !inline {
+                let _ = zk.delete(&child, None).await;
+            }
             Err(RuntimeError::DataGone {
                 node: produced.node,
                 stage: stage.name(),
-                url: produced.url,
+                url,
             })
         }
         Err(source) => {
@@ -54,17 +64,16 @@ pub(crate) async fn pull(
             ) || produced.node == opts.id;
             if gone && stage != Stage::Selected {
                 // Its data died with the node: the stage runs again.
-                let _ = zk.delete(&child, None).await;
+                if !inline {
+                    let _ = zk.delete(&child, None).await;
+                }
                 return Err(RuntimeError::ProducerGone {
                     node: produced.node,
                     stage: stage.name(),
                     source,
                 });
             }
-            Err(RuntimeError::Pull {
-                url: produced.url,
-                source,
-            })
+            Err(RuntimeError::Pull { url, source })
         }
     }
 }

@@ -55,6 +55,9 @@ pub(crate) async fn run_load(ctx: StageContext) {
     .await;
 }
 
+/// How long a finished process the view still shows is left alone.
+const FINISHED_HINT: Duration = Duration::from_secs(2);
+
 /// A loaded process whose termin and removal are being written.
 type Finishing = (u64, tokio::task::JoinHandle<Result<(), RuntimeError>>);
 
@@ -84,6 +87,11 @@ async fn load_loop(
     // done, so the order of the target's writes is kept; Select acks in termin order whatever
     // order the termins land in.)
     let mut finishing: Option<Finishing> = None;
+    // Processes this loop finished that the view may still show (it lags the writes by a round
+    // trip): claiming one would be a failed create, itself a ZooKeeper transaction. Forgotten
+    // once the view shows them gone, or after `FINISHED_HINT` (a name comes back after a
+    // window reset).
+    let mut finished: Vec<(String, Instant)> = Vec::new();
     let delay_gauge =
         metrics::gauge!("otter_pipeline_delay_seconds", "pipeline" => pid.to_string());
     let mut delay_published: Option<Instant> = None;
@@ -96,10 +104,15 @@ async fn load_loop(
         // Strictly in order: only the oldest process (after the one being finished), once
         // transformed and unclaimed.
         let finishing_id = finishing.as_ref().map(|(id, _)| *id);
+        finished.retain(|(name, at)| {
+            at.elapsed() < FINISHED_HINT && snap.processes.values().any(|p| p.name == *name)
+        });
         let head = snap
             .processes
             .iter()
-            .find(|(id, _)| Some(**id) != finishing_id)
+            .find(|(id, p)| {
+                Some(**id) != finishing_id && !finished.iter().any(|(name, _)| *name == p.name)
+            })
             .filter(|(_, p)| p.has(Stage::Transformed) && !p.has(Lock::Load))
             .map(|(id, p)| Process::new(cid, pid, *id, p.name.clone()));
         // The lock's creation zxid is the fencing token of this load's transactions.
@@ -126,6 +139,21 @@ async fn load_loop(
         let id = process.id;
         let data = match pull(opts, &zk, &http, registry, &process, Stage::Transformed).await {
             Ok(d) => d,
+            // An inline process whose rows are gone cannot be redone stage by stage: failing it
+            // makes Select redo every batch in flight from its cursor.
+            Err(e @ (RuntimeError::DataGone { .. } | RuntimeError::ProducerGone { .. }))
+                if process.is_inline() =>
+            {
+                error!(process = id, error = %e, "the batch's rows are gone; failing it");
+                complete(&mut finishing).await?;
+                process
+                    .finish(&zk, &Termin::failed(id, e.to_string()))
+                    .await?;
+                if pause(stop, Duration::from_secs(1)).await {
+                    return Ok(());
+                }
+                continue;
+            }
             Err(e) => {
                 warn!(process = id, error = %e, "cannot get the batch; retrying");
                 process.release(&zk, Lock::Load).await;
@@ -214,6 +242,7 @@ async fn load_loop(
             }
         };
         complete(&mut finishing).await?;
+        finished.push((process.name.clone(), Instant::now()));
         let finish = {
             let zk = zk.clone();
             tokio::spawn(async move { process.finish(&zk, &termin).await })
