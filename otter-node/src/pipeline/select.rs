@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use canal_protocol::entry::{Entry, EntryType, Header};
@@ -28,6 +28,12 @@ use crate::process::{window, Process, Produced, Stage};
 use crate::runtime::error::RuntimeError;
 use crate::runtime::registry::StageData;
 use crate::runtime::retry::{retry_until_stopped, Progress};
+
+/// The shortest time between two batches. Each batch costs a few ZooKeeper writes (three when
+/// one node runs every stage, an fsync each on the ensemble) whatever its size, so at a trickle
+/// the transactions that arrive within this time go as one batch: at most ~66 batches/s per
+/// pipeline, for at most this much more delay. Under load batches are larger than this makes them.
+pub const BATCH_INTERVAL: Duration = Duration::from_millis(15);
 
 /// The canal destination name of a pipeline's embedded Select.
 pub fn destination_name(pid: u32) -> String {
@@ -246,6 +252,7 @@ async fn select_work(
     let mut inflight: BTreeMap<u64, i64> = BTreeMap::new();
     // Termins acked and not deleted yet.
     let mut acked_termins: Vec<u64> = Vec::new();
+    let mut last_open: Option<Instant> = None;
     loop {
         if stop.is_cancelled() {
             return Ok(());
@@ -291,6 +298,24 @@ async fn select_work(
             }
             continue;
         }
+        let head = inflight.keys().next().copied();
+        // At most one batch per `BATCH_INTERVAL`: what arrives meanwhile joins the next one.
+        let gap = last_open.map_or(Duration::ZERO, |t| {
+            BATCH_INTERVAL.saturating_sub(t.elapsed())
+        });
+        if !gap.is_zero() {
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                r = async { window.wait_for(|s| head.is_some_and(|h| s.termins.contains(&h))).await.is_ok() }, if head.is_some() => {
+                    if !r {
+                        stop.cancelled().await;
+                        return Ok(());
+                    }
+                }
+                _ = tokio::time::sleep(gap) => {}
+            }
+            continue;
+        }
         // With nothing in flight a whole transaction goes at once (low delay); with batches in
         // flight Select waits up to 10 ms for a full one (fewer, larger batches under load).
         let wait = if inflight.is_empty() {
@@ -298,7 +323,6 @@ async fn select_work(
         } else {
             GetWait::Up(Duration::from_millis(10))
         };
-        let head = inflight.keys().next().copied();
         let batch = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             // The oldest batch's termin while waiting: ack it first (the store's get is
@@ -365,6 +389,7 @@ async fn select_work(
             }
             None => Process::open(zk, cid, pid, &mut acked_termins).await?,
         };
+        last_open = Some(Instant::now());
         let id = process.id;
         registry.put(
             pid,

@@ -36,6 +36,7 @@
 //! stage of a pipeline: processes strictly in order, then their termins) and `test_hook` (a
 //! test-only pause, off unless its environment variable is set).
 
+pub(crate) mod ahead;
 pub mod conflict;
 pub mod error;
 pub mod fence;

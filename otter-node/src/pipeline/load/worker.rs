@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tracing::{error, warn};
 
 use crate::pipeline::heartbeat::{self, Delay};
+use crate::pipeline::load::ahead::Ahead;
 use crate::pipeline::load::fence::note_fenced;
 use crate::pipeline::load::{test_hook, Fence, LoadError, Loader, MarkSpec};
 use crate::pipeline::StageContext;
@@ -92,6 +93,10 @@ async fn load_loop(
     // once the view shows them gone, or after `FINISHED_HINT` (a name comes back after a
     // window reset).
     let mut finished: Vec<(String, Instant)> = Vec::new();
+    // The next process, claimed while the current one loads.
+    let mut ahead: Option<Ahead> = None;
+    let claimed_ahead =
+        metrics::counter!("otter_load_claimed_ahead_total", "pipeline" => pid.to_string());
     let delay_gauge =
         metrics::gauge!("otter_pipeline_delay_seconds", "pipeline" => pid.to_string());
     let mut delay_published: Option<Instant> = None;
@@ -107,37 +112,56 @@ async fn load_loop(
         finished.retain(|(name, at)| {
             at.elapsed() < FINISHED_HINT && snap.processes.values().any(|p| p.name == *name)
         });
-        let head = snap
-            .processes
-            .iter()
-            .find(|(id, p)| {
-                Some(**id) != finishing_id && !finished.iter().any(|(name, _)| *name == p.name)
-            })
-            .filter(|(_, p)| p.has(Stage::Transformed) && !p.has(Lock::Load))
-            .map(|(id, p)| Process::new(cid, pid, *id, p.name.clone()));
-        // The lock's creation zxid is the fencing token of this load's transactions.
-        let token = match &head {
-            None => None,
-            Some(process) => process.try_lock(&zk, Lock::Load, opts.id).await?,
-        };
-        let (Some(process), Some(token)) = (head, token) else {
-            // Nothing to load yet: complete the pending finish first (its failure restarts the
-            // loop, and the process is loaded again), then wait for the window to change (the
-            // 1 s is only a safety net).
-            if finishing.is_some() {
-                complete(&mut finishing).await?;
-                continue;
+        let next = snap.processes.iter().find(|(id, p)| {
+            Some(**id) != finishing_id && !finished.iter().any(|(name, _)| *name == p.name)
+        });
+        // The claim made while the previous batch loaded, if it is of this one.
+        let mut claimed = None;
+        if let Some(a) = ahead.take() {
+            let is_next = next.map(|(id, p)| (*id, p.name.as_str()));
+            if let Some((process, token, data)) = a.take(&zk, is_next).await {
+                claimed_ahead.increment(1);
+                claimed = Some((process, token, Some(data)));
             }
-            if view::changed(&mut window, stop, Duration::from_secs(1))
-                .await
-                .is_none()
-            {
-                return Ok(());
+        }
+        let (process, token, data) = match claimed {
+            Some(c) => c,
+            None => {
+                // Strictly in order: only the oldest process (after the one being finished),
+                // once transformed and unclaimed.
+                let head = next
+                    .filter(|(_, p)| p.has(Stage::Transformed) && !p.has(Lock::Load))
+                    .map(|(id, p)| Process::new(cid, pid, *id, p.name.clone()));
+                // The lock's creation zxid is the fencing token of this load's transactions.
+                let token = match &head {
+                    None => None,
+                    Some(process) => process.try_lock(&zk, Lock::Load, opts.id).await?,
+                };
+                let (Some(process), Some(token)) = (head, token) else {
+                    // Nothing to load yet: complete the pending finish first (its failure
+                    // restarts the loop, and the process is loaded again), then wait for the
+                    // window to change (the 1 s is only a safety net).
+                    if finishing.is_some() {
+                        complete(&mut finishing).await?;
+                        continue;
+                    }
+                    if view::changed(&mut window, stop, Duration::from_secs(1))
+                        .await
+                        .is_none()
+                    {
+                        return Ok(());
+                    }
+                    continue;
+                };
+                (process, token, None)
             }
-            continue;
         };
         let id = process.id;
-        let data = match pull(opts, &zk, &http, registry, &process, Stage::Transformed).await {
+        let data = match data {
+            Some(d) => d,
+            None => pull(opts, &zk, &http, registry, &process, Stage::Transformed).await,
+        };
+        let data = match data {
             Ok(d) => d,
             // An inline process whose rows are gone cannot be redone stage by stage: failing it
             // makes Select redo every batch in flight from its cursor.
@@ -163,6 +187,17 @@ async fn load_loop(
                 continue;
             }
         };
+        // The next process, if transformed and unclaimed, is claimed and pulled while this one
+        // loads (see `ahead`).
+        {
+            let now = window.borrow().clone();
+            if let Some((next_id, p)) = now.processes.range(id + 1..).next() {
+                if p.has(Stage::Transformed) && !p.has(Lock::Load) {
+                    let next = Process::new(cid, pid, *next_id, p.name.clone());
+                    ahead = Some(Ahead::start(opts, &zk, &http, registry, next));
+                }
+            }
+        }
         let StageData::Batch(batch) = data else {
             return Err(RuntimeError::UnexpectedData(Stage::Transformed.name()));
         };
