@@ -19,7 +19,7 @@ use crate::process::finish::Completed;
 use crate::process::view;
 use crate::process::{Lock, Process, Produced, Stage};
 use crate::runtime::error::RuntimeError;
-use crate::runtime::pull::pull;
+use crate::runtime::pull::{peek, pull};
 use crate::runtime::registry::StageData;
 use crate::runtime::retry::{retry_until_stopped, Progress};
 
@@ -81,8 +81,19 @@ pub(crate) async fn run_stage(work: Work, ctx: StageContext) {
 /// How long a batch finished here is not claimed again while the view does not show it finished.
 const SETTLE: Duration = Duration::from_secs(2);
 
+/// How one batch's task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Another node holds the batch.
+    NotClaimed,
+    /// The output is written and the lock released in the same transaction.
+    Written,
+    /// Nothing more to do for the batch (discarded, or done already); the lock is still held.
+    Done,
+}
+
 /// One batch being worked on, with what its task returned.
-type Running = JoinSet<(Process, Result<bool, RuntimeError>)>;
+type Running = JoinSet<(Process, Result<Outcome, RuntimeError>)>;
 
 /// Claims batches whose input is ready and works on up to `parallelism` of them at once (each in
 /// its own task), so that a stage whose every claim and completion is a round trip to a distant
@@ -126,7 +137,6 @@ async fn stage_loop(
                     .get(id)
                     .is_some_and(|p| !p.has(output) && p.has(input))
         });
-        let mut claim_failed = None;
         for (id, p) in &snap.processes {
             if busy.len() >= limit {
                 break;
@@ -138,32 +148,39 @@ async fn stage_loop(
                 continue;
             }
             let process = Process::new(cid, pid, *id, p.name.clone());
-            match process.try_lock(&zk, lock, opts.id).await {
-                Ok(Some(_)) => {}
-                Ok(None) => continue,
-                Err(e) => {
-                    claim_failed = Some(e);
-                    break;
-                }
-            }
             busy.insert(*id, process.clone());
             let (ctx, zk, http, mappings) =
                 (ctx.clone(), zk.clone(), http.clone(), mappings.clone());
             running.spawn(async move {
-                let outcome = run_one(work, &ctx, &zk, &http, &mappings, &process).await;
+                // The claim and the input at once: across a WAN each is a round trip. The early
+                // pull changes nothing; should another node win the claim, its data is dropped.
+                let (opts, registry) = (&ctx.opts, &ctx.registry);
+                let (locked, early) = tokio::join!(
+                    process.try_lock(&zk, lock, opts.id),
+                    peek(opts, &zk, &http, registry, &process, input)
+                );
+                match locked {
+                    Ok(Some(_)) => {}
+                    Ok(None) => return (process, Ok(Outcome::NotClaimed)),
+                    // (A lock the failed create may have made is removed by `try_lock`.)
+                    Err(e) => {
+                        warn!(process = process.id, stage = output.name(), error = %e, "cannot claim the batch; will retry");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        return (process, Err(e));
+                    }
+                }
+                let outcome =
+                    run_one(work, &ctx, &zk, &http, &mappings, &process, early.ok()).await;
                 if let Err(e) = &outcome {
                     warn!(process = process.id, stage = output.name(), error = %e, "stage failed; will retry");
                     // Not at once: whatever failed may need a moment.
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                if !matches!(outcome, Ok(true)) {
+                if !matches!(outcome, Ok(Outcome::Written)) {
                     process.release(&zk, lock).await;
                 }
                 (process, outcome)
             });
-        }
-        if let Some(e) = claim_failed {
-            break Err(e);
         }
         tokio::select! {
             Some(joined) = running.join_next(), if !running.is_empty() => {
@@ -172,7 +189,7 @@ async fn stage_loop(
                     Err(e) => break Err(RuntimeError::StageTask(e)),
                 };
                 busy.remove(&process.id);
-                if outcome.is_ok() {
+                if matches!(outcome, Ok(Outcome::Written | Outcome::Done)) {
                     finished.insert(process.id, Instant::now());
                     done.increment(1);
                     progress.made();
@@ -196,8 +213,9 @@ async fn stage_loop(
     result
 }
 
-/// Runs one stage of one batch: pulls the input, works on it, writes the output. True when the
-/// lock went in the same transaction as the output (else the caller releases it).
+/// Runs one stage of one claimed batch: pulls the input (unless `early` has it), works on it,
+/// writes the output. [`Outcome::Written`] when the lock went in the same transaction as the
+/// output (else the caller releases it).
 async fn run_one(
     work: Work,
     ctx: &StageContext,
@@ -205,10 +223,14 @@ async fn run_one(
     http: &reqwest::Client,
     mappings: &[CompiledMapping],
     process: &Process,
-) -> Result<bool, RuntimeError> {
+    early: Option<StageData>,
+) -> Result<Outcome, RuntimeError> {
     let (opts, registry) = (&ctx.opts, &ctx.registry);
     let (pid, id) = (ctx.pid(), process.id);
-    let input = pull(opts, zk, http, registry, process, work.input()).await?;
+    let input = match early {
+        Some(input) => input,
+        None => pull(opts, zk, http, registry, process, work.input()).await?,
+    };
     let extract_opts = ExtractOptions {
         ddl_sync: ctx.channel.pipeline.ddl_sync,
         source_site: ctx.channel.pipeline.source_site(),
@@ -240,14 +262,14 @@ async fn run_one(
     {
         Completed::Written => {
             debug!(process = id, rows, stage = work.output().name(), "done");
-            Ok(true)
+            Ok(Outcome::Written)
         }
         // The process was discarded meanwhile (a new mainstem redoes it): nothing to do.
         Completed::Discarded => {
             registry.forget(pid, id);
-            Ok(false)
+            Ok(Outcome::Done)
         }
         // Done already (a lock taken over from a node that died after writing it).
-        Completed::AlreadyDone => Ok(false),
+        Completed::AlreadyDone => Ok(Outcome::Done),
     }
 }

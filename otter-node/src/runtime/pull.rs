@@ -19,9 +19,36 @@ pub(crate) async fn pull(
     process: &Process,
     stage: Stage,
 ) -> Result<StageData, RuntimeError> {
+    pull_with(opts, zk, http, registry, process, stage, true).await
+}
+
+/// Like [`pull`], but when the data is gone its stage-done child is left alone: for a pull made
+/// before the process is claimed (it changes nothing in ZooKeeper).
+pub(crate) async fn peek(
+    opts: &NodeOptions,
+    zk: &Client,
+    http: &reqwest::Client,
+    registry: &Registry,
+    process: &Process,
+    stage: Stage,
+) -> Result<StageData, RuntimeError> {
+    pull_with(opts, zk, http, registry, process, stage, false).await
+}
+
+async fn pull_with(
+    opts: &NodeOptions,
+    zk: &Client,
+    http: &reqwest::Client,
+    registry: &Registry,
+    process: &Process,
+    stage: Stage,
+    claimed: bool,
+) -> Result<StageData, RuntimeError> {
     // An inline process holds its `transformed` record itself; it has no stage children to
     // delete, so data gone means the batch cannot be loaded (Load fails it and Select redoes it).
     let inline = process.is_inline();
+    // Only the holder of the claim may delete a stage-done child.
+    let redo = claimed && !inline;
     let child = if inline && stage == Stage::Transformed {
         process.path()
     } else {
@@ -48,7 +75,7 @@ pub(crate) async fn pull(
         // batch of an earlier window that had the same number): nothing will bring it back, so
         // the stage is redone instead of asked again forever.
         Err(FetchError::Status(reqwest::StatusCode::NOT_FOUND)) if stage != Stage::Selected => {
-            if !inline {
+            if redo {
                 let _ = zk.delete(&child, None).await;
             }
             Err(RuntimeError::DataGone {
@@ -64,7 +91,7 @@ pub(crate) async fn pull(
             ) || produced.node == opts.id;
             if gone && stage != Stage::Selected {
                 // Its data died with the node: the stage runs again.
-                if !inline {
+                if redo {
                     let _ = zk.delete(&child, None).await;
                 }
                 return Err(RuntimeError::ProducerGone {

@@ -1,6 +1,7 @@
-//! Claiming the next batch while the current one loads: its Load lock taken and its rows pulled
-//! in a task of their own, so Load's strictly serial path does not wait for those ZooKeeper and
-//! HTTP round trips between batches (across a WAN, one round trip each).
+//! Claiming the next batch early: while the current one loads, or while it is still being
+//! transformed, its Load lock is taken and (once transformed) its rows pulled in a task of their
+//! own, so Load's strictly serial path does not wait for those ZooKeeper and HTTP round trips
+//! (across a WAN, one round trip each).
 //!
 //! Safe with the fencing: the next lock is created after the current one, so its creation zxid
 //! (the next load's token) is larger; and the next load still starts only after the current one
@@ -8,14 +9,17 @@
 //! the current load failed) is released. Should the loop end with a claim pending, the lock goes
 //! with the worker's ZooKeeper session once the task is done with it.
 
+use std::time::Duration;
+
 use tokio::task::JoinHandle;
 use zookeeper_client::Client;
 
+use crate::pipeline::StageContext;
+use crate::process::view;
 use crate::process::{Lock, Process, Stage};
 use crate::runtime::error::RuntimeError;
-use crate::runtime::options::NodeOptions;
 use crate::runtime::pull::pull;
-use crate::runtime::registry::{Registry, StageData};
+use crate::runtime::registry::StageData;
 
 /// What the claim got: the lock's token and the pulled rows, or `None` when another node holds
 /// the process.
@@ -31,20 +35,43 @@ pub(crate) struct Ahead {
 pub(crate) type Claimed = (Process, i64, Result<StageData, RuntimeError>);
 
 impl Ahead {
-    /// Starts claiming `process` and pulling its transformed rows.
+    /// Starts claiming `process` and, once it is transformed (it may not be yet: Load's lock
+    /// does not stop Transform), pulling its rows.
     pub(crate) fn start(
-        opts: &NodeOptions,
+        ctx: &StageContext,
         zk: &Client,
         http: &reqwest::Client,
-        registry: &Registry,
         process: Process,
     ) -> Self {
-        let (opts, zk, http, registry) = (opts.clone(), zk.clone(), http.clone(), registry.clone());
+        let (opts, registry, stop) = (ctx.opts.clone(), ctx.registry.clone(), ctx.stop.clone());
+        let (zk, http, mut window) = (zk.clone(), http.clone(), ctx.view.subscribe());
         let p = process.clone();
         let task = tokio::spawn(async move {
             let Some(token) = p.try_lock(&zk, Lock::Load, opts.id).await? else {
                 return Ok(None);
             };
+            loop {
+                let transformed = window
+                    .borrow_and_update()
+                    .processes
+                    .get(&p.id)
+                    .filter(|n| n.name == p.name)
+                    .map(|n| n.has(Stage::Transformed));
+                match transformed {
+                    Some(true) => break,
+                    // Discarded (a window reset): the lock went with it.
+                    None => return Ok(None),
+                    Some(false) => {
+                        if view::changed(&mut window, &stop, Duration::from_secs(1))
+                            .await
+                            .is_none()
+                        {
+                            p.release(&zk, Lock::Load).await;
+                            return Ok(None);
+                        }
+                    }
+                }
+            }
             let data = pull(&opts, &zk, &http, &registry, &p, Stage::Transformed).await;
             Ok(Some((token, data)))
         });

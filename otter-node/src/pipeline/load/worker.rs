@@ -138,9 +138,18 @@ async fn load_loop(
                     Some(process) => process.try_lock(&zk, Lock::Load, opts.id).await?,
                 };
                 let (Some(process), Some(token)) = (head, token) else {
-                    // Nothing to load yet: complete the pending finish first (its failure
-                    // restarts the loop, and the process is loaded again), then wait for the
-                    // window to change (the 1 s is only a safety net).
+                    // Nothing to load yet. The next process, unclaimed but not transformed yet,
+                    // is claimed now: its load starts as soon as Transform is done.
+                    if let Some((next_id, p)) =
+                        next.filter(|(_, p)| !p.has(Stage::Transformed) && !p.has(Lock::Load))
+                    {
+                        let next = Process::new(cid, pid, *next_id, p.name.clone());
+                        ahead = Some(Ahead::start(ctx, &zk, &http, next));
+                        continue;
+                    }
+                    // Complete the pending finish first (its failure restarts the loop, and
+                    // the process is loaded again), then wait for the window to change (the
+                    // 1 s is only a safety net).
                     if finishing.is_some() {
                         complete(&mut finishing).await?;
                         continue;
@@ -187,14 +196,14 @@ async fn load_loop(
                 continue;
             }
         };
-        // The next process, if transformed and unclaimed, is claimed and pulled while this one
-        // loads (see `ahead`).
+        // The next process, if unclaimed, is claimed (and pulled once transformed) while this
+        // one loads (see `ahead`).
         {
             let now = window.borrow().clone();
             if let Some((next_id, p)) = now.processes.range(id + 1..).next() {
-                if p.has(Stage::Transformed) && !p.has(Lock::Load) {
+                if !p.has(Lock::Load) {
                     let next = Process::new(cid, pid, *next_id, p.name.clone());
-                    ahead = Some(Ahead::start(opts, &zk, &http, registry, next));
+                    ahead = Some(Ahead::start(ctx, &zk, &http, next));
                 }
             }
         }
