@@ -133,6 +133,48 @@ impl Process {
         self.remove(zk).await
     }
 
+    /// Ends several loaded processes, in order, in one transaction (one round trip for all);
+    /// when that fails (a child changed meanwhile), one after the other with [`Process::finish`],
+    /// stopping at the first failure.
+    pub async fn finish_all(zk: &Client, group: &[(Process, Termin)]) -> Result<(), RuntimeError> {
+        if let [(p, t)] = group {
+            return p.finish(zk, t).await;
+        }
+        let mut multi = zk.new_multi_writer();
+        let mut staged = Ok(());
+        for (p, t) in group {
+            let children = if p.is_inline() {
+                Ok(vec![Lock::Load.name().to_string()])
+            } else {
+                zk.list_children(&p.path()).await
+            };
+            let Ok(children) = children else {
+                staged = Err(());
+                break;
+            };
+            let proc_path = p.path();
+            let added = multi
+                .add_create(&p.termin_path(), &t.to_json(), &persistent(zk))
+                .and_then(|()| {
+                    children
+                        .iter()
+                        .try_for_each(|c| multi.add_delete(&format!("{proc_path}/{c}"), None))
+                })
+                .and_then(|()| multi.add_delete(&proc_path, None));
+            if added.is_err() {
+                staged = Err(());
+                break;
+            }
+        }
+        if staged.is_ok() && multi.commit().await.is_ok() {
+            return Ok(());
+        }
+        for (p, t) in group {
+            p.finish(zk, t).await?;
+        }
+        Ok(())
+    }
+
     /// Removes a finished process. Stage inputs go first (`selected`, then `extracted`, then
     /// `transformed`) so no stage can claim it any more; a worker that claimed it just before
     /// leaves a lock or output child behind for a moment, so removal retries until the node is

@@ -11,6 +11,7 @@ use tracing::{error, warn};
 use crate::pipeline::heartbeat::{self, Delay};
 use crate::pipeline::load::ahead::Ahead;
 use crate::pipeline::load::fence::note_fenced;
+use crate::pipeline::load::finisher::Finisher;
 use crate::pipeline::load::{test_hook, Fence, LoadError, Loader, MarkSpec};
 use crate::pipeline::StageContext;
 use crate::process::view;
@@ -59,17 +60,6 @@ pub(crate) async fn run_load(ctx: StageContext) {
 /// How long a finished process the view still shows is left alone.
 const FINISHED_HINT: Duration = Duration::from_secs(2);
 
-/// A loaded process whose termin and removal are being written.
-type Finishing = (u64, tokio::task::JoinHandle<Result<(), RuntimeError>>);
-
-/// Waits for the pending finish, if any; its failure ends the loop (the process is loaded again).
-async fn complete(finishing: &mut Option<Finishing>) -> Result<(), RuntimeError> {
-    match finishing.take() {
-        Some((_, previous)) => previous.await?,
-        None => Ok(()),
-    }
-}
-
 async fn load_loop(
     ctx: &StageContext,
     loader: &Loader,
@@ -83,11 +73,10 @@ async fn load_loop(
     let mut last_sweep = Instant::now();
     let mut window = view.subscribe();
     let rows_total = metrics::counter!("otter_load_batches_total", "pipeline" => pid.to_string());
-    // The loaded process whose termin and removal are still being written: the next process is
-    // loaded meanwhile, so the target does not wait for ZooKeeper between batches. (Its commit is
-    // done, so the order of the target's writes is kept; Select acks in termin order whatever
-    // order the termins land in.)
-    let mut finishing: Option<Finishing> = None;
+    // Loaded processes whose termins and removals are still being written: the next process is
+    // loaded meanwhile, so the target does not wait for ZooKeeper between batches (see
+    // `finisher`).
+    let mut finisher = Finisher::new(zk.clone());
     // Processes this loop finished that the view may still show (it lags the writes by a round
     // trip): claiming one would be a failed create, itself a ZooKeeper transaction. Forgotten
     // once the view shows them gone, or after `FINISHED_HINT` (a name comes back after a
@@ -102,18 +91,19 @@ async fn load_loop(
     let mut delay_published: Option<Instant> = None;
     loop {
         if stop.is_cancelled() {
-            return Ok(());
+            // What is loaded gets its termins (else it is loaded again by whoever goes on).
+            return finisher.flush().await;
         }
         let snap = window.borrow_and_update().clone();
         registry.sweep(pid, &snap, &mut last_sweep);
         // Strictly in order: only the oldest process (after the one being finished), once
         // transformed and unclaimed.
-        let finishing_id = finishing.as_ref().map(|(id, _)| *id);
+        finisher.poll().await?;
         finished.retain(|(name, at)| {
             at.elapsed() < FINISHED_HINT && snap.processes.values().any(|p| p.name == *name)
         });
         let next = snap.processes.iter().find(|(id, p)| {
-            Some(**id) != finishing_id && !finished.iter().any(|(name, _)| *name == p.name)
+            !finisher.holds(**id) && !finished.iter().any(|(name, _)| *name == p.name)
         });
         // The claim made while the previous batch loaded, if it is of this one.
         let mut claimed = None;
@@ -150,8 +140,8 @@ async fn load_loop(
                     // Complete the pending finish first (its failure restarts the loop, and
                     // the process is loaded again), then wait for the window to change (the
                     // 1 s is only a safety net).
-                    if finishing.is_some() {
-                        complete(&mut finishing).await?;
+                    if !finisher.is_idle() {
+                        finisher.flush().await?;
                         continue;
                     }
                     if view::changed(&mut window, stop, Duration::from_secs(1))
@@ -178,7 +168,7 @@ async fn load_loop(
                 if process.is_inline() =>
             {
                 error!(process = id, error = %e, "the batch's rows are gone; failing it");
-                complete(&mut finishing).await?;
+                finisher.flush().await?;
                 process
                     .finish(&zk, &Termin::failed(id, e.to_string()))
                     .await?;
@@ -285,12 +275,7 @@ async fn load_loop(
                 Termin::failed(id, e.to_string())
             }
         };
-        complete(&mut finishing).await?;
         finished.push((process.name.clone(), Instant::now()));
-        let finish = {
-            let zk = zk.clone();
-            tokio::spawn(async move { process.finish(&zk, &termin).await })
-        };
         if let (Ok(()), Some(written)) = (&outcome, heartbeat) {
             // The source's clock when the heartbeat was written, now loaded: the delay. Published
             // to ZooKeeper at most every 5 s (it is for people, not for the pipeline).
@@ -303,18 +288,22 @@ async fn load_loop(
                 delay_published = Some(Instant::now());
                 let path = zk_coord::otter_paths::delay(cid, pid);
                 let json = serde_json::to_vec(&delay).unwrap_or_default();
-                if let Err(e) = zk_coord::put_persistent(&zk, &path, &json).await {
-                    warn!(error = %e, "cannot publish the delay");
-                }
+                let zk = zk.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = zk_coord::put_persistent(&zk, &path, &json).await {
+                        warn!(error = %e, "cannot publish the delay");
+                    }
+                });
             }
         }
         if outcome.is_ok() {
-            finishing = Some((id, finish));
+            finisher.push(process, termin).await?;
             rows_total.increment(1);
             progress.made();
         } else {
             // A failed load: Select rolls back and redoes everything in flight once it sees this.
-            finish.await??;
+            finisher.flush().await?;
+            process.finish(&zk, &termin).await?;
             if pause(stop, Duration::from_secs(1)).await {
                 return Ok(());
             }
