@@ -381,14 +381,12 @@ async fn measure_throughput(
             }
             let arrived: Option<u64> = conn.query_first(sentinel.as_str()).await?;
             if arrived == Some(1) {
-                let (a, b) = (
-                    checksum(src, &run.source_table).await?,
-                    checksum(dst, &run.target_table).await?,
-                );
-                if a == b {
+                let Some((a, b)) =
+                    settled(src, &run.source_table, dst, &run.target_table).await?
+                else {
                     conn.disconnect().await?;
                     return Ok::<_, anyhow::Error>((t, progress));
-                }
+                };
                 bail!(
                     "the sentinel arrived but the target differs from the source \
                      (source {a:?}, target {b:?})"

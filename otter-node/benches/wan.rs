@@ -160,12 +160,11 @@ fn run() -> Result<()> {
             written?;
             arrived?;
             let secs = started.elapsed().as_secs_f64();
-            let (a, b) = (
-                checksum(&src, source_table).await?,
-                checksum(&dst, target_table).await?,
-            );
-            if a != b {
-                bail!("after the burst at {rtt_ms} ms the target differs from the source");
+            if let Some((a, b)) = settled(&src, source_table, &dst, target_table).await? {
+                bail!(
+                    "after the burst at {rtt_ms} ms the target differs from the source \
+                     (source {a:?}, target {b:?})"
+                );
             }
             let delay = measure_delay(
                 DelayTables {

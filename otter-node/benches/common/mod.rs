@@ -90,6 +90,30 @@ pub async fn checksum(db: &MariaDb, table: &str) -> Result<(u64, String)> {
     r.into_iter().next().context("checksum: no row")
 }
 
+/// Compares `a_table` on `a` with `b_table` on `b` until they are equal, for at most 10 s: once a
+/// batch's last row is on the target its other rows may still be committing on Load's other
+/// connections (a spread batch is several transactions). `Ok(None)` when equal, else the last
+/// checksums seen.
+#[allow(dead_code)]
+pub async fn settled(
+    a: &MariaDb,
+    a_table: &str,
+    b: &MariaDb,
+    b_table: &str,
+) -> Result<Option<((u64, String), (u64, String))>> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (x, y) = (checksum(a, a_table).await?, checksum(b, b_table).await?);
+        if x == y {
+            return Ok(None);
+        }
+        if std::time::Instant::now() > deadline {
+            return Ok(Some((x, y)));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Processes and CPU time
 
