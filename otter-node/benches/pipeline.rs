@@ -381,8 +381,7 @@ async fn measure_throughput(
             }
             let arrived: Option<u64> = conn.query_first(sentinel.as_str()).await?;
             if arrived == Some(1) {
-                let Some((a, b)) =
-                    settled(src, &run.source_table, dst, &run.target_table).await?
+                let Some((a, b)) = settled(src, &run.source_table, dst, &run.target_table).await?
                 else {
                     conn.disconnect().await?;
                     return Ok::<_, anyhow::Error>((t, progress));
