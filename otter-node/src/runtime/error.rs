@@ -126,9 +126,9 @@ pub enum RuntimeError {
         /// Load's error, as its termin says.
         error: String,
     },
-    /// The task writing a loaded process's termin panicked or was cancelled.
-    #[error("finishing a process: {0}")]
-    Finishing(#[from] tokio::task::JoinError),
+    /// Writing the termins of loaded processes failed (they are loaded again).
+    #[error(transparent)]
+    Finish(#[from] crate::pipeline::load::finisher::FinishError),
     /// The task working on one batch of an Extract or Transform worker panicked.
     #[error("a stage task ended abnormally: {0}")]
     StageTask(tokio::task::JoinError),

@@ -40,7 +40,7 @@ pub(crate) mod ahead;
 pub mod conflict;
 pub mod error;
 pub mod fence;
-pub(crate) mod finisher;
+pub mod finisher;
 pub mod literal;
 pub mod loader;
 pub mod merge;

@@ -92,13 +92,13 @@ async fn load_loop(
     loop {
         if stop.is_cancelled() {
             // What is loaded gets its termins (else it is loaded again by whoever goes on).
-            return finisher.flush().await;
+            return Ok(finisher.flush().await?);
         }
         let snap = window.borrow_and_update().clone();
         registry.sweep(pid, &snap, &mut last_sweep);
         // Strictly in order: only the oldest process (after the one being finished), once
         // transformed and unclaimed.
-        finisher.poll().await?;
+        finisher.poll()?;
         finished.retain(|(name, at)| {
             at.elapsed() < FINISHED_HINT && snap.processes.values().any(|p| p.name == *name)
         });
@@ -297,7 +297,7 @@ async fn load_loop(
             }
         }
         if outcome.is_ok() {
-            finisher.push(process, termin).await?;
+            finisher.push(process, termin)?;
             rows_total.increment(1);
             progress.made();
         } else {
