@@ -108,6 +108,10 @@ async fn stage_loop(
     let (opts, registry, view, stop) = (&ctx.opts, &ctx.registry, &ctx.view, &ctx.stop);
     let (cid, pid) = (ctx.cid(), ctx.pid());
     let (zk, http) = opts.worker_clients().await?;
+    // The input records are read on a session of their own: ZooKeeper answers a session's read
+    // only after its earlier writes, so on the claims' session the read would wait for the
+    // lock's round trip.
+    let reader = opts.zk.connect().await?;
     let mut last_sweep = Instant::now();
     let mut window = view.subscribe();
     let done = metrics::counter!(
@@ -149,15 +153,20 @@ async fn stage_loop(
             }
             let process = Process::new(cid, pid, *id, p.name.clone());
             busy.insert(*id, process.clone());
-            let (ctx, zk, http, mappings) =
-                (ctx.clone(), zk.clone(), http.clone(), mappings.clone());
+            let (ctx, zk, reader, http, mappings) = (
+                ctx.clone(),
+                zk.clone(),
+                reader.clone(),
+                http.clone(),
+                mappings.clone(),
+            );
             running.spawn(async move {
                 // The claim and the input at once: across a WAN each is a round trip. The early
                 // pull changes nothing; should another node win the claim, its data is dropped.
                 let (opts, registry) = (&ctx.opts, &ctx.registry);
                 let (locked, early) = tokio::join!(
                     process.try_lock(&zk, lock, opts.id),
-                    peek(opts, &zk, &http, registry, &process, input)
+                    peek(opts, &reader, &http, registry, &process, input)
                 );
                 match locked {
                     Ok(Some(_)) => {}

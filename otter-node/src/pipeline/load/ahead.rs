@@ -36,15 +36,18 @@ pub(crate) type Claimed = (Process, i64, Result<StageData, RuntimeError>);
 
 impl Ahead {
     /// Starts claiming `process` and, once it is transformed (it may not be yet: Load's lock
-    /// does not stop Transform), pulling its rows.
+    /// does not stop Transform), pulling its rows. The lock is created on `zk` (Load's session),
+    /// the rows' record read on `reader`.
     pub(crate) fn start(
         ctx: &StageContext,
         zk: &Client,
+        reader: &Client,
         http: &reqwest::Client,
         process: Process,
     ) -> Self {
         let (opts, registry, stop) = (ctx.opts.clone(), ctx.registry.clone(), ctx.stop.clone());
-        let (zk, http, mut window) = (zk.clone(), http.clone(), ctx.view.subscribe());
+        let (zk, reader, http) = (zk.clone(), reader.clone(), http.clone());
+        let mut window = ctx.view.subscribe();
         let p = process.clone();
         let task = tokio::spawn(async move {
             let Some(token) = p.try_lock(&zk, Lock::Load, opts.id).await? else {
@@ -72,7 +75,7 @@ impl Ahead {
                     }
                 }
             }
-            let data = pull(&opts, &zk, &http, &registry, &p, Stage::Transformed).await;
+            let data = pull(&opts, &reader, &http, &registry, &p, Stage::Transformed).await;
             Ok(Some((token, data)))
         });
         Self { process, task }

@@ -69,6 +69,10 @@ async fn load_loop(
     let (opts, registry, view, stop) = (&ctx.opts, &ctx.registry, &ctx.view, &ctx.stop);
     let (cid, pid) = (ctx.cid(), ctx.pid());
     let (zk, http) = opts.worker_clients().await?;
+    // ZooKeeper answers a session's requests in order, a read only after the session's earlier
+    // writes: the reads of the batches' records and the termin writes get sessions of their own,
+    // so that across a WAN neither waits a round trip behind a lock being created.
+    let reader = opts.zk.connect().await?;
     let mut checked: HashSet<(String, String)> = HashSet::new();
     let mut last_sweep = Instant::now();
     let mut window = view.subscribe();
@@ -76,7 +80,7 @@ async fn load_loop(
     // Loaded processes whose termins and removals are still being written: the next process is
     // loaded meanwhile, so the target does not wait for ZooKeeper between batches (see
     // `finisher`).
-    let mut finisher = Finisher::new(zk.clone());
+    let mut finisher = Finisher::new(opts.zk.connect().await?);
     // Processes this loop finished that the view may still show (it lags the writes by a round
     // trip): claiming one would be a failed create, itself a ZooKeeper transaction. Forgotten
     // once the view shows them gone, or after `FINISHED_HINT` (a name comes back after a
@@ -134,7 +138,7 @@ async fn load_loop(
                         next.filter(|(_, p)| !p.has(Stage::Transformed) && !p.has(Lock::Load))
                     {
                         let next = Process::new(cid, pid, *next_id, p.name.clone());
-                        ahead = Some(Ahead::start(ctx, &zk, &http, next));
+                        ahead = Some(Ahead::start(ctx, &zk, &reader, &http, next));
                         continue;
                     }
                     // Complete the pending finish first (its failure restarts the loop, and
@@ -158,7 +162,7 @@ async fn load_loop(
         let id = process.id;
         let data = match data {
             Some(d) => d,
-            None => pull(opts, &zk, &http, registry, &process, Stage::Transformed).await,
+            None => pull(opts, &reader, &http, registry, &process, Stage::Transformed).await,
         };
         let data = match data {
             Ok(d) => d,
@@ -193,7 +197,7 @@ async fn load_loop(
             if let Some((next_id, p)) = now.processes.range(id + 1..).next() {
                 if !p.has(Lock::Load) {
                     let next = Process::new(cid, pid, *next_id, p.name.clone());
-                    ahead = Some(Ahead::start(ctx, &zk, &http, next));
+                    ahead = Some(Ahead::start(ctx, &zk, &reader, &http, next));
                 }
             }
         }
