@@ -14,7 +14,7 @@ use crate::pipeline::load::fence::note_fenced;
 use crate::pipeline::load::finisher::Finisher;
 use crate::pipeline::load::{test_hook, Fence, LoadError, Loader, MarkSpec};
 use crate::pipeline::StageContext;
-use crate::process::view;
+use crate::process::view::{self, Snapshot};
 use crate::process::{Lock, Process, Stage, Termin};
 use crate::runtime::error::RuntimeError;
 use crate::runtime::pull::pull;
@@ -57,6 +57,15 @@ pub(crate) async fn run_load(ctx: StageContext) {
     .await;
 }
 
+/// The processes of the window from id `from` on that no node has claimed for Load, in order.
+fn unclaimed(snap: &Snapshot, from: u64, cid: u32, pid: u32) -> Vec<Process> {
+    snap.processes
+        .range(from..)
+        .filter(|(_, p)| !p.has(Lock::Load))
+        .map(|(id, p)| Process::new(cid, pid, *id, p.name.clone()))
+        .collect()
+}
+
 /// How long a finished process the view still shows is left alone.
 const FINISHED_HINT: Duration = Duration::from_secs(2);
 
@@ -86,8 +95,8 @@ async fn load_loop(
     // once the view shows them gone, or after `FINISHED_HINT` (a name comes back after a
     // window reset).
     let mut finished: Vec<(String, Instant)> = Vec::new();
-    // The next process, claimed while the current one loads.
-    let mut ahead: Option<Ahead> = None;
+    // The processes after the current one, claimed while it loads.
+    let mut ahead = Ahead::new();
     let claimed_ahead =
         metrics::counter!("otter_load_claimed_ahead_total", "pipeline" => pid.to_string());
     let delay_gauge =
@@ -111,12 +120,10 @@ async fn load_loop(
         });
         // The claim made while the previous batch loaded, if it is of this one.
         let mut claimed = None;
-        if let Some(a) = ahead.take() {
-            let is_next = next.map(|(id, p)| (*id, p.name.as_str()));
-            if let Some((process, token, data)) = a.take(&zk, is_next).await {
-                claimed_ahead.increment(1);
-                claimed = Some((process, token, Some(data)));
-            }
+        let is_next = next.map(|(id, p)| (*id, p.name.as_str()));
+        if let Some((process, token, data)) = ahead.take(&zk, is_next).await {
+            claimed_ahead.increment(1);
+            claimed = Some((process, token, Some(data)));
         }
         let (process, token, data) = match claimed {
             Some(c) => c,
@@ -133,12 +140,18 @@ async fn load_loop(
                 };
                 let (Some(process), Some(token)) = (head, token) else {
                     // Nothing to load yet. The next process, unclaimed but not transformed yet,
-                    // is claimed now: its load starts as soon as Transform is done.
-                    if let Some((next_id, p)) =
+                    // is claimed now with every unclaimed one after it: its load starts as
+                    // soon as Transform is done.
+                    if let Some((next_id, _)) =
                         next.filter(|(_, p)| !p.has(Stage::Transformed) && !p.has(Lock::Load))
                     {
-                        let next = Process::new(cid, pid, *next_id, p.name.clone());
-                        ahead = Some(Ahead::start(ctx, &zk, &reader, &http, next));
+                        ahead.claim(
+                            ctx,
+                            &zk,
+                            &reader,
+                            &http,
+                            unclaimed(&snap, *next_id, cid, pid),
+                        );
                         continue;
                     }
                     // Complete the pending finish first (its failure restarts the loop, and
@@ -190,16 +203,12 @@ async fn load_loop(
                 continue;
             }
         };
-        // The next process, if unclaimed, is claimed (and pulled once transformed) while this
-        // one loads (see `ahead`).
+        // The processes after this one and those claimed already, if unclaimed, are claimed
+        // (and pulled once transformed) while this one loads (see `ahead`).
         {
             let now = window.borrow().clone();
-            if let Some((next_id, p)) = now.processes.range(id + 1..).next() {
-                if !p.has(Lock::Load) {
-                    let next = Process::new(cid, pid, *next_id, p.name.clone());
-                    ahead = Some(Ahead::start(ctx, &zk, &reader, &http, next));
-                }
-            }
+            let from = ahead.last().unwrap_or(id).max(id) + 1;
+            ahead.claim(ctx, &zk, &reader, &http, unclaimed(&now, from, cid, pid));
         }
         let StageData::Batch(batch) = data else {
             return Err(RuntimeError::UnexpectedData(Stage::Transformed.name()));
