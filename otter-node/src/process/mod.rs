@@ -26,6 +26,24 @@ pub use child::{Child, Lock, Stage};
 pub use record::{Produced, Termin};
 
 use zk_coord::otter_paths;
+use zookeeper_client::{Client, Stat};
+
+/// Reads a znode this node saw in its view of the window. The view follows one session and the
+/// read may go through another, connected to a server that has not applied the znode's creation
+/// yet (ZooKeeper orders each session, not sessions against each other): a `NoNode` answer is
+/// checked again after a `sync`, which brings that server up to the leader.
+pub(crate) async fn read_seen(
+    zk: &Client,
+    path: &str,
+) -> Result<(Vec<u8>, Stat), zookeeper_client::Error> {
+    match zk.get_data(path).await {
+        Err(zookeeper_client::Error::NoNode) => {
+            zk.sync(path).await?;
+            zk.get_data(path).await
+        }
+        r => r,
+    }
+}
 
 /// One process znode of a pipeline's window: `/otter/channel/{cid}/{pid}/process/{name}`.
 #[derive(Debug, Clone, PartialEq, Eq)]

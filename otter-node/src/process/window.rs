@@ -124,8 +124,7 @@ fn process_at(cid: u32, pid: u32, path: &str) -> Option<Process> {
 /// Reads `termin/{id}` of pipeline (`cid`, `pid`).
 pub async fn read_termin(zk: &Client, cid: u32, pid: u32, id: u64) -> Result<Termin, RuntimeError> {
     let path = otter_paths::termin(cid, pid, id);
-    let (data, _) = zk
-        .get_data(&path)
+    let (data, _) = crate::process::read_seen(zk, &path)
         .await
         .map_err(RuntimeError::zk("get_data", path))?;
     serde_json::from_slice(&data).map_err(|source| RuntimeError::Json {

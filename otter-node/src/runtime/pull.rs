@@ -54,8 +54,7 @@ async fn pull_with(
     } else {
         process.child(stage)
     };
-    let (data, _) = zk
-        .get_data(&child)
+    let (data, _) = crate::process::read_seen(zk, &child)
         .await
         .map_err(RuntimeError::zk("get_data", child.clone()))?;
     let produced: Produced =

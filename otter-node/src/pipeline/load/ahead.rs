@@ -44,6 +44,13 @@ pub(crate) struct Ahead {
     give_up: CancellationToken,
 }
 
+impl Drop for Ahead {
+    /// The loop ends: the claims' tasks release their locks instead of waiting on.
+    fn drop(&mut self) {
+        self.give_up.cancel();
+    }
+}
+
 impl Ahead {
     /// No claims.
     pub(crate) fn new() -> Self {
