@@ -19,7 +19,7 @@ use crate::process::finish::Completed;
 use crate::process::view;
 use crate::process::{Lock, Process, Produced, Stage};
 use crate::runtime::error::RuntimeError;
-use crate::runtime::pull::{peek, pull};
+use crate::runtime::pull::{pull, Claim};
 use crate::runtime::registry::StageData;
 use crate::runtime::retry::{retry_until_stopped, Progress};
 
@@ -166,7 +166,7 @@ async fn stage_loop(
                 let (opts, registry) = (&ctx.opts, &ctx.registry);
                 let (locked, early) = tokio::join!(
                     process.try_lock(&zk, lock, opts.id),
-                    peek(opts, &reader, &http, registry, &process, input)
+                    pull(opts, &reader, &http, registry, &process, input, Claim::Pending)
                 );
                 match locked {
                     Ok(Some(_)) => {}
@@ -238,7 +238,7 @@ async fn run_one(
     let (pid, id) = (ctx.pid(), process.id);
     let input = match early {
         Some(input) => input,
-        None => pull(opts, zk, http, registry, process, work.input()).await?,
+        None => pull(opts, zk, http, registry, process, work.input(), Claim::Held).await?,
     };
     let extract_opts = ExtractOptions {
         ddl_sync: ctx.channel.pipeline.ddl_sync,

@@ -77,12 +77,8 @@ async fn open_with(
         multi
             .add_create(&prefix, data, &seq_opts)
             .map_err(RuntimeError::zk("multi", prefix.clone()))?;
-        for id in acked.iter() {
-            let path = otter_paths::termin(cid, pid, *id);
-            multi
-                .add_delete(&path, None)
-                .map_err(RuntimeError::zk("multi", path))?;
-        }
+        add_termin_deletes(&mut multi, cid, pid, acked)
+            .map_err(RuntimeError::zk("multi", otter_paths::termins(cid, pid)))?;
         match multi.commit().await {
             Ok(results) => {
                 acked.clear();
@@ -112,6 +108,17 @@ async fn open_with(
         .map_err(RuntimeError::zk("create", prefix.clone()))?;
     let name = format!("{}{seq}", &prefix[prefix.len() - 1..]);
     Ok(Process::new(cid, pid, seq.into_i64() as u64, name))
+}
+
+/// Adds the deletion of the termins `ids` to `multi` (fails only on a path the client refuses).
+fn add_termin_deletes(
+    multi: &mut zookeeper_client::MultiWriter<'_>,
+    cid: u32,
+    pid: u32,
+    ids: &[u64],
+) -> Result<(), zookeeper_client::Error> {
+    ids.iter()
+        .try_for_each(|id| multi.add_delete(&otter_paths::termin(cid, pid, *id), None))
 }
 
 /// The process at `path`, a znode just created under the window.
@@ -145,12 +152,8 @@ pub async fn delete_termins(
         return Ok(());
     }
     let mut multi = zk.new_multi_writer();
-    for id in ids.iter() {
-        let path = otter_paths::termin(cid, pid, *id);
-        multi
-            .add_delete(&path, None)
-            .map_err(RuntimeError::zk("multi", path))?;
-    }
+    add_termin_deletes(&mut multi, cid, pid, ids)
+        .map_err(RuntimeError::zk("multi", otter_paths::termins(cid, pid)))?;
     match multi.commit().await {
         Ok(_) => {}
         Err(MultiWriteError::OperationFailed {

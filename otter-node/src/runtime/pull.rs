@@ -9,8 +9,18 @@ use crate::runtime::error::RuntimeError;
 use crate::runtime::options::NodeOptions;
 use crate::runtime::registry::{Registry, StageData};
 
-/// The data `stage` produced for `process`. When the producing node is gone (not registered any
-/// more), its stage-done child is deleted so the stage is redone; the error says so.
+/// Whether the puller holds the claim of the process for its stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// It does: data gone means its stage-done child is deleted so the stage is redone.
+    Held,
+    /// Not yet (a pull made while the claim is being made): nothing in ZooKeeper is changed.
+    Pending,
+}
+
+/// The data `stage` produced for `process`. With [`Claim::Held`], when the producing node is gone
+/// (not registered any more) or no longer has the data, its stage-done child is deleted so the
+/// stage is redone; the error says so.
 pub(crate) async fn pull(
     opts: &NodeOptions,
     zk: &Client,
@@ -18,37 +28,13 @@ pub(crate) async fn pull(
     registry: &Registry,
     process: &Process,
     stage: Stage,
-) -> Result<StageData, RuntimeError> {
-    pull_with(opts, zk, http, registry, process, stage, true).await
-}
-
-/// Like [`pull`], but when the data is gone its stage-done child is left alone: for a pull made
-/// before the process is claimed (it changes nothing in ZooKeeper).
-pub(crate) async fn peek(
-    opts: &NodeOptions,
-    zk: &Client,
-    http: &reqwest::Client,
-    registry: &Registry,
-    process: &Process,
-    stage: Stage,
-) -> Result<StageData, RuntimeError> {
-    pull_with(opts, zk, http, registry, process, stage, false).await
-}
-
-async fn pull_with(
-    opts: &NodeOptions,
-    zk: &Client,
-    http: &reqwest::Client,
-    registry: &Registry,
-    process: &Process,
-    stage: Stage,
-    claimed: bool,
+    claim: Claim,
 ) -> Result<StageData, RuntimeError> {
     // An inline process holds its `transformed` record itself; it has no stage children to
     // delete, so data gone means the batch cannot be loaded (Load fails it and Select redoes it).
     let inline = process.is_inline();
     // Only the holder of the claim may delete a stage-done child.
-    let redo = claimed && !inline;
+    let redo = claim == Claim::Held && !inline;
     let child = if inline && stage == Stage::Transformed {
         process.path()
     } else {

@@ -22,19 +22,19 @@ use crate::pipeline::StageContext;
 use crate::process::view;
 use crate::process::{Lock, Process, Stage};
 use crate::runtime::error::RuntimeError;
-use crate::runtime::pull::pull;
+use crate::runtime::pull::{pull, Claim};
 use crate::runtime::registry::StageData;
 
 /// What a claim got: the lock's token and the pulled rows, or `None` when another node holds
 /// the process (or the claim was given up).
-type Claim = Option<(i64, Result<StageData, RuntimeError>)>;
+type Outcome = Option<(i64, Result<StageData, RuntimeError>)>;
 
 /// A claim of the process whose turn it is: the process, its lock's token and its rows.
 pub(crate) type Claimed = (Process, i64, Result<StageData, RuntimeError>);
 
 struct Entry {
     process: Process,
-    task: JoinHandle<Result<Claim, RuntimeError>>,
+    task: JoinHandle<Result<Outcome, RuntimeError>>,
 }
 
 /// The claims made ahead, in process order.
@@ -141,7 +141,16 @@ impl Ahead {
                     p.release(&zk, Lock::Load).await;
                     return Ok(None);
                 }
-                let data = pull(&opts, &reader, &http, &registry, &p, Stage::Transformed).await;
+                let data = pull(
+                    &opts,
+                    &reader,
+                    &http,
+                    &registry,
+                    &p,
+                    Stage::Transformed,
+                    Claim::Held,
+                )
+                .await;
                 Ok(Some((token, data)))
             });
             self.queue.push_back(Entry { process, task });

@@ -17,7 +17,7 @@ use crate::pipeline::StageContext;
 use crate::process::view::{self, Snapshot};
 use crate::process::{Lock, Process, Stage, Termin};
 use crate::runtime::error::RuntimeError;
-use crate::runtime::pull::pull;
+use crate::runtime::pull::{pull, Claim};
 use crate::runtime::registry::StageData;
 use crate::runtime::retry::{pause, retry_until_stopped, Progress};
 
@@ -175,7 +175,18 @@ async fn load_loop(
         let id = process.id;
         let data = match data {
             Some(d) => d,
-            None => pull(opts, &reader, &http, registry, &process, Stage::Transformed).await,
+            None => {
+                pull(
+                    opts,
+                    &reader,
+                    &http,
+                    registry,
+                    &process,
+                    Stage::Transformed,
+                    Claim::Held,
+                )
+                .await
+            }
         };
         let data = match data {
             Ok(d) => d,
