@@ -157,3 +157,59 @@ async fn a_two_way_channel_across_a_wan_converges() {
     assert_eq!(wan.sessions_across(), 0, "a site-B session crossed the WAN");
     assert!(wan.http_link.accepted_connections() > 0 && wan.http_b_link.accepted_connections() > 0);
 }
+
+/// Loss of the voters' quorum: two of the three voters frozen (SIGSTOP) for 20 s while site A keeps
+/// changing. No ZooKeeper write can succeed, so no batch is opened, claimed or finished: once the
+/// batches claimed before the loss are through (their locks were valid; a few seconds), the target
+/// stays as it is. When the voters come back the pipeline resumes on its own and the target ends
+/// equal to the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_voters_quorum_stops_loading_and_the_pipeline_resumes_after_it() {
+    harness::init_tracing();
+    let (src, dst) = (source().await, target().await);
+    let mut sites = WanSites::start(Duration::from_millis(50)).await;
+    let c = channel(&src, &dst, &[1], &[2]).await;
+    publish(&sites.zk, &c).await;
+    let dir = TestDir::new("otter-wan-quorum").unwrap();
+    let n1 = Node::start_in_site(
+        &dir,
+        1,
+        &sites.site_a_zk(),
+        &sites.http_upstream,
+        &sites.http_link.addr().to_string(),
+    );
+    let b_zk = sites.site_b_zk();
+    let b_http = || format!("127.0.0.1:{}", harness::free_port());
+    let (h2, a2) = (b_http(), b_http());
+    let n2 = Node::start_in_site(&dir, 2, &b_zk, &h2, &a2);
+    workload(&src, 1).await;
+    wait_equal(&src, &dst, Duration::from_secs(120), &[&n1, &n2]).await;
+
+    // The leader and another voter freeze: no quorum anywhere, observers included.
+    let leader = sites.zk.leader().expect("a leader");
+    let other = (0..3).find(|i| *i != leader).unwrap();
+    sites.zk.member_mut(leader).pause().unwrap();
+    sites.zk.member_mut(other).pause().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let writer = tokio::spawn(keep_changing(src.conn().await.unwrap(), stop.clone()));
+    workload(&src, 2).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (_, frozen) = snapshot(&src, &dst).await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let (source_now, still) = snapshot(&src, &dst).await;
+    assert_eq!(
+        frozen, still,
+        "the target changed without a ZooKeeper quorum"
+    );
+    assert_ne!(source_now, still, "the source kept changing meanwhile");
+
+    // The quorum returns: everything written meanwhile arrives.
+    sites.zk.member_mut(leader).resume().unwrap();
+    sites.zk.member_mut(other).resume().unwrap();
+    workload(&src, 3).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.cancel();
+    let changes = writer.await.unwrap();
+    assert!(changes > 100, "the writer made {changes} changes");
+    wait_equal(&src, &dst, Duration::from_secs(240), &[&n1, &n2]).await;
+}

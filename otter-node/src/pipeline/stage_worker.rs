@@ -198,6 +198,11 @@ async fn stage_loop(
                     Err(e) => break Err(RuntimeError::StageTask(e)),
                 };
                 busy.remove(&process.id);
+                // ZooKeeper refused the claim itself (the session expired, say): the loop
+                // starts over on a new session instead of claiming on this one forever.
+                if let Err(e @ RuntimeError::Zk { op: "create", .. }) = outcome {
+                    break Err(e);
+                }
                 if matches!(outcome, Ok(Outcome::Written | Outcome::Done)) {
                     finished.insert(process.id, Instant::now());
                     done.increment(1);
