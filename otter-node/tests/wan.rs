@@ -11,7 +11,7 @@ mod common;
 use common::shop::*;
 use common::wan::WanSites;
 use common::Node;
-use harness::TestDir;
+use harness::{MariaDb, TestDir};
 
 fn packets_received(sites: &WanSites, i: usize) -> u64 {
     sites.zk.members()[i]
@@ -25,17 +25,21 @@ fn observer_packets(sites: &WanSites) -> u64 {
     packets_received(sites, 3) + packets_received(sites, 4)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pipeline_across_a_wan_survives_a_60_s_partition_and_kill9_in_the_remote_site() {
-    harness::init_tracing();
-    let (src, dst) = (source().await, target().await);
-    let sites = WanSites::start(Duration::from_millis(50)).await;
-    // Node 1 (site A) selects and extracts; node 2 (site B) transforms and loads.
-    let c = channel(&src, &dst, &[1], &[2]).await;
+/// A one-way channel across the sites: node 1 in site A (Select, Extract), node 2 in site B
+/// (Transform, Load), with what it takes to start node 2 again.
+struct OneWay {
+    n1: Node,
+    n2: Node,
+    b_zk: String,
+    h2: String,
+    a2: String,
+}
+
+async fn one_way(sites: &WanSites, src: &MariaDb, dst: &MariaDb, dir: &TestDir) -> OneWay {
+    let c = channel(src, dst, &[1], &[2]).await;
     publish(&sites.zk, &c).await;
-    let dir = TestDir::new("otter-wan").unwrap();
     let n1 = Node::start_in_site(
-        &dir,
+        dir,
         1,
         &sites.site_a_zk(),
         &sites.http_upstream,
@@ -44,7 +48,30 @@ async fn a_pipeline_across_a_wan_survives_a_60_s_partition_and_kill9_in_the_remo
     let b_zk = sites.site_b_zk();
     let b_http = || format!("127.0.0.1:{}", harness::free_port());
     let (h2, a2) = (b_http(), b_http());
-    let mut n2 = Node::start_in_site(&dir, 2, &b_zk, &h2, &a2);
+    let n2 = Node::start_in_site(dir, 2, &b_zk, &h2, &a2);
+    OneWay {
+        n1,
+        n2,
+        b_zk,
+        h2,
+        a2,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_across_a_wan_survives_a_60_s_partition_and_kill9_in_the_remote_site() {
+    harness::init_tracing();
+    let (src, dst) = (source().await, target().await);
+    let sites = WanSites::start(Duration::from_millis(50)).await;
+    // Node 1 (site A) selects and extracts; node 2 (site B) transforms and loads.
+    let dir = TestDir::new("otter-wan").unwrap();
+    let OneWay {
+        n1,
+        mut n2,
+        b_zk,
+        h2,
+        a2,
+    } = one_way(&sites, &src, &dst, &dir).await;
 
     let before = observer_packets(&sites);
     workload(&src, 5).await;
@@ -168,20 +195,8 @@ async fn losing_the_voters_quorum_stops_loading_and_the_pipeline_resumes_after_i
     harness::init_tracing();
     let (src, dst) = (source().await, target().await);
     let mut sites = WanSites::start(Duration::from_millis(50)).await;
-    let c = channel(&src, &dst, &[1], &[2]).await;
-    publish(&sites.zk, &c).await;
     let dir = TestDir::new("otter-wan-quorum").unwrap();
-    let n1 = Node::start_in_site(
-        &dir,
-        1,
-        &sites.site_a_zk(),
-        &sites.http_upstream,
-        &sites.http_link.addr().to_string(),
-    );
-    let b_zk = sites.site_b_zk();
-    let b_http = || format!("127.0.0.1:{}", harness::free_port());
-    let (h2, a2) = (b_http(), b_http());
-    let n2 = Node::start_in_site(&dir, 2, &b_zk, &h2, &a2);
+    let OneWay { n1, n2, .. } = one_way(&sites, &src, &dst, &dir).await;
     workload(&src, 1).await;
     wait_equal(&src, &dst, Duration::from_secs(120), &[&n1, &n2]).await;
 
