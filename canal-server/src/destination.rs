@@ -69,6 +69,15 @@ pub enum DestinationError {
         #[source]
         source: mysql_async::Error,
     },
+    /// Where the stream begins could not be stored (the cursor store is unreachable); the
+    /// parser reads nothing until it is, since a successor would otherwise skip rows.
+    #[error("destination {destination}: storing where the stream begins: {message}")]
+    StartNotDurable {
+        /// Destination name.
+        destination: String,
+        /// What the cursor store said.
+        message: String,
+    },
 }
 
 impl DestinationError {
@@ -76,7 +85,7 @@ impl DestinationError {
         match self {
             DestinationError::Source { source, .. } => source.is_retryable(),
             DestinationError::Convert { source, .. } => source.is_corruption(),
-            DestinationError::Schema { .. } => true,
+            DestinationError::Schema { .. } | DestinationError::StartNotDurable { .. } => true,
             _ => false,
         }
     }
@@ -201,8 +210,14 @@ fn start_position(cursor: Option<&Cursor>, point: &start::StartPoint) -> Option<
     }
 }
 
-/// Told once where a destination's stream begins (see [`Destination::spawn_with_start`]).
-pub type StartHook = Box<dyn FnOnce(EntryPosition) + Send + Sync>;
+/// Told where a destination's stream begins (see [`Destination::spawn_with_start`]). The
+/// future it returns must make that start durable: the parser reads no event before it
+/// resolves `Ok`, and on `Err` retries (the same start) after a backoff.
+pub type StartHook = Box<
+    dyn FnMut(EntryPosition) -> futures::future::BoxFuture<'static, Result<(), String>>
+        + Send
+        + Sync,
+>;
 
 /// An entry in the parser buffer with its share of the byte budget (released when received).
 struct Buffered {
@@ -230,8 +245,10 @@ impl Destination {
     /// resolved: the cursor it resumed from, or (marked `inclusive`) the configured or current
     /// binlog position when there was none. Resolving a configured start may need the source
     /// (the end of the binlog, a timestamp), so it happens on the first connection, and the hook
-    /// runs there, before the first event is read. It never runs for a start by GTID without a
-    /// cursor until a later reconnect resumes from a cursor.
+    /// runs there, before the first event is read, until its future succeeds once. Reconnects
+    /// before the first event resume from that resolved start, not from a new "end of the
+    /// binlog". It never runs for a start by GTID without a cursor until a later reconnect
+    /// resumes from a cursor.
     pub fn spawn_with_start(
         name: &str,
         config: DestinationConfig,
@@ -331,7 +348,7 @@ struct Supervisor {
     /// Whether schema changes are written to `history_path` (false for a second reader).
     persist_history: bool,
     tx: mpsc::Sender<Buffered>,
-    /// Told where the stream begins, once (see [`Destination::spawn_with_start`]).
+    /// Told where the stream begins until that is durable (see [`Destination::spawn_with_start`]).
     on_start: Option<StartHook>,
     /// Bytes of encoded entries the channel may hold; each entry holds its share until received.
     budget: Arc<Semaphore>,
@@ -496,11 +513,20 @@ impl Supervisor {
                 point.skip_through = Some(d.clone());
             }
         }
-        if self.on_start.is_some() {
-            if let Some(p) = start_position(self.cursor.as_ref(), &point) {
-                if let Some(hook) = self.on_start.take() {
-                    hook(p);
-                }
+        if let Some(p) = start_position(self.cursor.as_ref(), &point) {
+            if self.cursor.is_none() {
+                // Pin the resolved start: a reconnect before the first event resumes here
+                // instead of resolving "the end of the binlog" again past rows written since.
+                self.cursor = Some(Cursor::of(&p));
+            }
+            if let Some(hook) = self.on_start.as_mut() {
+                hook(p)
+                    .await
+                    .map_err(|message| DestinationError::StartNotDurable {
+                        destination: self.name.clone(),
+                        message,
+                    })?;
+                self.on_start = None;
             }
         }
         info!(start = ?point.request, skip_through = ?point.skip_through.as_ref().map(|p| p.to_string()), reason = point.reason, source_version = %info.version, source_server_id = info.server_id, "starting binlog dump");

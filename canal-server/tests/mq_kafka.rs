@@ -4,8 +4,8 @@
 //! reaches the old and the new key's partition), DDL reaches every partition, a flat message is
 //! exactly what `canal-client`'s flat module makes of the same entry from a TCP client, and with
 //! the broker stopped for 30 s mid-stream nothing is lost and duplicates come only from
-//! re-published batches. A second test kills the active server of an HA pair: the standby
-//! publishes from the last confirmed cursor. Consumed with `rskafka`, the producer's crate.
+//! re-published batches. Two tests kill the active server of an HA pair: mid-stream (the standby
+//! publishes from the last confirmed cursor) and before its first batch (nothing is skipped). Consumed with `rskafka`, the producer's crate.
 
 mod common;
 
@@ -167,6 +167,37 @@ async fn workload_reaches_partitions_in_order_and_survives_a_broker_outage() {
     assert!(health.contains("\"state\":\"publishing\""), "{health}");
 }
 
+/// The server config of an HA pair publishing table `shop.t` to topic `example` (one partition).
+fn ha_extra(zk: &ZooKeeper, kafka: &Kafka) -> String {
+    format!(
+        "[zookeeper]\nservers = \"{zk}\"\nsession_timeout_ms = 2000\nconnect_timeout_ms = 1000\ngrace_ms = 2000\n\
+         [destinations.example.mq]\nmode = \"kafka\"\nservers = \"{servers}\"\nbatch_size = 4\n\
+         connect_timeout_ms = 500\n",
+        zk = zk.connect_string(),
+        servers = kafka.bootstrap()
+    )
+}
+
+/// The ids of `shop.t` rows on topic `example`, in topic order, once the last is `last` (or
+/// after two minutes).
+async fn topic_ids(kc: &Client, last: i64) -> Vec<i64> {
+    let mut cons = Consumer::default();
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        cons.poll(kc, "example", 0).await;
+        let ids: Vec<i64> = cons
+            .of("example", 0)
+            .iter()
+            .flat_map(|v| v["data"].as_array().cloned().unwrap_or_default())
+            .map(|row| row["id"].as_str().unwrap().parse().unwrap())
+            .collect();
+        if ids.last() == Some(&last) || Instant::now() > until {
+            return ids;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_of_the_active_standby_publishes_from_the_last_confirmed_cursor() {
     harness::init_tracing();
@@ -178,13 +209,7 @@ async fn kill9_of_the_active_standby_publishes_from_the_last_confirmed_cursor() 
     let kafka = Kafka::start().await.unwrap();
     let kc = client(&kafka).await;
     create_topics(&kc, &[("example", 1)]).await;
-    let extra = format!(
-        "[zookeeper]\nservers = \"{zk}\"\nsession_timeout_ms = 2000\nconnect_timeout_ms = 1000\ngrace_ms = 2000\n\
-         [destinations.example.mq]\nmode = \"kafka\"\nservers = \"{servers}\"\nbatch_size = 4\n\
-         connect_timeout_ms = 500\n",
-        zk = zk.connect_string(),
-        servers = kafka.bootstrap()
-    );
+    let extra = ha_extra(&zk, &kafka);
     let mut a =
         ServerProc::start_with(server_bin(), &db, "flush_period_ms = 0\n", "", &extra).await;
     let zc = zk.client(Duration::from_secs(10)).await.unwrap();
@@ -207,21 +232,7 @@ async fn kill9_of_the_active_standby_publishes_from_the_last_confirmed_cursor() 
     }
     wait_running_at(&zc, &b.addr()).await;
 
-    let mut cons = Consumer::default();
-    let until = Instant::now() + Duration::from_secs(120);
-    let ids: Vec<i64> = loop {
-        cons.poll(&kc, "example", 0).await;
-        let ids: Vec<i64> = cons
-            .of("example", 0)
-            .iter()
-            .flat_map(|v| v["data"].as_array().cloned().unwrap_or_default())
-            .map(|row| row["id"].as_str().unwrap().parse().unwrap())
-            .collect();
-        if ids.last() == Some(&150) || Instant::now() > until {
-            break ids;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let ids = topic_ids(&kc, 150).await;
     // The received ids are 1..=k from the old active, then j..=150 from the standby, j ≤ k + 1:
     // nothing skipped, repeats only of the tail the old active had not recorded as confirmed.
     let restart = ids.windows(2).position(|w| w[1] != w[0] + 1);
@@ -238,6 +249,40 @@ async fn kill9_of_the_active_standby_publishes_from_the_last_confirmed_cursor() 
     );
     let health = http_get(b.admin_port, "/health").await.unwrap();
     assert!(health.contains("\"state\":\"publishing\""), "{health}");
+}
+
+/// The active server is killed as soon as it streams, before its publisher saw any row; rows
+/// are then written while no server runs. The successor publishes all of them: the first
+/// server stored where its stream began before it read an event. (It used to store that with
+/// its publisher's first batch, so this successor found no cursor, started at the end of the
+/// binlog and skipped every row here.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_before_the_first_batch_skips_nothing() {
+    harness::init_tracing();
+    let db = MariaDb::start().await.unwrap();
+    db.exec("CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    let zk = ZooKeeper::start().await.unwrap();
+    let kafka = Kafka::start().await.unwrap();
+    let kc = client(&kafka).await;
+    create_topics(&kc, &[("example", 1)]).await;
+    let extra = ha_extra(&zk, &kafka);
+    let zc = zk.client(Duration::from_secs(10)).await.unwrap();
+    let mut a =
+        ServerProc::start_with(server_bin(), &db, "flush_period_ms = 0\n", "", &extra).await;
+    wait_running_at(&zc, &a.addr()).await;
+    wait_streaming(&a).await;
+    a.kill9();
+    for id in 1..=20 {
+        db.exec(&format!("INSERT INTO shop.t VALUES ({id})"))
+            .await
+            .unwrap();
+    }
+    let b = ServerProc::start_with(server_bin(), &db, "flush_period_ms = 0\n", "", &extra).await;
+    wait_running_at(&zc, &b.addr()).await;
+    let ids = topic_ids(&kc, 20).await;
+    assert_eq!(ids, (1..=20).collect::<Vec<i64>>(), "{}", b.log());
 }
 
 /// What the test broker does with the requests the producer sends: which compression codecs

@@ -58,7 +58,7 @@ pub enum InstanceError {
 pub struct Instance {
     name: String,
     store: Store,
-    meta: MetaBackend,
+    meta: Arc<MetaBackend>,
     history_path: PathBuf,
     /// The parser's status (replaced when the parser starts over past purged cursors).
     status: Arc<std::sync::Mutex<tokio::sync::watch::Receiver<DestinationStatus>>>,
@@ -85,6 +85,32 @@ impl std::fmt::Debug for Instance {
     }
 }
 
+/// The start hook of an instance that resumes from no cursor: the store learns where the
+/// stream begins, and every subscribed client's cursor (that start, inclusive) is written
+/// before the parser reads an event. Without that write, a server killed before its first
+/// cursor flush leaves a successor no cursor, and the successor starts from the configured
+/// start (the end of the binlog by default), skipping every row written in between.
+fn durable_start(name: &str, store: Store, meta: Arc<MetaBackend>) -> StartHook {
+    let name = name.to_string();
+    Box::new(move |start| {
+        store.set_base(start);
+        let (store, meta, name) = (store.clone(), meta.clone(), name.clone());
+        Box::pin(async move {
+            let clients = store.clients();
+            if clients.is_empty() {
+                return Ok(());
+            }
+            let dropped = meta.save(&clients).await.map_err(|e| e.to_string())?;
+            for id in dropped {
+                info!(destination = %name, client_id = id, "the client's znode was deleted in ZooKeeper: client dropped");
+                store.unsubscribe(id);
+            }
+            info!(destination = %name, clients = clients.len(), "stored where the stream begins");
+            Ok(())
+        })
+    })
+}
+
 impl Instance {
     /// Restores subscriptions, starts the parser from the clients' minimum cursor (or the configured
     /// start) and the pump that moves entries into the store.
@@ -93,8 +119,8 @@ impl Instance {
     /// any entry reaches it: when resuming from a cursor, here, before the parser is spawned;
     /// otherwise the configured start is resolved by the parser on its first connection to the
     /// source (the end of the binlog and a timestamp need the source, which may be down now and
-    /// is retried there), and the parser seeds the store through a [`StartHook`] right then,
-    /// before it reads the first event.
+    /// is retried there), and the parser seeds the store and stores every client's cursor
+    /// through a [`StartHook`] right then, before it reads the first event.
     async fn start(
         name: &str,
         config: DestinationConfig,
@@ -107,12 +133,13 @@ impl Instance {
             meta,
             gate,
         } = options;
+        let meta = Arc::new(meta);
         let clients = meta.load().await.map_err(|source| InstanceError::Meta {
             destination: name.to_string(),
             source,
         })?;
         let history_path = data_dir.join(name).join("schema-history.json");
-        if let MetaBackend::Zk(z) = &meta {
+        if let MetaBackend::Zk(z) = &*meta {
             // A standby that takes over decodes old positions with the history the former
             // active kept in ZooKeeper.
             match z
@@ -157,10 +184,7 @@ impl Instance {
                 store.set_base(c.stream_start());
                 None
             }
-            None => {
-                let seeded = store.clone();
-                Some(Box::new(move |start| seeded.set_base(start)))
-            }
+            None => Some(durable_start(name, store.clone(), meta.clone())),
         };
         let cancel = CancellationToken::new();
         let snapshot = snapshot::SnapshotControl::new(name, &config, cancel.clone());
@@ -331,7 +355,7 @@ impl Instance {
 
     /// Copies the schema history file to ZooKeeper (HA mode) when it changed since `last`.
     async fn upload_history(&self, last: &mut Option<(u64, std::time::SystemTime)>) {
-        let MetaBackend::Zk(z) = &self.meta else {
+        let MetaBackend::Zk(z) = &*self.meta else {
             return;
         };
         let Ok(md) = std::fs::metadata(&self.history_path) else {

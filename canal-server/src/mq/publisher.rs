@@ -130,7 +130,6 @@ struct Loop<'a> {
     status: &'a StatusCell,
     producer: Option<Producer>,
     in_flight: VecDeque<InFlight>,
-    start_persisted: bool,
 }
 
 async fn run(
@@ -152,7 +151,6 @@ async fn run(
         status,
         producer: None,
         in_flight: VecDeque::new(),
-        start_persisted: false,
     };
     let first_backoff = Duration::from_millis(c.connect_timeout_ms.clamp(50, 1_000));
     let max_backoff = Duration::from_millis(c.max_retry_backoff_ms.max(100));
@@ -214,18 +212,6 @@ impl Loop<'_> {
             };
             if batch.id == -1 {
                 break;
-            }
-            if !self.start_persisted {
-                // Store where this client starts before publishing anything: a server killed
-                // before its first cursor write would otherwise leave a successor no cursor for
-                // this client, and it would start from the configured start (the end of the
-                // binlog), skipping rows.
-                inst.flush().await.map_err(|e| {
-                    Round::Retry(MqError::Broker(format!(
-                        "persisting the MQ client's start: {e}"
-                    )))
-                })?;
-                self.start_persisted = true;
             }
             let messages =
                 build(self.c, &self.router, batch.id, &batch.entries).map_err(Round::Retry)?;
