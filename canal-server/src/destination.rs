@@ -11,12 +11,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
+use futures::stream::{FuturesOrdered, StreamExt as _};
 use prost::Message as _;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
-use crate::binlog::convert::{ConvertError, Converter, SchemaLookup};
+use crate::binlog::convert::{ConvertError, Converter, RowsPlan, SchemaLookup};
 use crate::binlog::source::{self, ReplicaStream, SourceError};
 use crate::binlog::start;
 use crate::config::{ConfigError, DestinationConfig};
@@ -218,6 +220,19 @@ pub type StartHook = Box<
         + Send
         + Sync,
 >;
+
+/// One event's entries, ready to hand on, with the GTID state as of the event.
+struct Converted {
+    entries: Vec<ParsedEntry>,
+    gtid: Option<GtidSet>,
+    /// The event's size, counted against [`CONVERT_AHEAD_BYTES`] until it is handed on.
+    event_bytes: usize,
+}
+
+/// How many events the parser converts ahead of the oldest one still being written…
+const CONVERT_AHEAD: usize = 32;
+/// …and how many bytes of events they may hold (one event always passes).
+const CONVERT_AHEAD_BYTES: usize = 8 << 20;
 
 /// An entry in the parser buffer with its share of the byte budget (released when received).
 struct Buffered {
@@ -540,97 +555,176 @@ impl Supervisor {
         let bytes_counter = metrics::counter!("canal_instance_received_binlog_bytes", "destination" => destination.clone(), "parser" => "0");
         let delay_gauge =
             metrics::gauge!("canal_instance_parser_delay", "destination" => destination.clone());
+        // Large rows events are written on other tasks while this one reads on (the parser
+        // is otherwise bound to one core); whatever the order they finish in, entries are
+        // handed on strictly in binlog order, at most CONVERT_AHEAD events ahead.
+        let mut ahead: FuturesOrdered<BoxFuture<'static, Result<Converted, DestinationError>>> =
+            FuturesOrdered::new();
+        let mut ahead_bytes = 0usize;
         loop {
-            let raw = tokio::select! {
+            tokio::select! {
+                biased;
                 _ = self.cancel.cancelled() => {
                     stream.close().await;
                     return Ok(RunEnd::Cancelled);
                 }
-                r = stream.next() => r.map_err(|e| self.src_err(e))?,
-            };
-            bytes_counter.increment(raw.event.header().event_size() as u64);
-            let ts = raw.event.header().timestamp() as i64 * 1000;
-            if ts > 0 {
-                delay_gauge.set((now_ms() - ts).max(0) as f64);
-            }
-            // Per event: no allocation unless the binlog file changed.
-            self.status.send_if_modified(|s| match s {
-                DestinationStatus::Running {
-                    position,
-                    timestamp_ms,
-                } if position.file == raw.pos.file => {
-                    let moved = position.offset != raw.pos.offset;
-                    position.offset = raw.pos.offset;
-                    if ts > 0 {
-                        *timestamp_ms = ts;
-                    }
-                    moved
-                }
-                _ => {
-                    *s = DestinationStatus::Running {
-                        position: BinlogPosition::new(raw.pos.file.clone(), raw.pos.offset),
-                        timestamp_ms: ts,
-                    };
-                    true
-                }
-            });
-            let entries = self
-                .convert(&mut converter, &raw, schemas, &mut conn)
-                .await?;
-            for entry in entries {
-                if point
-                    .skip_through
-                    .as_ref()
-                    .is_some_and(|s| entry.position.binlog <= *s)
-                {
-                    continue;
-                }
-                // Counted without decoding the rows (a full RowChange decode here cost about as
-                // much as the conversion itself).
-                rows_counter.increment(entry.row_count() as u64);
-                let boundary = entry.is_boundary().then(|| Cursor {
-                    position: entry.position.binlog.clone(),
-                    gtid: converter.gtid_state().map(GtidSet::from),
-                    inclusive: false,
-                });
-                let pos = entry.position.binlog.clone();
-                // An entry bigger than the whole budget takes all of it and passes alone.
-                let size = entry
-                    .entry
-                    .encoded_len()
-                    .clamp(1, self.config.parser_buffer_bytes);
-                let budget = self.budget.clone();
-                let send = async {
-                    let permit = budget
-                        .acquire_many_owned(size as u32)
-                        .await
-                        .map_err(|_| ())?;
-                    self.tx
-                        .send(Buffered {
-                            entry,
-                            _permit: permit,
-                        })
-                        .await
-                        .map_err(|_| ())
-                };
-                tokio::select! {
-                    _ = self.cancel.cancelled() => {
+                Some(done) = ahead.next(), if !ahead.is_empty() => {
+                    let done = done?;
+                    ahead_bytes -= done.event_bytes;
+                    let end = self
+                        .hand_on(done, point.skip_through.as_ref(), &rows_counter)
+                        .await;
+                    if let Some(end) = end {
                         stream.close().await;
-                        return Ok(RunEnd::Cancelled);
-                    }
-                    sent = send => {
-                        if sent.is_err() {
-                            stream.close().await;
-                            return Ok(RunEnd::ConsumerGone);
-                        }
+                        return Ok(end);
                     }
                 }
-                self.delivered = Some(pos);
-                if let Some(b) = boundary {
-                    self.cursor = Some(b);
+                r = stream.next(), if ahead.len() < CONVERT_AHEAD && ahead_bytes < CONVERT_AHEAD_BYTES => {
+                    let raw = r.map_err(|e| self.src_err(e))?;
+                    let event_bytes = raw.event.header().event_size() as usize;
+                    ahead_bytes += event_bytes;
+                    self.observe(&raw, &bytes_counter, &delay_gauge);
+                    let (entries, plan) = self
+                        .convert(&mut converter, &raw, schemas, &mut conn)
+                        .await?;
+                    // A boundary's cursor carries the GTID state as of its own event.
+                    let gtid = entries
+                        .iter()
+                        .any(ParsedEntry::is_boundary)
+                        .then(|| converter.gtid_state().map(GtidSet::from))
+                        .flatten();
+                    let converted = Converted {
+                        entries,
+                        gtid,
+                        event_bytes,
+                    };
+                    match plan {
+                        None => ahead.push_back(Box::pin(futures::future::ready(Ok(converted)))),
+                        Some(plan) => ahead.push_back(self.write_later(plan, raw, converted)),
+                    }
                 }
             }
         }
+    }
+
+    /// Counts a received event and shows its position in the status.
+    fn observe(
+        &self,
+        raw: &source::RawEvent,
+        bytes_counter: &metrics::Counter,
+        delay_gauge: &metrics::Gauge,
+    ) {
+        bytes_counter.increment(raw.event.header().event_size() as u64);
+        let ts = raw.event.header().timestamp() as i64 * 1000;
+        if ts > 0 {
+            delay_gauge.set((now_ms() - ts).max(0) as f64);
+        }
+        // Per event: no allocation unless the binlog file changed.
+        self.status.send_if_modified(|s| match s {
+            DestinationStatus::Running {
+                position,
+                timestamp_ms,
+            } if position.file == raw.pos.file => {
+                let moved = position.offset != raw.pos.offset;
+                position.offset = raw.pos.offset;
+                if ts > 0 {
+                    *timestamp_ms = ts;
+                }
+                moved
+            }
+            _ => {
+                *s = DestinationStatus::Running {
+                    position: BinlogPosition::new(raw.pos.file.clone(), raw.pos.offset),
+                    timestamp_ms: ts,
+                };
+                true
+            }
+        });
+    }
+
+    /// Writes a deferred rows event's RowChange on another task.
+    fn write_later(
+        &self,
+        plan: RowsPlan,
+        raw: source::RawEvent,
+        mut converted: Converted,
+    ) -> BoxFuture<'static, Result<Converted, DestinationError>> {
+        let destination = self.name.clone();
+        let task = tokio::spawn(async move {
+            if let Some(last) = converted.entries.last_mut() {
+                plan.run(&raw.event, last)?;
+            }
+            Ok::<_, ConvertError>(converted)
+        });
+        Box::pin(async move {
+            match task.await {
+                Ok(r) => r.map_err(|source| DestinationError::Convert {
+                    destination,
+                    source,
+                }),
+                Err(e) => Err(DestinationError::History {
+                    destination,
+                    message: format!("writing a rows event ended abnormally: {e}"),
+                }),
+            }
+        })
+    }
+
+    /// Hands one event's entries downstream in order (waiting for budget and channel space);
+    /// `Some` when the destination stops meanwhile or nobody receives any more.
+    async fn hand_on(
+        &mut self,
+        converted: Converted,
+        skip_through: Option<&BinlogPosition>,
+        rows_counter: &metrics::Counter,
+    ) -> Option<RunEnd> {
+        let Converted { entries, gtid, .. } = converted;
+        for entry in entries {
+            if skip_through.is_some_and(|s| entry.position.binlog <= *s) {
+                continue;
+            }
+            // Counted without decoding the rows (a full RowChange decode here cost about as
+            // much as the conversion itself).
+            rows_counter.increment(entry.row_count() as u64);
+            let boundary = entry.is_boundary().then(|| Cursor {
+                position: entry.position.binlog.clone(),
+                gtid: gtid.clone(),
+                inclusive: false,
+            });
+            let pos = entry.position.binlog.clone();
+            // An entry bigger than the whole budget takes all of it and passes alone.
+            let size = entry
+                .entry
+                .encoded_len()
+                .clamp(1, self.config.parser_buffer_bytes);
+            let budget = self.budget.clone();
+            let send = async {
+                let permit = budget
+                    .acquire_many_owned(size as u32)
+                    .await
+                    .map_err(|_| ())?;
+                self.tx
+                    .send(Buffered {
+                        entry,
+                        _permit: permit,
+                    })
+                    .await
+                    .map_err(|_| ())
+            };
+            tokio::select! {
+                _ = self.cancel.cancelled() => return Some(RunEnd::Cancelled),
+                sent = send => {
+                    if sent.is_err() {
+                        return Some(RunEnd::ConsumerGone);
+                    }
+                }
+            }
+            self.delivered = Some(pos);
+            if let Some(b) = boundary {
+                self.cursor = Some(b);
+            }
+        }
+        None
     }
 
     /// Converts one event, loading a missing table definition from the source once.
@@ -640,19 +734,19 @@ impl Supervisor {
         raw: &source::RawEvent,
         schemas: &mut Schemas,
         conn: &mut mysql_async::Conn,
-    ) -> Result<Vec<ParsedEntry>, DestinationError> {
+    ) -> Result<(Vec<ParsedEntry>, Option<RowsPlan>), DestinationError> {
         let ty = raw.event.header().event_type_raw();
         if ty == mysql_common::binlog::consts::EventType::HEARTBEAT_EVENT as u8 {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
         let mut reloaded = false;
         loop {
-            match converter.convert(&raw.event, &raw.pos, schemas) {
-                Ok(entries) => {
+            match converter.convert_deferring(&raw.event, &raw.pos, schemas) {
+                Ok(converted) => {
                     if schemas.dirty {
                         self.save_history(schemas)?;
                     }
-                    return Ok(entries);
+                    return Ok(converted);
                 }
                 Err(ConvertError::NeedTable { schema, table, at }) if !reloaded => {
                     reloaded = true;

@@ -2121,3 +2121,57 @@ fn real_file_cut_inside_an_event_is_truncated_at_that_event() {
         other => panic!("expected Truncated at 384, got {other:?}"),
     }
 }
+
+/// The live parser leaves large rows events' RowChanges to other tasks and converts the events
+/// after them meanwhile (`Converter::convert_deferring` + `RowsPlan::run`). That changes
+/// nothing: for every fixture file, with the deferred RowChanges written last and in reverse
+/// order, the entries equal `convert`'s one by one, and a file that fails to convert fails
+/// first at the same event with the same error.
+#[test]
+fn deferred_rows_events_convert_exactly_like_inline_ones() {
+    let mut deferred = 0;
+    for rel in all_fixture_files() {
+        let path = fixture(&rel);
+        let inline = decode_path(&path, &mut Converter::new(label_options(), None));
+        let Ok(mut reader) = BinlogFileReader::open(&path) else {
+            continue;
+        };
+        let mut conv = Converter::new(label_options(), None);
+        let (mut entries, mut errors, mut plans) = (Vec::new(), Vec::new(), Vec::new());
+        while let Ok(Some(ev)) = reader.next_event() {
+            match conv.convert_deferring(&ev.event, &ev.pos, &mut NoSchema) {
+                Ok((es, plan)) => {
+                    entries.extend(es);
+                    if let Some(plan) = plan {
+                        plans.push((entries.len() - 1, ev.event.clone(), ev.pos.offset, plan));
+                    }
+                }
+                Err(e) => errors.push((ev.pos.offset, e.to_string())),
+            }
+        }
+        deferred += plans.len();
+        for (i, event, offset, plan) in plans.into_iter().rev() {
+            if let Err(e) = plan.run(&event, &mut entries[i]) {
+                errors.push((offset, e.to_string()));
+            }
+        }
+        errors.sort();
+        match inline.convert_errors.first() {
+            None => {
+                assert!(errors.is_empty(), "{rel}: {errors:?}");
+                assert_eq!(entries.len(), inline.entries.len(), "{rel}");
+                for (i, (d, e)) in entries.iter().zip(&inline.entries).enumerate() {
+                    assert_eq!(d, e, "{rel}: entry {i}");
+                }
+            }
+            Some((offset, e)) => {
+                assert_eq!(errors.first(), Some(&(*offset, e.to_string())), "{rel}")
+            }
+        }
+    }
+    println!("{deferred} rows events deferred");
+    assert!(
+        deferred > 0,
+        "no fixture has a rows event large enough to defer"
+    );
+}

@@ -38,6 +38,8 @@ use crate::value::{ColumnDesc, ColumnFormat, Formatted, ValueOptions};
 
 mod query;
 mod row_change;
+
+pub use row_change::RowsPlan;
 mod snapshot;
 mod table_map;
 mod transaction;
@@ -239,6 +241,9 @@ struct MappedTable {
     outs: Vec<ColumnOut>,
     /// The snapshot's signal table: its rows are window marks, never entries.
     signal: bool,
+    /// RowChange bytes per 16 bytes of row data in this table's last rows event: sizes the
+    /// next one's buffer so it is written without growing.
+    out_ratio: std::sync::atomic::AtomicUsize,
 }
 
 /// What a rows event needs per column, resolved once per TABLE_MAP: the value format (or why no
@@ -259,8 +264,13 @@ struct ColumnOut {
 /// Turns binlog events into Canal entries; one per destination, fed in binlog order.
 pub struct Converter {
     opts: ConvertOptions,
-    tables: HashMap<u64, MappedTable>,
+    tables: HashMap<u64, Arc<MappedTable>>,
     gtid: Option<GtidState>,
+    /// Large rows events may be left for [`RowsPlan::run`] (inside
+    /// [`Converter::convert_deferring`] only).
+    may_defer: bool,
+    /// The plan of the rows event just left unwritten.
+    deferred: Option<RowsPlan>,
     /// `curtGtid`, `curtGtidSn`, `curtGtidLct` of the current MySQL transaction.
     current_gtid_props: Option<(String, u64, u64)>,
     /// Rows entries emitted in the current transaction (Canal's empty-transaction rule).
@@ -289,6 +299,8 @@ impl Converter {
             opts,
             tables: HashMap::new(),
             gtid,
+            may_defer: false,
+            deferred: None,
             current_gtid_props: None,
             rows_in_txn: 0,
             pending_begin: None,
@@ -319,6 +331,23 @@ impl Converter {
         self.tables.clear();
         self.pending_begin = None;
         self.rows_in_txn = 0;
+    }
+
+    /// [`Converter::convert`], except that a large rows event's RowChange may be left unwritten:
+    /// then the plan comes back with the entries, and the last entry (its ROWDATA entry) has an
+    /// empty store value until [`RowsPlan::run`] writes it, on any task, while this converter
+    /// goes on with later events. Nothing else about the entries differs.
+    pub fn convert_deferring(
+        &mut self,
+        ev: &Event,
+        pos: &EventPos,
+        schemas: &mut dyn SchemaLookup,
+    ) -> Result<(Vec<ParsedEntry>, Option<RowsPlan>), ConvertError> {
+        self.may_defer = true;
+        let converted = self.convert(ev, pos, schemas);
+        self.may_defer = false;
+        let plan = self.deferred.take();
+        Ok((converted?, plan))
     }
 
     /// Converts one event into zero or more entries, in order.

@@ -1,6 +1,8 @@
 //! Rows events → ROWDATA entries: each row's columns written straight as protobuf bytes
 //! (`RowChange` / `RowData` / `Column`) from the decoded cells.
 
+use std::sync::atomic::Ordering;
+
 use super::*;
 
 impl ColumnOut {
@@ -101,64 +103,47 @@ impl Converter {
             _ => EventType::Update,
         };
         let raw_type = ev.header().event_type_raw();
-        let full = || format!("{}.{}", mapped.schema, mapped.table);
-        let cols = &mapped.cols;
-        let corrupt = |source| ConvertError::Event {
-            at: at.clone(),
-            source,
-        };
-        let bad_rows = |source| ConvertError::Rows {
-            table: full(),
-            at: at.clone(),
-            source,
-        };
-        let mut decoder = event::guarded(raw_type, || {
-            RowDecoder::new(rows, &mapped.tme, &|i| {
-                cols.get(i).is_some_and(|c| c.unsigned)
-            })
-        })
-        .map_err(corrupt)?
-        .map_err(bad_rows)?;
-
-        // The RowChange is written straight to protobuf (byte for byte what prost would write
-        // for the same message), without building a `Column` per value.
-        let mut rc = Vec::with_capacity(rows.rows_data().len() * 3 + 32);
-        pb::int64(1, table_id as i64, &mut rc);
-        pb::int32(2, ty as i32, &mut rc);
-        pb::bool(10, false, &mut rc);
-        let mut w = RowWriter::default();
-        let (mut before, mut after) = (Vec::new(), Vec::new());
-        let mut row_count = 0usize;
-        loop {
-            let shape = event::guarded(raw_type, || decoder.next_row(&mut before, &mut after))
-                .map_err(corrupt)?
-                .map_err(bad_rows)?;
-            let Some(shape) = shape else { break };
-            if let Err((idx, source)) = w.row(&mapped.outs, ty, shape, &before, &after, &mut rc) {
-                // Corrupt row data wins over a value error, as when every row was decoded first.
-                while event::guarded(raw_type, || decoder.next_row(&mut before, &mut after))
-                    .map_err(corrupt)?
-                    .map_err(bad_rows)?
-                    .is_some()
-                {}
-                return Err(ConvertError::Value {
-                    table: full(),
-                    column: cols
-                        .get(idx)
-                        .map(|c| c.name.clone())
-                        .unwrap_or_else(|| format!("@{}", idx + 1)),
-                    at: at.clone(),
-                    source,
-                });
-            }
-            if let Some((_, key_idx)) = &window {
-                Converter::window_keys(&mapped.outs, key_idx, &before, &after, &mut window_keys);
-            }
-            row_count += 1;
+        if self.may_defer && window.is_none() && rows.rows_data().len() >= DEFER_MIN_ROWS_BYTES {
+            // Written later, off the parser's task (see `Converter::convert_deferring`).
+            let plan = RowsPlan {
+                mapped: mapped.clone(),
+                ty,
+                table_id,
+                at: at.clone(),
+            };
+            let header = self.rows_header(ev, pos, &plan.mapped, ty, 0);
+            let e = self.entry(ev, pos, header, EntryType::Rowdata, Vec::new());
+            self.deferred = Some(plan);
+            return Ok(self.emit_in_txn(vec![e]));
         }
+        let mapped = mapped.clone();
+        let key_idx = window.as_ref().map(|(_, k)| k.as_slice());
+        let (rc, row_count) = write_row_change(
+            &mapped,
+            ty,
+            raw_type,
+            table_id,
+            at,
+            rows,
+            key_idx.map(|k| (k, &mut window_keys)),
+        )?;
         if let Some((bridge, _)) = &window {
             bridge.record_keys(&mapped.schema, &mapped.table, &window_keys);
         }
+        let header = self.rows_header(ev, pos, &mapped, ty, row_count);
+        let e = self.entry(ev, pos, header, EntryType::Rowdata, rc);
+        Ok(self.emit_in_txn(vec![e]))
+    }
+
+    /// The header of a ROWDATA entry: `rowsCount` when `row_count` > 0.
+    fn rows_header(
+        &self,
+        ev: &Event,
+        pos: &EventPos,
+        mapped: &MappedTable,
+        ty: EventType,
+        row_count: usize,
+    ) -> Header {
         let mut header = self.header(ev, pos);
         header.schema_name = Some(mapped.schema.clone());
         header.table_name = Some(mapped.table.clone());
@@ -166,9 +151,144 @@ impl Converter {
         if row_count > 0 {
             header.props.push(pair("rowsCount", row_count.to_string()));
         }
-        let e = self.entry(ev, pos, header, EntryType::Rowdata, rc);
-        Ok(self.emit_in_txn(vec![e]))
+        header
     }
+}
+
+/// Rows events with fewer bytes of row data than this are written on the parser's task even
+/// when deferring: a trickle's single rows gain nothing from another task and would pay its
+/// hand-over.
+const DEFER_MIN_ROWS_BYTES: usize = 1024;
+
+/// The most a RowChange buffer is sized for up front (larger ones grow as they are written).
+const MAX_PREALLOCATED: usize = 16 << 20;
+
+/// A rows event whose RowChange is written later, possibly on another task (see
+/// [`Converter::convert_deferring`]): everything that needs besides the event itself, taken
+/// while the converter was at the event, so later events cannot change it.
+pub struct RowsPlan {
+    mapped: Arc<MappedTable>,
+    ty: EventType,
+    table_id: u64,
+    at: BinlogPosition,
+}
+
+impl RowsPlan {
+    /// Writes the RowChange of `ev` (the event the plan was made from) into `entry` (the
+    /// ROWDATA entry [`Converter::convert_deferring`] returned last for it) and adds its
+    /// `rowsCount`: the entry then equals what [`Converter::convert`] returns for the event.
+    pub fn run(self, ev: &Event, entry: &mut ParsedEntry) -> Result<(), ConvertError> {
+        let raw_type = ev.header().event_type_raw();
+        let corrupt = |source| ConvertError::Event {
+            at: self.at.clone(),
+            source,
+        };
+        let malformed = |reason: String| {
+            corrupt(EventError::Malformed {
+                event_type: raw_type,
+                reason,
+            })
+        };
+        let data = event::guarded(raw_type, || ev.read_data())
+            .map_err(corrupt)?
+            .map_err(|e| malformed(e.to_string()))?;
+        let Some(EventData::RowsEvent(rows)) = data else {
+            return Err(malformed("a deferred rows event is no rows event".into()));
+        };
+        let (rc, row_count) = write_row_change(
+            &self.mapped,
+            self.ty,
+            raw_type,
+            self.table_id,
+            &self.at,
+            &rows,
+            None,
+        )?;
+        entry.entry.store_value = Some(rc.into());
+        if row_count > 0 {
+            if let Some(h) = entry.entry.header.as_mut() {
+                h.props.push(pair("rowsCount", row_count.to_string()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The RowChange of one rows event as protobuf bytes, and its row count. With `window`, the
+/// keys of the changed rows are appended to its list (a snapshot window of this table).
+fn write_row_change(
+    mapped: &MappedTable,
+    ty: EventType,
+    raw_type: u8,
+    table_id: u64,
+    at: &BinlogPosition,
+    rows: &RowsEventData<'_>,
+    mut window: Option<(&[usize], &mut Vec<String>)>,
+) -> Result<(Vec<u8>, usize), ConvertError> {
+    let full = || format!("{}.{}", mapped.schema, mapped.table);
+    let cols = &mapped.cols;
+    let corrupt = |source| ConvertError::Event {
+        at: at.clone(),
+        source,
+    };
+    let bad_rows = |source| ConvertError::Rows {
+        table: full(),
+        at: at.clone(),
+        source,
+    };
+    let mut decoder = event::guarded(raw_type, || {
+        RowDecoder::new(rows, &mapped.tme, &|i| {
+            cols.get(i).is_some_and(|c| c.unsigned)
+        })
+    })
+    .map_err(corrupt)?
+    .map_err(bad_rows)?;
+
+    // The RowChange is written straight to protobuf (byte for byte what prost would write
+    // for the same message), without building a `Column` per value.
+    let in_len = rows.rows_data().len();
+    let ratio = &mapped.out_ratio;
+    let guess = in_len.saturating_mul(ratio.load(Ordering::Relaxed)) / 16;
+    let mut rc = Vec::with_capacity(guess.min(MAX_PREALLOCATED) + 64);
+    pb::int64(1, table_id as i64, &mut rc);
+    pb::int32(2, ty as i32, &mut rc);
+    pb::bool(10, false, &mut rc);
+    let mut w = RowWriter::default();
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    let mut row_count = 0usize;
+    loop {
+        let shape = event::guarded(raw_type, || decoder.next_row(&mut before, &mut after))
+            .map_err(corrupt)?
+            .map_err(bad_rows)?;
+        let Some(shape) = shape else { break };
+        if let Err((idx, source)) = w.row(&mapped.outs, ty, shape, &before, &after, &mut rc) {
+            // Corrupt row data wins over a value error, as when every row was decoded first.
+            while event::guarded(raw_type, || decoder.next_row(&mut before, &mut after))
+                .map_err(corrupt)?
+                .map_err(bad_rows)?
+                .is_some()
+            {}
+            return Err(ConvertError::Value {
+                table: full(),
+                column: cols
+                    .get(idx)
+                    .map(|c| c.name.clone())
+                    .unwrap_or_else(|| format!("@{}", idx + 1)),
+                at: at.clone(),
+                source,
+            });
+        }
+        if let Some((key_idx, keys)) = window.as_mut() {
+            Converter::window_keys(&mapped.outs, key_idx, &before, &after, keys);
+        }
+        row_count += 1;
+    }
+    // A little over the last ratio, so that the next event of the table fits in one buffer.
+    ratio.store(
+        (rc.len() * 17 / in_len.max(1) + 1).clamp(16, 16 * 16),
+        Ordering::Relaxed,
+    );
+    Ok((rc, row_count))
 }
 
 /// Scratch buffers for writing `RowData` messages, reused across the rows of one event.

@@ -61,7 +61,7 @@ impl Converter {
         };
         self.tables.insert(
             tme.table_id(),
-            MappedTable {
+            Arc::new(MappedTable {
                 tme,
                 schema,
                 table,
@@ -69,7 +69,8 @@ impl Converter {
                 cols: Arc::from(cols),
                 outs,
                 signal,
-            },
+                out_ratio: std::sync::atomic::AtomicUsize::new(64),
+            }),
         );
         Ok(())
     }
