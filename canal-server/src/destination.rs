@@ -319,6 +319,7 @@ impl Destination {
     ) -> Result<DestinationHandle, DestinationError> {
         let prefix = format!("destinations.{name}");
         config.validate(&prefix)?;
+        let sup_parallel = config.parallel_rows.enabled();
         let mut convert_opts = config.convert_options(&prefix)?;
         convert_opts.snapshot = snapshot;
         let (tx, rx) = mpsc::channel(config.parser_buffer);
@@ -340,6 +341,7 @@ impl Destination {
             cancel: cancel.clone(),
             cursor,
             delivered: None,
+            parallel_rows: sup_parallel,
         };
         let span = tracing::info_span!("destination", destination = %name);
         let task = tokio::spawn(sup.run().instrument(span));
@@ -373,6 +375,8 @@ struct Supervisor {
     cursor: Option<Cursor>,
     /// Last entry handed downstream.
     delivered: Option<BinlogPosition>,
+    /// Large rows events are written on other tasks (`parallel_rows`).
+    parallel_rows: bool,
 }
 
 /// Schema history plus on-demand loading from the source.
@@ -741,7 +745,14 @@ impl Supervisor {
         }
         let mut reloaded = false;
         loop {
-            match converter.convert_deferring(&raw.event, &raw.pos, schemas) {
+            let converted = if self.parallel_rows {
+                converter.convert_deferring(&raw.event, &raw.pos, schemas)
+            } else {
+                converter
+                    .convert(&raw.event, &raw.pos, schemas)
+                    .map(|entries| (entries, None))
+            };
+            match converted {
                 Ok(converted) => {
                     if schemas.dirty {
                         self.save_history(schemas)?;

@@ -43,7 +43,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Writes the config (destination `example` from `file`:`position`) and spawns the binary.
+    /// Writes the config (destination `example` from `file`:`position`; `parallel_rows` from
+    /// `BENCH_PARALLEL_ROWS`, default `auto`) and spawns the binary.
     pub fn start(bin: &Path, spec: &Spec, file: &str, position: u64) -> Result<Server> {
         let dir = tempfile::tempdir()?;
         let port = harness::free_port();
@@ -58,7 +59,9 @@ impl Server {
                  password = \"{p}\"\nslave_id = {sid}\nblack_filter = \"\"\n\
                  journal_name = \"{file}\"\nposition = {position}\n\
                  batch_mode = \"MEMSIZE\"\nmem_unit = 1024\nparser_buffer = 4096\n\
-                 store_max_entries = 65536\nstore_max_bytes = 67108864\n",
+                 store_max_entries = 65536\nstore_max_bytes = 67108864\n\
+                 parallel_rows = \"{parallel}\"\n",
+                parallel = std::env::var("BENCH_PARALLEL_ROWS").unwrap_or_else(|_| "auto".into()),
                 data = dir.path().join("data").display(),
                 host = spec.host,
                 db_port = spec.port,
