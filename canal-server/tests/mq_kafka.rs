@@ -167,7 +167,35 @@ async fn workload_reaches_partitions_in_order_and_survives_a_broker_outage() {
     assert!(health.contains("\"state\":\"publishing\""), "{health}");
 }
 
-/// The server config of an HA pair publishing table `shop.t` to topic `example` (one partition).
+/// An HA pair's surroundings: MariaDB with `shop.t`, ZooKeeper, a broker with topic `example`
+/// (one partition), a client of it, and the servers' extra config publishing there.
+struct Ha {
+    db: MariaDb,
+    zk: ZooKeeper,
+    _kafka: Kafka,
+    kc: Client,
+    extra: String,
+}
+
+impl Ha {
+    async fn start() -> Ha {
+        harness::init_tracing();
+        let (db, zk) = shop_t_and_zookeeper().await;
+        let kafka = Kafka::start().await.unwrap();
+        let kc = client(&kafka).await;
+        create_topics(&kc, &[("example", 1)]).await;
+        let extra = ha_extra(&zk, &kafka);
+        Ha {
+            db,
+            zk,
+            _kafka: kafka,
+            kc,
+            extra,
+        }
+    }
+}
+
+/// The server config of an HA pair publishing table `shop.t` to topic `example`.
 fn ha_extra(zk: &ZooKeeper, kafka: &Kafka) -> String {
     format!(
         "[zookeeper]\nservers = \"{zk}\"\nsession_timeout_ms = 2000\nconnect_timeout_ms = 1000\ngrace_ms = 2000\n\
@@ -200,16 +228,13 @@ async fn topic_ids(kc: &Client, last: i64) -> Vec<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_of_the_active_standby_publishes_from_the_last_confirmed_cursor() {
-    harness::init_tracing();
-    let db = MariaDb::start().await.unwrap();
-    db.exec("CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY)")
-        .await
-        .unwrap();
-    let zk = ZooKeeper::start().await.unwrap();
-    let kafka = Kafka::start().await.unwrap();
-    let kc = client(&kafka).await;
-    create_topics(&kc, &[("example", 1)]).await;
-    let extra = ha_extra(&zk, &kafka);
+    let Ha {
+        db,
+        zk,
+        _kafka,
+        kc,
+        extra,
+    } = Ha::start().await;
     let mut a =
         ServerProc::start_with(server_bin(), &db, "flush_period_ms = 0\n", "", &extra).await;
     let zc = zk.client(Duration::from_secs(10)).await.unwrap();
@@ -258,16 +283,13 @@ async fn kill9_of_the_active_standby_publishes_from_the_last_confirmed_cursor() 
 /// binlog and skipped every row here.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_before_the_first_batch_skips_nothing() {
-    harness::init_tracing();
-    let db = MariaDb::start().await.unwrap();
-    db.exec("CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY)")
-        .await
-        .unwrap();
-    let zk = ZooKeeper::start().await.unwrap();
-    let kafka = Kafka::start().await.unwrap();
-    let kc = client(&kafka).await;
-    create_topics(&kc, &[("example", 1)]).await;
-    let extra = ha_extra(&zk, &kafka);
+    let Ha {
+        db,
+        zk,
+        _kafka,
+        kc,
+        extra,
+    } = Ha::start().await;
     let zc = zk.client(Duration::from_secs(10)).await.unwrap();
     let mut a =
         ServerProc::start_with(server_bin(), &db, "flush_period_ms = 0\n", "", &extra).await;

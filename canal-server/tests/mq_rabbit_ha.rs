@@ -6,19 +6,16 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::mq::shop_t_and_zookeeper;
 use common::server::*;
-use harness::{MariaDb, RabbitMq, ZooKeeper};
+use harness::RabbitMq;
 use lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_of_the_active_standby_publishes_from_the_last_confirmed_cursor() {
     harness::init_tracing();
-    let db = MariaDb::start().await.unwrap();
-    db.exec("CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY)")
-        .await
-        .unwrap();
-    let zk = ZooKeeper::start().await.unwrap();
+    let (db, zk) = shop_t_and_zookeeper().await;
     let rabbit = RabbitMq::start().await.unwrap();
     let conn = lapin::Connection::connect(&rabbit.uri(), Default::default())
         .await

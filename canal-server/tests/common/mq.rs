@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use canal_server::mq::route::java_hash;
-use harness::MariaDb;
+use harness::{MariaDb, ZooKeeper};
 use serde_json::Value;
 
 use super::server::{entries, RawClient};
@@ -205,4 +205,13 @@ pub async fn tcp_flat(c: &mut RawClient, client_id: &str, n: usize) -> Vec<Value
         }
     }
     flat
+}
+
+/// The HA tests' start: a MariaDB with table `shop.t (id INT PRIMARY KEY)` and a ZooKeeper.
+pub async fn shop_t_and_zookeeper() -> (MariaDb, ZooKeeper) {
+    let db = MariaDb::start().await.unwrap();
+    db.exec("CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    (db, ZooKeeper::start().await.unwrap())
 }
