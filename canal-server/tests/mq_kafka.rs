@@ -193,6 +193,18 @@ impl Ha {
             extra,
         }
     }
+
+    /// One server of the pair (cursors written on every ack).
+    async fn server(&self) -> ServerProc {
+        ServerProc::start_with(
+            server_bin(),
+            &self.db,
+            "flush_period_ms = 0\n",
+            "",
+            &self.extra,
+        )
+        .await
+    }
 }
 
 /// The server config of an HA pair publishing table `shop.t` to topic `example`.
@@ -228,19 +240,12 @@ async fn topic_ids(kc: &Client, last: i64) -> Vec<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_of_the_active_standby_publishes_from_the_last_confirmed_cursor() {
-    let Ha {
-        db,
-        zk,
-        _kafka,
-        kc,
-        extra,
-    } = Ha::start().await;
-    let mut a =
-        ServerProc::start_with(server_bin(), &db, "flush_period_ms = 0\n", "", &extra).await;
-    let zc = zk.client(Duration::from_secs(10)).await.unwrap();
+    let ha = Ha::start().await;
+    let mut a = ha.server().await;
+    let zc = ha.zk.client(Duration::from_secs(10)).await.unwrap();
     wait_running_at(&zc, &a.addr()).await;
     wait_streaming(&a).await;
-    let b = ServerProc::start_with(server_bin(), &db, "flush_period_ms = 0\n", "", &extra).await;
+    let b = ha.server().await;
     let standby = http_get(b.admin_port, "/health").await.unwrap();
     assert!(
         !standby.contains("\"producer\""),
@@ -248,7 +253,8 @@ async fn kill9_of_the_active_standby_publishes_from_the_last_confirmed_cursor() 
     );
 
     for id in 1..=150 {
-        db.exec(&format!("INSERT INTO shop.t VALUES ({id})"))
+        ha.db
+            .exec(&format!("INSERT INTO shop.t VALUES ({id})"))
             .await
             .unwrap();
         if id == 25 {
@@ -257,7 +263,7 @@ async fn kill9_of_the_active_standby_publishes_from_the_last_confirmed_cursor() 
     }
     wait_running_at(&zc, &b.addr()).await;
 
-    let ids = topic_ids(&kc, 150).await;
+    let ids = topic_ids(&ha.kc, 150).await;
     // The received ids are 1..=k from the old active, then j..=150 from the standby, j ≤ k + 1:
     // nothing skipped, repeats only of the tail the old active had not recorded as confirmed.
     let restart = ids.windows(2).position(|w| w[1] != w[0] + 1);
@@ -283,27 +289,21 @@ async fn kill9_of_the_active_standby_publishes_from_the_last_confirmed_cursor() 
 /// binlog and skipped every row here.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_before_the_first_batch_skips_nothing() {
-    let Ha {
-        db,
-        zk,
-        _kafka,
-        kc,
-        extra,
-    } = Ha::start().await;
-    let zc = zk.client(Duration::from_secs(10)).await.unwrap();
-    let mut a =
-        ServerProc::start_with(server_bin(), &db, "flush_period_ms = 0\n", "", &extra).await;
+    let ha = Ha::start().await;
+    let zc = ha.zk.client(Duration::from_secs(10)).await.unwrap();
+    let mut a = ha.server().await;
     wait_running_at(&zc, &a.addr()).await;
     wait_streaming(&a).await;
     a.kill9();
     for id in 1..=20 {
-        db.exec(&format!("INSERT INTO shop.t VALUES ({id})"))
+        ha.db
+            .exec(&format!("INSERT INTO shop.t VALUES ({id})"))
             .await
             .unwrap();
     }
-    let b = ServerProc::start_with(server_bin(), &db, "flush_period_ms = 0\n", "", &extra).await;
+    let b = ha.server().await;
     wait_running_at(&zc, &b.addr()).await;
-    let ids = topic_ids(&kc, 20).await;
+    let ids = topic_ids(&ha.kc, 20).await;
     assert_eq!(ids, (1..=20).collect::<Vec<i64>>(), "{}", b.log());
 }
 
