@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use harness::bench::{
     cpu_and_load_lines, cpu_secs, env_flag, env_num, group, pgrep_others, program_version,
-    tree_text, write_doc, OtherWork,
+    tree_text, vm_hwm_kb_of, write_doc, OtherWork,
 };
 use harness::{MariaDb, MariaDbOptions, TestDir, ZooKeeper};
 use mysql_async::prelude::Queryable;
@@ -214,6 +214,8 @@ struct Throughput {
     metrics: BTreeMap<String, f64>,
     /// (seconds since the first write, rows at the target) every second.
     progress: Vec<(f64, u64)>,
+    /// otter-node's peak RSS over its run (throughput and, for the last, the delay phase), KiB.
+    node_peak_rss_kb: u64,
 }
 
 struct Run {
@@ -432,6 +434,7 @@ async fn measure_throughput(
         cpu,
         metrics,
         progress,
+        node_peak_rss_kb: 0,
     })
 }
 
@@ -660,6 +663,9 @@ fn run() -> Result<()> {
             );
             delay = Some(d);
         }
+        if let Some(t) = results.last_mut() {
+            t.node_peak_rss_kb = vm_hwm_kb_of(run.node.pid());
+        }
         last_run = Some(run);
     }
     let machine = rt.block_on(machine_text(&src));
@@ -721,7 +727,7 @@ fn run() -> Result<()> {
              binlog); the target was equal after {:.2} s. {} batches loaded ({:.0} row changes \
              each on average), {} rows written after Load's merge. CPU: {}. `COUNT(*)` at the \
              target (rises with the inserts, stays through the updates, falls with the deletes): \
-             {progress}\n",
+             {progress}. otter-node's peak RSS: {:.1} MiB\n",
             t.batch_size,
             t.write_secs,
             t.binlog_bytes as f64 / 1e6,
@@ -734,6 +740,7 @@ fn run() -> Result<()> {
             },
             group(m("otter_load_rows_total")),
             cpu_text(&t.cpu, t.secs),
+            t.node_peak_rss_kb as f64 / 1024.0,
         ));
     }
     println!("\n{table}\n{details}");

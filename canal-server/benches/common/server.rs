@@ -44,7 +44,8 @@ pub struct Server {
 
 impl Server {
     /// Writes the config (destination `example` from `file`:`position`; `parallel_rows` from
-    /// `BENCH_PARALLEL_ROWS`, default `auto`) and spawns the binary.
+    /// `BENCH_PARALLEL_ROWS`, default `auto`; with `BENCH_DEFAULT_BOUNDS=1` the parser buffer and
+    /// store keep their defaults instead of this bench's 64 MiB store) and spawns the binary.
     pub fn start(bin: &Path, spec: &Spec, file: &str, position: u64) -> Result<Server> {
         let dir = tempfile::tempdir()?;
         let port = harness::free_port();
@@ -58,9 +59,13 @@ impl Server {
                  [destinations.example]\naddress = \"{host}:{db_port}\"\nusername = \"{u}\"\n\
                  password = \"{p}\"\nslave_id = {sid}\nblack_filter = \"\"\n\
                  journal_name = \"{file}\"\nposition = {position}\n\
-                 batch_mode = \"MEMSIZE\"\nmem_unit = 1024\nparser_buffer = 4096\n\
-                 store_max_entries = 65536\nstore_max_bytes = 67108864\n\
+                 batch_mode = \"MEMSIZE\"\nmem_unit = 1024\n{bounds}\
                  parallel_rows = \"{parallel}\"\n",
+                bounds = if std::env::var("BENCH_DEFAULT_BOUNDS").is_ok_and(|v| v == "1") {
+                    ""
+                } else {
+                    "parser_buffer = 4096\nstore_max_entries = 65536\nstore_max_bytes = 67108864\n"
+                },
                 parallel = std::env::var("BENCH_PARALLEL_ROWS").unwrap_or_else(|_| "auto".into()),
                 data = dir.path().join("data").display(),
                 host = spec.host,
