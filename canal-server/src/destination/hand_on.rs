@@ -75,7 +75,7 @@ impl Supervisor {
                     destination,
                     source,
                 }),
-                Err(e) => Err(DestinationError::History {
+                Err(e) => Err(DestinationError::Aborted {
                     destination,
                     message: format!("writing a rows event ended abnormally: {e}"),
                 }),

@@ -75,6 +75,14 @@ pub enum DestinationError {
         #[source]
         source: mysql_async::Error,
     },
+    /// A task of the destination ended abnormally (it panicked or its runtime shut down).
+    #[error("destination {destination}: {message}")]
+    Aborted {
+        /// Destination name.
+        destination: String,
+        /// Which task, and how it ended.
+        message: String,
+    },
     /// Where the stream begins could not be stored (the cursor store is unreachable); the
     /// parser reads nothing until it is, since a successor would otherwise skip rows.
     #[error("destination {destination}: storing where the stream begins: {message}")]
@@ -190,7 +198,7 @@ impl DestinationHandle {
         drop(self.rx);
         match self.task.await {
             Ok(r) => r,
-            Err(e) => Err(DestinationError::History {
+            Err(e) => Err(DestinationError::Aborted {
                 destination: self.name.clone(),
                 message: format!("destination task ended abnormally: {e}"),
             }),
@@ -219,11 +227,8 @@ fn start_position(cursor: Option<&Cursor>, point: &start::StartPoint) -> Option<
 /// Told where a destination's stream begins (see [`Destination::spawn_with_start`]). The
 /// future it returns must make that start durable: the parser reads no event before it
 /// resolves `Ok`, and on `Err` retries (the same start) after a backoff.
-pub type StartHook = Box<
-    dyn FnMut(EntryPosition) -> futures::future::BoxFuture<'static, Result<(), String>>
-        + Send
-        + Sync,
->;
+pub type StartHook =
+    Box<dyn FnMut(EntryPosition) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
 /// An entry in the parser buffer with its share of the byte budget (released when received).
 struct Buffered {

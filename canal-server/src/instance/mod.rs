@@ -96,19 +96,34 @@ fn durable_start(name: &str, store: Store, meta: Arc<MetaBackend>) -> StartHook 
         store.set_base(start);
         let (store, meta, name) = (store.clone(), meta.clone(), name.clone());
         Box::pin(async move {
-            let clients = store.clients();
-            if clients.is_empty() {
+            if store.clients().is_empty() {
                 return Ok(());
             }
-            let dropped = meta.save(&clients).await.map_err(|e| e.to_string())?;
-            for id in dropped {
-                info!(destination = %name, client_id = id, "the client's znode was deleted in ZooKeeper: client dropped");
+            // No catch-up stream exists yet: a dropped client only leaves the store.
+            for id in save_clients(&name, &store, &meta)
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 store.unsubscribe(id);
             }
-            info!(destination = %name, clients = clients.len(), "stored where the stream begins");
+            info!(destination = %name, "stored where the stream begins");
             Ok(())
         })
     })
+}
+
+/// Writes the store's subscriptions and cursors. Returns the clients whose znode an operator
+/// deleted in ZooKeeper (logged here): the caller unsubscribes them.
+async fn save_clients(
+    name: &str,
+    store: &Store,
+    meta: &MetaBackend,
+) -> Result<Vec<i16>, MetaError> {
+    let dropped = meta.save(&store.clients()).await?;
+    for id in &dropped {
+        info!(destination = %name, client_id = id, "the client's znode was deleted in ZooKeeper: client dropped");
+    }
+    Ok(dropped)
 }
 
 impl Instance {
@@ -345,9 +360,7 @@ impl Instance {
 
     /// Writes subscriptions and cursors now.
     pub async fn flush(&self) -> Result<(), MetaError> {
-        let dropped = self.meta.save(&self.store.clients()).await?;
-        for id in dropped {
-            info!(destination = %self.name, client_id = id, "the client's znode was deleted in ZooKeeper: client dropped");
+        for id in save_clients(&self.name, &self.store, &self.meta).await? {
             self.unsubscribe(id);
         }
         Ok(())

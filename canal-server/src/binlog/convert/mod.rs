@@ -38,11 +38,11 @@ use crate::value::{ColumnDesc, ColumnFormat, Formatted, ValueOptions};
 
 mod query;
 mod row_change;
-
-pub use row_change::RowsPlan;
 mod snapshot;
 mod table_map;
 mod transaction;
+
+pub use row_change::RowsPlan;
 
 /// Where table definitions come from (the schema history, in production).
 pub trait SchemaLookup {

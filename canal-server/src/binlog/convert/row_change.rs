@@ -148,10 +148,15 @@ impl Converter {
         header.schema_name = Some(mapped.schema.clone());
         header.table_name = Some(mapped.table.clone());
         header.event_type = Some(ty as i32);
-        if row_count > 0 {
-            header.props.push(pair("rowsCount", row_count.to_string()));
-        }
+        add_rows_count(&mut header, row_count);
         header
+    }
+}
+
+/// Canal's `rowsCount` header property, set when the event has rows.
+fn add_rows_count(header: &mut Header, row_count: usize) {
+    if row_count > 0 {
+        header.props.push(pair("rowsCount", row_count.to_string()));
     }
 }
 
@@ -205,10 +210,8 @@ impl RowsPlan {
             None,
         )?;
         entry.entry.store_value = Some(rc.into());
-        if row_count > 0 {
-            if let Some(h) = entry.entry.header.as_mut() {
-                h.props.push(pair("rowsCount", row_count.to_string()));
-            }
+        if let Some(h) = entry.entry.header.as_mut() {
+            add_rows_count(h, row_count);
         }
         Ok(())
     }
