@@ -84,16 +84,33 @@ pub fn own_cpu_secs() -> f64 {
     stat_cpu_secs("/proc/self/stat")
 }
 
+/// cutime + cstime of this process: the CPU of every child it has waited for (with theirs), in
+/// seconds. The difference around a [`time_shell`] is the CPU of that command's processes.
+pub fn children_cpu_secs() -> f64 {
+    stat_fields_secs("/proc/self/stat", 13)
+}
+
 /// utime + stime of a `/proc/…/stat` file, in seconds.
 fn stat_cpu_secs(stat: &str) -> f64 {
+    stat_fields_secs(stat, 11)
+}
+
+/// The sum of two adjacent tick fields of a `/proc/…/stat` file (counted from the field after
+/// the state), in seconds: 11 is utime + stime, 13 cutime + cstime.
+fn stat_fields_secs(stat: &str, first: usize) -> f64 {
     let Ok(text) = std::fs::read_to_string(stat) else {
         return 0.0;
     };
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let rest = text.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks: f64 = f
+        .get(first)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + f.get(first + 1)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
     ticks / clock_ticks()
 }
 
