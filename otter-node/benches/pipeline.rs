@@ -754,7 +754,7 @@ fn run() -> Result<()> {
          way Load writes them (`INSERT … ON DUPLICATE KEY UPDATE` of {CHUNK} rows with every \
          column, `DELETE … WHERE id IN (…)` of {CHUNK} keys), one transaction per statement, \
          statements of each phase spread round-robin over 1 or 2 connections. Load spreads a \
-         large table's share of each batch over `load_connections` connections by key hash \
+         large table's share of each batch over `load_connections` connections by key \
          (the table has no unique secondary key), so both ceilings apply.\n\n\
          The pipeline: channel from the shipped `config/channel.toml` with one mapping \
          (`bench\\.tN` → `bench_dr.tN`), `parallelism` = {parallelism}, node 1 running every \

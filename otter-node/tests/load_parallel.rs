@@ -1,4 +1,4 @@
-//! Load spreading one table over several connections by key hash, against real MariaDBs: each key
+//! Load spreading one table over several connections by key, against real MariaDBs: each key
 //! ends with its last value, a table with a unique secondary key stays on one connection (its
 //! values move between rows safely), replays change nothing, and a pipeline whose load node is
 //! killed with kill -9 during parallel loads still ends row for row equal.

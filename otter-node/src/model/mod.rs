@@ -68,7 +68,7 @@ pub struct Pipeline {
     /// Entries per Select batch.
     #[serde(default = "default_batch_size")]
     pub batch_size: u32,
-    /// Connections Load spreads one large table's share of a batch over, by primary-key hash
+    /// Connections Load spreads one large table's share of a batch over, by key
     /// (Otter's `loadPoolSize`); tables with unique secondary keys or foreign keys always load on
     /// one (see `pipeline::load::shard`). 1 turns the spreading off.
     #[serde(

@@ -109,7 +109,7 @@ impl Loader {
     }
 
     /// The same loader spreading each large table of a batch over up to `connections`
-    /// connections by key hash, where that is safe ([`super::shard`]); 1 (the default) keeps a
+    /// connections by key, where that is safe ([`super::shard`]); 1 (the default) keeps a
     /// table on one. The pool grows to at least `connections`.
     pub fn spreading(self, target: &TargetDb, connections: usize) -> Result<Self, LoadError> {
         let connections = connections.max(1);

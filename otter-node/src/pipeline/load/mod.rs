@@ -5,7 +5,7 @@
 //! `INSERT … ON DUPLICATE KEY UPDATE` (upserts) for inserted and updated rows, in chunks bounded
 //! by rows and bytes. Tables are loaded in ascending weight; tables of one weight in parallel,
 //! each in one transaction on its own connection (deletes first, then upserts), and a large table
-//! without unique secondary or foreign keys spread over several connections by key hash
+//! without unique secondary or foreign keys spread over several connections by key
 //! ([`shard`]). Every statement is an upsert or a delete by key, so replaying a batch after a
 //! crash or a retry is harmless.
 //!
@@ -28,7 +28,7 @@
 //! Modules, by job: [`merge`](mod@merge) (one write per key), [`literal`] (values as validated
 //! SQL literals), [`sql`] (the statements of each table, grouped by weight), [`fence`] (the
 //! fencing token in `retl.retl_fence`), [`loader`] (the pool that runs a batch's transactions with
-//! retries), [`shard`] (one large table spread over several connections by key hash, where that is safe),
+//! retries), [`shard`] (one large table spread over several connections by key, where that is safe),
 //! [`target`] (the target tables a pipeline needs exist and have a primary key),
 //! [`conflict`] (two-way conflicts: detected in the table's transaction, resolved, reported),
 //! [`site`] (creating `retl` and its tables on a site, for `otter-manager prepare-site`),
