@@ -15,7 +15,7 @@
 //! [`write_flat_json_lines`] writes the same JSON straight from the entries' bytes, for `tail`.
 
 mod json;
-mod wire;
+use canal_protocol::pb_read as wire;
 
 pub use json::write_flat_json_lines;
 

@@ -23,6 +23,9 @@
 //! * [`pb`]: protobuf field encoders, identical to prost's output, for hot
 //!   paths that write a message without building it (the raw MESSAGES frame,
 //!   the binlog converter's `RowChange`).
+//! * [`pb_read`]: the reading side for hot paths: a borrowing `RowChange`
+//!   reader that accepts exactly what prost accepts and keeps strings as
+//!   slices of the entry (a client's flat-message JSON, otter's Extract).
 //! * [`mysql`]: MySQL's length-encoded integer ([`mysql::read_lenenc`]).
 //! * [`scramble`]: MySQL 4.1 `scramble411` and the server-side check against
 //!   a stored `canal.passwd` ([`Authenticator`]).
@@ -70,6 +73,7 @@ pub mod addr;
 pub mod frame;
 pub mod mysql;
 pub mod pb;
+pub mod pb_read;
 pub mod position;
 pub mod raw_messages;
 pub mod scramble;

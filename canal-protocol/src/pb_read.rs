@@ -1,16 +1,17 @@
-//! A borrowing reader for the parts of a `RowChange` the flat message needs: strings stay slices of
-//! the entry's bytes instead of one `String` each per column, as a prost decode makes them.
+//! A borrowing reader of a `RowChange` for hot paths (a client writing flat-message JSON, otter's
+//! Extract): strings stay slices of the entry's bytes instead of one `String` each per column, as
+//! a prost decode makes them, and fields a reader does not need are checked but not kept.
 //!
 //! It accepts only what prost accepts, reading each field as prost does (the last value of a
 //! scalar wins, repeated fields append, unknown fields are skipped). Anything it does not follow
 //! (a group, a wrong wire type, a bad varint, invalid UTF-8) is [`Unsupported`]: the caller then
 //! takes the prost path, which yields the same message or prost's own error.
 
-use canal_protocol::EventType;
+use crate::EventType;
 
-/// Input this reader does not follow; see the module docs.
+/// Input this reader does not follow; see the module docs. The caller decodes with prost instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Unsupported;
+pub struct Unsupported;
 
 type Result<T> = std::result::Result<T, Unsupported>;
 
@@ -91,16 +92,10 @@ impl<'a> Fields<'a> {
         self.take(n)
     }
 
-    /// A length-delimited payload that must be UTF-8 (a `string` field), as bytes.
+    /// A length-delimited payload that must be UTF-8 (a `string` field).
     #[inline(always)]
-    fn text(&mut self) -> Result<&'a [u8]> {
-        let b = self.payload()?;
-        // The ASCII check is inlined and fast on short strings; anything else is checked fully.
-        if b.is_ascii() || std::str::from_utf8(b).is_ok() {
-            Ok(b)
-        } else {
-            Err(Unsupported)
-        }
+    fn text(&mut self) -> Result<&'a str> {
+        std::str::from_utf8(self.payload()?).map_err(|_| Unsupported)
     }
 
     /// The next `(field number, payload)`, `None` at the end.
@@ -158,10 +153,8 @@ fn bytes(v: Value<'_>) -> Result<&[u8]> {
     }
 }
 
-fn string(v: Value<'_>) -> Result<&[u8]> {
-    let b = bytes(v)?;
-    std::str::from_utf8(b).map_err(|_| Unsupported)?;
-    Ok(b)
+fn string(v: Value<'_>) -> Result<&str> {
+    std::str::from_utf8(bytes(v)?).map_err(|_| Unsupported)
 }
 
 /// Checks a `Pair` (`props` entries) as prost would decode it: two strings.
@@ -177,13 +170,13 @@ fn check_pair(v: Value<'_>) -> Result<()> {
 
 /// A `RowChange` with its rows still encoded.
 #[derive(Debug, Default)]
-pub(crate) struct RowChangeRef<'a> {
+pub struct RowChangeRef<'a> {
     /// `eventType`, as sent.
     pub event_type: Option<i32>,
     /// `isDdl` (false when absent).
     pub is_ddl: bool,
-    /// `sql` (empty when absent), checked UTF-8.
-    pub sql: &'a [u8],
+    /// `sql` (empty when absent).
+    pub sql: &'a str,
     /// Each `rowDatas` element, encoded.
     pub rows: Vec<&'a [u8]>,
 }
@@ -222,14 +215,14 @@ impl<'a> RowChangeRef<'a> {
     }
 }
 
-/// The fields of a `Column` the flat message uses, borrowed. The strings are checked UTF-8, kept
-/// as bytes (the JSON writer escapes bytes).
+/// The fields of a `Column` a reader uses, borrowed (`index`, `length` and `props` are checked and
+/// skipped).
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct ColumnRef<'a> {
+pub struct ColumnRef<'a> {
     /// `name` (empty when absent).
-    pub name: &'a [u8],
+    pub name: &'a str,
     /// `value` (empty when absent).
-    pub value: &'a [u8],
+    pub value: &'a str,
     /// `isNull`.
     pub is_null: bool,
     /// `isKey`.
@@ -239,7 +232,7 @@ pub(crate) struct ColumnRef<'a> {
     /// `sqlType` (0 when absent).
     pub sql_type: i32,
     /// `mysqlType` (empty when absent).
-    pub mysql_type: &'a [u8],
+    pub mysql_type: &'a str,
 }
 
 impl<'a> ColumnRef<'a> {
@@ -307,7 +300,7 @@ impl<'a> ColumnRef<'a> {
 }
 
 /// Reads one encoded `RowData`, appending its before and after columns (in wire order each).
-pub(crate) fn read_row<'a>(
+pub fn read_row<'a>(
     buf: &'a [u8],
     before: &mut Vec<ColumnRef<'a>>,
     after: &mut Vec<ColumnRef<'a>>,

@@ -12,9 +12,9 @@ use std::ops::Range;
 use canal_protocol::{Entry, EntryType, EventType};
 use serde::Serializer as _;
 
-use super::wire::{self, ColumnRef, RowChangeRef};
 use super::{flat_message, BatchSummary};
 use crate::view::ViewError;
+use canal_protocol::pb_read::{self as wire, ColumnRef, RowChangeRef};
 
 /// Appends one JSON line per ROWDATA entry of `entries` (the entries [`flat_messages`] keeps) to
 /// `out`: Canal's flat message with `id` = `batch_id` and `ts` = `ts`, then `\n`. On an error
@@ -65,13 +65,13 @@ struct Scratch<'a> {
     spans: Vec<Span>,
     types: Types<'a>,
     /// Names of the columns one UPDATE row changed.
-    changed: Vec<&'a [u8]>,
+    changed: Vec<&'a str>,
 }
 
 /// Column name → (sqlType, mysqlType) in first-seen order, the last row's values winning: what
 /// `Ordered::put` builds.
 #[derive(Default)]
-struct Types<'a>(Vec<(&'a [u8], i32, &'a [u8])>);
+struct Types<'a>(Vec<(&'a str, i32, &'a str)>);
 
 impl<'a> Types<'a> {
     fn put(&mut self, at: usize, c: &ColumnRef<'a>) {
@@ -173,11 +173,11 @@ fn write_entry<'a>(
     }
 
     out.extend_from_slice(b",\"database\":");
-    string(out, header.map_or("", |h| h.schema_name()).as_bytes());
+    string(out, header.map_or("", |h| h.schema_name()));
     out.extend_from_slice(b",\"es\":");
     int(out, header.map_or(0, |h| h.execute_time()));
     out.extend_from_slice(b",\"gtid\":");
-    string(out, header.map_or("", |h| h.gtid()).as_bytes());
+    string(out, header.map_or("", |h| h.gtid()));
     out.extend_from_slice(b",\"id\":");
     int(out, batch_id);
     out.extend_from_slice(if change.is_ddl {
@@ -270,11 +270,11 @@ fn write_entry<'a>(
         out.extend_from_slice(b"null");
     }
     out.extend_from_slice(b",\"table\":");
-    string(out, header.map_or("", |h| h.table_name()).as_bytes());
+    string(out, header.map_or("", |h| h.table_name()));
     out.extend_from_slice(b",\"ts\":");
     int(out, ts);
     out.extend_from_slice(b",\"type\":");
-    string(out, event_type.as_str_name().as_bytes());
+    string(out, event_type.as_str_name());
     out.push(b'}');
     Ok(Some(rows))
 }
@@ -297,12 +297,12 @@ static ESCAPE: [u8; 256] = {
     t
 };
 
-/// `s` (checked UTF-8) as a JSON string, escaped as serde_json escapes it.
+/// `s` as a JSON string, escaped as serde_json escapes it.
 #[inline]
-fn string(out: &mut Vec<u8>, s: &[u8]) {
+fn string(out: &mut Vec<u8>, s: &str) {
     out.reserve(s.len() + 2);
     out.push(b'"');
-    let mut rest = s;
+    let mut rest = s.as_bytes();
     loop {
         let clean = clean_prefix(rest);
         out.extend_from_slice(&rest[..clean]);
