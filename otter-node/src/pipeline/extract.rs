@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 use canal_protocol::entry::{Column, Entry, EntryType, EventType, RowChange};
+use canal_protocol::pb_read::{read_row, ColumnRef, RowChangeRef, Unsupported};
 use prost::Message as _;
 
 use crate::batch::{CheckedTable, ColumnValue, DdlEvent, LoadBatch, RowEvent, RowKind};
@@ -80,6 +81,17 @@ fn extract_entries(
     mappings: &[CompiledMapping],
     opts: &ExtractOptions<'_>,
 ) -> Result<LoadBatch, ExtractError> {
+    extract_entries_reading(entries, mappings, opts, true)
+}
+
+/// [`extract_entries`]; `in_place` false decodes every RowChange with prost (the tests compare
+/// both ways).
+fn extract_entries_reading(
+    entries: impl Iterator<Item = Result<Entry, prost::DecodeError>>,
+    mappings: &[CompiledMapping],
+    opts: &ExtractOptions<'_>,
+    in_place: bool,
+) -> Result<LoadBatch, ExtractError> {
     let (ddl_sync, source_site) = (opts.ddl_sync, opts.source_site);
     let mut out = LoadBatch::default();
     let mut last: Option<(String, String, Option<CompiledMapping>)> = None;
@@ -92,62 +104,82 @@ fn extract_entries(
             continue;
         }
         let header = entry.header.take().unwrap_or_default();
-        let change = RowChange::decode(entry.store_value.take().unwrap_or_default())
-            .map_err(|source| ExtractError::Decode { index, source })?;
+        let store = entry.store_value.take().unwrap_or_default();
+        let decode = |store: &Bytes| {
+            RowChange::decode(store.clone())
+                .map_err(|source| ExtractError::Decode { index, source })
+        };
         let schema = header.schema_name();
         let table = header.table_name();
-        if schema.eq_ignore_ascii_case(RETL_SCHEMA) && table.eq_ignore_ascii_case(MARK_TABLE) {
-            // The transaction's mark: Select kept the transaction; note where it came from.
-            if let Some(row) = change.row_datas.first().filter(|_| !change.is_ddl()) {
-                let cols = if row.after_columns.is_empty() {
-                    &row.before_columns
-                } else {
-                    &row.after_columns
-                };
-                let origin = foreign(&MarkRow::from_columns(cols), source_site);
-                out.set_origin(origin.as_deref());
-            }
-            continue;
-        }
-        if schema.eq_ignore_ascii_case(RETL_SCHEMA) && table.eq_ignore_ascii_case(XDUAL_TABLE) {
-            // A heartbeat: this pipeline's is noted, none is loaded.
-            for row in &change.row_datas {
-                let col = |name: &str| {
-                    row.after_columns
-                        .iter()
-                        .find(|c| c.name().eq_ignore_ascii_case(name))
-                        .and_then(|c| c.value().parse::<i64>().ok())
-                };
-                if col("id") == Some(i64::from(opts.pipeline)) {
-                    out.heartbeat = col("x").max(out.heartbeat);
+        // Rows of user tables are read in place (no `String` per column name, value and type
+        // that the rows would only copy); marks, heartbeats, DDL and anything the borrowing
+        // reader does not follow are decoded by prost.
+        let fast = if !in_place || schema.eq_ignore_ascii_case(RETL_SCHEMA) {
+            None
+        } else {
+            RowChangeRef::read(&store).ok().filter(|c| !c.is_ddl)
+        };
+        let mut decoded = None;
+        if fast.is_none() {
+            let change = decode(&store)?;
+            if schema.eq_ignore_ascii_case(RETL_SCHEMA) && table.eq_ignore_ascii_case(MARK_TABLE) {
+                // The transaction's mark: Select kept the transaction; note where it came from.
+                if let Some(row) = change.row_datas.first().filter(|_| !change.is_ddl()) {
+                    let cols = if row.after_columns.is_empty() {
+                        &row.before_columns
+                    } else {
+                        &row.after_columns
+                    };
+                    let origin = foreign(&MarkRow::from_columns(cols), source_site);
+                    out.set_origin(origin.as_deref());
                 }
+                continue;
             }
-            continue;
-        }
-        if change.is_ddl() {
-            if ddl_sync
-                && !change.sql().is_empty()
-                && find_mapping(mappings, schema, table).is_some()
-            {
-                let mut sql = change.sql();
-                if let Some(mark) = MarkRow::from_ddl(sql) {
-                    out.set_origin(foreign(&mark, source_site).as_deref());
-                    sql = sql
-                        .trim_start()
-                        .split_once("*/")
-                        .map_or(sql, |(_, s)| s.trim_start());
+            if schema.eq_ignore_ascii_case(RETL_SCHEMA) && table.eq_ignore_ascii_case(XDUAL_TABLE) {
+                // A heartbeat: this pipeline's is noted, none is loaded.
+                for row in &change.row_datas {
+                    let col = |name: &str| {
+                        row.after_columns
+                            .iter()
+                            .find(|c| c.name().eq_ignore_ascii_case(name))
+                            .and_then(|c| c.value().parse::<i64>().ok())
+                    };
+                    if col("id") == Some(i64::from(opts.pipeline)) {
+                        out.heartbeat = col("x").max(out.heartbeat);
+                    }
                 }
-                out.ddl = Some(DdlEvent {
-                    schema: schema.to_string(),
-                    table: table.to_string(),
-                    sql: sql.to_string(),
-                    execute_time: header.execute_time(),
-                });
+                continue;
             }
-            continue;
+            if change.is_ddl() {
+                if ddl_sync
+                    && !change.sql().is_empty()
+                    && find_mapping(mappings, schema, table).is_some()
+                {
+                    let mut sql = change.sql();
+                    if let Some(mark) = MarkRow::from_ddl(sql) {
+                        out.set_origin(foreign(&mark, source_site).as_deref());
+                        sql = sql
+                            .trim_start()
+                            .split_once("*/")
+                            .map_or(sql, |(_, s)| s.trim_start());
+                    }
+                    out.ddl = Some(DdlEvent {
+                        schema: schema.to_string(),
+                        table: table.to_string(),
+                        sql: sql.to_string(),
+                        execute_time: header.execute_time(),
+                    });
+                }
+                continue;
+            }
+            decoded = Some(change);
         }
-        let kind = match change
-            .event_type
+        let event_type = match (&fast, &decoded) {
+            (Some(f), _) => f.event_type,
+            (None, Some(d)) => d.event_type,
+            (None, None) => None,
+        };
+        let kind = match event_type
             .and_then(|t| EventType::try_from(t).ok())
             .unwrap_or(header.event_type())
         {
@@ -174,7 +206,6 @@ fn extract_entries(
             .mapping
             .conflict
             .or(opts.two_way.then_some(ConflictPolicy::SitePriority));
-        let detect = policy.is_some();
         if let Some(policy) = policy {
             if !out
                 .checked
@@ -189,76 +220,150 @@ fn extract_entries(
                 });
             }
         }
-        // The decoded RowChange is ours: its strings move into the rows instead of being copied.
-        for row in change.row_datas {
-            let (image, before) = if kind == RowKind::Delete {
-                (row.before_columns, Vec::new())
+        let cx = RowContext {
+            schema,
+            table,
+            kind,
+            mapping,
+            detect: policy.is_some(),
+            execute_time: header.execute_time(),
+        };
+        let rows_before = out.rows.len();
+        if let Some(f) = &fast {
+            if push_borrowed(&mut out, &cx, f).is_err() {
+                // A row the reader does not follow: prost reads the entry, or says what is wrong.
+                out.rows.truncate(rows_before);
+                decoded = Some(decode(&store)?);
+            }
+        }
+        for row in decoded.map(|c| c.row_datas).unwrap_or_default() {
+            if kind == RowKind::Delete {
+                push_row(&mut out, &cx, &row.before_columns, &[]);
             } else {
-                (row.after_columns, row.before_columns)
-            };
-            let columns: Vec<ColumnValue> = image
-                .into_iter()
-                .filter(|c| mapping.keeps(c.name(), c.is_key()))
-                .map(value)
-                .collect();
-            // What the target should hold before this change, for conflict detection.
-            let expected = match kind {
-                _ if !detect => None,
-                RowKind::Insert => None,
-                RowKind::Delete => Some(columns.clone()),
-                RowKind::Update => Some(
-                    before
-                        .iter()
-                        .filter(|c| mapping.keeps(c.name(), c.is_key()))
-                        .cloned()
-                        .map(value)
-                        .collect(),
-                ),
-            };
-            let old_keys = if kind == RowKind::Update {
-                let before: Vec<ColumnValue> = before
-                    .into_iter()
-                    .filter(|c| c.is_key())
-                    .map(value)
-                    .collect();
-                let changed = !before.is_empty()
-                    && (before.len() != columns.iter().filter(|c| c.is_key).count()
-                        || before
-                            .iter()
-                            .zip(columns.iter().filter(|c| c.is_key))
-                            .any(|(b, a)| b != a));
-                changed.then_some(before)
-            } else {
-                None
-            };
-            out.rows.push(RowEvent {
-                schema: schema.to_string(),
-                table: table.to_string(),
-                kind,
-                columns,
-                old_keys,
-                before: expected,
-                history: Vec::new(),
-                weight: mapping.mapping.weight,
-                execute_time: header.execute_time(),
-            });
+                push_row(&mut out, &cx, &row.after_columns, &row.before_columns);
+            }
         }
     }
     Ok(out)
 }
 
-fn value(c: Column) -> ColumnValue {
-    let (sql_type, is_key, is_null) = (c.sql_type(), c.is_key(), c.is_null());
-    ColumnValue {
-        name: c.name.unwrap_or_default(),
-        value: if is_null {
-            None
-        } else {
-            Some(c.value.unwrap_or_default())
-        },
-        sql_type,
-        is_key,
+/// What every row of one entry shares.
+struct RowContext<'a> {
+    schema: &'a str,
+    table: &'a str,
+    kind: RowKind,
+    mapping: &'a CompiledMapping,
+    /// The table detects conflicts: rows carry what the target should hold before them.
+    detect: bool,
+    execute_time: i64,
+}
+
+/// A column of a row image, decoded by prost or borrowed from the entry's bytes.
+trait SourceColumn {
+    fn name(&self) -> &str;
+    fn is_key(&self) -> bool;
+    fn to_value(&self) -> ColumnValue;
+}
+
+impl SourceColumn for Column {
+    fn name(&self) -> &str {
+        Column::name(self)
     }
+
+    fn is_key(&self) -> bool {
+        Column::is_key(self)
+    }
+
+    fn to_value(&self) -> ColumnValue {
+        ColumnValue {
+            name: Column::name(self).to_string(),
+            value: (!self.is_null()).then(|| self.value().to_string()),
+            sql_type: self.sql_type(),
+            is_key: Column::is_key(self),
+        }
+    }
+}
+
+impl SourceColumn for ColumnRef<'_> {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn is_key(&self) -> bool {
+        self.is_key
+    }
+
+    fn to_value(&self) -> ColumnValue {
+        ColumnValue {
+            name: self.name.to_string(),
+            value: (!self.is_null).then(|| self.value.to_string()),
+            sql_type: self.sql_type,
+            is_key: self.is_key,
+        }
+    }
+}
+
+/// The rows of an entry read in place, each pushed as [`push_row`] does; `Err` at the first row
+/// the reader does not follow (rows pushed before it are the caller's to drop).
+fn push_borrowed(
+    out: &mut LoadBatch,
+    cx: &RowContext<'_>,
+    change: &RowChangeRef<'_>,
+) -> Result<(), Unsupported> {
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    for row in &change.rows {
+        before.clear();
+        after.clear();
+        read_row(row, &mut before, &mut after)?;
+        if cx.kind == RowKind::Delete {
+            push_row(out, cx, &before, &[]);
+        } else {
+            push_row(out, cx, &after, &before);
+        }
+    }
+    Ok(())
+}
+
+/// One row: `image` (the after image, or a delete's before image) with the mapping's column view
+/// applied, and from `before` (an update's before image) the old key when the key changed and,
+/// on tables that detect conflicts, what the target should hold.
+fn push_row<C: SourceColumn>(out: &mut LoadBatch, cx: &RowContext<'_>, image: &[C], before: &[C]) {
+    let keeps = |c: &&C| cx.mapping.keeps(c.name(), c.is_key());
+    let columns: Vec<ColumnValue> = image.iter().filter(keeps).map(C::to_value).collect();
+    // What the target should hold before this change, for conflict detection.
+    let expected = match cx.kind {
+        _ if !cx.detect => None,
+        RowKind::Insert => None,
+        RowKind::Delete => Some(columns.clone()),
+        RowKind::Update => Some(before.iter().filter(keeps).map(C::to_value).collect()),
+    };
+    let old_keys = if cx.kind == RowKind::Update {
+        let before: Vec<ColumnValue> = before
+            .iter()
+            .filter(|c| c.is_key())
+            .map(C::to_value)
+            .collect();
+        let changed = !before.is_empty()
+            && (before.len() != columns.iter().filter(|c| c.is_key).count()
+                || before
+                    .iter()
+                    .zip(columns.iter().filter(|c| c.is_key))
+                    .any(|(b, a)| b != a));
+        changed.then_some(before)
+    } else {
+        None
+    };
+    out.rows.push(RowEvent {
+        schema: cx.schema.to_string(),
+        table: cx.table.to_string(),
+        kind: cx.kind,
+        columns,
+        old_keys,
+        before: expected,
+        history: Vec::new(),
+        weight: cx.mapping.mapping.weight,
+        execute_time: cx.execute_time,
+    });
 }
 
 #[cfg(test)]
@@ -349,5 +454,215 @@ mod tests {
         assert_eq!(names, ["id", "email"], "password_hash excluded");
         assert_eq!(r.old_keys.as_ref().unwrap()[0].value.as_deref(), Some("1"));
         assert_eq!(r.weight, 1);
+    }
+
+    /// Entries of every kind Extract meets on user tables: inserts with NULLs, empty and non-ASCII
+    /// values, an update changing the key and one keeping it, a delete, an excluded column, an
+    /// unmapped table, a DDL, several rows per entry.
+    fn varied_entries() -> Vec<Bytes> {
+        let null = |name: &str| Column {
+            name: Some(name.into()),
+            is_null: Some(true),
+            sql_type: Some(12),
+            ..Default::default()
+        };
+        let row = |before: Vec<Column>, after: Vec<Column>| RowData {
+            before_columns: before,
+            after_columns: after,
+            ..Default::default()
+        };
+        let user = |id: &str, email: &str| {
+            vec![
+                col("id", id, true),
+                col("email", email, false),
+                col("password_hash", "h", false),
+            ]
+        };
+        let mut with_null = user("3", "");
+        with_null[1] = null("email");
+        let ddl = RowChange {
+            is_ddl: Some(true),
+            sql: Some("ALTER TABLE shop.user ADD x INT".into()),
+            event_type: Some(EventType::Alter as i32),
+            ..Default::default()
+        };
+        vec![
+            entry(
+                "user",
+                EventType::Insert,
+                vec![
+                    row(vec![], user("1", "a@x")),
+                    row(vec![], user("2", "ünï ☃ \"q\"")),
+                    row(vec![], with_null),
+                ],
+            ),
+            entry(
+                "user",
+                EventType::Update,
+                vec![
+                    row(user("1", "a@x"), user("10", "b@x")),
+                    row(user("2", "c"), user("2", "d")),
+                ],
+            ),
+            entry(
+                "unmapped",
+                EventType::Insert,
+                vec![row(vec![], user("5", "e"))],
+            ),
+            entry(
+                "orders",
+                EventType::Delete,
+                vec![row(
+                    vec![col("id", "7", true), col("total", "1.50", false)],
+                    vec![],
+                )],
+            ),
+            Entry {
+                header: Some(Header {
+                    schema_name: Some("shop".into()),
+                    table_name: Some("user".into()),
+                    event_type: Some(EventType::Alter as i32),
+                    ..Default::default()
+                }),
+                entry_type: Some(EntryType::Rowdata as i32),
+                store_value: Some(ddl.encode_to_vec().into()),
+            }
+            .encode_to_vec()
+            .into(),
+        ]
+    }
+
+    fn both_ways(entries: &[Bytes], two_way: bool) -> (LoadBatch, LoadBatch) {
+        let c = Channel::from_toml(include_str!("../../../config/channel.toml")).unwrap();
+        let m = CompiledMapping::compile(&c.pipeline).unwrap();
+        let opts = ExtractOptions {
+            ddl_sync: true,
+            source_site: "src",
+            pipeline: 1,
+            two_way,
+        };
+        let run = |in_place| {
+            extract_entries_reading(
+                entries.iter().map(|b| Entry::decode(b.clone())),
+                &m,
+                &opts,
+                in_place,
+            )
+            .unwrap()
+        };
+        (run(true), run(false))
+    }
+
+    #[test]
+    fn rows_read_in_place_equal_rows_decoded_by_prost() {
+        for two_way in [false, true] {
+            let (fast, slow) = both_ways(&varied_entries(), two_way);
+            assert_eq!(fast, slow, "two_way {two_way}");
+            assert_eq!(fast.rows.len(), 6);
+            assert!(fast.ddl.is_some());
+            assert_eq!(fast.rows[2].columns[1].value, None, "NULL stays NULL");
+            assert_eq!(
+                fast.rows[1].columns[1].value.as_deref(),
+                Some("ünï ☃ \"q\"")
+            );
+            assert_eq!(
+                fast.rows[3].old_keys.as_ref().unwrap()[0].value.as_deref(),
+                Some("1")
+            );
+            assert!(fast.rows[4].old_keys.is_none(), "key kept: no old key");
+            assert!(fast
+                .rows
+                .iter()
+                .all(|r| r.before.is_some() == (two_way && r.kind != RowKind::Insert)));
+        }
+    }
+
+    #[test]
+    fn a_row_the_reader_does_not_follow_is_decoded_by_prost_without_doubled_rows() {
+        // The second row carries an unknown field as a group (wire type 3): prost skips it, the
+        // borrowing reader does not follow it, so the entry is read again by prost.
+        let rows = [
+            RowData {
+                after_columns: vec![col("id", "1", true)],
+                ..Default::default()
+            },
+            RowData {
+                after_columns: vec![col("id", "2", true)],
+                ..Default::default()
+            },
+        ];
+        let mut rc = RowChange {
+            event_type: Some(EventType::Insert as i32),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        for (i, r) in rows.iter().enumerate() {
+            let mut body = r.encode_to_vec();
+            if i == 1 {
+                // Field 9, start group; field 9, end group.
+                body.extend_from_slice(&[0x4b, 0x4c]);
+            }
+            rc.push(0x62); // field 12 (rowDatas), length-delimited
+            prost::encoding::encode_varint(body.len() as u64, &mut rc);
+            rc.extend_from_slice(&body);
+        }
+        let decoded = RowChange::decode(rc.as_slice()).expect("prost skips the group");
+        assert_eq!(decoded.row_datas.len(), 2);
+        assert!(RowChangeRef::read(&rc).is_ok());
+        let e: Bytes = Entry {
+            header: Some(Header {
+                schema_name: Some("shop".into()),
+                table_name: Some("user".into()),
+                event_type: Some(EventType::Insert as i32),
+                ..Default::default()
+            }),
+            entry_type: Some(EntryType::Rowdata as i32),
+            store_value: Some(rc.into()),
+        }
+        .encode_to_vec()
+        .into();
+        let (fast, slow) = both_ways(&[e], false);
+        assert_eq!(fast, slow);
+        let ids: Vec<_> = fast
+            .rows
+            .iter()
+            .map(|r| r.columns[0].value.clone())
+            .collect();
+        assert_eq!(ids, [Some("1".to_string()), Some("2".to_string())]);
+    }
+
+    #[test]
+    fn a_malformed_row_is_the_prost_error_either_way() {
+        let mut rc = RowChange {
+            event_type: Some(EventType::Insert as i32),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        // A RowData whose column claims more bytes than it has.
+        rc.extend_from_slice(&[0x62, 0x03, 0x12, 0x05, 0x08]);
+        let e: Bytes = Entry {
+            header: Some(Header {
+                schema_name: Some("shop".into()),
+                table_name: Some("user".into()),
+                ..Default::default()
+            }),
+            entry_type: Some(EntryType::Rowdata as i32),
+            store_value: Some(rc.into()),
+        }
+        .encode_to_vec()
+        .into();
+        let c = Channel::from_toml(include_str!("../../../config/channel.toml")).unwrap();
+        let m = CompiledMapping::compile(&c.pipeline).unwrap();
+        let opts = ExtractOptions {
+            ddl_sync: false,
+            source_site: "src",
+            pipeline: 1,
+            two_way: false,
+        };
+        let err = extract(&[e], &m, &opts).unwrap_err();
+        assert!(
+            matches!(err, ExtractError::Decode { index: 0, .. }),
+            "{err}"
+        );
     }
 }

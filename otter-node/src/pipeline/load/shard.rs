@@ -38,7 +38,6 @@
 //! cannot be read counts as unsafe.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
