@@ -12,10 +12,11 @@
 //! appeared: for a snapshot chunk or an insert-heavy stream that is key order, so each connection
 //! writes its own part of the primary index, as `myloader` threads each load their own key range.
 //! An earlier split by a hash of the key sent neighbouring keys to every connection, and all of
-//! them then inserted into the same index pages: the target spent 11.3 s of CPU on the snapshot
-//! bench's million rows that way against 8.3–9.4 s now (docs/PERFORMANCE.md). Which shard a key
-//! lands in may differ from one batch to the next; nothing depends on it, since one batch commits
-//! before the next starts.
+//! them then inserted into the same index pages: in three interleaved pairs of snapshot bench
+//! runs with one binary, the target spent 10.0–12.5 s of CPU on the million rows that way against
+//! 8.2–10.2 s with runs, and the copy ran 1.16–1.32× faster (docs/PERFORMANCE.md). Which shard a
+//! key lands in may differ from one batch to the next; nothing depends on it, since one batch
+//! commits before the next starts.
 //!
 //! What keys alone cannot keep apart stays on one connection, found in the target's
 //! `information_schema` ([`TableShape`]):
