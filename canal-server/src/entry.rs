@@ -37,29 +37,42 @@ impl ParsedEntry {
 
     /// Whether a cursor may land here: a transaction end or a DDL (design.md "Positions").
     pub fn is_boundary(&self) -> bool {
-        match self.entry_type() {
-            EntryType::Transactionend => true,
-            EntryType::Rowdata => match self.scan_store_value() {
-                Some(scan) => scan.is_ddl,
-                None => self
-                    .store_value_as::<RowChangeDdlFlag>()
-                    .is_some_and(|f| f.is_ddl.unwrap_or(false)),
-            },
-            _ => false,
-        }
+        self.shape().boundary
     }
 
     /// The number of rows (`RowChange.row_datas`) of a ROWDATA entry, counted without decoding
     /// them; 0 for other entries.
     pub fn row_count(&self) -> usize {
-        if self.entry_type() != EntryType::Rowdata {
-            return 0;
-        }
-        match self.scan_store_value() {
-            Some(scan) => scan.rows,
-            None => self
-                .store_value_as::<RowChangeRows>()
-                .map_or(0, |r| r.row_datas.len()),
+        self.shape().rows
+    }
+
+    /// [`is_boundary`](Self::is_boundary) and [`row_count`](Self::row_count) from one walk of
+    /// the RowChange (each walk touches every row's bytes: on large entries that is memory
+    /// traffic, not arithmetic).
+    pub fn shape(&self) -> EntryShape {
+        match self.entry_type() {
+            EntryType::Transactionend => EntryShape {
+                boundary: true,
+                rows: 0,
+            },
+            EntryType::Rowdata => match self.scan_store_value() {
+                Some(scan) => EntryShape {
+                    boundary: scan.is_ddl,
+                    rows: scan.rows,
+                },
+                None => EntryShape {
+                    boundary: self
+                        .store_value_as::<RowChangeDdlFlag>()
+                        .is_some_and(|f| f.is_ddl.unwrap_or(false)),
+                    rows: self
+                        .store_value_as::<RowChangeRows>()
+                        .map_or(0, |r| r.row_datas.len()),
+                },
+            },
+            _ => EntryShape {
+                boundary: false,
+                rows: 0,
+            },
         }
     }
 
@@ -87,6 +100,15 @@ impl ParsedEntry {
             h.and_then(|h| h.table_name.as_deref()).unwrap_or(""),
         )
     }
+}
+
+/// What [`ParsedEntry::shape`] found: whether a cursor may land on the entry, and its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryShape {
+    /// A transaction end or a DDL.
+    pub boundary: bool,
+    /// `RowChange.row_datas` of a ROWDATA entry; 0 for others.
+    pub rows: usize,
 }
 
 /// What [`scan_row_change`] read.

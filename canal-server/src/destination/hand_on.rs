@@ -98,8 +98,9 @@ impl Supervisor {
             }
             // Counted without decoding the rows (a full RowChange decode here cost about as
             // much as the conversion itself).
-            rows_counter.increment(entry.row_count() as u64);
-            let boundary = entry.is_boundary().then(|| Cursor {
+            let shape = entry.shape();
+            rows_counter.increment(shape.rows as u64);
+            let boundary = shape.boundary.then(|| Cursor {
                 position: entry.position.binlog.clone(),
                 gtid: gtid.clone(),
                 inclusive: false,
