@@ -65,13 +65,13 @@ struct Scratch<'a> {
     spans: Vec<Span>,
     types: Types<'a>,
     /// Names of the columns one UPDATE row changed.
-    changed: Vec<&'a str>,
+    changed: Vec<&'a [u8]>,
 }
 
 /// Column name → (sqlType, mysqlType) in first-seen order, the last row's values winning: what
 /// `Ordered::put` builds.
 #[derive(Default)]
-struct Types<'a>(Vec<(&'a str, i32, &'a str)>);
+struct Types<'a>(Vec<(&'a [u8], i32, &'a [u8])>);
 
 impl<'a> Types<'a> {
     fn put(&mut self, at: usize, c: &ColumnRef<'a>) {
@@ -173,11 +173,11 @@ fn write_entry<'a>(
     }
 
     out.extend_from_slice(b",\"database\":");
-    string(out, header.map_or("", |h| h.schema_name()));
+    string(out, header.map_or("", |h| h.schema_name()).as_bytes());
     out.extend_from_slice(b",\"es\":");
     int(out, header.map_or(0, |h| h.execute_time()));
     out.extend_from_slice(b",\"gtid\":");
-    string(out, header.map_or("", |h| h.gtid()));
+    string(out, header.map_or("", |h| h.gtid()).as_bytes());
     out.extend_from_slice(b",\"id\":");
     int(out, batch_id);
     out.extend_from_slice(if change.is_ddl {
@@ -270,11 +270,11 @@ fn write_entry<'a>(
         out.extend_from_slice(b"null");
     }
     out.extend_from_slice(b",\"table\":");
-    string(out, header.map_or("", |h| h.table_name()));
+    string(out, header.map_or("", |h| h.table_name()).as_bytes());
     out.extend_from_slice(b",\"ts\":");
     int(out, ts);
     out.extend_from_slice(b",\"type\":");
-    string(out, event_type.as_str_name());
+    string(out, event_type.as_str_name().as_bytes());
     out.push(b'}');
     Ok(Some(rows))
 }
@@ -297,12 +297,12 @@ static ESCAPE: [u8; 256] = {
     t
 };
 
-/// `s` as a JSON string, escaped as serde_json escapes it.
+/// `s` (checked UTF-8) as a JSON string, escaped as serde_json escapes it.
 #[inline]
-fn string(out: &mut Vec<u8>, s: &str) {
+fn string(out: &mut Vec<u8>, s: &[u8]) {
     out.reserve(s.len() + 2);
     out.push(b'"');
-    let mut rest = s.as_bytes();
+    let mut rest = s;
     loop {
         let clean = clean_prefix(rest);
         out.extend_from_slice(&rest[..clean]);

@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use canal_protocol::entry::{Column, Entry, EntryType, EventType, RowChange};
-use canal_protocol::pb_read::{read_row, ColumnRef, RowChangeRef, Unsupported};
+use canal_protocol::pb_read::{read_row, text, ColumnRef, RowChangeRef, Unsupported};
 use prost::Message as _;
 
 use crate::batch::{CheckedTable, ColumnValue, DdlEvent, LoadBatch, RowEvent, RowKind};
@@ -286,7 +286,7 @@ impl SourceColumn for Column {
 
 impl SourceColumn for ColumnRef<'_> {
     fn name(&self) -> &str {
-        self.name
+        text(self.name)
     }
 
     fn is_key(&self) -> bool {
@@ -295,8 +295,8 @@ impl SourceColumn for ColumnRef<'_> {
 
     fn to_value(&self) -> ColumnValue {
         ColumnValue {
-            name: self.name.to_string(),
-            value: (!self.is_null).then(|| self.value.to_string()),
+            name: text(self.name).to_string(),
+            value: (!self.is_null).then(|| text(self.value).to_string()),
             sql_type: self.sql_type,
             is_key: self.is_key,
         }
