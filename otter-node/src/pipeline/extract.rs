@@ -5,7 +5,7 @@
 //! key values so Load can delete the old row. Names stay the source's.
 
 use bytes::Bytes;
-use canal_protocol::entry::{Column, Entry, EntryType, EventType, RowChange};
+use canal_protocol::entry::{Column, Entry, EntryType, EventType, Header, RowChange};
 use canal_protocol::pb_read::{read_row, text, ColumnRef, RowChangeRef, Unsupported};
 use prost::Message as _;
 
@@ -92,7 +92,6 @@ fn extract_entries_reading(
     opts: &ExtractOptions<'_>,
     in_place: bool,
 ) -> Result<LoadBatch, ExtractError> {
-    let (ddl_sync, source_site) = (opts.ddl_sync, opts.source_site);
     let mut out = LoadBatch::default();
     let mut last: Option<(String, String, Option<CompiledMapping>)> = None;
     for (index, entry) in entries.enumerate() {
@@ -121,58 +120,10 @@ fn extract_entries_reading(
         };
         let mut decoded = None;
         if fast.is_none() {
-            let change = decode(&store)?;
-            if schema.eq_ignore_ascii_case(RETL_SCHEMA) && table.eq_ignore_ascii_case(MARK_TABLE) {
-                // The transaction's mark: Select kept the transaction; note where it came from.
-                if let Some(row) = change.row_datas.first().filter(|_| !change.is_ddl()) {
-                    let cols = if row.after_columns.is_empty() {
-                        &row.before_columns
-                    } else {
-                        &row.after_columns
-                    };
-                    let origin = foreign(&MarkRow::from_columns(cols), source_site);
-                    out.set_origin(origin.as_deref());
-                }
+            decoded = rows_of(&mut out, decode(&store)?, &header, mappings, opts);
+            if decoded.is_none() {
                 continue;
             }
-            if schema.eq_ignore_ascii_case(RETL_SCHEMA) && table.eq_ignore_ascii_case(XDUAL_TABLE) {
-                // A heartbeat: this pipeline's is noted, none is loaded.
-                for row in &change.row_datas {
-                    let col = |name: &str| {
-                        row.after_columns
-                            .iter()
-                            .find(|c| c.name().eq_ignore_ascii_case(name))
-                            .and_then(|c| c.value().parse::<i64>().ok())
-                    };
-                    if col("id") == Some(i64::from(opts.pipeline)) {
-                        out.heartbeat = col("x").max(out.heartbeat);
-                    }
-                }
-                continue;
-            }
-            if change.is_ddl() {
-                if ddl_sync
-                    && !change.sql().is_empty()
-                    && find_mapping(mappings, schema, table).is_some()
-                {
-                    let mut sql = change.sql();
-                    if let Some(mark) = MarkRow::from_ddl(sql) {
-                        out.set_origin(foreign(&mark, source_site).as_deref());
-                        sql = sql
-                            .trim_start()
-                            .split_once("*/")
-                            .map_or(sql, |(_, s)| s.trim_start());
-                    }
-                    out.ddl = Some(DdlEvent {
-                        schema: schema.to_string(),
-                        table: table.to_string(),
-                        sql: sql.to_string(),
-                        execute_time: header.execute_time(),
-                    });
-                }
-                continue;
-            }
-            decoded = Some(change);
         }
         let event_type = match (&fast, &decoded) {
             (Some(f), _) => f.event_type,
@@ -245,6 +196,69 @@ fn extract_entries_reading(
         }
     }
     Ok(out)
+}
+
+/// A RowChange decoded by prost: a transaction's mark, a heartbeat or a DDL is noted in `out`
+/// (`None`); a change of rows comes back.
+fn rows_of(
+    out: &mut LoadBatch,
+    change: RowChange,
+    header: &Header,
+    mappings: &[CompiledMapping],
+    opts: &ExtractOptions<'_>,
+) -> Option<RowChange> {
+    let (schema, table) = (header.schema_name(), header.table_name());
+    if schema.eq_ignore_ascii_case(RETL_SCHEMA) && table.eq_ignore_ascii_case(MARK_TABLE) {
+        // The transaction's mark: Select kept the transaction; note where it came from.
+        if let Some(row) = change.row_datas.first().filter(|_| !change.is_ddl()) {
+            let cols = if row.after_columns.is_empty() {
+                &row.before_columns
+            } else {
+                &row.after_columns
+            };
+            let origin = foreign(&MarkRow::from_columns(cols), opts.source_site);
+            out.set_origin(origin.as_deref());
+        }
+        return None;
+    }
+    if schema.eq_ignore_ascii_case(RETL_SCHEMA) && table.eq_ignore_ascii_case(XDUAL_TABLE) {
+        // A heartbeat: this pipeline's is noted, none is loaded.
+        for row in &change.row_datas {
+            let col = |name: &str| {
+                row.after_columns
+                    .iter()
+                    .find(|c| c.name().eq_ignore_ascii_case(name))
+                    .and_then(|c| c.value().parse::<i64>().ok())
+            };
+            if col("id") == Some(i64::from(opts.pipeline)) {
+                out.heartbeat = col("x").max(out.heartbeat);
+            }
+        }
+        return None;
+    }
+    if change.is_ddl() {
+        if opts.ddl_sync
+            && !change.sql().is_empty()
+            && find_mapping(mappings, schema, table).is_some()
+        {
+            let mut sql = change.sql();
+            if let Some(mark) = MarkRow::from_ddl(sql) {
+                out.set_origin(foreign(&mark, opts.source_site).as_deref());
+                sql = sql
+                    .trim_start()
+                    .split_once("*/")
+                    .map_or(sql, |(_, s)| s.trim_start());
+            }
+            out.ddl = Some(DdlEvent {
+                schema: schema.to_string(),
+                table: table.to_string(),
+                sql: sql.to_string(),
+                execute_time: header.execute_time(),
+            });
+        }
+        return None;
+    }
+    Some(change)
 }
 
 /// What every row of one entry shares.
