@@ -405,16 +405,21 @@ mod tests {
             row_datas: rows,
             ..Default::default()
         };
+        raw_entry(table, Some(et), rc.encode_to_vec())
+    }
+
+    /// A ROWDATA entry of `shop.{table}` around an encoded RowChange.
+    fn raw_entry(table: &str, et: Option<EventType>, store_value: Vec<u8>) -> Bytes {
         Entry {
             header: Some(Header {
                 schema_name: Some("shop".into()),
                 table_name: Some(table.into()),
-                event_type: Some(et as i32),
+                event_type: et.map(|t| t as i32),
                 execute_time: Some(5),
                 ..Default::default()
             }),
             entry_type: Some(EntryType::Rowdata as i32),
-            store_value: Some(rc.encode_to_vec().into()),
+            store_value: Some(store_value.into()),
         }
         .encode_to_vec()
         .into()
@@ -531,18 +536,7 @@ mod tests {
                     vec![],
                 )],
             ),
-            Entry {
-                header: Some(Header {
-                    schema_name: Some("shop".into()),
-                    table_name: Some("user".into()),
-                    event_type: Some(EventType::Alter as i32),
-                    ..Default::default()
-                }),
-                entry_type: Some(EntryType::Rowdata as i32),
-                store_value: Some(ddl.encode_to_vec().into()),
-            }
-            .encode_to_vec()
-            .into(),
+            raw_entry("user", Some(EventType::Alter), ddl.encode_to_vec()),
         ]
     }
 
@@ -623,18 +617,7 @@ mod tests {
         let decoded = RowChange::decode(rc.as_slice()).expect("prost skips the group");
         assert_eq!(decoded.row_datas.len(), 2);
         assert!(RowChangeRef::read(&rc).is_ok());
-        let e: Bytes = Entry {
-            header: Some(Header {
-                schema_name: Some("shop".into()),
-                table_name: Some("user".into()),
-                event_type: Some(EventType::Insert as i32),
-                ..Default::default()
-            }),
-            entry_type: Some(EntryType::Rowdata as i32),
-            store_value: Some(rc.into()),
-        }
-        .encode_to_vec()
-        .into();
+        let e = raw_entry("user", Some(EventType::Insert), rc);
         let (fast, slow) = both_ways(&[e], false);
         assert_eq!(fast, slow);
         let ids: Vec<_> = fast
@@ -654,17 +637,7 @@ mod tests {
         .encode_to_vec();
         // A RowData whose column claims more bytes than it has.
         rc.extend_from_slice(&[0x62, 0x03, 0x12, 0x05, 0x08]);
-        let e: Bytes = Entry {
-            header: Some(Header {
-                schema_name: Some("shop".into()),
-                table_name: Some("user".into()),
-                ..Default::default()
-            }),
-            entry_type: Some(EntryType::Rowdata as i32),
-            store_value: Some(rc.into()),
-        }
-        .encode_to_vec()
-        .into();
+        let e = raw_entry("user", None, rc);
         let c = Channel::from_toml(include_str!("../../../config/channel.toml")).unwrap();
         let m = CompiledMapping::compile(&c.pipeline).unwrap();
         let opts = ExtractOptions {

@@ -14,7 +14,8 @@ fn row_key<'a>(schema: &str, table: &str, keys: impl Iterator<Item = &'a ColumnV
     fn part(k: &mut String, s: Option<&str>) {
         match s {
             Some(s) => {
-                push_decimal(k, s.len());
+                // `itoa`, not `write!`: the formatting machinery cost more than the rest of a key.
+                k.push_str(itoa::Buffer::new().format(s.len()));
                 k.push(':');
                 k.push_str(s);
             }
@@ -42,24 +43,6 @@ fn row_key<'a>(schema: &str, table: &str, keys: impl Iterator<Item = &'a ColumnV
         part(&mut k, c.value.as_deref());
     }
     k
-}
-
-/// Appends `n` in decimal (what `write!(k, "{n}")` writes, without the formatting machinery that
-/// cost more than the rest of a key).
-fn push_decimal(k: &mut String, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &d in &digits[at..] {
-        k.push(char::from(d));
-    }
 }
 
 /// `earlier`'s columns in their order with `later`'s values, then `later`'s other columns.
@@ -208,11 +191,6 @@ mod tests {
 
     #[test]
     fn row_keys_are_length_prefixed_parts_with_keys_sorted_by_name() {
-        for n in [0usize, 7, 9, 10, 99, 100, 12_345, usize::MAX] {
-            let mut k = String::new();
-            push_decimal(&mut k, n);
-            assert_eq!(k, n.to_string());
-        }
         let key = |name: &str, value: Option<&str>| ColumnValue {
             name: name.into(),
             value: value.map(Into::into),
