@@ -3,7 +3,7 @@
 
     python3 fuzz/seed_corpus.py [FIXTURES_DIR]      # default: ../shared/fixtures/binlog
 
-Writes fuzz/corpus/{binlog_decode,binlog_rows,canal_frame}/. Existing files are kept, so
+Writes fuzz/corpus/{binlog_decode,binlog_rows,canal_frame,row_change_read}/. Existing files are kept, so
 seeding again after a run only adds.
 
 - binlog_decode: every fixture file up to 64 KiB whole, and every fixture cut into slices of
@@ -11,6 +11,8 @@ seeding again after a run only adds.
   the large files' deep events are reachable within a small -max_len.
 - binlog_rows: each TABLE_MAP with the rows events that follow it, in binlog_rows's layout.
 - canal_frame: a few hand-encoded Canal packets of every type.
+- row_change_read: hand-encoded RowChanges: rows with NULLs, updates, fields out of order and
+  repeated, unknown fields of every wire type, a DDL.
 """
 import hashlib
 import os
@@ -195,6 +197,24 @@ def canal_frame():
     write("canal_frame", b"\x03" + struct.pack(">i", 0x7FFFFFFF))
 
 
+def row_change_read():
+    def column(i, name, value, key=0, null=0, updated=0, mysql="int(11)"):
+        c = fv(1, i) + fv(2, 4) + fb(3, name) + fv(4, key) + fv(5, updated) + fv(6, null)
+        return c + (b"" if null else fb(8, value)) + fv(9, len(value)) + fb(10, mysql)
+    cols = [column(0, "id", "42", key=1), column(1, "email", "ünï \"q\""), column(2, "note", "", null=1)]
+    insert = b"".join(fb(2, c) for c in cols)
+    update = b"".join(fb(1, c) for c in cols) + b"".join(fb(2, c) for c in cols[:1]) + fb(3, fb(1, "k") + fb(2, "v"))
+    # The same fields written last-first, a repeated scalar (the last wins), unknown fields.
+    odd = fb(8, "7") + fv(2, 12) + fb(3, "x") + fb(3, "y") + fv(4, 1) + fv(99, 5) + (varint(98 << 3 | 1) + b"12345678") \
+        + (varint(97 << 3 | 5) + b"1234") + fb(96, b"\x00\x01")
+    rows = [fb(12, fb(2, insert)), fb(12, update), fb(12, fb(2, odd) + fb(1, odd))]
+    write("row_change_read", fv(2, 1) + fv(10, 0) + rows[0] + rows[0])
+    write("row_change_read", fv(1, 7) + fv(2, 2) + rows[1] + fb(13, fb(1, "k") + fb(2, "v")) + fb(14, "shop"))
+    write("row_change_read", rows[2] + fv(2, 3))
+    write("row_change_read", fv(2, 5) + fv(10, 1) + fb(11, "ALTER TABLE t ADD c INT") + fb(14, "shop"))
+    write("row_change_read", b"")
+
+
 def main():
     if not os.path.isdir(FIXTURES):
         sys.exit(f"no fixtures at {FIXTURES}")
@@ -210,7 +230,8 @@ def main():
             binlog_rows(path, data)
             n += 1
     canal_frame()
-    for t in ("binlog_decode", "binlog_rows", "canal_frame"):
+    row_change_read()
+    for t in ("binlog_decode", "binlog_rows", "canal_frame", "row_change_read"):
         d = os.path.join(CORPUS, t)
         print(f"{t}: {len(os.listdir(d))} seeds in {d}")
     print(f"from {n} fixture files in {FIXTURES}")

@@ -20,6 +20,11 @@
 //!
 //! Each copy is checked by row count and checksum against the source, and charged with the CPU
 //! seconds of the source, the target, ZooKeeper and the copying program during it.
+//!
+//! Knobs for trying ours alone: `BENCH_OURS_ONLY=1` skips the other copies;
+//! `BENCH_LOAD_CONNECTIONS`, `BENCH_BATCH_SIZE` and `BENCH_CHUNK_ROWS` override the channel's
+//! `load_connections`, `batch_size` and `snapshot_chunk_rows`; `BENCH_NODE_BIN` runs another
+//! otter-node build.
 
 mod common;
 
