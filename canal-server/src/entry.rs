@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use canal_protocol::entry::{Entry, EntryType, EventType, Header, Pair, RowChange};
+use canal_protocol::pb_read::{RowChangeRef, Unsupported};
 use prost::Message;
 
 use crate::position::EntryPosition;
@@ -55,12 +56,14 @@ impl ParsedEntry {
                 boundary: true,
                 rows: 0,
             },
-            EntryType::Rowdata => match self.scan_store_value() {
-                Some(scan) => EntryShape {
-                    boundary: scan.is_ddl,
-                    rows: scan.rows,
+            // Read in place where canal-protocol's reader follows the bytes (it accepts only
+            // what prost accepts); otherwise prost decodes just the two fields.
+            EntryType::Rowdata => match RowChangeRef::read(self.store_value()) {
+                Ok(change) => EntryShape {
+                    boundary: change.is_ddl,
+                    rows: change.rows.len(),
                 },
-                None => EntryShape {
+                Err(Unsupported) => EntryShape {
                     boundary: self
                         .store_value_as::<RowChangeDdlFlag>()
                         .is_some_and(|f| f.is_ddl.unwrap_or(false)),
@@ -76,8 +79,8 @@ impl ParsedEntry {
         }
     }
 
-    fn scan_store_value(&self) -> Option<RowChangeScan> {
-        scan_row_change(self.entry.store_value.as_deref().unwrap_or_default())
+    fn store_value(&self) -> &[u8] {
+        self.entry.store_value.as_deref().unwrap_or_default()
     }
 
     fn store_value_as<M: Message + Default>(&self) -> Option<M> {
@@ -109,69 +112,6 @@ pub struct EntryShape {
     pub boundary: bool,
     /// `RowChange.row_datas` of a ROWDATA entry; 0 for others.
     pub rows: usize,
-}
-
-/// What [`scan_row_change`] read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct RowChangeScan {
-    is_ddl: bool,
-    rows: usize,
-}
-
-/// Reads `RowChange.isDdl` (tag 10) and counts `RowChange.rowDatas` (tag 12) by walking the
-/// top-level fields of an encoded RowChange, skipping every other field without decoding it.
-/// `None` for anything this simple walk does not handle exactly like prost (bad varints, tag 0,
-/// groups, truncated fields, the two fields with an unexpected wire type): the caller then
-/// decodes with prost, so the result is always what a prost decode gives.
-fn scan_row_change(mut b: &[u8]) -> Option<RowChangeScan> {
-    fn varint(b: &mut &[u8]) -> Option<u64> {
-        let mut v = 0u64;
-        for i in 0..10 {
-            let (&byte, rest) = b.split_first()?;
-            *b = rest;
-            if i == 9 && byte > 1 {
-                return None;
-            }
-            v |= u64::from(byte & 0x7f) << (7 * i);
-            if byte < 0x80 {
-                return Some(v);
-            }
-        }
-        None
-    }
-    let mut scan = RowChangeScan {
-        is_ddl: false,
-        rows: 0,
-    };
-    while !b.is_empty() {
-        let key = varint(&mut b)?;
-        if key > u64::from(u32::MAX) {
-            return None;
-        }
-        let (tag, wire_type) = (key >> 3, key & 7);
-        match (tag, wire_type) {
-            (0, _) => return None,
-            (10, 0) => scan.is_ddl = varint(&mut b)? != 0,
-            (10, _) => return None,
-            (12, 2) => {
-                let len = usize::try_from(varint(&mut b)?).ok()?;
-                b = b.get(len..)?;
-                scan.rows += 1;
-            }
-            (12, _) => return None,
-            (_, 0) => {
-                varint(&mut b)?;
-            }
-            (_, 1) => b = b.get(8..)?,
-            (_, 2) => {
-                let len = usize::try_from(varint(&mut b)?).ok()?;
-                b = b.get(len..)?;
-            }
-            (_, 5) => b = b.get(4..)?,
-            _ => return None,
-        }
-    }
-    Some(scan)
 }
 
 /// The one RowChange field [`ParsedEntry::is_boundary`] needs. Decoding it skips every other
