@@ -540,7 +540,8 @@ mod tests {
         ]
     }
 
-    fn both_ways(entries: &[Bytes], two_way: bool) -> (LoadBatch, LoadBatch) {
+    /// `entries` extracted in place and by prost, with the shipped channel's mappings.
+    fn extract_both(entries: &[Bytes], two_way: bool) -> [Result<LoadBatch, ExtractError>; 2] {
         let c = Channel::from_toml(include_str!("../../../config/channel.toml")).unwrap();
         let m = CompiledMapping::compile(&c.pipeline).unwrap();
         let opts = ExtractOptions {
@@ -549,16 +550,19 @@ mod tests {
             pipeline: 1,
             two_way,
         };
-        let run = |in_place| {
+        [true, false].map(|in_place| {
             extract_entries_reading(
                 entries.iter().map(|b| Entry::decode(b.clone())),
                 &m,
                 &opts,
                 in_place,
             )
-            .unwrap()
-        };
-        (run(true), run(false))
+        })
+    }
+
+    fn both_ways(entries: &[Bytes], two_way: bool) -> (LoadBatch, LoadBatch) {
+        let [fast, slow] = extract_both(entries, two_way);
+        (fast.unwrap(), slow.unwrap())
     }
 
     #[test]
@@ -638,18 +642,12 @@ mod tests {
         // A RowData whose column claims more bytes than it has.
         rc.extend_from_slice(&[0x62, 0x03, 0x12, 0x05, 0x08]);
         let e = raw_entry("user", None, rc);
-        let c = Channel::from_toml(include_str!("../../../config/channel.toml")).unwrap();
-        let m = CompiledMapping::compile(&c.pipeline).unwrap();
-        let opts = ExtractOptions {
-            ddl_sync: false,
-            source_site: "src",
-            pipeline: 1,
-            two_way: false,
-        };
-        let err = extract(&[e], &m, &opts).unwrap_err();
-        assert!(
-            matches!(err, ExtractError::Decode { index: 0, .. }),
-            "{err}"
-        );
+        for result in extract_both(&[e], false) {
+            let err = result.unwrap_err();
+            assert!(
+                matches!(err, ExtractError::Decode { index: 0, .. }),
+                "{err}"
+            );
+        }
     }
 }
