@@ -7,7 +7,10 @@
 //! node event after that is applied in order on top of the listing. For each znode the last
 //! event seen decides whether it exists, and a znode without events since the registration is
 //! as listed, so the picture converges to ZooKeeper's whatever the interleaving. Events lost
-//! while disconnected (ZOOKEEPER-4698) are covered by listing again after every reconnection.
+//! while disconnected (ZOOKEEPER-4698) are covered by listing again after every reconnection,
+//! and the watch itself is added again first: the client library does not restore persistent
+//! watches when it reconnects, so without that the picture would freeze at that listing (see
+//! [`relist_now`]).
 //! The picture may lag the node's own writes by a round trip: workers treat it as a hint and
 //! let ZooKeeper's answers (`NodeExists`, `NoNode`) decide.
 
@@ -20,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use zk_coord::otter_paths as paths;
 use zk_coord::ZkConfig;
-use zookeeper_client::{AddWatchMode, Client, EventType, SessionState};
+use zookeeper_client::{AddWatchMode, Client, EventType, PersistentWatcher, SessionState};
 
 use crate::process::Child;
 use crate::runtime::error::RuntimeError;
@@ -252,7 +255,8 @@ async fn follow_session(
         };
         let mut changed = false;
         let Some(event) = event else {
-            changed = relist_now(client, cid, pid, &mut snap, &mut relist).await?;
+            changed =
+                relist_now(client, base, &mut watcher, cid, pid, &mut snap, &mut relist).await?;
             if changed {
                 publish(&snap);
             }
@@ -273,7 +277,8 @@ async fn follow_session(
             _ => {}
         }
         if relist {
-            changed |= relist_now(client, cid, pid, &mut snap, &mut relist).await?;
+            changed |=
+                relist_now(client, base, &mut watcher, cid, pid, &mut snap, &mut relist).await?;
         }
         if changed {
             publish(&snap);
@@ -281,28 +286,43 @@ async fn follow_session(
     }
 }
 
-/// Lists again after a reconnection (events lost while disconnected; later events apply on top).
-/// True when it did; an error when the session is over.
+/// Watches and lists again after a reconnection; true when it did, an error when the session is
+/// over.
+///
+/// zookeeper-client 0.11 does not register persistent watches again when it reconnects in the
+/// same session (its `resend_watches` only sends the one-shot kinds), so the server has
+/// forgotten the watch: it is added again, and only then is the window listed (events lost
+/// while disconnected, ZOOKEEPER-4698, are covered by the listing; later ones apply on top).
 async fn relist_now(
     client: &Client,
+    base: &str,
+    watcher: &mut PersistentWatcher,
     cid: u32,
     pid: u32,
     snap: &mut Snapshot,
     relist: &mut bool,
 ) -> Result<bool, RuntimeError> {
     use zookeeper_client::Error as E;
-    match list(client, cid, pid).await {
+    let listed = match client.watch(base, AddWatchMode::PersistentRecursive).await {
+        Ok(w) => {
+            // The old one is dropped after the new one exists: the path stays watched.
+            *watcher = w;
+            list(client, cid, pid).await
+        }
+        Err(e) => Err(e),
+    };
+    match listed {
         Ok(s) => {
             *snap = s;
             *relist = false;
-            debug!("view: listed again after reconnecting");
+            debug!("view: watched and listed again after reconnecting");
             Ok(true)
         }
         Err(e @ (E::NoHosts | E::SessionExpired | E::AuthFailed | E::ClientClosed)) => {
             Err(RuntimeError::zk("list", paths::pipeline(cid, pid))(e))
         }
         Err(e) => {
-            warn!(error = %e, "view: cannot list after reconnecting; retrying");
+            warn!(error = %e, "view: cannot watch and list after reconnecting; retrying");
             Ok(false)
         }
     }
@@ -393,5 +413,111 @@ mod tests {
         assert!(!ev(&mut s, "/otter/channel/1/2/process/p0000000003", false));
         assert!(ev(&mut s, "/otter/channel/1/2/termin/0000000003", false));
         assert_eq!(s, Snapshot::default());
+    }
+}
+
+/// Against a real ZooKeeper: the picture keeps following after the connection dropped and came
+/// back in the same session.
+#[cfg(test)]
+mod reconnect_tests {
+    use super::*;
+    use std::time::Instant;
+    use zookeeper_client::{CreateMode, Error as E};
+
+    /// Creates `path` (and its parents), retrying through a reconnection.
+    async fn create(zk: &Client, path: &str) {
+        let t = Instant::now();
+        loop {
+            let mut at = String::new();
+            let mut result = Ok(());
+            for part in path.trim_start_matches('/').split('/') {
+                at = format!("{at}/{part}");
+                match zk
+                    .create(
+                        &at,
+                        b"",
+                        &CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all()),
+                    )
+                    .await
+                {
+                    Ok(_) | Err(E::NodeExists) => {}
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+            match result {
+                Ok(()) => return,
+                Err(e) if t.elapsed() > Duration::from_secs(30) => panic!("create {path}: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    async fn shows(view: &PipelineView, id: u64, within: Duration) -> bool {
+        let mut rx = view.subscribe();
+        let t = Instant::now();
+        while t.elapsed() < within {
+            if rx.borrow_and_update().processes.contains_key(&id) {
+                return true;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
+        }
+        false
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_picture_follows_changes_made_after_a_reconnection() {
+        let mut zk = harness::ZooKeeper::start().await.unwrap();
+        let writer = zk.client(Duration::from_secs(10)).await.unwrap();
+        let (cid, pid) = (1, 1);
+        let name = |id: u64| format!("p{id:010}");
+        create(&writer, &paths::process(cid, pid, &name(0))).await;
+        let stop = CancellationToken::new();
+        let config = ZkConfig {
+            servers: zk.connect_string(),
+            session_timeout_ms: 6_000,
+            connect_timeout_ms: 800,
+            ..ZkConfig::default()
+        };
+        let view = PipelineView::spawn(config, cid, pid, stop.clone());
+        assert!(shows(&view, 0, Duration::from_secs(20)).await);
+        // Frozen past the view's 800 ms without an answer, not past its session: it reconnects in
+        // the same session.
+        zk.member_mut(0).pause().unwrap();
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        zk.member_mut(0).resume().unwrap();
+        // Processes created while the view reconnects and lists, then one well after.
+        for id in 1..=10 {
+            create(&writer, &paths::process(cid, pid, &name(id))).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        assert!(shows(&view, 10, Duration::from_secs(20)).await);
+        create(&writer, &paths::process(cid, pid, &name(11))).await;
+        create(
+            &writer,
+            &format!("{}/selected", paths::process(cid, pid, &name(11))),
+        )
+        .await;
+        let mut rx = view.subscribe();
+        let t = Instant::now();
+        loop {
+            if rx
+                .borrow_and_update()
+                .processes
+                .get(&11)
+                .is_some_and(|p| p.children.contains("selected"))
+            {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "the view stopped following after the reconnection: {:?}",
+                rx.borrow().processes.keys().collect::<Vec<_>>()
+            );
+            let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
+        }
+        stop.cancel();
     }
 }

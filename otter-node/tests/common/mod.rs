@@ -102,7 +102,11 @@ impl Node {
                 "--grace-ms",
                 &grace_ms.to_string(),
             ])
-            .env("RUST_LOG", "info")
+            // `OTTER_NODE_LOG` (say `info,otter_node=debug`) when a failure needs more detail.
+            .env(
+                "RUST_LOG",
+                std::env::var("OTTER_NODE_LOG").unwrap_or_else(|_| "info".to_string()),
+            )
             .envs(env.iter().copied());
         Node {
             process: Some(ManagedProcess::start(format!("otter-node-{id}"), cmd, &log).unwrap()),
