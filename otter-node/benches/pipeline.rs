@@ -638,6 +638,26 @@ fn run() -> Result<()> {
         );
         results.push(t);
         if last && !skip_latency {
+            // What the pipeline costs with nothing to carry (sessions' pings, leases, cursor
+            // flushes), over 5 s: the floor under the delay phase's figures.
+            let idle0 = (pids.snapshot(), zk.members()[0].mntr().unwrap_or_default());
+            std::thread::sleep(Duration::from_secs(5));
+            let idle = pids.since(&idle0.0);
+            let zk_idle = zk.members()[0].mntr().unwrap_or_default();
+            let idle_packets = |k: &str| {
+                let v = |m: &BTreeMap<String, String>| {
+                    m.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+                };
+                (v(&zk_idle) - v(&idle0.1)) / 5.0
+            };
+            eprintln!(
+                "idle for 5 s: {}; ZooKeeper {:.0} requests/s received, {:.0} packets/s sent",
+                cpu_text(&idle, 5.0),
+                idle_packets("zk_packets_received"),
+                idle_packets("zk_packets_sent")
+            );
+            let zk0 = zk.members()[0].mntr().unwrap_or_default();
+            let m0 = rt.block_on(run.node.metrics());
             let d = rt.block_on(measure_delay(
                 DelayTables {
                     source: &run.source_table,
@@ -651,15 +671,23 @@ fn run() -> Result<()> {
                 lat_secs,
                 &pids,
             ))?;
+            let mut d = d;
+            d.zk = Some(zk_activity(
+                &zk0,
+                &zk.members()[0].mntr().unwrap_or_default(),
+                &m0,
+                &rt.block_on(run.node.metrics()),
+            ));
             eprintln!(
-                "delay: {} rows at {:.0}/s: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {}",
+                "delay: {} rows at {:.0}/s: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {}; {}",
                 d.rows,
                 d.achieved,
                 d.from_send.p50,
                 d.from_send.p90,
                 d.from_send.p99,
                 d.from_send.max,
-                cpu_text(&d.cpu, d.wall)
+                cpu_text(&d.cpu, d.wall),
+                d.zk.as_deref().unwrap_or("")
             );
             delay = Some(d);
         }
@@ -783,7 +811,8 @@ fn run() -> Result<()> {
              the poll that returned it came back, so up to ~5 ms of the delay is the poll. \
              Writer and poller share one clock. CPU over the phase: {}.\n\n\
              | delay (ms) | p50 | p90 | p99 | max |\n| --- | ---: | ---: | ---: | ---: |\n\
-             | INSERT sent on the source → row visible on the target | {:.1} | {:.1} | {:.1} | {:.1} |\n",
+             | INSERT sent on the source → row visible on the target | {:.1} | {:.1} | {:.1} | {:.1} |\n\n\
+             ZooKeeper over the phase: {}.\n",
             results.last().map_or(0, |t| t.batch_size),
             d.rows,
             d.achieved,
@@ -791,7 +820,8 @@ fn run() -> Result<()> {
             p.p50,
             p.p90,
             p.p99,
-            p.max
+            p.max,
+            d.zk.as_deref().unwrap_or("not read")
         );
         println!("{text}");
         report.push_str(&text);
@@ -849,4 +879,35 @@ fn stop_run(rt: &tokio::runtime::Runtime, zk: &ZooKeeper, mut run: Run, cid: u32
         zk_coord::put_persistent(&client, &path, &c.to_json()).await?;
         Ok::<_, anyhow::Error>(())
     })
+}
+
+/// What ZooKeeper did over the delay phase, per Select batch: requests received (`mntr`'s
+/// `zk_packets_received`, pings included), packets sent (answers and watch notifications), and
+/// requests through the sync processor (the transactions it logs and fsyncs, as ZooKeeper
+/// 3.6+ counts them; `?` when the server does not report it).
+fn zk_activity(
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+    m0: &BTreeMap<String, f64>,
+    m1: &BTreeMap<String, f64>,
+) -> String {
+    let delta = |k: &str| -> Option<f64> {
+        let a: f64 = before.get(k)?.parse().ok()?;
+        let b: f64 = after.get(k)?.parse().ok()?;
+        Some(b - a)
+    };
+    let batches = m1.get("otter_select_batches_total").copied().unwrap_or(0.0)
+        - m0.get("otter_select_batches_total").copied().unwrap_or(0.0);
+    let per = |v: Option<f64>| match v {
+        Some(v) if batches > 0.0 => format!("{:.1}", v / batches),
+        _ => "?".into(),
+    };
+    format!(
+        "{} Select batches; per batch {} requests received, {} packets sent, {} writes \
+         (sync processor)",
+        batches,
+        per(delta("zk_packets_received")),
+        per(delta("zk_packets_sent")),
+        per(delta("zk_sync_processor_request_count")),
+    )
 }

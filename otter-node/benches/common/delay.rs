@@ -36,6 +36,8 @@ pub struct Delay {
     pub from_send: Percentiles,
     pub cpu: Vec<(&'static str, f64)>,
     pub wall: f64,
+    /// What ZooKeeper did over the phase, when the bench read it.
+    pub zk: Option<String>,
 }
 
 /// Where the delay rows go: ids from `base`, and the node log to show when they stop arriving.
@@ -147,5 +149,6 @@ pub async fn measure_delay(
         from_send: percentiles(delays),
         cpu,
         wall,
+        zk: None,
     })
 }
