@@ -65,6 +65,19 @@ pub enum HarnessError {
     NotRunning(String),
 }
 
+impl HarnessError {
+    /// [`HarnessError::NotReady`] for `what`, with the last 20 lines of its `log`.
+    pub(crate) fn not_ready(what: String, reason: String, log: PathBuf) -> Self {
+        let tail = crate::process::tail(&log, 20);
+        HarnessError::NotReady {
+            what,
+            reason,
+            log,
+            tail,
+        }
+    }
+}
+
 /// Result with a [`HarnessError`].
 pub type Result<T, E = HarnessError> = std::result::Result<T, E>;
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::error::{HarnessError, Result};
 use crate::ports::free_port;
-use crate::process::{tail, ManagedProcess, TestDir};
+use crate::process::{ManagedProcess, TestDir};
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -95,12 +95,11 @@ impl Kafka {
     }
 
     fn not_ready(&self, reason: String) -> HarnessError {
-        HarnessError::NotReady {
-            what: format!("tansu on port {}", self.port),
+        HarnessError::not_ready(
+            format!("tansu on port {}", self.port),
             reason,
-            log: self.log_path(),
-            tail: tail(&self.log_path(), 20),
-        }
+            self.log_path(),
+        )
     }
 
     /// The port.

@@ -242,12 +242,11 @@ impl MariaDb {
     }
 
     fn not_ready(&self, reason: String) -> HarnessError {
-        HarnessError::NotReady {
-            what: format!("MariaDB on port {}", self.port),
+        HarnessError::not_ready(
+            format!("MariaDB on port {}", self.port),
             reason,
-            log: self.log_path(),
-            tail: tail(&self.log_path(), 20),
-        }
+            self.log_path(),
+        )
     }
 
     fn opts_builder(&self) -> mysql_async::OptsBuilder {

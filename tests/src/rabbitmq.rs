@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::error::{io_err, HarnessError, Result};
 use crate::ports::free_port;
-use crate::process::{tail, ManagedProcess, TestDir};
+use crate::process::{ManagedProcess, TestDir};
 
 /// RabbitMQ boots in 5–20 s on a busy machine.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -116,12 +116,11 @@ impl RabbitMq {
     }
 
     fn not_ready(&self, reason: String) -> HarnessError {
-        HarnessError::NotReady {
-            what: format!("RabbitMQ on port {}", self.port),
+        HarnessError::not_ready(
+            format!("RabbitMQ on port {}", self.port),
             reason,
-            log: self.log_path(),
-            tail: tail(&self.log_path(), 20),
-        }
+            self.log_path(),
+        )
     }
 
     /// The AMQP port.

@@ -261,12 +261,11 @@ impl Redis {
     }
 
     fn not_ready(&self, reason: String) -> HarnessError {
-        HarnessError::NotReady {
-            what: format!("Redis on port {}", self.port),
+        HarnessError::not_ready(
+            format!("Redis on port {}", self.port),
             reason,
-            log: self.log_path(),
-            tail: tail(&self.log_path(), 20),
-        }
+            self.log_path(),
+        )
     }
 
     /// Loopback port the server listens on.

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use crate::error::{io_err, HarnessError, Result};
 use crate::fault_proxy::{FaultProxy, Wan};
 use crate::ports::free_port;
-use crate::process::{find_program, tail, ManagedProcess, TestDir};
+use crate::process::{find_program, ManagedProcess, TestDir};
 
 /// ZooKeeper `tickTime` in ms. Sessions may range from 2 to 300 ticks (0.4 s .. 60 s).
 pub const TICK_MS: u64 = 200;
@@ -178,12 +178,11 @@ impl ZkMember {
     }
 
     fn not_ready(&self, reason: String) -> HarnessError {
-        HarnessError::NotReady {
-            what: format!("ZooKeeper member {} on port {}", self.id, self.client_port),
+        HarnessError::not_ready(
+            format!("ZooKeeper member {} on port {}", self.id, self.client_port),
             reason,
-            log: self.log_path(),
-            tail: tail(&self.log_path(), 20),
-        }
+            self.log_path(),
+        )
     }
 
     /// Kills the member with SIGKILL; it stays down until [`ZkMember::restart`].
