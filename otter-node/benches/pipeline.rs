@@ -640,25 +640,18 @@ fn run() -> Result<()> {
         if last && !skip_latency {
             // What the pipeline costs with nothing to carry (sessions' pings, leases, cursor
             // flushes), over 5 s: the floor under the delay phase's figures.
-            let idle0 = (pids.snapshot(), zk.members()[0].mntr().unwrap_or_default());
+            let (cpu0, zk_before) = (pids.snapshot(), zk.members()[0].mntr().unwrap_or_default());
             std::thread::sleep(Duration::from_secs(5));
-            let idle = pids.since(&idle0.0);
-            let zk_idle = zk.members()[0].mntr().unwrap_or_default();
-            let idle_packets = |k: &str| {
-                let v = |m: &BTreeMap<String, String>| {
-                    m.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-                };
-                (v(&zk_idle) - v(&idle0.1)) / 5.0
-            };
+            let zk_after = zk.members()[0].mntr().unwrap_or_default();
+            let per_sec = |k| mntr_delta(&zk_before, &zk_after, k).unwrap_or(0.0) / 5.0;
             eprintln!(
                 "idle for 5 s: {}; ZooKeeper {:.0} requests/s received, {:.0} packets/s sent",
-                cpu_text(&idle, 5.0),
-                idle_packets("zk_packets_received"),
-                idle_packets("zk_packets_sent")
+                cpu_text(&pids.since(&cpu0), 5.0),
+                per_sec("zk_packets_received"),
+                per_sec("zk_packets_sent")
             );
-            let zk0 = zk.members()[0].mntr().unwrap_or_default();
             let m0 = rt.block_on(run.node.metrics());
-            let d = rt.block_on(measure_delay(
+            let mut d = rt.block_on(measure_delay(
                 DelayTables {
                     source: &run.source_table,
                     target: &run.target_table,
@@ -671,9 +664,8 @@ fn run() -> Result<()> {
                 lat_secs,
                 &pids,
             ))?;
-            let mut d = d;
             d.zk = Some(zk_activity(
-                &zk0,
+                &zk_after,
                 &zk.members()[0].mntr().unwrap_or_default(),
                 &m0,
                 &rt.block_on(run.node.metrics()),
@@ -881,33 +873,33 @@ fn stop_run(rt: &tokio::runtime::Runtime, zk: &ZooKeeper, mut run: Run, cid: u32
     })
 }
 
+/// How much `mntr`'s counter `key` grew from `before` to `after`.
+fn mntr_delta(
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+    key: &str,
+) -> Option<f64> {
+    let read = |m: &BTreeMap<String, String>| m.get(key)?.parse::<f64>().ok();
+    Some(read(after)? - read(before)?)
+}
+
 /// What ZooKeeper did over the delay phase, per Select batch: requests received (`mntr`'s
-/// `zk_packets_received`, pings included), packets sent (answers and watch notifications), and
-/// requests through the sync processor (the transactions it logs and fsyncs, as ZooKeeper
-/// 3.6+ counts them; `?` when the server does not report it).
+/// `zk_packets_received`, pings included) and packets sent (answers and watch notifications).
 fn zk_activity(
     before: &BTreeMap<String, String>,
     after: &BTreeMap<String, String>,
     m0: &BTreeMap<String, f64>,
     m1: &BTreeMap<String, f64>,
 ) -> String {
-    let delta = |k: &str| -> Option<f64> {
-        let a: f64 = before.get(k)?.parse().ok()?;
-        let b: f64 = after.get(k)?.parse().ok()?;
-        Some(b - a)
-    };
     let batches = m1.get("otter_select_batches_total").copied().unwrap_or(0.0)
         - m0.get("otter_select_batches_total").copied().unwrap_or(0.0);
-    let per = |v: Option<f64>| match v {
+    let per = |k| match mntr_delta(before, after, k) {
         Some(v) if batches > 0.0 => format!("{:.1}", v / batches),
         _ => "?".into(),
     };
     format!(
-        "{} Select batches; per batch {} requests received, {} packets sent, {} writes \
-         (sync processor)",
-        batches,
-        per(delta("zk_packets_received")),
-        per(delta("zk_packets_sent")),
-        per(delta("zk_sync_processor_request_count")),
+        "{batches} Select batches; per batch {} requests received, {} packets sent",
+        per("zk_packets_received"),
+        per("zk_packets_sent"),
     )
 }
