@@ -422,36 +422,13 @@ mod tests {
 mod reconnect_tests {
     use super::*;
     use std::time::Instant;
-    use zookeeper_client::{CreateMode, Error as E};
 
     /// Creates `path` (and its parents), retrying through a reconnection.
     async fn create(zk: &Client, path: &str) {
         let t = Instant::now();
-        loop {
-            let mut at = String::new();
-            let mut result = Ok(());
-            for part in path.trim_start_matches('/').split('/') {
-                at = format!("{at}/{part}");
-                match zk
-                    .create(
-                        &at,
-                        b"",
-                        &CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all()),
-                    )
-                    .await
-                {
-                    Ok(_) | Err(E::NodeExists) => {}
-                    Err(e) => {
-                        result = Err(e);
-                        break;
-                    }
-                }
-            }
-            match result {
-                Ok(()) => return,
-                Err(e) if t.elapsed() > Duration::from_secs(30) => panic!("create {path}: {e}"),
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
+        while let Err(e) = zk_coord::ensure_path(zk, path).await {
+            assert!(t.elapsed() < Duration::from_secs(30), "create {path}: {e}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
