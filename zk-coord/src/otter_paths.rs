@@ -52,20 +52,17 @@ pub fn processes(cid: u32, pid: u32) -> String {
     format!("{CHANNEL_ROOT}/{cid}/{pid}/process")
 }
 
-/// `/otter/channel/{cid}/{pid}/process/p`: the prefix of a new persistent-sequential process
-/// node (ZooKeeper appends the ten-digit sequence).
-pub fn process_prefix(cid: u32, pid: u32) -> String {
-    format!("{CHANNEL_ROOT}/{cid}/{pid}/process/p")
+/// The name of process `id` of a window: `p{id}` for a batch staged through the workers, `t{id}`
+/// for one its Select node extracted and transformed itself (every stage done at creation, its
+/// data holding what Load pulls), the id on ten digits. Select numbers the processes of its
+/// window itself, from 0 after each reset, so that it can create a process and a child of it in
+/// one transaction (a multi cannot name a child of a sequential node it creates).
+pub fn process_name(inline: bool, id: u64) -> String {
+    let prefix = if inline { 't' } else { 'p' };
+    format!("{prefix}{id:010}")
 }
 
-/// `/otter/channel/{cid}/{pid}/process/t`: the prefix of a process handed through Extract and
-/// Transform by its Select node (`t{seq}`): every stage of it is done at creation and its data
-/// holds what Load pulls; its sequence shares the window's counter with `p` processes.
-pub fn inline_process_prefix(cid: u32, pid: u32) -> String {
-    format!("{CHANNEL_ROOT}/{cid}/{pid}/process/t")
-}
-
-/// Whether a process node name is an inline one ([`inline_process_prefix`]).
+/// Whether a process node name is an inline one (see [`process_name`]).
 pub fn is_inline_process(name: &str) -> bool {
     name.starts_with('t')
 }
@@ -85,7 +82,7 @@ pub fn termin(cid: u32, pid: u32, id: u64) -> String {
     format!("{CHANNEL_ROOT}/{cid}/{pid}/termin/{id:010}")
 }
 
-/// The process id in a sequential node name (`p0000000042` → 42, `0000000007` → 7).
+/// The process id in a process node name (`p0000000042` → 42, `0000000007` → 7).
 pub fn process_id(name: &str) -> Option<u64> {
     name.trim_start_matches(|c: char| !c.is_ascii_digit())
         .parse()
@@ -112,6 +109,7 @@ mod tests {
     fn roots() {
         assert_eq!(super::channel(7), "/otter/channel/7");
         assert_eq!(super::node(3), "/otter/node/3");
-        assert_eq!(super::process_prefix(1, 2), "/otter/channel/1/2/process/p");
+        assert_eq!(super::process_name(false, 42), "p0000000042");
+        assert_eq!(super::process_name(true, 43), "t0000000043");
     }
 }

@@ -3,6 +3,7 @@
 use tokio_util::sync::CancellationToken;
 
 use crate::model::Channel;
+use crate::pipeline::preclaim::Preclaims;
 use crate::process::view::PipelineView;
 use crate::runtime::options::NodeOptions;
 use crate::runtime::registry::Registry;
@@ -20,6 +21,8 @@ pub(crate) struct StageContext {
     pub registry: Registry,
     /// The pipeline's window as last seen.
     pub view: PipelineView,
+    /// The batches this node's Select claimed for this node's Load.
+    pub preclaims: Preclaims,
     /// Cancelled when the worker is to stop.
     pub stop: CancellationToken,
 }

@@ -24,6 +24,7 @@ use crate::pipeline::loopback::{Judge, LoopFilter};
 use crate::pipeline::StageContext;
 use crate::pipeline::{handoff, heartbeat};
 use crate::process::view;
+use crate::process::window::Opening;
 use crate::process::{window, Process, Produced, Stage};
 use crate::runtime::error::RuntimeError;
 use crate::runtime::registry::StageData;
@@ -150,6 +151,7 @@ async fn select_once(
     let zk = opts.zk.connect().await?;
     // A new mainstem redoes everything in flight from the acked cursor.
     window::reset(&zk, cid, pid).await?;
+    ctx.preclaims.clear();
     let mappings = CompiledMapping::compile(p)?;
     check_targets(p, &mappings, ctx.channel.reverse.is_some()).await?;
     let dest = destination_name(pid);
@@ -253,6 +255,8 @@ async fn select_work(
     // Termins acked and not deleted yet.
     let mut acked_termins: Vec<u64> = Vec::new();
     let mut last_open: Option<Instant> = None;
+    // Select numbers the processes of its window (from 0: the window was just reset).
+    let mut next_id: u64 = 0;
     loop {
         if stop.is_cancelled() {
             return Ok(());
@@ -272,6 +276,7 @@ async fn select_work(
                 let batch = inflight.remove(&id).unwrap_or(-1);
                 store.ack(client_id, batch)?;
                 registry.forget(pid, id);
+                ctx.preclaims.forget(id);
                 // Deleted with the next process's creation (one write fewer per batch), or
                 // on their own when nothing follows for a while.
                 acked_termins.push(id);
@@ -375,22 +380,44 @@ async fn select_work(
         };
         let produced =
             |stage, id, rows| Produced::new(opts.id, &opts.http_address, pid, id, stage, rows);
-        let process = match &done {
-            // A small batch already transformed: one node, every stage done.
-            Some(batch) => {
+        let id = next_id;
+        let (process, token) = match &done {
+            // A small batch already transformed: one node, every stage done. Claimed for this
+            // node's Load in the same write when it may be (see `preclaim`).
+            Some(_) => {
                 let transformed = Produced::inline(
                     opts.id,
                     &opts.http_address,
                     pid,
                     Stage::Transformed,
-                    batch.rows.len(),
+                    done.as_ref().map_or(0, |b| b.rows.len()),
                 );
-                Process::open_inline(zk, cid, pid, &transformed, &mut acked_termins).await?
+                let name = otter_paths::process_name(true, id);
+                let lent = ctx
+                    .preclaims
+                    .session_for(id, &name, inflight.keys().copied());
+                let opening = Opening::Inline {
+                    transformed: &transformed,
+                    claim_for: lent.as_ref().map(|_| opts.id),
+                };
+                let opened = Process::open(
+                    lent.as_ref().unwrap_or(zk),
+                    cid,
+                    pid,
+                    id,
+                    opening,
+                    &mut acked_termins,
+                )
+                .await;
+                if lent.is_some() && opened.is_err() {
+                    ctx.preclaims.failed(id);
+                }
+                opened?
             }
-            None => Process::open(zk, cid, pid, &mut acked_termins).await?,
+            None => Process::open(zk, cid, pid, id, Opening::Staged, &mut acked_termins).await?,
         };
+        next_id += 1;
         last_open = Some(Instant::now());
-        let id = process.id;
         registry.put(
             pid,
             id,
@@ -404,12 +431,11 @@ async fn select_work(
                     .await?
             }
             Some(batch) => {
-                registry.put(
-                    pid,
-                    id,
-                    Stage::Transformed,
-                    StageData::Batch(Arc::new(batch)),
-                );
+                let data = StageData::Batch(Arc::new(batch));
+                registry.put(pid, id, Stage::Transformed, data.clone());
+                if let Some(token) = token {
+                    ctx.preclaims.opened(id, token, data);
+                }
                 inline_batches.increment(1);
             }
         }

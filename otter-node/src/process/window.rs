@@ -4,7 +4,7 @@
 use zk_coord::otter_paths;
 use zookeeper_client::{Client, CreateMode, MultiWriteError, MultiWriteResult};
 
-use crate::process::{Process, Produced, Termin};
+use crate::process::{Lock, Process, Produced, Termin};
 use crate::runtime::error::RuntimeError;
 
 /// Discards every process and termin of pipeline (`cid`, `pid`) and leaves their parents empty
@@ -20,94 +20,114 @@ pub async fn reset(zk: &Client, cid: u32, pid: u32) -> Result<(), RuntimeError> 
     Ok(())
 }
 
+/// What [`Process::open`] creates: the process of a batch staged through the workers, or of one
+/// its Select node extracted and transformed itself.
+#[derive(Debug, Clone, Copy)]
+pub enum Opening<'a> {
+    /// A `p{id}` process: its stages run on the workers, starting with Select's `selected`.
+    Staged,
+    /// A `t{id}` process holding `transformed`, where Load gets the rows: one write instead of
+    /// two (the node and its three stage children).
+    Inline {
+        /// The record of the transformed rows.
+        transformed: &'a Produced,
+        /// Creates Load's `lock` (holding this node id) in the same write, on the session the
+        /// process is opened on, which must be the Load worker's: the batch is claimed for that
+        /// worker from the start (see `crate::pipeline::preclaim`).
+        claim_for: Option<u32>,
+    },
+}
+
 impl Process {
-    /// Opens a new process at the end of the window (a persistent-sequential `p{seq}` node), and
-    /// deletes in the same write the termins in `acked` (Select acked them; see
-    /// [`Process::open_inline`]).
+    /// Opens process `id` at the end of the window, as `opening` says, and deletes in the same
+    /// write the termins in `acked` (Select acked them: one write per batch fewer than deleting
+    /// them on their own); `acked` is emptied once they are gone. Returns the process and, when
+    /// Load's lock was created with it, the lock's creation zxid (Load's fencing token, as
+    /// [`Process::try_lock`] returns it).
+    ///
+    /// The name is not ZooKeeper's sequence but `id` ([`otter_paths::process_name`]): Select
+    /// numbers its window itself. A name taken already (another node's Select writing into this
+    /// window) fails the open.
     pub async fn open(
         zk: &Client,
         cid: u32,
         pid: u32,
+        id: u64,
+        opening: Opening<'_>,
         acked: &mut Vec<u64>,
-    ) -> Result<Process, RuntimeError> {
-        open_with(
-            zk,
-            cid,
-            pid,
-            otter_paths::process_prefix(cid, pid),
-            &[],
-            acked,
-        )
-        .await
+    ) -> Result<(Process, Option<i64>), RuntimeError> {
+        let inline = matches!(opening, Opening::Inline { .. });
+        let process = Process::new(cid, pid, id, otter_paths::process_name(inline, id));
+        let (data, claim_for) = match opening {
+            Opening::Staged => (Vec::new(), None),
+            Opening::Inline {
+                transformed,
+                claim_for,
+            } => (transformed.to_json(), claim_for),
+        };
+        let path = process.path();
+        let persistent = CreateMode::Persistent.with_acls(zk_coord::acl::private(zk));
+        let ephemeral = CreateMode::Ephemeral.with_acls(zk_coord::acl::private(zk));
+        let lock = process.child(Lock::Load);
+        let multi_error = |source| RuntimeError::Multi {
+            path: path.clone(),
+            source,
+        };
+        // The termins are left out of the second try when one was gone already (the window was
+        // reset by another mainstem): they are forgotten.
+        for with_termins in [true, false] {
+            let mut multi = zk.new_multi_writer();
+            multi
+                .add_create(&path, &data, &persistent)
+                .map_err(RuntimeError::zk("multi", path.clone()))?;
+            if let Some(nid) = claim_for {
+                multi
+                    .add_create(&lock, nid.to_string().as_bytes(), &ephemeral)
+                    .map_err(RuntimeError::zk("multi", lock.clone()))?;
+            }
+            let first_termin = 1 + usize::from(claim_for.is_some());
+            if with_termins {
+                add_termin_deletes(&mut multi, cid, pid, acked)
+                    .map_err(RuntimeError::zk("multi", otter_paths::termins(cid, pid)))?;
+            }
+            match multi.commit().await {
+                Ok(results) => {
+                    if with_termins {
+                        acked.clear();
+                    }
+                    let token = match (claim_for, results.into_iter().nth(1)) {
+                        (None, _) => None,
+                        (Some(_), Some(MultiWriteResult::Create { stat, .. }))
+                            if stat.czxid > 0 =>
+                        {
+                            Some(stat.czxid)
+                        }
+                        // A server before 3.5 answers a multi's create without a stat: the
+                        // lock's is read (it is this session's: it was just created on it).
+                        (Some(_), _) => match zk.check_stat(&lock).await {
+                            Ok(Some(stat)) if stat.ephemeral_owner == zk.session_id().0 => {
+                                Some(stat.czxid)
+                            }
+                            Ok(_) => return Err(RuntimeError::UnexpectedData("Load lock")),
+                            Err(e) => return Err(RuntimeError::zk("exists", lock)(e)),
+                        },
+                    };
+                    return Ok((process, token));
+                }
+                Err(MultiWriteError::OperationFailed {
+                    index,
+                    source: zookeeper_client::Error::NoNode,
+                }) if with_termins && index >= first_termin => acked.clear(),
+                Err(e) => return Err(multi_error(e)),
+            }
+        }
+        Err(RuntimeError::UnexpectedData("process create"))
     }
 
-    /// Opens a process whose every stage is done already (a `t{seq}` node: its Select node
-    /// extracted and transformed the batch itself), holding `transformed`, where Load gets the
-    /// rows. One write instead of two: the node and its three stage children. The termins in
-    /// `acked` are deleted in the same write (one write per batch fewer: Select need not
-    /// delete each termin on its own); `acked` is emptied once they are gone.
-    pub async fn open_inline(
-        zk: &Client,
-        cid: u32,
-        pid: u32,
-        transformed: &Produced,
-        acked: &mut Vec<u64>,
-    ) -> Result<Process, RuntimeError> {
-        let prefix = otter_paths::inline_process_prefix(cid, pid);
-        open_with(zk, cid, pid, prefix, &transformed.to_json(), acked).await
-    }
-
-    /// Whether every stage of the process was done by its Select node ([`Process::open_inline`]).
+    /// Whether every stage of the process was done by its Select node ([`Opening::Inline`]).
     pub fn is_inline(&self) -> bool {
         otter_paths::is_inline_process(&self.name)
     }
-}
-
-async fn open_with(
-    zk: &Client,
-    cid: u32,
-    pid: u32,
-    prefix: String,
-    data: &[u8],
-    acked: &mut Vec<u64>,
-) -> Result<Process, RuntimeError> {
-    let seq_opts = CreateMode::PersistentSequential.with_acls(zk_coord::acl::private(zk));
-    if !acked.is_empty() {
-        let mut multi = zk.new_multi_writer();
-        multi
-            .add_create(&prefix, data, &seq_opts)
-            .map_err(RuntimeError::zk("multi", prefix.clone()))?;
-        add_termin_deletes(&mut multi, cid, pid, acked)
-            .map_err(RuntimeError::zk("multi", otter_paths::termins(cid, pid)))?;
-        match multi.commit().await {
-            Ok(results) => {
-                acked.clear();
-                return match results.into_iter().next() {
-                    Some(MultiWriteResult::Create { path, .. }) => process_at(cid, pid, &path)
-                        .ok_or(RuntimeError::UnexpectedData("process create")),
-                    _ => Err(RuntimeError::UnexpectedData("process create")),
-                };
-            }
-            // A termin already gone (the window was reset by another mainstem): the process
-            // is created alone below, and the termins are forgotten.
-            Err(MultiWriteError::OperationFailed {
-                index,
-                source: zookeeper_client::Error::NoNode,
-            }) if index > 0 => acked.clear(),
-            Err(source) => {
-                return Err(RuntimeError::Multi {
-                    path: prefix,
-                    source,
-                })
-            }
-        }
-    }
-    let (_, seq) = zk
-        .create(&prefix, data, &seq_opts)
-        .await
-        .map_err(RuntimeError::zk("create", prefix.clone()))?;
-    let name = format!("{}{seq}", &prefix[prefix.len() - 1..]);
-    Ok(Process::new(cid, pid, seq.into_i64() as u64, name))
 }
 
 /// Adds the deletion of the termins `ids` to `multi` (fails only on a path the client refuses).
@@ -119,13 +139,6 @@ fn add_termin_deletes(
 ) -> Result<(), zookeeper_client::Error> {
     ids.iter()
         .try_for_each(|id| multi.add_delete(&otter_paths::termin(cid, pid, *id), None))
-}
-
-/// The process at `path`, a znode just created under the window.
-fn process_at(cid: u32, pid: u32, path: &str) -> Option<Process> {
-    let name = path.rsplit('/').next()?;
-    let id = otter_paths::process_id(name)?;
-    Some(Process::new(cid, pid, id, name))
 }
 
 /// Reads `termin/{id}` of pipeline (`cid`, `pid`).

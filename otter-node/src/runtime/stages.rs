@@ -33,6 +33,7 @@ pub(crate) fn spawn_stages(
         channel: ch.clone(),
         registry: registry.clone(),
         view,
+        preclaims: Default::default(),
         stop: cancel.clone(),
     };
     let pid = p.id;

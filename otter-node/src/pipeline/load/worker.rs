@@ -13,6 +13,7 @@ use crate::pipeline::load::ahead::Ahead;
 use crate::pipeline::load::fence::note_fenced;
 use crate::pipeline::load::finisher::Finisher;
 use crate::pipeline::load::{test_hook, Fence, LoadError, Loader, MarkSpec};
+use crate::pipeline::preclaim::{Preclaims, Taken};
 use crate::pipeline::StageContext;
 use crate::process::view::{self, Snapshot};
 use crate::process::{Lock, Process, Stage, Termin};
@@ -57,11 +58,18 @@ pub(crate) async fn run_load(ctx: StageContext) {
     .await;
 }
 
-/// The processes of the window from id `from` on that no node has claimed for Load, in order.
-fn unclaimed(snap: &Snapshot, from: u64, cid: u32, pid: u32) -> Vec<Process> {
+/// The processes of the window from id `from` on that no node has claimed for Load (nor this
+/// node's Select for it), in order.
+fn unclaimed(
+    snap: &Snapshot,
+    from: u64,
+    cid: u32,
+    pid: u32,
+    preclaims: &Preclaims,
+) -> Vec<Process> {
     snap.processes
         .range(from..)
-        .filter(|(_, p)| !p.has(Lock::Load))
+        .filter(|(id, p)| !p.has(Lock::Load) && !preclaims.is_claimed(**id, &p.name))
         .map(|(id, p)| Process::new(cid, pid, *id, p.name.clone()))
         .collect()
 }
@@ -78,6 +86,9 @@ async fn load_loop(
     let (opts, registry, view, stop) = (&ctx.opts, &ctx.registry, &ctx.view, &ctx.stop);
     let (cid, pid) = (ctx.cid(), ctx.pid());
     let (zk, http) = opts.worker_clients().await?;
+    // This node's Select opens its in-site batches claimed for this session (see `preclaim`).
+    let preclaims = &ctx.preclaims;
+    let _lent = preclaims.lend(&zk);
     // ZooKeeper answers a session's requests in order, a read only after the session's earlier
     // writes: the reads of the batches' records and the termin writes get sessions of their own,
     // so that across a WAN neither waits a round trip behind a lock being created.
@@ -99,6 +110,8 @@ async fn load_loop(
     let mut ahead = Ahead::new();
     let claimed_ahead =
         metrics::counter!("otter_load_claimed_ahead_total", "pipeline" => pid.to_string());
+    let preclaimed =
+        metrics::counter!("otter_load_preclaimed_total", "pipeline" => pid.to_string());
     let delay_gauge =
         metrics::gauge!("otter_pipeline_delay_seconds", "pipeline" => pid.to_string());
     let mut delay_published: Option<Instant> = None;
@@ -118,12 +131,25 @@ async fn load_loop(
         let next = snap.processes.iter().find(|(id, p)| {
             !finisher.holds(**id) && !finished.iter().any(|(name, _)| *name == p.name)
         });
-        // The claim made while the previous batch loaded, if it is of this one.
+        // Claimed by this node's Select when it opened the batch, or by this loop while the
+        // previous batch loaded, if it is this one.
         let mut claimed = None;
         let is_next = next.map(|(id, p)| (*id, p.name.as_str()));
-        if let Some((process, token, data)) = ahead.take(&zk, is_next).await {
-            claimed_ahead.increment(1);
-            claimed = Some((process, token, Some(data)));
+        let taken = is_next.map_or(Taken::No, |(id, name)| preclaims.take(&zk, id, name));
+        let opening = matches!(taken, Taken::Opening);
+        match (taken, is_next) {
+            (Taken::Held(token, data), Some((id, name))) => {
+                preclaimed.increment(1);
+                claimed = Some((Process::new(cid, pid, id, name), token, Some(Ok(data))));
+            }
+            // Its lock is on its way with the process: neither claimed here nor waited for ahead.
+            (Taken::Opening, _) => {}
+            _ => {
+                if let Some((process, token, data)) = ahead.take(&zk, is_next).await {
+                    claimed_ahead.increment(1);
+                    claimed = Some((process, token, Some(data)));
+                }
+            }
         }
         let (process, token, data) = match claimed {
             Some(c) => c,
@@ -131,7 +157,7 @@ async fn load_loop(
                 // Strictly in order: only the oldest process (after the one being finished),
                 // once transformed and unclaimed.
                 let head = next
-                    .filter(|(_, p)| p.has(Stage::Transformed) && !p.has(Lock::Load))
+                    .filter(|(_, p)| !opening && p.has(Stage::Transformed) && !p.has(Lock::Load))
                     .map(|(id, p)| Process::new(cid, pid, *id, p.name.clone()));
                 // The lock's creation zxid is the fencing token of this load's transactions.
                 let token = match &head {
@@ -142,15 +168,15 @@ async fn load_loop(
                     // Nothing to load yet. The next process, unclaimed but not transformed yet,
                     // is claimed now with every unclaimed one after it: its load starts as
                     // soon as Transform is done.
-                    if let Some((next_id, _)) =
-                        next.filter(|(_, p)| !p.has(Stage::Transformed) && !p.has(Lock::Load))
-                    {
+                    if let Some((next_id, _)) = next.filter(|(_, p)| {
+                        !opening && !p.has(Stage::Transformed) && !p.has(Lock::Load)
+                    }) {
                         ahead.claim(
                             ctx,
                             &zk,
                             &reader,
                             &http,
-                            unclaimed(&snap, *next_id, cid, pid),
+                            unclaimed(&snap, *next_id, cid, pid, preclaims),
                         );
                         continue;
                     }
@@ -161,10 +187,11 @@ async fn load_loop(
                         finisher.flush().await?;
                         continue;
                     }
-                    if view::changed(&mut window, stop, Duration::from_secs(1))
-                        .await
-                        .is_none()
-                    {
+                    let woke = tokio::select! {
+                        c = view::changed(&mut window, stop, Duration::from_secs(1)) => c,
+                        () = preclaims.changed() => Some(true),
+                    };
+                    if woke.is_none() {
                         return Ok(());
                     }
                     continue;
@@ -219,7 +246,13 @@ async fn load_loop(
         {
             let now = window.borrow().clone();
             let from = ahead.last().unwrap_or(id).max(id) + 1;
-            ahead.claim(ctx, &zk, &reader, &http, unclaimed(&now, from, cid, pid));
+            ahead.claim(
+                ctx,
+                &zk,
+                &reader,
+                &http,
+                unclaimed(&now, from, cid, pid, preclaims),
+            );
         }
         let StageData::Batch(batch) = data else {
             return Err(RuntimeError::UnexpectedData(Stage::Transformed.name()));
