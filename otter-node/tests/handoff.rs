@@ -40,7 +40,8 @@ async fn counter(node: &Node, name: &str) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trickle_costs_two_zookeeper_writes_per_batch_on_a_node_running_every_stage() {
+async fn a_trickle_costs_two_zookeeper_writes_and_no_read_per_batch_on_a_node_running_every_stage()
+{
     harness::init_tracing();
     let (src, dst) = (source().await, target().await);
     let zk = ZooKeeper::start().await.unwrap();
@@ -52,6 +53,7 @@ async fn a_trickle_costs_two_zookeeper_writes_per_batch_on_a_node_running_every_
     wait_equal(&src, &dst, Duration::from_secs(120), &[&node]).await;
 
     let client = zk.client(Duration::from_secs(10)).await.unwrap();
+    let requests_before = zk.members()[0].session_requests().unwrap();
     let before = zxid(&client, "probe-before").await;
     let (batches0, inline0, preclaimed0) = (
         counter(&node, "otter_select_batches_total").await,
@@ -71,13 +73,20 @@ async fn a_trickle_costs_two_zookeeper_writes_per_batch_on_a_node_running_every_
     }
     wait_equal(&src, &dst, Duration::from_secs(120), &[&node]).await;
     let after = zxid(&client, "probe-after").await;
+    // Requests other than pings, of every session (one opened meanwhile counts from 0).
+    let requests: i64 = zk.members()[0]
+        .session_requests()
+        .unwrap()
+        .iter()
+        .map(|(sid, n)| n - requests_before.get(sid).copied().unwrap_or(0))
+        .sum();
     let batches = counter(&node, "otter_select_batches_total").await - batches0;
     let inline = counter(&node, "otter_select_inline_batches_total").await - inline0;
     let preclaimed = counter(&node, "otter_load_preclaimed_total").await - preclaimed0;
     let writes = after - before - 1;
     eprintln!(
         "{batches} batches ({inline} handed off in site, {preclaimed} claimed for Load by Select), \
-         {writes} ZooKeeper writes"
+         {writes} ZooKeeper writes, {requests} requests"
     );
     assert!(batches >= 30, "{batches} batches");
     assert_eq!(inline, batches, "every small batch is handed off in site");
@@ -93,5 +102,13 @@ async fn a_trickle_costs_two_zookeeper_writes_per_batch_on_a_node_running_every_
     assert!(
         writes as u64 <= batches * 2 + 16,
         "{writes} ZooKeeper writes for {batches} batches"
+    );
+    // And nothing read per batch: Load takes the claimed batch's token and rows from Select, and
+    // Select knows the termin of a batch Load took that way without reading it. Besides the two
+    // writes: the lease renewals of the node's elections (each every 500 ms with the tests'
+    // 2 s sessions), the cursor flushes, this test's probes.
+    assert!(
+        requests as u64 <= batches * 2 + 60,
+        "{requests} ZooKeeper requests for {batches} batches"
     );
 }

@@ -147,6 +147,29 @@ impl ZkMember {
         Ok(map)
     }
 
+    /// The requests other than pings each session connected to this member has sent so far, by
+    /// session id: its last client xid from the `cons` four-letter word (`lcxid=0x…`; a ping
+    /// carries no xid of its own). Unlike `zk_packets_received`, it does not grow with time.
+    pub fn session_requests(&self) -> Result<BTreeMap<i64, i64>> {
+        let what = format!("cons on zookeeper:{}", self.client_port);
+        let reply = four_letter(self.client_port, "cons").map_err(io_err(what))?;
+        let hex = |field: &str, key: &str| {
+            field
+                .trim()
+                .strip_prefix(key)
+                .and_then(|v| i64::from_str_radix(v.trim_start_matches("0x"), 16).ok())
+        };
+        Ok(reply
+            .lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split([',', '(', ')']).collect();
+                let sid = fields.iter().find_map(|f| hex(f, "sid="))?;
+                let lcxid = fields.iter().find_map(|f| hex(f, "lcxid="))?;
+                Some((sid, lcxid))
+            })
+            .collect())
+    }
+
     /// Whether session `session_id` (as the client reports it) has a connection to this member,
     /// from the `cons` four-letter word (`sid=0x…` per connection). False while the member is down.
     pub fn serves_session(&self, session_id: i64) -> bool {

@@ -13,6 +13,12 @@
 //! every batch in flight before it was claimed the same way, on the same session: a batch
 //! claimed by Load itself is claimed later, with a larger token, and every batch after it must
 //! wait for Load's own claim too ([`Preclaims::session_for`]).
+//!
+//! Load also says here which of these batches it committed ([`Preclaims::loaded`]), before it
+//! writes their termins; Select, seeing such a termin, acks the batch without reading it. Reading
+//! it could only tell otherwise if another node's Load wrote it after taking the batch over (this
+//! node's lock gone with its session): the rows were committed by this node all the same, so the
+//! ack is right either way.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,6 +48,8 @@ struct Claim {
     name: String,
     session: i64,
     state: State,
+    /// Load committed the batch (its termin says so).
+    loaded: bool,
 }
 
 #[derive(Debug)]
@@ -129,6 +137,7 @@ impl Preclaims {
                 name: name.to_string(),
                 session,
                 state: State::Opening,
+                loaded: false,
             },
         );
         Some(zk)
@@ -188,6 +197,21 @@ impl Preclaims {
             // Taken before (a load that did not end): Load claims it again as usual.
             State::WithLoad => Taken::No,
         }
+    }
+
+    /// Load's session `zk` committed process `id` named `name`, claimed by Select for it.
+    pub(crate) fn loaded(&self, zk: &Client, id: u64, name: &str) {
+        let session = zk.session_id().0;
+        if let Some(c) = self.lock().claims.get_mut(&id) {
+            if c.name == name && c.session == session && matches!(c.state, State::WithLoad) {
+                c.loaded = true;
+            }
+        }
+    }
+
+    /// Whether this node's Load committed process `id`, claimed for it by this Select.
+    pub(crate) fn was_loaded(&self, id: u64) -> bool {
+        self.lock().claims.get(&id).is_some_and(|c| c.loaded)
     }
 
     /// Resolves when a claim was opened or dropped since the last call (or was before it).
@@ -295,6 +319,17 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(!preclaims.is_claimed(2, &p2.name), "taken");
+        // Committed by Load: Select need not read the termin. Not by another session, nor of
+        // another window's process of that number.
+        assert!(!preclaims.was_loaded(2));
+        preclaims.loaded(&select, 2, &p2.name);
+        preclaims.loaded(&load, 2, "p0000000002");
+        assert!(!preclaims.was_loaded(2));
+        preclaims.loaded(&load, 2, &p2.name);
+        assert!(preclaims.was_loaded(2));
+        // Held but not taken: not loaded.
+        preclaims.loaded(&load, 3, &p3.name);
+        assert!(!preclaims.was_loaded(3));
         // Taken once: a load that did not end claims it again as usual.
         assert!(matches!(preclaims.take(&load, 2, &p2.name), Taken::No));
 

@@ -25,7 +25,7 @@ use crate::pipeline::StageContext;
 use crate::pipeline::{handoff, heartbeat};
 use crate::process::view;
 use crate::process::window::Opening;
-use crate::process::{window, Process, Produced, Stage};
+use crate::process::{window, Process, Produced, Stage, Termin};
 use crate::runtime::error::RuntimeError;
 use crate::runtime::registry::StageData;
 use crate::runtime::retry::{retry_until_stopped, Progress};
@@ -271,7 +271,13 @@ async fn select_work(
             if inflight.keys().next() != Some(&id) {
                 break;
             }
-            let t = window::read_termin(zk, cid, pid, id).await?;
+            // A batch this node's Load took from Select and committed: no need to read its
+            // termin (see `preclaim`).
+            let t = if ctx.preclaims.was_loaded(id) {
+                Termin::loaded(id)
+            } else {
+                window::read_termin(zk, cid, pid, id).await?
+            };
             if t.ok {
                 let batch = inflight.remove(&id).unwrap_or(-1);
                 store.ack(client_id, batch)?;

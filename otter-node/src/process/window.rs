@@ -81,11 +81,16 @@ impl Process {
                 .add_create(&path, &data, &persistent)
                 .map_err(RuntimeError::zk("multi", path.clone()))?;
             if let Some(nid) = claim_for {
+                // The lock's creation zxid is the token. ZooKeeper (3.8) answers a create in a
+                // multi without a stat, a set with one: writing the lock's data again in the
+                // same transaction gives the token without a read after the write.
+                let nid = nid.to_string();
                 multi
-                    .add_create(&lock, nid.to_string().as_bytes(), &ephemeral)
+                    .add_create(&lock, nid.as_bytes(), &ephemeral)
+                    .and_then(|()| multi.add_set_data(&lock, nid.as_bytes(), Some(0)))
                     .map_err(RuntimeError::zk("multi", lock.clone()))?;
             }
-            let first_termin = 1 + usize::from(claim_for.is_some());
+            let first_termin = 1 + 2 * usize::from(claim_for.is_some());
             if with_termins {
                 add_termin_deletes(&mut multi, cid, pid, acked)
                     .map_err(RuntimeError::zk("multi", otter_paths::termins(cid, pid)))?;
@@ -95,15 +100,13 @@ impl Process {
                     if with_termins {
                         acked.clear();
                     }
-                    let token = match (claim_for, results.into_iter().nth(1)) {
+                    let token = match (claim_for, results.into_iter().nth(2)) {
                         (None, _) => None,
-                        (Some(_), Some(MultiWriteResult::Create { stat, .. }))
-                            if stat.czxid > 0 =>
-                        {
+                        (Some(_), Some(MultiWriteResult::SetData { stat })) if stat.czxid > 0 => {
                             Some(stat.czxid)
                         }
-                        // A server before 3.5 answers a multi's create without a stat: the
-                        // lock's is read (it is this session's: it was just created on it).
+                        // Not answered as asked: the lock's stat is read (it is this session's:
+                        // it was just created on it).
                         (Some(_), _) => match zk.check_stat(&lock).await {
                             Ok(Some(stat)) if stat.ephemeral_owner == zk.session_id().0 => {
                                 Some(stat.czxid)

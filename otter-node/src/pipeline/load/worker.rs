@@ -354,6 +354,8 @@ async fn load_loop(
             }
         }
         if outcome.is_ok() {
+            // Select need not read the termin of a batch it claimed for this loop.
+            preclaims.loaded(&zk, id, &process.name);
             finisher.push(process, termin)?;
             rows_total.increment(1);
             progress.made();
