@@ -664,11 +664,15 @@ fn run() -> Result<()> {
                 lat_secs,
                 &pids,
             ))?;
-            d.zk = Some(zk_activity(
-                &zk_after,
-                &zk.members()[0].mntr().unwrap_or_default(),
-                &m0,
-                &rt.block_on(run.node.metrics()),
+            d.zk = Some(format!(
+                "{}; {}",
+                zk_activity(
+                    &zk_after,
+                    &zk.members()[0].mntr().unwrap_or_default(),
+                    &m0,
+                    &rt.block_on(run.node.metrics()),
+                ),
+                zk_against_node(&d.cpu)
             ));
             eprintln!(
                 "delay: {} rows at {:.0}/s: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {}; {}",
@@ -881,6 +885,19 @@ fn mntr_delta(
 ) -> Option<f64> {
     let read = |m: &BTreeMap<String, String>| m.get(key)?.parse::<f64>().ok();
     Some(read(after)? - read(before)?)
+}
+
+/// ZooKeeper's CPU against otter-node's over the phase, to the hundredth (issue #13's target is
+/// at most 1.0×; the CPU columns round to tenths).
+fn zk_against_node(cpu: &[(&str, f64)]) -> String {
+    let of = |name| cpu.iter().find(|(n, _)| *n == name).map(|(_, c)| *c);
+    match (of("ZooKeeper"), of("otter-node")) {
+        (Some(zk), Some(node)) if node > 0.0 => format!(
+            "ZooKeeper {zk:.2} s ÷ otter-node {node:.2} s of CPU = {:.2}×",
+            zk / node
+        ),
+        _ => "ZooKeeper ÷ otter-node CPU: ?".into(),
+    }
 }
 
 /// What ZooKeeper did over the delay phase, per Select batch: requests received (`mntr`'s
