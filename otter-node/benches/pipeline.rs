@@ -15,7 +15,10 @@
 //!    is `config/channel.toml`'s; a `c` suffix, e.g. `1000c`, turns conflict detection on for the
 //!    mapping (`conflict = "site_priority"`, as in a two-way channel) to measure what it costs
 //!    against the same batch size without; a `/N` suffix, e.g. `1000/1`, runs Load with
-//!    `load_connections` = N instead of `BENCH_LOAD_CONNECTIONS`): a fresh table pair and channel (`BENCH_PARALLELISM` = 5, the
+//!    `load_connections` = N instead of `BENCH_LOAD_CONNECTIONS`; a `b` suffix, e.g. `1000b`,
+//!    measures a backlog: the node is frozen (SIGSTOP) while the workload is written, and the
+//!    clock runs from its SIGCONT, so the pipeline has every row change waiting, as the ceiling
+//!    has its statements): a fresh table pair and channel (`BENCH_PARALLELISM` = 5, the
 //!    shipped `config/channel.toml` otherwise) started at the source's binlog end, a fresh
 //!    `otter-node` (the release binary cargo built for this bench), 1 000 single-row warm-up
 //!    transactions waited for at the target, then the workload written on the source as fast as it takes it: `BENCH_ROWS`
@@ -200,12 +203,24 @@ async fn run_ceiling(
 // ---------------------------------------------------------------------------------------------
 // The pipeline
 
+/// One pipeline measurement of `BENCH_BATCH_SIZES`.
+#[derive(Debug, Clone, Copy)]
+struct Variant {
+    batch_size: u32,
+    conflicts: bool,
+    load_connections: u32,
+    backlog: bool,
+}
+
 struct Throughput {
     batch_size: u32,
     /// Conflict detection was on.
     conflicts: bool,
     /// Load's `load_connections`.
     load_connections: u32,
+    /// A backlog: the node was frozen while the workload was written; `secs` runs from its
+    /// thaw.
+    backlog: bool,
     secs: f64,
     write_secs: f64,
     rows_per_sec: f64,
@@ -334,6 +349,7 @@ async fn measure_throughput(
     batch_size: u32,
     pids: &Pids,
     perf: Option<&Path>,
+    backlog: bool,
 ) -> Result<Throughput> {
     let perf_child = match perf {
         Some(out) => Some(
@@ -355,10 +371,32 @@ async fn measure_throughput(
     if perf_child.is_some() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let cpu0 = pids.snapshot();
     let m0 = run.node.metrics().await;
+    // A backlog: the workload is written while the node is frozen, and the clock starts when
+    // it thaws (the node's ZooKeeper sessions outlive the freeze: 10 s).
+    let mut written_before = None;
+    if backlog {
+        let signal = |sig: &str| {
+            Command::new("kill")
+                .args([sig, &run.node.pid().to_string()])
+                .status()
+                .context("kill")
+        };
+        signal("-STOP")?;
+        let t = Instant::now();
+        let written = write_workload(src, &run.source_table, s, 0, SENTINEL).await;
+        let secs = t.elapsed().as_secs_f64();
+        signal("-CONT")?;
+        written_before = Some((written?, secs));
+    }
+    let cpu0 = pids.snapshot();
     let started = Instant::now();
-    let writer = write_workload(src, &run.source_table, s, 0, SENTINEL);
+    let writer = async {
+        match written_before {
+            Some((bytes, _)) => Ok(bytes),
+            None => write_workload(src, &run.source_table, s, 0, SENTINEL).await,
+        }
+    };
     let poller = async {
         let mut conn = dst.conn().await?;
         let mut progress = Vec::new();
@@ -406,7 +444,10 @@ async fn measure_throughput(
         },
         poller
     );
-    let (binlog_bytes, write_secs) = (written.0?, written.1);
+    let (binlog_bytes, write_secs) = match written_before {
+        Some((_, secs)) => (written.0?, secs),
+        None => (written.0?, written.1),
+    };
     let (secs, progress) = applied?;
     let cpu = pids.since(&cpu0);
     let m1 = run.node.metrics().await;
@@ -427,6 +468,7 @@ async fn measure_throughput(
         batch_size,
         conflicts: false,
         load_connections: 0,
+        backlog,
         secs,
         write_secs,
         rows_per_sec: s.total() as f64 / secs,
@@ -482,19 +524,28 @@ fn run() -> Result<()> {
         otter_node::model::DEFAULT_LOAD_CONNECTIONS,
     )?;
     // `1000`, `1000c` (conflict detection), `1000/1` (that many Load connections).
-    let batch_sizes: Vec<(u32, bool, u32)> = std::env::var("BENCH_BATCH_SIZES")
-        .unwrap_or_else(|_| "200,4000,1000".into())
+    let batch_sizes: Vec<Variant> = std::env::var("BENCH_BATCH_SIZES")
+        .unwrap_or_else(|_| "200,4000,1000b,1000".into())
         .split(',')
         .map(|v| {
             let (v, connections) = match v.trim().split_once('/') {
                 Some((v, n)) => (v, n.parse().context("BENCH_BATCH_SIZES: connections")?),
                 None => (v.trim(), load_connections),
             };
+            let (v, backlog) = match v.strip_suffix('b') {
+                Some(v) => (v, true),
+                None => (v, false),
+            };
             let (n, c) = match v.strip_suffix('c') {
                 Some(n) => (n, true),
                 None => (v, false),
             };
-            Ok((n.parse().context("BENCH_BATCH_SIZES")?, c, connections))
+            Ok(Variant {
+                batch_size: n.parse().context("BENCH_BATCH_SIZES")?,
+                conflicts: c,
+                load_connections: connections,
+                backlog,
+            })
         })
         .collect::<Result<_>>()?;
     let lat_rate: u64 = env_num("BENCH_LAT_RATE", 500)?;
@@ -591,7 +642,9 @@ fn run() -> Result<()> {
     let mut results = Vec::new();
     let mut delay = None;
     let mut last_run = None;
-    for (i, &(batch_size, conflicts, load_connections)) in batch_sizes.iter().enumerate() {
+    for (i, v) in batch_sizes.iter().enumerate() {
+        let (batch_size, conflicts, load_connections) =
+            (v.batch_size, v.conflicts, v.load_connections);
         let k = i as u32 + 1;
         if let Some(prev) = last_run.take() {
             stop_run(&rt, &zk, prev, k - 1)?;
@@ -623,13 +676,15 @@ fn run() -> Result<()> {
             batch_size,
             &pids,
             perf.as_deref().filter(|_| last),
+            v.backlog,
         ))?;
         let mut t = t;
         t.conflicts = conflicts;
         t.load_connections = load_connections;
         eprintln!(
-            "pipeline, batch_size {batch_size}, load_connections {load_connections}{}: {} rows/s ({:.2} s; source written in {:.2} s); {}; {:?}",
+            "pipeline, batch_size {batch_size}, load_connections {load_connections}{}{}: {} rows/s ({:.2} s; source written in {:.2} s); {}; {:?}",
             if conflicts { ", conflict detection" } else { "" },
+            if v.backlog { ", backlog" } else { "" },
             group(t.rows_per_sec),
             t.secs,
             t.write_secs,
@@ -719,10 +774,11 @@ fn run() -> Result<()> {
     }
     for t in &results {
         table.push_str(&format!(
-            "| **otter pipeline, `batch_size` = {}, `parallelism` = {parallelism}, `load_connections` = {}{}** | {} | {:.2} | {:.2}× | {:.2}× |\n",
+            "| **otter pipeline, `batch_size` = {}, `parallelism` = {parallelism}, `load_connections` = {}{}{}** | {} | {:.2} | {:.2}× | {:.2}× |\n",
             t.batch_size,
             t.load_connections,
             if t.conflicts { ", conflict detection (`site_priority`)" } else { "" },
+            if t.backlog { ", a backlog (node frozen while the workload was written)" } else { "" },
             group(t.rows_per_sec),
             t.secs,
             t.rows_per_sec / base.rows_per_sec,
@@ -747,15 +803,21 @@ fn run() -> Result<()> {
             .collect();
         let progress = format!("{}; equal at {:.2} s", progress.join(", "), t.secs);
         details.push_str(&format!(
-            "- pipeline, `batch_size` = {}: the source took the workload in {:.2} s ({:.1} MB of \
-             binlog); the target was equal after {:.2} s. {} batches loaded ({:.0} row changes \
+            "- pipeline, `batch_size` = {}{}: the source took the workload in {:.2} s ({:.1} MB of \
+             binlog); the target was equal after {:.2} s{}. {} batches loaded ({:.0} row changes \
              each on average), {} rows written after Load's merge. CPU: {}. `COUNT(*)` at the \
              target (rises with the inserts, stays through the updates, falls with the deletes): \
              {progress}. otter-node's peak RSS: {:.1} MiB\n",
             t.batch_size,
+            if t.backlog { ", a backlog" } else { "" },
             t.write_secs,
             t.binlog_bytes as f64 / 1e6,
             t.secs,
+            if t.backlog {
+                " (from the node's thaw; the node frozen while the source took the workload)"
+            } else {
+                ""
+            },
             batches,
             if batches > 0.0 {
                 shape.total() as f64 / batches
@@ -791,7 +853,11 @@ fn run() -> Result<()> {
          `COUNT(*)` and `SUM(CRC32(CONCAT_WS('|', every column)))` must be equal on both sides. \
          (`COUNT(*)`, a scan, runs only once a second for the progress line: polled every 100 ms \
          it cost the target about 0.5 s of CPU per run.) Each batch size ran on its own table pair, channel and fresh node, one after \
-         the other.\n\n{table}\n{details}",
+         the other. A backlog row froze its node (SIGSTOP) while the source took the workload \
+         and started the clock at the thaw (SIGCONT): every row change was waiting in the \
+         source's binlog, as every statement is for the ceiling, and the source's writing no \
+         longer shares the two CPUs with the pipeline (a pipeline catching up after a pause, an \
+         outage or a late start).\n\n{table}\n{details}",
         group(shape.total() as f64),
         group(shape.inserts as f64),
         group(shape.updates as f64),

@@ -1,11 +1,13 @@
 //! The lifecycle of a batch ("process") in ZooKeeper, under `/otter/channel/{cid}/{pid}/`.
 //!
-//! `process/p{seq}` nodes form the window of batches in flight ([`Process::open`]). A stage that
+//! `process/p{id}` nodes, numbered by Select, form the window of batches in flight
+//! ([`Process::open`]; a `t{id}` node is a batch Select carried through Extract and Transform
+//! itself, possibly opened with Load's lock already taken for this node). A stage that
 //! finished a batch writes a stage-done child ([`Child::Done`] of a [`Stage`]: `selected`,
 //! `extracted`, `transformed`) holding a [`Produced`] record that says which node holds the data
 //! and where to pull it; the next stage is claimed with an ephemeral lock child ([`Lock`]:
 //! `extract-lock`, `transform-lock`, `lock`) that vanishes with its owner's session, so another
-//! node redoes the work. Load writes `termin/{seq}` (a [`Termin`]) and removes the process in one
+//! node redoes the work. Load writes `termin/{id}` (a [`Termin`]) and removes the process in one
 //! transaction ([`Process::finish`]); Select acks its canal batches in termin order.
 //!
 //! * [`child`]: the typed names of a process's children (the one definition of them).
@@ -52,9 +54,9 @@ pub struct Process {
     pub cid: u32,
     /// The pipeline id.
     pub pid: u32,
-    /// The sequence number ZooKeeper gave the process (its order in the window).
+    /// The number Select gave the process (its order in the window).
     pub id: u64,
-    /// The znode name (`p0000000042`).
+    /// The znode name (`p0000000042`, `t0000000043`).
     pub name: String,
 }
 

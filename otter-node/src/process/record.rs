@@ -37,7 +37,7 @@ impl Produced {
         }
     }
 
-    /// The record an inline process holds ([`crate::process::Process::open_inline`]), written
+    /// The record an inline process holds ([`crate::process::window::Opening::Inline`]), written
     /// before ZooKeeper numbers the process: its URL says [`PROCESS_ID`] where the id goes
     /// ([`Produced::url_of`]).
     pub fn inline(node: u32, http_address: &str, pid: u32, stage: Stage, rows: usize) -> Self {

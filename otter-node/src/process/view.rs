@@ -40,7 +40,7 @@ pub(crate) struct ProcessNode {
 
 impl ProcessNode {
     /// Whether the child `c` exists; every stage of an inline process is done
-    /// ([`crate::process::Process::open_inline`]).
+    /// ([`crate::process::window::Opening::Inline`]).
     pub fn has(&self, c: impl Into<Child>) -> bool {
         let c = c.into();
         (matches!(c, Child::Done(_)) && paths::is_inline_process(&self.name))
