@@ -77,7 +77,10 @@ impl<'a> Chunker<'a> {
     fn flush(&mut self) {
         if self.count > 0 {
             self.current.push_str(&self.suffix);
-            self.out.push(std::mem::take(&mut self.current));
+            // The next statement is sized like this one: grown from nothing it would be copied
+            // at every doubling.
+            let next = String::with_capacity(self.current.len());
+            self.out.push(std::mem::replace(&mut self.current, next));
             self.count = 0;
         }
     }
@@ -97,13 +100,15 @@ fn qualified(schema: &str, table: &str, name: &str) -> Result<String, LoadError>
     Ok(s)
 }
 
-/// `(a,b)` of the columns' literals (`a` alone when `parens` is false).
-fn tuple<'c>(
+/// `(a,b)` of the columns' literals (`a` alone when `parens` is false), written into `t`
+/// (cleared first): one buffer serves every row of a statement.
+fn tuple_into<'c>(
+    t: &mut String,
     cols: impl Iterator<Item = &'c ColumnValue>,
     parens: bool,
     name: &str,
-) -> Result<String, LoadError> {
-    let mut t = String::new();
+) -> Result<(), LoadError> {
+    t.clear();
     if parens {
         t.push('(');
     }
@@ -111,12 +116,12 @@ fn tuple<'c>(
         if i > 0 {
             t.push(',');
         }
-        push_literal(&mut t, c, name)?;
+        push_literal(t, c, name)?;
     }
     if parens {
         t.push(')');
     }
-    Ok(t)
+    Ok(())
 }
 
 /// Appends `DELETE … WHERE key IN (…)` statements for `rows` (deletes) of the table `name`
@@ -157,8 +162,10 @@ fn delete_statements(
         }
         prefix.push_str(" IN (");
         let mut chunker = Chunker::new(prefix, ")".into(), out);
+        let mut t = String::with_capacity(64);
         for row in group {
-            chunker.push(&tuple(row.keys(), composite, name)?);
+            tuple_into(&mut t, row.keys(), composite, name)?;
+            chunker.push(&t);
         }
     }
     Ok(())
@@ -195,16 +202,36 @@ fn write_statements(
     // (column name, is key) lists, each with its rows.
     type Columns<'r> = Vec<(&'r str, bool)>;
     let mut groups: Vec<(Columns<'_>, Vec<&RowEvent>)> = Vec::new();
+    let same = |k: &Columns<'_>, row: &RowEvent| {
+        k.len() == row.columns.len()
+            && k.iter()
+                .zip(&row.columns)
+                .all(|((n, key), c)| *key == c.is_key && *n == c.name)
+    };
+    // Rows of a table nearly always share one column list: the group of the row before is
+    // tried first.
+    let mut last = 0;
     for row in rows {
-        let cols: Vec<(&str, bool)> = row
-            .columns
-            .iter()
-            .map(|c| (c.name.as_str(), c.is_key))
-            .collect();
-        match groups.iter_mut().find(|(k, _)| *k == cols) {
-            Some((_, g)) => g.push(row),
-            None => groups.push((cols, vec![row])),
-        }
+        let at = if groups.get(last).is_some_and(|(k, _)| same(k, row)) {
+            Some(last)
+        } else {
+            groups.iter().position(|(k, _)| same(k, row))
+        };
+        last = match at {
+            Some(i) => {
+                groups[i].1.push(row);
+                i
+            }
+            None => {
+                let cols = row
+                    .columns
+                    .iter()
+                    .map(|c| (c.name.as_str(), c.is_key))
+                    .collect();
+                groups.push((cols, vec![row]));
+                groups.len() - 1
+            }
+        };
     }
     for (cols, group) in groups {
         if cols.is_empty() {
@@ -240,8 +267,10 @@ fn write_statements(
             let _ = write!(suffix, "{q}=VALUES({q})");
         }
         let mut chunker = Chunker::new(prefix, suffix, out);
+        let mut t = String::with_capacity(256);
         for row in group {
-            chunker.push(&tuple(row.columns.iter(), true, name)?);
+            tuple_into(&mut t, row.columns.iter(), true, name)?;
+            chunker.push(&t);
         }
     }
     Ok(())
