@@ -271,7 +271,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn select_claims_for_the_lent_session_in_process_order_only() {
+    async fn select_claims_on_the_lent_session_in_order_and_a_lost_session_frees_the_batch() {
         let zk = harness::ZooKeeper::start().await.unwrap();
         let select = zk.client(Duration::from_secs(10)).await.unwrap();
         let load = zk.client(Duration::from_secs(10)).await.unwrap();
@@ -346,11 +346,31 @@ mod tests {
         // Load's loop ends: nothing is claimed for it any more.
         drop(lent);
         assert!(preclaims.session_for(4, &name4, []).is_none());
+        // Its session ends: the locks Select created on it go with it.
+        drop(load);
+        let gone = std::time::Instant::now();
+        while select
+            .check_stat(&p3.child(Lock::Load))
+            .await
+            .unwrap()
+            .is_some()
+        {
+            assert!(
+                gone.elapsed() < Duration::from_secs(30),
+                "the lock outlived its session"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         // A new loop's session forgets the old session's claims.
         let load2 = zk.client(Duration::from_secs(10)).await.unwrap();
         let _lent = preclaims.lend(&load2);
         assert!(!preclaims.is_claimed(3, &p3.name));
-        // Its first claim waits for the old session's batches to leave the flight.
+        assert!(matches!(preclaims.take(&load2, 3, &p3.name), Taken::No));
+        // Load claims the batch itself, with a token larger than the lost claim's: a load by the
+        // old holder can no longer commit at the target.
+        let t = p3.try_lock(&load2, Lock::Load, 1).await.unwrap().unwrap();
+        assert!(t > t3, "token {t} after {t3}");
+        // Select's next claim waits for the old session's batches to leave the flight.
         assert!(preclaims.session_for(4, &name4, [3]).is_none());
         assert!(preclaims.session_for(4, &name4, []).is_some());
     }
