@@ -105,15 +105,13 @@ impl Process {
                         (Some(_), Some(MultiWriteResult::SetData { stat })) if stat.czxid > 0 => {
                             Some(stat.czxid)
                         }
-                        // Not answered as asked: the lock's stat is read (it is this session's:
-                        // it was just created on it).
-                        (Some(_), _) => match zk.check_stat(&lock).await {
-                            Ok(Some(stat)) if stat.ephemeral_owner == zk.session_id().0 => {
-                                Some(stat.czxid)
-                            }
-                            Ok(_) => return Err(RuntimeError::UnexpectedData("Load lock")),
-                            Err(e) => return Err(RuntimeError::zk("exists", lock)(e)),
-                        },
+                        // Every server answers a set with its stat; without one there is no
+                        // token, and Select starts over (as for any failed open).
+                        (Some(_), _) => {
+                            return Err(RuntimeError::UnexpectedData(
+                                "multi answered without the Load lock's stat",
+                            ))
+                        }
                     };
                     return Ok((process, token));
                 }

@@ -44,6 +44,9 @@ struct Chunker<'a> {
     suffix: String,
     current: String,
     count: usize,
+    /// The length of the statement written last: the next one is sized like it (grown from
+    /// nothing it would be copied at every doubling).
+    last_len: usize,
     out: &'a mut Vec<String>,
 }
 
@@ -54,6 +57,7 @@ impl<'a> Chunker<'a> {
             prefix,
             suffix,
             count: 0,
+            last_len: 0,
             out,
         }
     }
@@ -66,6 +70,7 @@ impl<'a> Chunker<'a> {
             self.flush();
         }
         if self.count == 0 {
+            self.current.reserve(self.last_len);
             self.current.push_str(&self.prefix);
         } else {
             self.current.push(',');
@@ -77,10 +82,8 @@ impl<'a> Chunker<'a> {
     fn flush(&mut self) {
         if self.count > 0 {
             self.current.push_str(&self.suffix);
-            // The next statement is sized like this one: grown from nothing it would be copied
-            // at every doubling.
-            let next = String::with_capacity(self.current.len());
-            self.out.push(std::mem::replace(&mut self.current, next));
+            self.last_len = self.current.len();
+            self.out.push(std::mem::take(&mut self.current));
             self.count = 0;
         }
     }
