@@ -60,8 +60,6 @@ type Span = (Range<usize>, Range<usize>);
 struct Scratch<'a> {
     /// Every column of the entry's rows: per row its before image, then its after image.
     cols: Vec<ColumnRef<'a>>,
-    /// One row's after image as read, before it is appended to `cols`.
-    after: Vec<ColumnRef<'a>>,
     spans: Vec<Span>,
     types: Types<'a>,
     /// Names of the columns one UPDATE row changed.
@@ -103,12 +101,11 @@ fn write_entry<'a>(
         return Ok(None);
     }
     let header = entry.header.as_ref();
-    let change = RowChangeRef::read(entry.store_value.as_deref().unwrap_or_default())?;
-    // Every column of every row, before images then after images per row. The rows of a DDL or
-    // a heartbeat are read too: prost checks them, so they can make the entry an error.
+    // Every column of every row, before images then after images per row, read as the rows come
+    // (front to back through the entry's bytes). The rows of a DDL or a heartbeat are read too:
+    // prost checks them, so they can make the entry an error.
     let Scratch {
         cols,
-        after,
         spans,
         types,
         changed,
@@ -116,15 +113,11 @@ fn write_entry<'a>(
     cols.clear();
     spans.clear();
     types.0.clear();
-    for row in &change.rows {
-        after.clear();
-        let b = cols.len();
-        wire::read_row(row, cols, after)?;
-        let b = b..cols.len();
-        let a = cols.len()..cols.len() + after.len();
-        cols.extend_from_slice(after);
-        spans.push((b, a));
-    }
+    let store = entry.store_value.as_deref().unwrap_or_default();
+    let change = RowChangeRef::read_each_row(store, |row| {
+        spans.push(wire::read_row_images(row, cols)?);
+        Ok(())
+    })?;
     let event_type = change.event_type(header.and_then(|h| h.event_type));
     if event_type == EventType::Mheartbeat {
         return Ok(None);
