@@ -8,15 +8,53 @@ use prost::Message;
 use crate::position::EntryPosition;
 
 /// One Canal entry and where in the binlog it came from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ParsedEntry {
-    /// The entry exactly as Canal clients receive it.
+    /// The entry exactly as Canal clients receive it. Whoever replaces its `store_value` after
+    /// [`with_shape`](Self::with_shape) says the new shape again.
     pub entry: Entry,
     /// The binlog event it was built from.
     pub position: EntryPosition,
+    /// The RowChange's shape as its writer knew it; `None`: [`shape`](Self::shape) reads it.
+    known_shape: Option<EntryShape>,
+}
+
+/// Entries are equal when their entries and positions are: the cached shape only saves a walk.
+impl PartialEq for ParsedEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.entry == other.entry && self.position == other.position
+    }
 }
 
 impl ParsedEntry {
+    /// An entry from `position`; its shape is read from the RowChange when asked for.
+    pub fn new(entry: Entry, position: EntryPosition) -> Self {
+        Self {
+            entry,
+            position,
+            known_shape: None,
+        }
+    }
+
+    /// This entry with the shape of the RowChange its writer just wrote (rows counted while
+    /// writing them), so that [`shape`](Self::shape) need not walk every row's bytes again.
+    /// `shape` must be what the walk would find; debug builds check it.
+    pub fn with_shape(mut self, shape: EntryShape) -> Self {
+        self.set_shape(shape);
+        self
+    }
+
+    /// Sets the known shape (see [`with_shape`](Self::with_shape)).
+    pub fn set_shape(&mut self, shape: EntryShape) {
+        debug_assert_eq!(
+            self.walk_shape(),
+            shape,
+            "a wrong shape for {:?}",
+            self.entry
+        );
+        self.known_shape = Some(shape);
+    }
+
     /// The entry's protobuf bytes (what the store keeps and the TCP protocol sends).
     pub fn encode(&self) -> Bytes {
         Bytes::from(self.entry.encode_to_vec())
@@ -47,10 +85,17 @@ impl ParsedEntry {
         self.shape().rows
     }
 
-    /// [`is_boundary`](Self::is_boundary) and [`row_count`](Self::row_count) from one walk of
-    /// the RowChange (each walk touches every row's bytes: on large entries that is memory
-    /// traffic, not arithmetic).
+    /// [`is_boundary`](Self::is_boundary) and [`row_count`](Self::row_count): as its writer
+    /// said ([`with_shape`](Self::with_shape)), else from one walk of the RowChange (each walk
+    /// touches every row's bytes: on large entries that is memory traffic, not arithmetic).
     pub fn shape(&self) -> EntryShape {
+        match self.known_shape {
+            Some(shape) => shape,
+            None => self.walk_shape(),
+        }
+    }
+
+    fn walk_shape(&self) -> EntryShape {
         match self.entry_type() {
             EntryType::Transactionend => EntryShape {
                 boundary: true,
@@ -146,13 +191,13 @@ mod tests {
     use crate::position::BinlogPosition;
 
     fn rowdata(rc: &RowChange) -> ParsedEntry {
-        ParsedEntry {
-            entry: Entry {
+        ParsedEntry::new(
+            Entry {
                 header: Some(Header::default()),
                 entry_type: Some(EntryType::Rowdata as i32),
                 store_value: Some(rc.encode_to_vec().into()),
             },
-            position: EntryPosition {
+            EntryPosition {
                 binlog: BinlogPosition::new("mysql-bin.000001", 4),
                 next_offset: 100,
                 server_id: 1,
@@ -160,7 +205,50 @@ mod tests {
                 gtid: None,
                 inclusive: false,
             },
-        }
+        )
+    }
+
+    #[test]
+    fn a_shape_its_writer_gave_is_used_and_does_not_make_entries_differ() {
+        let col = Column {
+            name: Some("id".into()),
+            value: Some("1".into()),
+            ..Default::default()
+        };
+        let rc = RowChange {
+            row_datas: vec![
+                RowData {
+                    after_columns: vec![col],
+                    ..Default::default()
+                };
+                4
+            ],
+            ..Default::default()
+        };
+        let walked = rowdata(&rc);
+        let shape = EntryShape {
+            boundary: false,
+            rows: 4,
+        };
+        assert_eq!(walked.shape(), shape);
+        let given = walked.clone().with_shape(shape);
+        assert_eq!(given, walked);
+        // The given shape is what is answered: no walk of the rows (the bytes below would give
+        // 0 rows).
+        let mut stale = given.clone();
+        stale.entry.store_value = Some(Vec::new().into());
+        assert_eq!(stale.row_count(), 4);
+        assert_eq!(walked.clone().with_shape(shape).row_count(), 4);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "a wrong shape")]
+    fn a_wrong_shape_is_caught_in_debug_builds() {
+        let _ = rowdata(&RowChange::default()).with_shape(EntryShape {
+            boundary: false,
+            rows: 1,
+        });
     }
 
     #[test]

@@ -28,7 +28,7 @@ use prost::Message;
 
 use crate::binlog::event::{self, mariadb, EventError, MariaGtidEvent};
 use crate::binlog::rows::{Cell, RowDecoder, RowShape, RowsError};
-use crate::entry::{pair, ParsedEntry};
+use crate::entry::{pair, EntryShape, ParsedEntry};
 use crate::filter::TableFilter;
 use crate::position::gtid::{uuid_text, GtidState, MariaGtid};
 use crate::position::{BinlogPosition, EntryPosition, EventPos, GtidSet};

@@ -131,7 +131,9 @@ impl Converter {
             bridge.record_keys(&mapped.schema, &mapped.table, &window_keys);
         }
         let header = self.rows_header(ev, pos, &mapped, ty, row_count);
-        let e = self.entry(ev, pos, header, EntryType::Rowdata, rc);
+        let e = self
+            .entry(ev, pos, header, EntryType::Rowdata, rc)
+            .with_shape(rows_shape(row_count));
         Ok(self.emit_in_txn(vec![e]))
     }
 
@@ -213,7 +215,16 @@ impl RowsPlan {
         if let Some(h) = entry.entry.header.as_mut() {
             add_rows_count(h, row_count);
         }
+        entry.set_shape(rows_shape(row_count));
         Ok(())
+    }
+}
+
+/// The shape of a rows event's RowChange with `rows` rows: never a DDL.
+pub(super) fn rows_shape(rows: usize) -> EntryShape {
+    EntryShape {
+        boundary: false,
+        rows,
     }
 }
 

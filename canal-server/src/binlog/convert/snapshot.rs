@@ -233,6 +233,7 @@ impl Converter {
         header.props.push(pair("rowsCount", rows.to_string()));
         header.props.push(pair(SNAPSHOT_PROP, "true".to_string()));
         self.entry(ev, pos, header, EntryType::Rowdata, rc)
+            .with_shape(super::row_change::rows_shape(rows))
     }
 
     /// Keys of a rows event's rows, for the open windows of its table.

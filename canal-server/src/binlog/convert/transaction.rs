@@ -66,14 +66,14 @@ impl Converter {
         ty: EntryType,
         value: Vec<u8>,
     ) -> ParsedEntry {
-        ParsedEntry {
-            entry: Entry {
+        ParsedEntry::new(
+            Entry {
                 header: Some(header),
                 entry_type: Some(ty as i32),
                 store_value: Some(value.into()),
             },
-            position: self.position(ev, pos),
-        }
+            self.position(ev, pos),
+        )
     }
 
     pub(super) fn begin_entry(
