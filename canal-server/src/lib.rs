@@ -32,7 +32,6 @@
 // Errors carry the destination, position and table by value; they are built on cold paths only.
 #![allow(clippy::result_large_err)]
 
-pub mod alloc;
 pub mod binlog;
 pub mod config;
 pub mod destination;

@@ -15,12 +15,6 @@ use canal_server::server::{self, ServerContext};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-/// The parser's workers allocate each entry's buffers and the store's task frees them: glibc's
-/// allocator serialized those cross-thread frees on its arena locks (futex waits in `malloc`,
-/// `realloc` and `free` in the e2e bench's profile).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Canal-compatible binlog server.
 #[derive(Parser, Debug)]
 #[command(version, about)]
@@ -57,9 +51,6 @@ fn main() -> ExitCode {
         // Colour codes only for a terminal: a log file or journald gets plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
-    if let Err(e) = canal_server::alloc::disable_transparent_huge_pages() {
-        tracing::warn!(error = %e, "cannot turn transparent huge pages off; parsing may cost more CPU");
-    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
