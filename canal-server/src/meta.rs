@@ -341,15 +341,17 @@ impl ZkMeta {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            // Known before the read: a save running alongside can create a client's node, and
+            // remember it, while this read is on its way. That read is older than the node and
+            // must not count as an operator's delete (it dropped a freshly subscribed client:
+            // otter's Select then redid its first batch from the configured start).
+            let known = self.known().clone();
             let stored = self.read_stored().await?;
-            let dropped: Vec<i16> = {
-                let known = self.known();
-                clients
-                    .iter()
-                    .map(|c| c.client_id)
-                    .filter(|id| known.contains(id) && !stored.contains_key(id))
-                    .collect()
-            };
+            let dropped: Vec<i16> = clients
+                .iter()
+                .map(|c| c.client_id)
+                .filter(|id| known.contains(id) && !stored.contains_key(id))
+                .collect();
             let kept: Vec<ClientInfo> = clients
                 .iter()
                 .filter(|c| !dropped.contains(&c.client_id))
@@ -695,6 +697,43 @@ mod zk_tests {
     async fn stored_offset(meta: &ZkMeta) -> Option<u64> {
         let clients = meta.load().await.unwrap();
         clients[0].cursor.as_ref().map(|c| c.binlog.offset)
+    }
+
+    /// Saves running side by side (the start hook's and the periodic flush) never take a client
+    /// the other one just created for one an operator deleted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_saves_do_not_drop_a_new_client() {
+        harness::init_tracing();
+        let zk = ZooKeeper::start().await.unwrap();
+        let client = cfg(&zk).connect().await.unwrap();
+        for round in 0..40u64 {
+            let dest = format!("concurrent-{round}");
+            let meta = ZkMeta::new(client.clone(), &dest, "127.0.0.1:3306", None);
+            let clients = [client_at(100 + round)];
+            // The second save starts a little later each round, so that its read lands before,
+            // during and after the first one's create.
+            let later = async {
+                tokio::time::sleep(Duration::from_micros(round * 150)).await;
+                meta.save(&clients).await
+            };
+            let (first, second) = tokio::join!(meta.save(&clients), later);
+            assert_eq!(first.unwrap(), Vec::<i16>::new(), "round {round}");
+            assert_eq!(second.unwrap(), Vec::<i16>::new(), "round {round}");
+            let stored = meta.load().await.unwrap();
+            assert_eq!(stored.len(), 1, "round {round}: {stored:?}");
+        }
+        // A client an operator really deletes is still reported.
+        let meta = ZkMeta::new(client.clone(), "deleted", "127.0.0.1:3306", None);
+        meta.save(&[client_at(1)]).await.unwrap();
+        let path = format!("{}/1001", zk_coord::paths::destination("deleted"));
+        for child in client.list_children(&path).await.unwrap() {
+            client
+                .delete(&format!("{path}/{child}"), None)
+                .await
+                .unwrap();
+        }
+        client.delete(&path, None).await.unwrap();
+        assert_eq!(meta.save(&[client_at(2)]).await.unwrap(), vec![1001]);
     }
 
     /// Issue #17: a server whose running node was deleted and created again by another server's
