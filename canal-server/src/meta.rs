@@ -203,6 +203,9 @@ pub struct ZkMeta {
     /// Client ids whose nodes this server read or wrote: one of them missing at the next save
     /// was deleted by an operator (Canal's way of dropping a client), not yet written.
     known: std::sync::Mutex<std::collections::BTreeSet<i16>>,
+    /// One save at a time, each reading what to write only when its turn comes (see
+    /// [`save_with`](Self::save_with)): an older list never lands after a newer one.
+    saving: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for ZkMeta {
@@ -251,6 +254,7 @@ impl ZkMeta {
             gate,
             fencing: None,
             known: Default::default(),
+            saving: Default::default(),
         }
     }
 
@@ -327,14 +331,33 @@ impl ZkMeta {
         Ok(out)
     }
 
-    /// Writes the clients' filters and cursors that changed, and removes clients no longer
-    /// subscribed, as one multi: all of it or nothing. Fenced, a multi the fence rejects (another
-    /// server holds the destination now) is [`MetaError::NotActive`].
+    /// Tests' shorthand: [`save_with`](Self::save_with) of a fixed list.
+    #[cfg(test)]
+    pub async fn save(&self, clients: &[ClientInfo]) -> Result<Vec<i16>, MetaError> {
+        self.save_with(|| clients.to_vec()).await
+    }
+
+    /// Writes the filters and cursors that changed of the clients `clients` returns, and removes
+    /// clients no longer subscribed, as one multi: all of it or nothing. Fenced, a multi the
+    /// fence rejects (another server holds the destination now) is [`MetaError::NotActive`].
     ///
     /// A client whose node this server knew and that is gone now was dropped by an operator
     /// (deleting `/otter/canal/destinations/{dest}/{clientId}`): it is not written back, and its
     /// id is returned so the caller unsubscribes it.
-    pub async fn save(&self, clients: &[ClientInfo]) -> Result<Vec<i16>, MetaError> {
+    ///
+    /// Saves run one at a time, and `clients` is called when this save's turn comes: the start
+    /// hook's save, the periodic flush and flushes on ack may be called together, and a list
+    /// read before another save's turn could write an older cursor over a newer one, or remove
+    /// a client subscribed meanwhile, until the next flush.
+    pub async fn save_with(
+        &self,
+        clients: impl FnOnce() -> Vec<ClientInfo>,
+    ) -> Result<Vec<i16>, MetaError> {
+        let _turn = self.saving.lock().await;
+        self.save_now(&clients()).await
+    }
+
+    async fn save_now(&self, clients: &[ClientInfo]) -> Result<Vec<i16>, MetaError> {
         let not_active = || MetaError::NotActive(self.destination.clone());
         let fence = self.fence_now()?;
         let dest_path = zk_coord::paths::destination(&self.destination);
@@ -620,12 +643,16 @@ impl MetaBackend {
         }
     }
 
-    /// Writes the clients; returns the ids an operator dropped meanwhile (ZooKeeper only: their
-    /// nodes were deleted), which were not written back.
-    pub async fn save(&self, clients: &[ClientInfo]) -> Result<Vec<i16>, MetaError> {
+    /// Writes the clients `clients` returns, read when this save's turn comes (ZooKeeper saves
+    /// run one at a time; see [`ZkMeta::save_with`]); returns the ids an operator dropped
+    /// meanwhile (ZooKeeper only: their nodes were deleted), which were not written back.
+    pub async fn save_with(
+        &self,
+        clients: impl FnOnce() -> Vec<ClientInfo>,
+    ) -> Result<Vec<i16>, MetaError> {
         match self {
-            MetaBackend::File(f) => f.save(clients).map(|()| Vec::new()),
-            MetaBackend::Zk(z) => z.save(clients).await,
+            MetaBackend::File(f) => f.save(&clients()).map(|()| Vec::new()),
+            MetaBackend::Zk(z) => z.save_with(clients).await,
         }
     }
 }
@@ -734,6 +761,40 @@ mod zk_tests {
         }
         client.delete(&path, None).await.unwrap();
         assert_eq!(meta.save(&[client_at(2)]).await.unwrap(), vec![1001]);
+    }
+
+    /// Saves called together write in the order their lists were read: the newest cursor is
+    /// the one stored, whichever call ZooKeeper would have answered last.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn saves_called_together_store_the_newest_cursor() {
+        harness::init_tracing();
+        let zk = ZooKeeper::start().await.unwrap();
+        let client = cfg(&zk).connect().await.unwrap();
+        let meta = std::sync::Arc::new(ZkMeta::new(client, "ordered", "127.0.0.1:3306", None));
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(100));
+        for round in 0..30u64 {
+            let saves: Vec<_> = (0..3)
+                .map(|_| {
+                    let (meta, next) = (meta.clone(), next.clone());
+                    tokio::spawn(async move {
+                        meta.save_with(|| {
+                            let at = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            vec![client_at(at)]
+                        })
+                        .await
+                    })
+                })
+                .collect();
+            for s in saves {
+                assert_eq!(
+                    s.await.unwrap().unwrap(),
+                    Vec::<i16>::new(),
+                    "round {round}"
+                );
+            }
+            let newest = next.load(std::sync::atomic::Ordering::SeqCst) - 1;
+            assert_eq!(stored_offset(&meta).await, Some(newest), "round {round}");
+        }
     }
 
     /// Issue #17: a server whose running node was deleted and created again by another server's

@@ -119,7 +119,8 @@ async fn save_clients(
     store: &Store,
     meta: &MetaBackend,
 ) -> Result<Vec<i16>, MetaError> {
-    let dropped = meta.save(&store.clients()).await?;
+    // The list is read when this save's turn comes: saves may be called together.
+    let dropped = meta.save_with(|| store.clients()).await?;
     for id in &dropped {
         info!(destination = %name, client_id = id, "the client's znode was deleted in ZooKeeper: client dropped");
     }
